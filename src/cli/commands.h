@@ -1,0 +1,24 @@
+#pragma once
+// Each subcommand registers itself on the CLI11 app and runs from its callback.
+// Failures are thrown as acg2vec::error; main() turns them into one line and an exit code.
+
+#include <CLI/CLI.hpp>
+
+#include <filesystem>
+#include <string>
+
+namespace acg2vec::cli {
+
+/// Options shared by every subcommand (each with an ACG2VEC_* environment fallback).
+struct global_options {
+  std::string log_level = "info";
+  std::filesystem::path data_dir = "var/data";
+  std::filesystem::path models_dir = "var/models";
+};
+
+void add_serve_command(CLI::App& app, global_options& global);
+void add_version_command(CLI::App& app);
+/// Subcommands whose module has not landed yet: they explain that and exit non-zero.
+void add_pending_commands(CLI::App& app);
+
+}  // namespace acg2vec::cli

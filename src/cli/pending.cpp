@@ -1,0 +1,29 @@
+#include "cli/commands.h"
+#include "core/error.h"
+
+namespace acg2vec::cli {
+
+void add_pending_commands(CLI::App& app) {
+  struct pending {
+    const char* name;
+    const char* help;
+  };
+  // Subcommands move out of this list as their modules land.
+  static constexpr pending list[] = {
+      {"ingest", "add a folder of images to the collection"},
+      {"tag", "tag images with an installed tagger"},
+      {"embed", "compute image or text embeddings"},
+      {"search", "search the collection by image, id, text or tags"},
+      {"models", "list and check installed model packs"},
+      {"bench", "benchmarks against peer runtimes and indexes"},
+  };
+  for (const auto& p : list) {
+    auto* cmd = app.add_subcommand(p.name, p.help);
+    cmd->allow_extras();
+    cmd->callback([name = p.name] {
+      fail(errc::not_implemented, "'{}' is not available in this build yet", name);
+    });
+  }
+}
+
+}  // namespace acg2vec::cli

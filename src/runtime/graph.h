@@ -1,0 +1,48 @@
+#pragma once
+// The model runtime's intermediate representation: a graph of ONNX-semantics operators whose
+// tensors are libtorch tensors. Every loader (ONNX, Keras .h5, TF.js, ...) produces this IR;
+// one executor runs it. Operator semantics are those of the ONNX operator of the same op_type
+// at the graph's opset (default domain), so a loader for another format translates its layers
+// into ONNX operators (e.g. a Keras Conv2D with 'same' padding becomes Conv with explicit,
+// possibly asymmetric, pads on NCHW data).
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace acg2vec::runtime {
+
+/// An operator attribute, as in ONNX AttributeProto (graphs are not supported).
+using attribute = std::variant<std::int64_t, double, std::string, std::vector<std::int64_t>, std::vector<double>,
+                               std::vector<std::string>, at::Tensor>;
+
+struct node {
+  std::string name;                  ///< unique within the graph when the format names it
+  std::string op_type;               ///< ONNX operator name, e.g. "Conv"
+  std::string domain;                ///< "" for the default ONNX domain
+  std::vector<std::string> inputs;   ///< value names; "" marks an omitted optional input
+  std::vector<std::string> outputs;  ///< value names
+  std::map<std::string, attribute> attributes;
+};
+
+/// A graph input or output: name, element type and shape (-1 for a dynamic dimension).
+struct value_info {
+  std::string name;
+  at::ScalarType dtype = at::kFloat;
+  std::vector<std::int64_t> shape;
+};
+
+struct graph {
+  std::string name;
+  std::int64_t opset = 17;
+  std::vector<value_info> inputs;   ///< excludes initializers
+  std::vector<value_info> outputs;
+  std::map<std::string, at::Tensor> initializers;
+  std::vector<node> nodes;          ///< any order; the executor sorts topologically
+};
+
+}  // namespace acg2vec::runtime

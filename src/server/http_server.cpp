@@ -1,0 +1,279 @@
+#include "server/http_server.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <charconv>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+namespace acg2vec {
+
+namespace {
+
+// Per-request bookkeeping. httplib runs the pre-routing hook, the handler and the logger of one
+// request on the same worker thread, so a thread_local carries data between them.
+struct request_trace {
+  std::chrono::steady_clock::time_point start;
+  std::string route = "unmatched";
+};
+thread_local request_trace current_trace;
+
+bool valid_request_id(const std::string& id) {
+  if (id.empty() || id.size() > 64) return false;
+  return std::all_of(id.begin(), id.end(), [](unsigned char c) { return std::isalnum(c) || c == '-' || c == '_'; });
+}
+
+std::string_view mime_for(const std::filesystem::path& p) {
+  auto ext = p.extension().string();
+  if (ext == ".html") return "text/html; charset=utf-8";
+  if (ext == ".js") return "text/javascript; charset=utf-8";
+  if (ext == ".css") return "text/css; charset=utf-8";
+  if (ext == ".json") return "application/json";
+  if (ext == ".svg") return "image/svg+xml";
+  if (ext == ".png") return "image/png";
+  if (ext == ".ico") return "image/x-icon";
+  return "application/octet-stream";
+}
+
+}  // namespace
+
+http_server::http_server(server_options options)
+    : options_(std::move(options)), server_(std::make_unique<httplib::Server>()) {
+  std::random_device rd;
+  instance_tag_ = rd();
+  auto& srv = *server_;
+  std::size_t threads = std::max<std::size_t>(2, options_.threads);
+  srv.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  srv.set_payload_max_length(options_.max_request_bytes);
+  srv.set_read_timeout(options_.read_timeout);
+  srv.set_write_timeout(options_.write_timeout);
+  srv.set_keep_alive_timeout(5);
+
+  srv.set_pre_routing_handler([this](const http_request& req, http_response& res) {
+    current_trace = request_trace{std::chrono::steady_clock::now(), "unmatched"};
+    std::string id = req.get_header_value("X-Request-Id");
+    if (!valid_request_id(id)) {
+      id = fmt::format("{:08x}-{:x}", instance_tag_, next_request_id_.fetch_add(1));
+    }
+    res.set_header("X-Request-Id", id);
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+
+  // Called for statuses >= 400 that no handler wrote a body for: unknown routes, httplib's own
+  // 413/400/408 answers. Every error leaves the server as JSON with a message.
+  srv.set_error_handler([](const http_request& req, http_response& res) {
+    if (!res.body.empty()) return;
+    std::string message;
+    switch (res.status) {
+      case 404: message = fmt::format("no route for {} {}", req.method, req.path); break;
+      case 405: message = fmt::format("method {} not allowed on {}", req.method, req.path); break;
+      case 408: message = "request timed out before it was complete"; break;
+      case 413: message = "request body is larger than the server's limit"; break;
+      case 414: message = "request URI is too long"; break;
+      default: message = fmt::format("HTTP error {}", res.status); break;
+    }
+    res.set_content(json{{"message", message}}.dump(), "application/json");
+  });
+
+  srv.set_exception_handler([](const http_request&, http_response& res, std::exception_ptr ep) {
+    // Handlers catch their own errors (see add()); this only guards httplib internals.
+    try {
+      if (ep) std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      reply_error(res, errc::internal, e.what());
+    } catch (...) {
+      reply_error(res, errc::internal, "unknown internal error");
+    }
+  });
+
+  srv.set_logger([this](const http_request& req, const http_response& res) {
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - current_trace.start).count();
+    metrics_.observe_request(current_trace.route, req.method, res.status, seconds);
+    spdlog::info("{} {} {} {} {}B {:.2f}ms id={}", req.remote_addr, req.method, req.path, res.status, res.body.size(),
+                 seconds * 1e3, res.get_header_value("X-Request-Id"));
+  });
+
+  add("GET", "/metrics", "metrics", [this](const http_request&, http_response& res) {
+    res.set_content(metrics_.render(), "text/plain; version=0.0.4");
+  });
+}
+
+http_server::~http_server() { stop(); }
+
+void http_server::add(std::string_view method, const std::string& pattern, std::string name, http_handler handler) {
+  auto wrapped = [name = std::move(name), handler = std::move(handler)](const http_request& req, http_response& res) {
+    current_trace.route = name;
+    try {
+      handler(req, res);
+    } catch (const error& e) {
+      reply_error(res, e.code(), e.what());
+    } catch (const json::exception& e) {
+      reply_error(res, errc::bad_parameter, fmt::format("invalid JSON value: {}", e.what()));
+    } catch (const std::bad_alloc&) {
+      reply_error(res, errc::too_large, "request needs more memory than is available");
+    } catch (const std::exception& e) {
+      spdlog::error("route {} failed: {}", name, e.what());
+      reply_error(res, errc::internal, e.what());
+    }
+  };
+  auto& srv = *server_;
+  if (method == "GET") {
+    srv.Get(pattern, wrapped);
+  } else if (method == "POST") {
+    srv.Post(pattern, wrapped);
+  } else if (method == "PUT") {
+    srv.Put(pattern, wrapped);
+  } else if (method == "DELETE") {
+    srv.Delete(pattern, wrapped);
+  } else if (method == "PATCH") {
+    srv.Patch(pattern, wrapped);
+  } else {
+    fail(errc::internal, "unsupported method {}", method);
+  }
+}
+
+void http_server::serve_static(const http_request& req, http_response& res) const {
+  current_trace.route = "static";
+  if (options_.web_root.empty()) {
+    reply_error(res, errc::not_found, fmt::format("no route for GET {}", req.path));
+    return;
+  }
+  // req.path is already percent-decoded, so "%2e%2e" arrives here as "..".
+  std::string rel = req.path == "/" ? "index.html" : req.path.substr(1);
+  std::filesystem::path relative(rel);
+  for (const auto& part : relative) {
+    if (part == ".." || part.string().find('\0') != std::string::npos) {
+      reply_error(res, errc::not_found, "path leaves the web root");
+      return;
+    }
+  }
+  std::error_code ec;
+  auto root = std::filesystem::canonical(options_.web_root, ec);
+  if (ec) {
+    reply_error(res, errc::not_found, "web root is missing");
+    return;
+  }
+  auto target = std::filesystem::weakly_canonical(root / relative, ec);
+  // Symlinks are resolved by canonical(): a link that points outside the root is refused too.
+  auto [root_end, _] = std::mismatch(root.begin(), root.end(), target.begin(), target.end());
+  if (ec || root_end != root.end() || !std::filesystem::is_regular_file(target, ec)) {
+    reply_error(res, errc::not_found, fmt::format("no such file: {}", req.path));
+    return;
+  }
+  std::ifstream in(target, std::ios::binary);
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  res.set_content(buf.str(), std::string(mime_for(target)));
+  res.set_header("Cache-Control", "no-cache");
+}
+
+void http_server::listen(const std::function<void(int)>& on_bound) {
+  // Static files come last so API routes win; any other GET falls through to the web root.
+  server_->Get("/.*", [this](const http_request& req, http_response& res) { serve_static(req, res); });
+  int port = options_.port;
+  if (port == 0) {
+    port = server_->bind_to_any_port(options_.host);
+  } else if (!server_->bind_to_port(options_.host, port)) {
+    port = -1;
+  }
+  if (port < 0) fail(errc::unavailable, "cannot listen on {}:{} (address in use or not permitted)", options_.host,
+                     options_.port);
+  spdlog::info("listening on http://{}:{}", options_.host, port);
+  if (on_bound) on_bound(port);
+  server_->listen_after_bind();
+}
+
+void http_server::stop() {
+  if (server_ && server_->is_running()) server_->stop();
+}
+
+// ---- helpers ---------------------------------------------------------------------------------
+
+void reply_json(http_response& res, const json& body, int status) {
+  res.status = status;
+  // Replace invalid UTF-8 rather than throwing while reporting another error.
+  res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+}
+
+void reply(http_response& res, const json& data, std::string_view message, std::optional<std::int64_t> total) {
+  json body{{"message", message}};
+  if (!data.is_null()) body["data"] = data;
+  if (total) body["total"] = *total;
+  reply_json(res, body, 200);
+}
+
+void reply_error(http_response& res, errc code, std::string_view message) {
+  reply_json(res, json{{"message", message}, {"error", to_string(code)}}, http_status(code));
+}
+
+std::optional<std::string> find_param(const http_request& req, const std::string& name) {
+  if (req.has_param(name.c_str())) return req.get_param_value(name.c_str());
+  if (req.has_file(name.c_str())) {
+    auto part = req.get_file_value(name.c_str());
+    if (part.filename.empty()) return part.content;
+  }
+  return std::nullopt;
+}
+
+std::string require_param(const http_request& req, const std::string& name) {
+  auto v = find_param(req, name);
+  if (!v) fail(errc::bad_parameter, "missing parameter '{}'", name);
+  return *v;
+}
+
+std::int64_t int_param(const http_request& req, const std::string& name, std::int64_t fallback, std::int64_t min,
+                       std::int64_t max) {
+  auto v = find_param(req, name);
+  if (!v) return fallback;
+  std::int64_t out = 0;
+  auto [ptr, ec] = std::from_chars(v->data(), v->data() + v->size(), out);
+  if (ec != std::errc{} || ptr != v->data() + v->size()) {
+    fail(errc::bad_parameter, "parameter '{}' must be an integer, got '{}'", name, v->substr(0, 32));
+  }
+  if (out < min || out > max) fail(errc::bad_parameter, "parameter '{}' must be in [{}, {}], got {}", name, min, max, out);
+  return out;
+}
+
+std::string_view require_file(const http_request& req, std::initializer_list<std::string_view> names,
+                              std::size_t max_upload_bytes) {
+  for (auto name : names) {
+    auto it = req.files.find(std::string(name));
+    if (it == req.files.end()) continue;
+    const auto& content = it->second.content;
+    if (content.size() > max_upload_bytes) {
+      fail(errc::too_large, "file part '{}' is {} bytes; the limit is {} bytes", name, content.size(),
+           max_upload_bytes);
+    }
+    if (content.empty()) fail(errc::bad_parameter, "file part '{}' is empty", name);
+    return content;
+  }
+  std::string wanted;
+  for (auto n : names) wanted += (wanted.empty() ? "'" : " or '") + std::string(n) + "'";
+  if (!req.is_multipart_form_data()) {
+    fail(errc::bad_parameter, "expected a multipart/form-data body with a file part {}", wanted);
+  }
+  fail(errc::bad_parameter, "missing multipart file part {}", wanted);
+}
+
+json parse_json_body(const http_request& req) {
+  if (req.body.empty()) fail(errc::bad_parameter, "request body is empty; expected JSON");
+  static constexpr int max_depth = 64;
+  // nlohmann's parser recurses per nesting level; refuse deep documents before they exhaust the stack.
+  int depth = 0;
+  auto guard = [&depth](int d, json::parse_event_t event, json&) {
+    if (event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) {
+      depth = d;
+      if (d > max_depth) throw error(errc::bad_parameter, fmt::format("JSON nested deeper than {} levels", max_depth));
+    }
+    return true;
+  };
+  try {
+    return json::parse(req.body, guard);
+  } catch (const json::parse_error& e) {
+    fail(errc::bad_parameter, "body is not valid JSON: {}", e.what());
+  }
+}
+
+}  // namespace acg2vec
