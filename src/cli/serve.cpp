@@ -1,9 +1,13 @@
 #include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <spdlog/spdlog.h>
 
 #include <thread>
 
 #include "cli/commands.h"
+#include "core/error.h"
 #include "server/http_server.h"
 #include "server/routes.h"
 
@@ -20,34 +24,54 @@ std::filesystem::path default_web_root() {
   return {};
 }
 
-// Blocks SIGINT/SIGTERM in every thread and waits for them on a dedicated one, so the
-// shutdown runs as ordinary code instead of inside a signal handler.
+// SIGINT/SIGTERM only write a byte to a pipe; a watcher thread reads it and runs the shutdown
+// as ordinary code. A handler (rather than sigwait with a blocked mask) is needed because
+// libraries start threads before main() whose signal masks we do not control. The pipe's write
+// end is the one piece of process-wide state a signal handler can reach.
+int g_signal_pipe_write = -1;
+
+extern "C" void on_stop_signal(int sig) {
+  unsigned char byte = static_cast<unsigned char>(sig);
+  if (g_signal_pipe_write >= 0) [[maybe_unused]] auto n = ::write(g_signal_pipe_write, &byte, 1);
+}
+
 class signal_waiter {
  public:
   explicit signal_waiter(std::function<void()> on_signal) {
-    sigemptyset(&set_);
-    sigaddset(&set_, SIGINT);
-    sigaddset(&set_, SIGTERM);
-    sigaddset(&set_, SIGUSR1);  // used only to wake the waiter at exit
-    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+    if (::pipe(fds_) != 0) fail(errc::internal, "cannot create the signal pipe");
+    g_signal_pipe_write = fds_[1];
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);
     thread_ = std::thread([this, on_signal = std::move(on_signal)] {
-      int sig = 0;
-      sigwait(&set_, &sig);
-      if (sig != SIGUSR1) {
-        spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+      unsigned char byte = 0;
+      while (::read(fds_[0], &byte, 1) < 0 && errno == EINTR) {
+      }
+      if (byte == SIGINT || byte == SIGTERM) {
+        spdlog::info("received {}, shutting down", byte == SIGINT ? "SIGINT" : "SIGTERM");
         on_signal();
       }
     });
   }
   ~signal_waiter() {
-    pthread_kill(thread_.native_handle(), SIGUSR1);
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+    unsigned char zero = 0;
+    [[maybe_unused]] auto n = ::write(fds_[1], &zero, 1);  // wakes the watcher when no signal came
     thread_.join();
+    g_signal_pipe_write = -1;
+    ::close(fds_[0]);
+    ::close(fds_[1]);
   }
   signal_waiter(const signal_waiter&) = delete;
   signal_waiter& operator=(const signal_waiter&) = delete;
 
  private:
-  sigset_t set_{};
+  int fds_[2] = {-1, -1};
+  struct sigaction old_int_ {};
+  struct sigaction old_term_ {};
   std::thread thread_;
 };
 
@@ -57,6 +81,7 @@ void add_serve_command(CLI::App& app, global_options& global) {
   auto* cmd = app.add_subcommand("serve", "serve the REST API and the web page");
   auto opts = std::make_shared<server_options>();
   auto max_upload_mb = std::make_shared<std::size_t>(20);
+  auto max_request_mb = std::make_shared<std::size_t>(100);
   auto port_file = std::make_shared<std::string>();
   cmd->add_option("--host", opts->host, "address to bind (127.0.0.1 keeps it local)")
       ->envname("ACG2VEC_HOST")
@@ -73,14 +98,19 @@ void add_serve_command(CLI::App& app, global_options& global) {
       ->envname("ACG2VEC_MAX_UPLOAD_MB")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
+  cmd->add_option("--max-request-mb", *max_request_mb, "largest accepted request body in MB (all parts)")
+      ->envname("ACG2VEC_MAX_REQUEST_MB")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
   cmd->add_option("--web-root", opts->web_root, "directory served at / (default: the bundled page)")
       ->envname("ACG2VEC_WEB_ROOT");
   cmd->add_option("--port-file", *port_file, "write the bound port to this file once listening (for tests)");
 
-  cmd->callback([&global, opts, max_upload_mb, port_file] {
+  cmd->callback([&global, opts, max_upload_mb, max_request_mb, port_file] {
     server_options options = *opts;
     options.max_upload_bytes = *max_upload_mb << 20;
-    options.max_request_bytes = std::max(options.max_request_bytes, options.max_upload_bytes + (1u << 20));
+    // A request must be able to carry one full-size file plus its multipart framing.
+    options.max_request_bytes = std::max(*max_request_mb << 20, options.max_upload_bytes + (64u << 10));
     if (options.web_root.empty()) options.web_root = default_web_root();
 
     http_server server(options);

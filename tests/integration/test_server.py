@@ -1,0 +1,120 @@
+"""The foundation's server behaviour, driven over loopback against the real binary."""
+import os
+import signal
+import socket
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from acg2vec_harness import Server  # noqa: E402
+
+
+def raw_get(port, raw_path):
+    """Sends a request line verbatim, so '..' is not normalised away by a client library."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"GET {raw_path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+class ServerTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server("--max-upload-mb", "1", "--max-request-mb", "2")
+        cls.srv.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+        cls.srv.tmp.cleanup()
+
+    def test_health(self):
+        status, body = self.srv.json("GET", "/health")
+        self.assertEqual(status, 200)
+        self.assertEqual(body["status"], "ready")
+        self.assertIn("models", body)
+
+    def test_request_id_generated_and_echoed(self):
+        _, headers, _ = self.srv.request("GET", "/health")
+        self.assertTrue(headers.get("X-Request-Id"))
+        _, headers, _ = self.srv.request("GET", "/health", headers={"X-Request-Id": "abc-123"})
+        self.assertEqual(headers.get("X-Request-Id"), "abc-123")
+
+    def test_metrics_counts_requests(self):
+        self.srv.request("GET", "/health")
+        status, headers, body = self.srv.request("GET", "/metrics")
+        self.assertEqual(status, 200)
+        self.assertTrue(headers["Content-Type"].startswith("text/plain"))
+        text = body.decode()
+        self.assertIn('acg2vec_http_requests_total{route="health",method="GET",status="200"}', text)
+        self.assertIn("acg2vec_http_request_duration_seconds_bucket", text)
+
+    def test_unknown_route_is_json_404(self):
+        status, body = self.srv.json("POST", "/no/such/route", {"a": 1})
+        self.assertEqual(status, 404)
+        self.assertIn("message", body)
+        status, body = self.srv.json("GET", "/no-such-file.txt")
+        self.assertEqual(status, 404)
+        self.assertIn("message", body)
+
+    def test_body_over_limit_is_413(self):
+        big = b"x" * (3 << 20)  # limit is 1 MB per file part, 2 MB per request
+        try:
+            status, body = self.srv.json("POST", "/no/such/route", big, {"Content-Type": "application/octet-stream"})
+        except (ConnectionResetError, BrokenPipeError):
+            self.fail("server reset the connection instead of answering 413")
+        self.assertEqual(status, 413)
+        self.assertIn("message", body)
+
+    def test_static_index(self):
+        status, headers, body = self.srv.request("GET", "/")
+        self.assertEqual(status, 200)
+        self.assertIn("text/html", headers["Content-Type"])
+        self.assertIn(b"acg2vec", body)
+
+    def test_path_escape_refused(self):
+        for path in ["/../CMakeLists.txt", "/%2e%2e/CMakeLists.txt", "/..%2fCMakeLists.txt", "/./../../etc/passwd",
+                     "/%2e%2e%2f%2e%2e%2fetc%2fpasswd"]:
+            status, body = raw_get(self.srv.port, path)
+            self.assertIn(status, (400, 404), path)
+            self.assertNotIn(b"cmake_minimum_required", body, path)
+            self.assertNotIn(b"root:", body, path)
+
+    def test_version(self):
+        status, body = self.srv.json("GET", "/v1/version")
+        self.assertEqual(status, 200)
+        self.assertEqual(body["data"]["name"], "acg2vec")
+
+
+class ShutdownTest(unittest.TestCase):
+    def test_sigterm_stops_cleanly(self):
+        srv = Server()
+        srv.start()
+        self.assertEqual(srv.request("GET", "/health")[0], 200)
+        self.assertEqual(srv.stop(signal.SIGTERM), 0)
+        self.assertIn("stopped", srv.read_log())
+        srv.tmp.cleanup()
+
+
+class CliTest(unittest.TestCase):
+    def test_pending_subcommand_is_clear_and_nonzero(self):
+        import subprocess
+        from acg2vec_harness import BIN
+        r = subprocess.run([BIN, "bench"], capture_output=True, text=True)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+
+    def test_help_lists_subcommands(self):
+        import subprocess
+        from acg2vec_harness import BIN
+        r = subprocess.run([BIN, "--help"], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0)
+        for sub in ["serve", "ingest", "tag", "embed", "search", "models", "bench", "version"]:
+            self.assertIn(sub, r.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
