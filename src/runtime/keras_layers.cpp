@@ -377,6 +377,9 @@ class translator {
     const bool has_max = cfg.contains("max_value") && !cfg["max_value"].is_null();
     const double max_value = has_max ? cfg["max_value"].get<double>() : 0.0;
     std::string y;
+    if (threshold == 0.0 && slope == 0.0 && has_max) {
+      return {node("Clip", {x.value, scalar("min", 0.f), scalar("max", static_cast<float>(max_value))}), {}, x.shape};
+    }
     if (threshold == 0.0) {
       y = slope == 0.0 ? node("Relu", {x.value}) : node("LeakyRelu", {x.value}, {{"alpha", slope}});
     } else {
@@ -385,7 +388,9 @@ class translator {
       auto below = node("Mul", {node("Sub", {x.value, thr}), scalar("negative_slope", static_cast<float>(slope))});
       y = node("Where", {node("GreaterOrEqual", {x.value, thr}), x.value, below});
     }
-    if (has_max) y = node("Clip", {y, "", scalar("max", static_cast<float>(max_value))});
+    if (has_max) {
+      y = node("Clip", {y, scalar("min", std::numeric_limits<float>::lowest()), scalar("max", static_cast<float>(max_value))});
+    }
     return {y, {}, x.shape};
   }
 
