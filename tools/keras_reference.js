@@ -8,11 +8,11 @@
 //       width unless --full). Saves each as a TF.js layers-model (float32; the resnet also as
 //       uint8-quantised shards without ".bin" and as float16), a deterministic input batch, and the
 //       outputs tfjs computes for the model outputs and for named intermediate layers (e.g. add_N).
-//   node tools/keras_reference.js nsfw MODEL_DIR RGB_LIST OUT_PREFIX
+//   node tools/keras_reference.js nsfw MODEL_DIR RGB_LIST OUT_PREFIX [cpu|wasm] [PROBE_LAYER...]
 //       Runs a real nsfwjs layers-model on decoded RGB images (RGB_LIST: JSON [{file,width,height}]
 //       of raw 8-bit RGB files) with nsfwjs' own preprocessing: resizeBilinear to the model size
-//       with alignCorners=true, then /255. Writes OUT_PREFIX.input.f32 (the exact float input),
-//       OUT_PREFIX.probs.f32 and OUT_PREFIX.json.
+//       with alignCorners=true, then /255. Writes OUT_PREFIX.input.f32 (the exact float input fed
+//       to the model), OUT_PREFIX.<layer>.f32 for the output and each probe, and OUT_PREFIX.json.
 //
 // Tensors are written as raw little-endian float32; cases.json describes them.
 'use strict';
@@ -357,13 +357,16 @@ async function makeModels(outDir, full) {
   console.log(`keras_reference: wrote ${cases.length} cases to ${outDir}`);
 }
 
-async function runNsfw(modelDir, listFile, outPrefix, backend) {
+async function runNsfw(modelDir, listFile, outPrefix, backend, probes) {
   await useBackend(backend);
   const model = await loadLayersModel(modelDir);
   const [, h, w] = model.inputs[0].shape;
+  const names = [...model.outputLayers.map((l) => l.name), ...probes];
+  const probe = tf.model({inputs: model.inputs, outputs: names.map((n) => model.getLayer(n).output)});
   const list = JSON.parse(fs.readFileSync(listFile));
   const inputs = [];
-  const probs = [];
+  const outputs = names.map(() => []);
+  let shapes = [];
   const started = Date.now();
   for (const item of list) {
     const rgb = fs.readFileSync(item.file);
@@ -373,9 +376,11 @@ async function runNsfw(modelDir, listFile, outPrefix, backend) {
       return tf.image.resizeBilinear(img, [h, w], true).div(255).expandDims(0);
     });
     inputs.push(await x.data());
-    const y = model.predict(x);
-    probs.push(await y.data());
-    tf.dispose([x, y]);
+    let ys = probe.predict(x);
+    if (!Array.isArray(ys)) ys = [ys];
+    for (let i = 0; i < ys.length; ++i) outputs[i].push(await ys[i].data());
+    shapes = ys.map((y) => [list.length, ...y.shape.slice(1)]);
+    tf.dispose([x, ...ys]);
   }
   const cat = (arrs) => {
     const out = new Float32Array(arrs.reduce((a, b) => a + b.length, 0));
@@ -383,10 +388,17 @@ async function runNsfw(modelDir, listFile, outPrefix, backend) {
     for (const a of arrs) out.set(a, o), o += a.length;
     return out;
   };
+  const base = path.basename(outPrefix);
   writeF32(`${outPrefix}.input.f32`, cat(inputs));
-  writeF32(`${outPrefix}.probs.f32`, cat(probs));
-  const meta = {input_shape: [list.length, h, w, 3], output: model.outputLayers[0].name, output_shape: [list.length, probs[0].length],
-                backend: tf.getBackend(), seconds: (Date.now() - started) / 1000};
+  const meta = {
+    input: {file: `${base}.input.f32`, shape: [list.length, h, w, 3]},
+    outputs: names.map((n, i) => {
+      writeF32(`${outPrefix}.${n}.f32`, cat(outputs[i]));
+      return {name: n, file: `${base}.${n}.f32`, shape: shapes[i]};
+    }),
+    backend: tf.getBackend(),
+    seconds: (Date.now() - started) / 1000,
+  };
   fs.writeFileSync(`${outPrefix}.json`, JSON.stringify(meta));
   console.log(`keras_reference: ${list.length} images through ${modelDir} in ${meta.seconds}s (${meta.backend})`);
 }
@@ -394,8 +406,8 @@ async function runNsfw(modelDir, listFile, outPrefix, backend) {
 async function main() {
   const [cmd, ...args] = process.argv.slice(2);
   if (cmd === 'models') return makeModels(args[0], args.includes('--full'));
-  if (cmd === 'nsfw') return runNsfw(args[0], args[1], args[2], args[3] || 'wasm');
-  console.error('usage: keras_reference.js models OUTDIR [--full] | nsfw MODEL_DIR RGB_LIST OUT_PREFIX [cpu|wasm]');
+  if (cmd === 'nsfw') return runNsfw(args[0], args[1], args[2], args[3] || 'wasm', args.slice(4));
+  console.error('usage: keras_reference.js models OUTDIR [--full] | nsfw MODEL_DIR RGB_LIST OUT_PREFIX [cpu|wasm] [PROBE_LAYER...]');
   process.exit(2);
 }
 
