@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the model packs that can be obtained offline into DEST (default var/models):
+# the real nsfwjs classifiers (MobileNetV2 224 and InceptionV3 299) from the npm package in
+# tools/node_modules. Idempotent: unchanged files are left alone.
+#
+#   scripts/install-packs.sh [DEST]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dest=${1:-var/models}
+
+if ! command -v node >/dev/null; then
+  echo "install-packs: node is not installed (run scripts/setup.sh)" >&2
+  exit 1
+fi
+if [ ! -d tools/node_modules/nsfwjs ]; then
+  echo "install-packs: tools/node_modules/nsfwjs is missing (run: cd tools && npm install)" >&2
+  exit 1
+fi
+mkdir -p "$dest"
+node tools/extract_nsfwjs.js "$dest"

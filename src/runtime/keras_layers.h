@@ -1,0 +1,48 @@
+#pragma once
+// Translation of a Keras model (its model_config JSON plus its weights) into the runtime IR.
+// Shared by the Keras .h5 loader and the TF.js layers-model loader, which differ only in how
+// they find the JSON and the weight tensors.
+//
+// Layout: Keras image tensors are NHWC; the IR runs ONNX operators on NCHW. The graph input
+// keeps the Keras NHWC layout and is transposed once. Every Keras layer's output is available
+// under the layer's name in Keras order (4-D outputs through a Transpose view back to NHWC), so
+// a model can be cut at any layer (e.g. "add_43"); the NCHW value the network itself uses is
+// named "<layer>:nchw". Call select_outputs() to cut and drop the views nobody asked for.
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "runtime/graph.h"
+
+namespace acg2vec::runtime {
+
+/// One weight tensor of a layer; name is the short Keras name ("kernel", "bias", "gamma", ...).
+struct keras_weight {
+  std::string name;
+  at::Tensor value;  ///< float32, in the Keras (TF) layout, e.g. HWIO for Conv2D kernels
+};
+
+/// Weights by owning layer name, each list in the order the file stores it.
+using keras_weights = std::map<std::string, std::vector<keras_weight>>;
+
+/// @brief Short Keras weight name: "block1/conv/kernel:0" -> "kernel".
+std::string keras_weight_short_name(std::string_view full_name);
+
+/// @brief Name of the layer that owns a weight: "block1/conv/kernel:0" -> "conv"; "" when unscoped.
+std::string keras_weight_owner(std::string_view full_name);
+
+/// @brief Translates a Keras model config ({"class_name": "Model"|"Functional"|"Sequential",
+/// "config": ...}) with its weights into a graph; `source` names the file in error messages.
+/// Throws acg2vec::error naming the layer for unknown classes, missing or mis-shaped weights.
+graph translate_keras_model(const nlohmann::json& model_config, const keras_weights& weights,
+                            const std::string& source);
+
+/// @brief Makes `outputs` (value names, e.g. Keras layer names) the graph outputs and removes
+/// every node they do not depend on. Throws not_found for a name no node produces.
+void select_outputs(graph& g, const std::vector<std::string>& outputs);
+
+}  // namespace acg2vec::runtime
