@@ -18,6 +18,7 @@ pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
 pkg_check_modules(HIREDIS REQUIRED IMPORTED_TARGET hiredis)
 # Debian builds cpp-httplib as a shared library with OpenSSL, zlib and brotli enabled;
 # the .pc file carries the matching CPPHTTPLIB_* defines.
+pkg_check_modules(CRYPTO REQUIRED IMPORTED_TARGET libcrypto)
 pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
 
 add_library(acg2vec_deps INTERFACE)
@@ -25,5 +26,5 @@ add_library(acg2vec::deps ALIAS acg2vec_deps)
 target_link_libraries(acg2vec_deps INTERFACE
   nlohmann_json::nlohmann_json fmt::fmt spdlog::spdlog CLI11::CLI11 PkgConfig::HTTPLIB
   SQLite::SQLite3 ${TORCH_LIBRARIES} faiss ${HDF5_C_LIBRARIES} onnx onnx_proto
-  PkgConfig::VIPS PkgConfig::UTF8PROC PkgConfig::HIREDIS Threads::Threads)
+  PkgConfig::VIPS PkgConfig::UTF8PROC PkgConfig::HIREDIS PkgConfig::CRYPTO Threads::Threads)
 target_include_directories(acg2vec_deps SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS} ${HDF5_C_INCLUDE_DIRS})

@@ -18,6 +18,10 @@ struct global_options {
 
 void add_serve_command(CLI::App& app, global_options& global);
 void add_version_command(CLI::App& app);
+void add_model_commands(CLI::App& app, global_options& global);
+void add_collection_commands(CLI::App& app, global_options& global);
+/// @brief Creates the data directory if needed.
+void prepare_data_dir(const global_options& global);
 /// Subcommands whose module has not landed yet: they explain that and exit non-zero.
 void add_pending_commands(CLI::App& app);
 

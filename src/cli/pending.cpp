@@ -10,11 +10,6 @@ void add_pending_commands(CLI::App& app) {
   };
   // Subcommands move out of this list as their modules land.
   static constexpr pending list[] = {
-      {"ingest", "add a folder of images to the collection"},
-      {"tag", "tag images with an installed tagger"},
-      {"embed", "compute image or text embeddings"},
-      {"search", "search the collection by image, id, text or tags"},
-      {"models", "list and check installed model packs"},
       {"bench", "benchmarks against peer runtimes and indexes"},
   };
   for (const auto& p : list) {

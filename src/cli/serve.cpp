@@ -4,10 +4,16 @@
 #include <cerrno>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <thread>
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "index/vector_spaces.h"
+#include "models/registry.h"
+#include "search/service.h"
+#include "store/sqlite_store.h"
+#include "runtime/threads.h"
 #include "server/http_server.h"
 #include "server/routes.h"
 
@@ -83,6 +89,8 @@ void add_serve_command(CLI::App& app, global_options& global) {
   auto max_upload_mb = std::make_shared<std::size_t>(20);
   auto max_request_mb = std::make_shared<std::size_t>(100);
   auto port_file = std::make_shared<std::string>();
+  auto max_pixels = std::make_shared<std::uint64_t>(100'000'000);
+  auto intra_threads = std::make_shared<int>(0);
   cmd->add_option("--host", opts->host, "address to bind (127.0.0.1 keeps it local)")
       ->envname("ACG2VEC_HOST")
       ->capture_default_str();
@@ -104,9 +112,16 @@ void add_serve_command(CLI::App& app, global_options& global) {
       ->capture_default_str();
   cmd->add_option("--web-root", opts->web_root, "directory served at / (default: the bundled page)")
       ->envname("ACG2VEC_WEB_ROOT");
+  cmd->add_option("--max-pixels", *max_pixels, "largest accepted image in pixels (checked before decoding)")
+      ->envname("ACG2VEC_MAX_PIXELS")
+      ->capture_default_str();
+  cmd->add_option("--intra-op-threads", *intra_threads, "threads per forward pass (0 = number of cores)")
+      ->envname("ACG2VEC_INTRA_OP_THREADS")
+      ->check(CLI::Range(0, 256));
   cmd->add_option("--port-file", *port_file, "write the bound port to this file once listening (for tests)");
 
-  cmd->callback([&global, opts, max_upload_mb, max_request_mb, port_file] {
+  cmd->callback([&global, opts, max_upload_mb, max_request_mb, port_file, max_pixels, intra_threads] {
+    runtime::configure_threads(*intra_threads);
     server_options options = *opts;
     options.max_upload_bytes = *max_upload_mb << 20;
     // A request must be able to carry one full-size file plus its multipart framing.
@@ -114,8 +129,38 @@ void add_serve_command(CLI::App& app, global_options& global) {
     if (options.web_root.empty()) options.web_root = default_web_root();
 
     http_server server(options);
-    register_core_routes(server, core_route_context{});
-
+    std::filesystem::create_directories(global.data_dir);
+    store::sqlite_store store(global.data_dir / "acg2vec.db");
+    index::vector_spaces spaces(global.data_dir, store);
+    model_registry registry(global.models_dir, [&server](const std::string& model, std::size_t rows, double s) {
+      server.stats().observe_model(model, rows, s);
+    });
+    search_service service(global.data_dir, store, spaces, registry);
+    registry.start();
+    // Vector spaces depend on which embedding models loaded; they are defined (and rebuilt from
+    // the store when stale) once loading is over. Until then /health answers 503.
+    std::atomic<bool> spaces_ready{false};
+    std::string spaces_error;
+    std::thread spaces_thread([&] {
+      registry.wait();
+      try {
+        service.define_spaces();
+      } catch (const std::exception& e) {
+        spaces_error = e.what();
+        spdlog::error("vector spaces could not be opened: {}", e.what());
+      }
+      spaces_ready = true;
+    });
+    register_core_routes(server, core_route_context{[&registry, &spaces_ready, &spaces_error] {
+      auto h = registry.health();
+      h["ready"] = h["ready"].get<bool>() && spaces_ready.load();
+      if (spaces_ready && !spaces_error.empty()) h["index_error"] = spaces_error;
+      return h;
+    }});
+    model_route_context models{&registry, options.max_upload_bytes, *max_pixels};
+    register_model_routes(server, models);
+    register_tfserving_routes(server, models);
+    register_search_routes(server, search_route_context{&service, options.max_upload_bytes, *max_pixels});
     signal_waiter signals([&server] { server.stop(); });
     spdlog::info("data dir {}, models dir {}", global.data_dir.string(), global.models_dir.string());
     server.listen([&port_file](int port) {
@@ -128,6 +173,8 @@ void add_serve_command(CLI::App& app, global_options& global) {
         }
       }
     });
+    spaces_thread.join();
+    if (spaces_ready && spaces_error.empty()) service.save_indexes();
     spdlog::info("stopped");
   });
 }

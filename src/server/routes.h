@@ -18,3 +18,43 @@ struct core_route_context {
 void register_core_routes(http_server& server, core_route_context context);
 
 }  // namespace acg2vec
+
+namespace acg2vec {
+
+class model_registry;
+
+struct model_route_context {
+  model_registry* registry = nullptr;
+  std::size_t max_upload_bytes = 20u << 20;
+  std::uint64_t max_pixels = 100'000'000;
+};
+
+/// @brief Image model routes: the seed's paths (labelsByDeepDanbooru, illust2vec feature,
+/// socresByPix2Score, pix2score) and /v1 (tag, classify, embed/image, models, infer).
+void register_model_routes(http_server& server, model_route_context context);
+
+}  // namespace acg2vec
+
+namespace acg2vec {
+
+/// @brief TensorFlow Serving's REST API (predict in row and columnar form, model status and
+/// metadata) over the installed packs, so ACG2vec's own clients work unchanged.
+void register_tfserving_routes(http_server& server, model_route_context context);
+
+}  // namespace acg2vec
+
+namespace acg2vec {
+
+class search_service;
+
+struct search_route_context {
+  search_service* service = nullptr;
+  std::size_t max_upload_bytes = 20u << 20;
+  std::uint64_t max_pixels = 100'000'000;
+};
+
+/// @brief The collection: the seed's item and similar-image routes, /v1/items, /v1/search,
+/// /v1/stats and /openapi.json.
+void register_search_routes(http_server& server, search_route_context context);
+
+}  // namespace acg2vec

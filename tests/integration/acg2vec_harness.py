@@ -36,7 +36,8 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}: {self.read_log()}")
             if os.path.exists(self.port_file):
-                self.port = int(open(self.port_file).read())
+                with open(self.port_file) as f:
+                    self.port = int(f.read())
                 return self
             time.sleep(0.05)
         raise RuntimeError("server did not start: " + self.read_log())

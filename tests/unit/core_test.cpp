@@ -74,3 +74,25 @@ TEST(ThreadPool, RunsTasksAndPropagatesExceptions) {
 }
 
 }  // namespace acg2vec
+
+#include "core/base64.h"
+
+namespace acg2vec {
+
+TEST(Base64, BothAlphabetsPaddingOptional) {
+  // RFC 4648 test vectors, and bytes that differ between the two alphabets (0xfb 0xff).
+  EXPECT_EQ(base64_encode("foobar"), "Zm9vYmFy");
+  EXPECT_EQ(base64_encode("fo"), "Zm8=");
+  EXPECT_EQ(base64_decode("Zm8=").value(), "fo");
+  EXPECT_EQ(base64_decode("Zm8").value(), "fo");
+  std::string odd("\xfb\xff\xbf", 3);
+  EXPECT_EQ(base64_encode(odd), "+/+/");
+  EXPECT_EQ(base64_decode("+/+/").value(), odd);
+  EXPECT_EQ(base64_decode("-_-_").value(), odd);
+  EXPECT_FALSE(base64_decode("Zm9v!").has_value());
+  EXPECT_FALSE(base64_decode("Z").has_value());
+  EXPECT_FALSE(base64_decode("Zm 9v").has_value());
+  EXPECT_EQ(base64_decode("").value(), "");
+}
+
+}  // namespace acg2vec

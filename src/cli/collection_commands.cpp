@@ -1,0 +1,189 @@
+// CLI commands over the embedded collection: ingest and search.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <fstream>
+#include <sstream>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "core/progress.h"
+#include "core/thread_pool.h"
+#include "image/decode.h"
+#include "index/vector_spaces.h"
+#include "search/service.h"
+#include "store/sqlite_store.h"
+
+namespace acg2vec::cli {
+
+namespace {
+
+using json = nlohmann::json;
+
+/// The embedded collection in --data-dir with every installed model loaded.
+struct collection {
+  explicit collection(const global_options& global)
+      : store(global.data_dir / "acg2vec.db"),
+        spaces(global.data_dir, store),
+        models(global.models_dir),
+        service(global.data_dir, store, spaces, models) {
+    models.load_all();
+    service.define_spaces();
+  }
+  store::sqlite_store store;
+  index::vector_spaces spaces;
+  model_registry models;
+  search_service service;
+};
+
+std::string read_bytes(const std::filesystem::path& p, std::size_t limit) {
+  auto size = std::filesystem::file_size(p);
+  if (size > limit) fail(errc::too_large, "{} is {} bytes; the limit is {}", p.string(), size, limit);
+  std::ifstream in(p, std::ios::binary);
+  if (!in) fail(errc::not_found, "cannot read {}", p.string());
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+}  // namespace
+
+void prepare_data_dir(const global_options& global) { std::filesystem::create_directories(global.data_dir); }
+
+void add_collection_commands(CLI::App& app, global_options& global) {
+  // ---- ingest ----
+  {
+    auto* cmd = app.add_subcommand("ingest", "add every image under a directory to the collection (resumable)");
+    struct opts_t {
+      std::string dir;
+      std::size_t workers = 3;
+      std::size_t max_mb = 20;
+    };
+    auto o = std::make_shared<opts_t>();
+    cmd->add_option("dir", o->dir, "directory to scan recursively")->required()->check(CLI::ExistingDirectory);
+    cmd->add_option("--workers", o->workers, "images analysed at once (their model calls are batched together)")
+        ->check(CLI::Range(1, 64))
+        ->capture_default_str();
+    cmd->add_option("--max-file-mb", o->max_mb, "skip files larger than this")->capture_default_str();
+    cmd->callback([&global, o] {
+      prepare_data_dir(global);
+      collection c(global);
+      std::vector<std::filesystem::path> files;
+      std::filesystem::path root = std::filesystem::canonical(o->dir);
+      for (auto it = std::filesystem::recursive_directory_iterator(
+               root, std::filesystem::directory_options::skip_permission_denied);
+           it != std::filesystem::recursive_directory_iterator(); ++it) {
+        if (it->is_regular_file()) files.push_back(it->path());
+      }
+      std::sort(files.begin(), files.end());
+      std::atomic<std::size_t> stored{0}, existing{0}, duplicates{0}, non_images{0}, failed{0};
+      auto start = std::chrono::steady_clock::now();
+      {
+        progress_bar bar("ingest", files.size());
+        thread_pool pool(o->workers);
+        std::vector<std::future<void>> jobs;
+        for (const auto& f : files) {
+          jobs.push_back(pool.submit([&, f] {
+            try {
+              auto bytes = read_bytes(f, o->max_mb << 20);
+              if (image::sniff_image_format(bytes).empty()) {
+                ++non_images;
+              } else {
+                item_input in;
+                in.id = std::filesystem::relative(f, root).generic_string();
+                in.source = f.string();
+                auto out = c.service.add_image(bytes, std::move(in), write_mode::skip_existing);
+                if (out.stored) {
+                  ++stored;
+                } else if (!out.duplicate_of.empty()) {
+                  ++duplicates;
+                } else {
+                  ++existing;
+                }
+              }
+            } catch (const error& e) {
+              if (e.code() == errc::unsupported_media) {
+                ++non_images;
+              } else {
+                ++failed;
+              }
+              spdlog::warn("{}: {}", f.string(), e.what());
+            }
+            bar.advance();
+          }));
+        }
+        for (auto& j : jobs) j.get();
+      }
+      c.service.save_indexes();
+      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      fmt::print("ingested {} new, {} already stored, {} duplicates, {} not images, {} failed; {} items in {:.1f}s\n",
+                 stored.load(), existing.load(), duplicates.load(), non_images.load(), failed.load(),
+                 c.store.count(), secs);
+      if (failed > 0 && stored == 0 && existing == 0) fail(errc::unsupported_media, "no file could be ingested");
+    });
+  }
+
+  // ---- search ----
+  {
+    auto* cmd = app.add_subcommand("search", "search the collection by image, id, text or tags");
+    struct opts_t {
+      std::string image, id, text, space, tags, any, none, rating;
+      std::size_t k = 10;
+      float cutoff = 0;
+      bool as_json = false;
+    };
+    auto o = std::make_shared<opts_t>();
+    auto* g = cmd->add_option_group("query");
+    g->add_option("--image", o->image, "query image file")->check(CLI::ExistingFile);
+    g->add_option("--id", o->id, "a stored item id (more like this)");
+    g->add_option("--text", o->text, "text (needs a CLIP pack)");
+    g->require_option(0, 1);
+    cmd->add_option("--tags", o->tags, "comma-separated tags that must all be present");
+    cmd->add_option("--any", o->any, "comma-separated tags of which one must be present");
+    cmd->add_option("--none", o->none, "comma-separated tags that must be absent");
+    cmd->add_option("--rating", o->rating, "rating filter: general, sensitive, questionable, explicit, safe");
+    cmd->add_option("--space", o->space, "vector space (default: signature for images)");
+    cmd->add_option("-k,--k", o->k, "number of results")->check(CLI::Range(1, 1000))->capture_default_str();
+    cmd->add_option("--cutoff", o->cutoff, "minimum similarity");
+    cmd->add_flag("--json", o->as_json, "JSON output");
+    cmd->callback([&global, o] {
+      collection c(global);
+      search_request r;
+      auto split = [](const std::string& s) {
+        std::vector<std::string> out;
+        std::stringstream ss(s);
+        for (std::string t; std::getline(ss, t, ',');) {
+          if (!t.empty()) out.push_back(t);
+        }
+        return out;
+      };
+      if (!o->image.empty()) r.image = image::decode_image_file(o->image);
+      if (!o->id.empty()) r.item_id = o->id;
+      if (!o->text.empty()) r.text = o->text;
+      r.space = o->space;
+      r.k = o->k;
+      r.cutoff = o->cutoff;
+      r.filter.all_of = split(o->tags);
+      r.filter.any_of = split(o->any);
+      r.filter.none_of = split(o->none);
+      if (!o->rating.empty()) r.filter.rating = o->rating;
+      auto result = c.service.search(r);
+      if (o->as_json) {
+        json hits = json::array();
+        for (const auto& h : result.hits) {
+          hits.push_back({{"id", store::item_id_to_json(h.item)}, {"score", h.score}, {"source", h.item.source},
+                          {"metadata", h.item.metadata}});
+        }
+        fmt::print("{}\n", json{{"space", result.space}, {"hits", hits}}.dump(-1, ' ', false, json::error_handler_t::replace));
+        return;
+      }
+      fmt::print("{:>4}  {:>7}  {:<40}  {}\n", "#", "SCORE", "ID", "SOURCE");
+      int rank = 0;
+      for (const auto& h : result.hits) fmt::print("{:>4}  {:>7.4f}  {:<40}  {}\n", ++rank, h.score, h.item.id, h.item.source);
+      if (result.hits.empty()) fmt::print("(no results in space '{}')\n", result.space);
+    });
+  }
+}
+
+}  // namespace acg2vec::cli

@@ -1,0 +1,107 @@
+#include "models/batcher.h"
+
+#include <ATen/core/grad_mode.h>
+#include <c10/core/InferenceMode.h>
+
+#include "core/error.h"
+
+namespace acg2vec {
+
+batcher::batcher(forward_fn forward, int max_batch, std::chrono::microseconds max_wait, observer_fn observer)
+    : forward_(std::move(forward)),
+      max_batch_(std::max(1, max_batch)),
+      max_wait_(max_wait),
+      observer_(std::move(observer)),
+      worker_([this] { run(); }) {}
+
+batcher::~batcher() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  worker_.join();
+}
+
+std::future<std::vector<at::Tensor>> batcher::submit(at::Tensor input) {
+  if (!input.defined() || input.dim() < 1 || input.size(0) < 1) fail(errc::internal, "batcher: empty input");
+  request r{std::move(input), {}};
+  auto future = r.promise.get_future();
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) fail(errc::unavailable, "model is shutting down");
+    queue_.push_back(std::move(r));
+  }
+  cv_.notify_one();
+  return future;
+}
+
+void batcher::run() {
+  c10::InferenceMode guard;
+  for (;;) {
+    std::vector<request> batch;
+    {
+      std::unique_lock lock(mutex_);
+      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;
+      // Give concurrent callers a short window to join this forward pass.
+      auto deadline = std::chrono::steady_clock::now() + max_wait_;
+      auto rows_queued = [this] {
+        std::int64_t rows = 0;
+        for (const auto& r : queue_) rows += r.input.size(0);
+        return rows;
+      };
+      while (!stopping_ && rows_queued() < max_batch_ &&
+             cv_.wait_until(lock, deadline) != std::cv_status::timeout) {
+      }
+      auto row_shape = queue_.front().input.sizes().slice(1).vec();
+      auto dtype = queue_.front().input.scalar_type();
+      std::int64_t rows = 0;
+      for (auto it = queue_.begin(); it != queue_.end();) {
+        bool same = it->input.sizes().slice(1).vec() == row_shape && it->input.scalar_type() == dtype;
+        if (same && (batch.empty() || rows + it->input.size(0) <= max_batch_)) {
+          rows += it->input.size(0);
+          batch.push_back(std::move(*it));
+          it = queue_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    try {
+      std::vector<at::Tensor> inputs;
+      inputs.reserve(batch.size());
+      for (auto& r : batch) inputs.push_back(r.input);
+      auto start = std::chrono::steady_clock::now();
+      at::Tensor merged = inputs.size() == 1 ? inputs[0] : at::cat(inputs, 0);
+      auto outputs = forward_(merged);
+      double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (observer_) observer_(static_cast<std::size_t>(merged.size(0)), seconds);
+      std::int64_t offset = 0;
+      for (auto& r : batch) {
+        std::int64_t n = r.input.size(0);
+        std::vector<at::Tensor> mine;
+        mine.reserve(outputs.size());
+        for (const auto& o : outputs) {
+          if (o.dim() == 0 || o.size(0) != merged.size(0)) {
+            fail(errc::internal, "model output has {} rows for a batch of {}", o.dim() ? o.size(0) : 0, merged.size(0));
+          }
+          mine.push_back(o.narrow(0, offset, n).clone());
+        }
+        offset += n;
+        r.promise.set_value(std::move(mine));
+      }
+    } catch (...) {
+      auto ep = std::current_exception();
+      for (auto& r : batch) {
+        try {
+          r.promise.set_exception(ep);
+        } catch (const std::future_error&) {
+          // already satisfied before the failure
+        }
+      }
+    }
+  }
+}
+
+}  // namespace acg2vec

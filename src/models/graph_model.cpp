@@ -1,0 +1,107 @@
+#include "models/graph_model.h"
+
+#include <c10/core/InferenceMode.h>
+
+#include "core/error.h"
+
+namespace acg2vec {
+
+graph_model::graph_model(model_manifest manifest, const runtime::graph& graph, batcher::observer_fn observer)
+    : manifest_(std::move(manifest)) {
+  std::vector<std::string> requested;
+  if (manifest_.cut) {
+    requested.push_back(manifest_.cut->layer);
+  } else {
+    for (const auto& o : manifest_.outputs) {
+      if (!o.value.empty()) requested.push_back(o.value);
+    }
+    // Either every output names its value or none does (then the graph's own outputs are used).
+    if (!requested.empty() && requested.size() != manifest_.outputs.size()) {
+      fail(errc::bad_parameter, "pack '{}': give a 'value' for every output or for none", manifest_.name);
+    }
+  }
+  executor_ = std::make_unique<runtime::executor>(graph, requested);
+  for (const auto& o : executor_->outputs()) output_names_.push_back(o.name);
+  if (!manifest_.outputs.empty() && manifest_.outputs.size() != output_names_.size()) {
+    fail(errc::bad_parameter, "pack '{}': manifest lists {} outputs but the graph has {}", manifest_.name,
+         manifest_.outputs.size(), output_names_.size());
+  }
+  takes_images_ = !manifest_.input.empty() && manifest_.input.contains("size");
+  if (takes_images_) preprocess_ = image::parse_preprocess_spec(manifest_.input);
+
+  // A label list must match the scores it names: a mismatched pack fails now, not per request.
+  if (!manifest_.labels.empty() && takes_images_) {
+    auto probe = executor_->run({image_tensor(image::image_rgb8{8, 8, std::vector<std::uint8_t>(8 * 8 * 3, 128)})});
+    const auto& out = probe.at(0);
+    auto n = out.numel();
+    if (static_cast<std::size_t>(n) != manifest_.labels.size()) {
+      fail(errc::bad_parameter, "pack '{}': the label list has {} entries but the model outputs {} values",
+           manifest_.name, manifest_.labels.size(), n);
+    }
+  }
+  batcher_ = std::make_unique<batcher>([this](const at::Tensor& b) { return forward(b); }, manifest_.max_batch,
+                                       std::chrono::milliseconds(manifest_.max_wait_ms), std::move(observer));
+}
+
+at::Tensor graph_model::image_tensor(const image::image_rgb8& image) const {
+  if (!takes_images_) fail(errc::bad_parameter, "model '{}' does not take images", manifest_.name);
+  image::float_image f = image::preprocess(image, preprocess_);
+  std::vector<std::int64_t> shape = f.nchw ? std::vector<std::int64_t>{1, f.channels, f.height, f.width}
+                                           : std::vector<std::int64_t>{1, f.height, f.width, f.channels};
+  return at::from_blob(f.data.data(), shape, at::kFloat).clone();
+}
+
+std::vector<at::Tensor> graph_model::forward(const at::Tensor& batch) const {
+  c10::InferenceMode guard;
+  auto outputs = executor_->run({batch});
+  if (manifest_.cut && manifest_.cut->pool == "gap") {
+    auto& v = outputs.at(0);
+    // Graph values are NCHW whatever the source format, so pooling is over the last two dims.
+    if (v.dim() == 4) v = v.mean({2, 3});
+  }
+  for (auto& o : outputs) {
+    if (o.dim() > 2 && manifest_.cut) o = o.flatten(1);
+    o = o.contiguous().to(at::kFloat);
+  }
+  return outputs;
+}
+
+std::vector<at::Tensor> graph_model::run_batch(const at::Tensor& input) const {
+  return batcher_->submit(input).get();
+}
+
+std::vector<at::Tensor> graph_model::run_image(const image::image_rgb8& image) const {
+  auto rows = run_batch(image_tensor(image));
+  for (auto& r : rows) r = r.squeeze(0);
+  return rows;
+}
+
+nlohmann::json graph_model::describe() const {
+  using json = nlohmann::json;
+  auto dims = [](const std::vector<std::int64_t>& s) {
+    json a = json::array();
+    for (auto d : s) a.push_back(d);
+    return a;
+  };
+  json inputs = json::array();
+  for (const auto& i : executor_->inputs()) {
+    inputs.push_back({{"name", i.name}, {"dtype", std::string(c10::toString(i.dtype))}, {"shape", dims(i.shape)}});
+  }
+  json outputs = json::array();
+  for (std::size_t i = 0; i < output_names_.size(); ++i) {
+    json o{{"name", i < manifest_.outputs.size() ? manifest_.outputs[i].name : output_names_[i]},
+           {"value", output_names_[i]}};
+    outputs.push_back(o);
+  }
+  json ops = json::object();
+  for (const auto& [op, n] : executor_->op_histogram()) ops[op] = n;
+  return {{"name", manifest_.name},
+          {"task", to_string(manifest_.task)},
+          {"format", to_string(manifest_.format)},
+          {"inputs", inputs},
+          {"outputs", outputs},
+          {"ops", ops},
+          {"labels", manifest_.labels.size()}};
+}
+
+}  // namespace acg2vec

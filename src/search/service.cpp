@@ -1,0 +1,354 @@
+#include "search/service.h"
+
+#include <openssl/evp.h>
+#include <spdlog/spdlog.h>
+#include <vips/vips8>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <unordered_set>
+
+#include "core/error.h"
+#include "image/signature.h"
+#include "models/postprocess.h"
+
+namespace acg2vec {
+
+namespace {
+
+using json = nlohmann::json;
+
+// Tags below this score are not kept with an item; searches ask for higher minimums anyway.
+constexpr float stored_tag_minimum = 0.1f;
+constexpr std::size_t max_k = 1000;
+constexpr std::size_t max_offset = 100000;
+constexpr int thumbnail_side = 256;
+
+std::vector<float> floats_of(const at::Tensor& t) {
+  auto c = t.detach().to(at::kFloat).contiguous().flatten();
+  return {c.data_ptr<float>(), c.data_ptr<float>() + c.numel()};
+}
+
+bool has_filter(const store::tag_query& q) {
+  return !q.all_of.empty() || !q.any_of.empty() || !q.none_of.empty() || q.rating || !q.score_minimums.empty();
+}
+
+bool embeds_images(const model_entry& e) {
+  return e.state == model_state::ready && e.graph && e.graph->takes_images() &&
+         (e.manifest.task == model_task::image_embedding || e.manifest.task == model_task::clip_image);
+}
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+search_service::search_service(std::filesystem::path data_dir, store::item_store& store, index::vector_spaces& spaces,
+                               model_registry& models)
+    : data_dir_(std::move(data_dir)), store_(store), spaces_(spaces), models_(models) {
+  std::filesystem::create_directories(data_dir_ / "thumbs");
+}
+
+std::string search_service::content_hash(std::string_view bytes) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(bytes.data(), bytes.size(), digest, &len, EVP_sha256(), nullptr) != 1) {
+    fail(errc::internal, "SHA-256 failed");
+  }
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < len; ++i) {
+    out += hex[digest[i] >> 4];
+    out += hex[digest[i] & 15];
+  }
+  return out;
+}
+
+void search_service::define_spaces() {
+  spaces_.define({std::string(signature_space), image::signature_dim, index::metric::inner_product, {}});
+  auto counts = store_.vector_counts();
+  for (const auto& e : models_.entries()) {
+    if (!embeds_images(*e)) continue;
+    int dim = 0;
+    if (auto it = counts.find(e->manifest.name); it != counts.end() && it->second.dim > 0) {
+      dim = it->second.dim;
+    } else {
+      // Nothing stored yet: ask the model once for its embedding size.
+      dim = static_cast<int>(e->graph->run_image(image::make_image(16, 16, 128, 128, 128)).at(0).numel());
+    }
+    index::faiss_options opts;
+    opts.name = e->manifest.name;
+    spaces_.define({e->manifest.name, dim, index::metric::inner_product, opts});
+  }
+}
+
+store::item search_service::analyse(const image::image_rgb8& img) const {
+  store::item it;
+  it.width = img.width;
+  it.height = img.height;
+  auto nonzero = [](const std::vector<float>& v) {
+    return std::any_of(v.begin(), v.end(), [](float x) { return x != 0.0f; });
+  };
+  // A flat image has nothing to describe (zero signature); it is stored without that vector.
+  if (auto sig = image::perceptual_signature(img); nonzero(sig)) it.vectors[std::string(signature_space)] = sig;
+  for (const auto& e : models_.entries()) {
+    if (e->state != model_state::ready || !e->graph || !e->graph->takes_images()) continue;
+    const auto& m = e->manifest;
+    auto out = e->graph->run_image(img);
+    switch (m.task) {
+      case model_task::tagger: {
+        auto& tags = it.tags[m.name];
+        for (auto& t : label_scores(m, out.at(0))) {
+          if (t.score >= stored_tag_minimum || t.category == tag_category::rating) tags.emplace_back(t.name, t.score);
+        }
+        break;
+      }
+      case model_task::image_embedding:
+      case model_task::clip_image:
+        if (auto v = floats_of(out.at(0)); nonzero(v)) it.vectors[m.name] = std::move(v);
+        break;
+      case model_task::classifier: {
+        auto probs = floats_of(out.at(0));
+        auto& s = it.scores[m.name];
+        for (std::size_t i = 0; i < probs.size(); ++i) {
+          s[i < m.labels.size() ? m.labels[i].name : std::to_string(i)] = probs[i];
+        }
+        break;
+      }
+      case model_task::scores: {
+        auto& s = it.scores[m.name];
+        for (std::size_t o = 0; o < out.size(); ++o) {
+          auto v = floats_of(out[o]);
+          std::string name = o < m.outputs.size() ? m.outputs[o].name : e->graph->output_names()[o];
+          // The predicted bucket, as the seed's frontend shows it (argmax index).
+          s[name] = static_cast<float>(std::max_element(v.begin(), v.end()) - v.begin());
+        }
+        break;
+      }
+      default: break;
+    }
+  }
+  return it;
+}
+
+std::filesystem::path search_service::thumbnail_path(const std::string& hash) const {
+  return data_dir_ / "thumbs" / (hash + ".jpg");
+}
+
+add_outcome search_service::add_image(std::string_view bytes, item_input input, write_mode mode) {
+  if (!models_.health().value("ready", false) || !spaces_.has(signature_space)) {
+    fail(errc::unavailable, "models and indexes are still loading; try again shortly");
+  }
+  std::string hash = content_hash(bytes);
+  add_outcome outcome;
+  outcome.id = input.id.value_or(hash.substr(0, 16));
+  store::validate_item_id(outcome.id);
+  if (mode == write_mode::skip_existing) {
+    if (store_.contains(outcome.id)) return outcome;
+    if (auto dup = store_.find_by_hash(hash)) {
+      outcome.duplicate_of = *dup;
+      return outcome;
+    }
+  } else if (mode == write_mode::insert && store_.contains(outcome.id)) {
+    fail(errc::conflict, "item {} already exists (use PUT to replace it)", outcome.id);
+  }
+  if (!input.metadata.is_null() && !input.metadata.is_object()) {
+    fail(errc::bad_parameter, "metadata (extendInfo) must be a JSON object");
+  }
+
+  auto img = image::decode_image(bytes);
+  store::item it = analyse(img);
+  it.id = outcome.id;
+  it.numeric_id = input.numeric_id;
+  it.source = std::move(input.source);
+  it.content_hash = hash;
+  it.metadata = input.metadata.is_null() ? json::object() : std::move(input.metadata);
+  it.created_at = it.updated_at = now_ms();
+
+  // The thumbnail is written before the item is acknowledged, so every stored item has one.
+  auto thumb = thumbnail_path(hash);
+  if (!std::filesystem::exists(thumb)) {
+    try {
+      auto v = vips::VImage::new_from_memory(const_cast<std::uint8_t*>(img.pixels.data()), img.pixels.size(),
+                                             img.width, img.height, 3, VIPS_FORMAT_UCHAR);
+      double scale = std::min(1.0, static_cast<double>(thumbnail_side) / std::max(img.width, img.height));
+      if (scale < 1.0) v = v.resize(scale);
+      void* buf = nullptr;
+      std::size_t len = 0;
+      v.write_to_buffer(".jpg", &buf, &len, vips::VImage::option()->set("Q", 85));
+      std::string tmp = thumb.string() + ".tmp";
+      {
+        std::ofstream out(tmp, std::ios::binary);
+        out.write(static_cast<const char*>(buf), static_cast<std::streamsize>(len));
+      }
+      g_free(buf);
+      std::filesystem::rename(tmp, thumb);
+    } catch (const std::exception& e) {
+      spdlog::warn("thumbnail for {} failed: {}", outcome.id, e.what());
+    }
+  }
+
+  std::lock_guard lock(write_mutex_);
+  if (mode == write_mode::upsert) {
+    store_.upsert(it);
+  } else {
+    store_.insert(it);
+  }
+  spaces_.apply(it);
+  outcome.stored = true;
+  return outcome;
+}
+
+void search_service::update_metadata(std::string_view id, const json& metadata) {
+  if (!metadata.is_object()) fail(errc::bad_parameter, "metadata (extendInfo) must be a JSON object");
+  std::lock_guard lock(write_mutex_);
+  auto it = store_.get(id);
+  if (!it) fail(errc::not_found, "item {} not found", id);
+  it->metadata = metadata;
+  it->updated_at = now_ms();
+  store_.upsert(*it);
+}
+
+bool search_service::remove(std::string_view id) {
+  store::validate_item_id(id);
+  std::lock_guard lock(write_mutex_);
+  bool existed = store_.remove(id);
+  // Removed from every index before the caller hears back: no search started later can return it.
+  spaces_.remove_everywhere(id);
+  return existed;
+}
+
+std::optional<store::item> search_service::get(std::string_view id) const {
+  store::validate_item_id(id);
+  return store_.get(id);
+}
+
+std::vector<store::item> search_service::list(std::size_t offset, std::size_t limit) const {
+  return store_.list(offset, limit, false);
+}
+
+std::vector<float> search_service::query_vector(const search_request& req, std::string& space) const {
+  if (req.text) {
+    fail(errc::unavailable, "text search needs a CLIP text model; install a clip_text pack in {}",
+         models_.dir().string());
+  }
+  if (req.item_id) {
+    auto it = store_.get(*req.item_id);
+    if (!it) fail(errc::not_found, "item {} not found", *req.item_id);
+    if (space.empty()) {
+      // "More like this" prefers a semantic space the item has, then its signature.
+      for (const auto& [name, v] : it->vectors) {
+        if (name != signature_space && spaces_.has(name)) {
+          space = name;
+          break;
+        }
+      }
+      if (space.empty()) space = std::string(signature_space);
+    }
+    auto v = it->vectors.find(space);
+    if (v == it->vectors.end()) fail(errc::bad_parameter, "item {} has no vector in space '{}'", *req.item_id, space);
+    return v->second;
+  }
+  const auto& img = *req.image;
+  if (space.empty()) space = std::string(signature_space);
+  if (space == signature_space) return image::perceptual_signature(img);
+  auto e = models_.get(space);
+  if (!embeds_images(*e)) fail(errc::bad_parameter, "space '{}' is not an image embedding", space);
+  return floats_of(e->graph->run_image(img).at(0));
+}
+
+search_result search_service::search(const search_request& req) const {
+  if (!spaces_.has(signature_space)) fail(errc::unavailable, "indexes are still loading; try again shortly");
+  int kinds = (req.image ? 1 : 0) + (req.item_id ? 1 : 0) + (req.text ? 1 : 0);
+  if (kinds > 1) fail(errc::bad_parameter, "give one of image, id or text, not several");
+  if (req.k < 1 || req.k > max_k) fail(errc::bad_parameter, "k must be in [1, {}], got {}", max_k, req.k);
+  if (req.offset > max_offset) fail(errc::bad_parameter, "offset must be at most {}", max_offset);
+  if (!(req.cutoff >= -1.0f && req.cutoff <= 1.0f)) fail(errc::bad_parameter, "cutoff must be in [-1, 1]");
+  search_result result;
+
+  if (kinds == 0) {
+    if (!has_filter(req.filter)) fail(errc::bad_parameter, "nothing to search for: give an image, id, text or tags");
+    auto q = req.filter;
+    q.offset = req.offset;
+    q.limit = req.k;
+    result.space = "tags";
+    for (const auto& id : store_.search_tags(q)) {
+      if (auto it = store_.get(id)) result.hits.push_back({std::move(*it), 1.0f, 0.0f});
+    }
+    return result;
+  }
+
+  std::string space = req.space;
+  auto query = query_vector(req, space);
+  if (!spaces_.has(space)) fail(errc::not_found, "unknown vector space '{}'", space);
+  result.space = space;
+
+  std::optional<std::unordered_set<std::string>> allowed;
+  index::id_filter filter;
+  if (has_filter(req.filter)) {
+    auto q = req.filter;
+    q.offset = 0;
+    q.limit = 0;
+    auto ids = store_.search_tags(q);
+    allowed.emplace(ids.begin(), ids.end());
+    filter = [&allowed](std::string_view id) { return allowed->count(std::string(id)) > 0; };
+  }
+  std::size_t fetch = req.k + req.offset + (req.item_id ? 1 : 0);
+  auto hits = spaces_.search(space, query, fetch, allowed ? &filter : nullptr);
+  if (space == signature_space && req.image) {
+    // A mirrored copy matches the mirrored query: keep each id's better score.
+    auto mirrored = spaces_.search(space, image::mirror_signature(query), fetch, allowed ? &filter : nullptr);
+    std::map<std::string, index::hit> best;
+    for (auto& h : hits) best[h.id] = h;
+    for (auto& h : mirrored) {
+      auto [it, inserted] = best.try_emplace(h.id, h);
+      if (!inserted && h.score > it->second.score) it->second = h;
+    }
+    hits.clear();
+    for (auto& [_, h] : best) hits.push_back(h);
+    std::sort(hits.begin(), hits.end(), [](const auto& a, const auto& b) { return a.score > b.score; });
+    if (hits.size() > fetch) hits.resize(fetch);
+  }
+  std::size_t skipped = 0;
+  for (const auto& h : hits) {
+    if (req.item_id && h.id == *req.item_id) continue;
+    if (h.score < req.cutoff) continue;
+    if (skipped < req.offset) {
+      ++skipped;
+      continue;
+    }
+    if (result.hits.size() >= req.k) break;
+    // An item deleted after the index answered is simply not returned.
+    if (auto it = store_.get(h.id)) result.hits.push_back({std::move(*it), h.score, h.distance});
+  }
+  return result;
+}
+
+json search_service::stats() const {
+  json spaces = json::object();
+  for (const auto& s : spaces_.info()) {
+    spaces[s.name] = {{"dim", s.dim}, {"size", s.size}, {"metric", index::to_string(s.space_metric)},
+                      {"index", index::to_string(s.kind)}};
+  }
+  return {{"items", store_.count()}, {"spaces", spaces}, {"generation", store_.generation()}};
+}
+
+std::optional<std::string> search_service::thumbnail(std::string_view id) const {
+  auto it = store_.get(id);
+  if (!it) return std::nullopt;
+  std::ifstream in(thumbnail_path(it->content_hash), std::ios::binary);
+  if (!in) return std::nullopt;
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void search_service::save_indexes() {
+  std::lock_guard lock(write_mutex_);
+  spaces_.save_all(store_.generation());
+}
+
+}  // namespace acg2vec

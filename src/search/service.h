@@ -1,0 +1,114 @@
+#pragma once
+// The one place that combines models, the item store and the vector indexes: analysing an
+// image into an item (tags, scores, vectors, signature), keeping store and indexes in step,
+// and answering searches by image, stored id, text and tags.
+//
+// Durability: an item is acknowledged once the store has committed it; indexes are derived and
+// rebuilt from the store when their saved copy is stale. Thread safety: every method may be
+// called concurrently; writes are serialised, searches run beside them.
+
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "image/decode.h"
+#include "index/vector_spaces.h"
+#include "models/registry.h"
+#include "store/item_store.h"
+
+namespace acg2vec {
+
+/// What the caller says about a new item (everything else is computed from the image).
+struct item_input {
+  std::optional<std::string> id;  ///< external id; when absent the content hash is used
+  bool numeric_id = false;
+  std::string source;
+  nlohmann::json metadata;  ///< the seed's extendInfo (object or null)
+};
+
+enum class write_mode {
+  insert,         ///< errc::conflict when the id exists
+  upsert,         ///< replace an existing item
+  skip_existing,  ///< ingest: an existing id or identical content is skipped, not an error
+};
+
+struct add_outcome {
+  std::string id;
+  bool stored = false;           ///< false when skipped
+  std::string duplicate_of;      ///< set when identical content is already stored
+};
+
+struct search_request {
+  std::optional<image::image_rgb8> image;       ///< query by upload
+  std::optional<std::string> item_id;    ///< "more like this"
+  std::optional<std::string> text;       ///< text → image through a CLIP pack
+  std::string space;                     ///< vector space; empty = the default for the query kind
+  store::tag_query filter;               ///< tag/rating/score filters (also a query on its own)
+  std::size_t k = 10;
+  std::size_t offset = 0;
+  float cutoff = 0.0f;                   ///< drop hits with a lower similarity
+};
+
+struct search_hit {
+  store::item item;
+  float score = 0.0f;
+  float distance = 0.0f;
+};
+
+struct search_result {
+  std::string space;  ///< the space searched ("tags" for a pure tag query)
+  std::vector<search_hit> hits;
+};
+
+class search_service {
+ public:
+  search_service(std::filesystem::path data_dir, store::item_store& store, index::vector_spaces& spaces,
+                 model_registry& models);
+
+  /// @brief Defines the vector spaces of every ready model (and the signature space). Call once
+  /// the registry has loaded; safe to call again.
+  void define_spaces();
+
+  /// @brief Analyses image bytes with every installed image model and stores the item.
+  add_outcome add_image(std::string_view bytes, item_input input, write_mode mode);
+  /// @brief Replaces only the metadata (extendInfo) of a stored item.
+  void update_metadata(std::string_view id, const nlohmann::json& metadata);
+  /// @brief Deletes an item everywhere; false when it did not exist.
+  bool remove(std::string_view id);
+  [[nodiscard]] std::optional<store::item> get(std::string_view id) const;
+  [[nodiscard]] std::vector<store::item> list(std::size_t offset, std::size_t limit) const;
+
+  /// @brief Answers a search; errc::bad_parameter for an empty or contradictory request.
+  [[nodiscard]] search_result search(const search_request& request) const;
+
+  /// @brief Counts per space, models used, store size.
+  [[nodiscard]] nlohmann::json stats() const;
+  /// @brief A JPEG thumbnail of a stored item, or nullopt.
+  [[nodiscard]] std::optional<std::string> thumbnail(std::string_view id) const;
+
+  /// @brief Persists the indexes (stamped with the store generation).
+  void save_indexes();
+
+  /// @brief Hash used for de-duplication (SHA-256, hex).
+  static std::string content_hash(std::string_view bytes);
+
+ private:
+  store::item analyse(const image::image_rgb8& image) const;
+  std::vector<float> query_vector(const search_request& request, std::string& space) const;
+  std::filesystem::path thumbnail_path(const std::string& hash) const;
+
+  std::filesystem::path data_dir_;
+  store::item_store& store_;
+  index::vector_spaces& spaces_;
+  model_registry& models_;
+  std::mutex write_mutex_;
+};
+
+/// Name of the model-free near-duplicate space.
+inline constexpr std::string_view signature_space = "signature";
+
+}  // namespace acg2vec

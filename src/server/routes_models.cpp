@@ -1,0 +1,172 @@
+#include <spdlog/spdlog.h>
+
+#include "image/decode.h"
+#include "models/postprocess.h"
+#include "models/registry.h"
+#include "server/routes.h"
+
+namespace acg2vec {
+
+namespace {
+
+// The seed's fixed success messages, kept so its clients see the same bodies.
+constexpr std::string_view msg_tags = "获取插画预测标签成功";
+constexpr std::string_view msg_illust2vec = "获取illust2vec图片特征向量成功";
+constexpr std::string_view msg_scores = "获取插画预测分数成功";
+
+image::image_rgb8 uploaded_image(const http_request& req, const model_route_context& ctx) {
+  auto bytes = require_file(req, {"image", "file"}, ctx.max_upload_bytes);
+  return image::decode_image(bytes, image::decode_limits{ctx.max_upload_bytes, ctx.max_pixels});
+}
+
+const graph_model& image_graph(const model_entry& e) {
+  if (!e.graph || !e.graph->takes_images()) {
+    fail(errc::bad_parameter, "model '{}' does not take images", e.manifest.name);
+  }
+  return *e.graph;
+}
+
+std::optional<float> float_param(const http_request& req, const std::string& name) {
+  auto v = find_param(req, name);
+  if (!v) return std::nullopt;
+  try {
+    std::size_t used = 0;
+    float f = std::stof(*v, &used);
+    if (used != v->size() || !(f >= 0.0f && f <= 1.0f)) throw std::invalid_argument("range");
+    return f;
+  } catch (const std::exception&) {
+    fail(errc::bad_parameter, "parameter '{}' must be a number in [0, 1]", name);
+  }
+}
+
+bool bool_param(const http_request& req, const std::string& name) {
+  auto v = find_param(req, name);
+  return v && (*v == "1" || *v == "true" || *v == "yes");
+}
+
+std::string model_param(const http_request& req) { return find_param(req, "model").value_or(""); }
+
+// pix2score's three heads, by the manifest's output names or, failing that, by position.
+json score_heads(const model_entry& e, const std::vector<at::Tensor>& outputs) {
+  json data = json::object();
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    std::string name = i < e.manifest.outputs.size() ? e.manifest.outputs[i].name : e.graph->output_names()[i];
+    data[name] = to_json_array(outputs[i]);
+  }
+  return data;
+}
+
+}  // namespace
+
+void register_model_routes(http_server& server, model_route_context ctx) {
+  auto& reg = *ctx.registry;
+
+  server.add("POST", "/images/labelsByDeepDanbooru", "seed.labelsByDeepDanbooru",
+             [&reg, ctx](const http_request& req, http_response& res) {
+               auto img = uploaded_image(req, ctx);
+               auto e = reg.resolve(model_param(req), model_task::tagger);
+               auto out = image_graph(*e).run_image(img);
+               auto tags = tags_above(e->manifest, out.at(0), 0.5f);
+               // The seed drops an empty data member (Jackson NON_EMPTY).
+               reply(res, tags.empty() ? json() : json(tags), msg_tags);
+             });
+
+  server.add("POST", "/v1/tag", "v1.tag", [&reg, ctx](const http_request& req, http_response& res) {
+    auto img = uploaded_image(req, ctx);
+    auto e = reg.resolve(model_param(req), model_task::tagger);
+    auto out = image_graph(*e).run_image(img);
+    tag_options opts;
+    opts.include_all = bool_param(req, "all");
+    for (auto cat : {tag_category::general, tag_category::character, tag_category::copyright, tag_category::artist,
+                     tag_category::meta}) {
+      if (auto t = float_param(req, "threshold_" + std::string(to_string(cat)))) opts.thresholds[cat] = *t;
+    }
+    if (auto t = float_param(req, "threshold")) {
+      for (auto cat : {tag_category::general, tag_category::character}) opts.thresholds.try_emplace(cat, *t);
+    }
+    reply(res, tag_report(e->manifest, out.at(0), opts));
+  });
+
+  server.add("POST", "/models/illust2vec/feature", "seed.illust2vec",
+             [&reg, ctx](const http_request& req, http_response& res) {
+               auto img = uploaded_image(req, ctx);
+               auto e = reg.get(find_param(req, "model").value_or("illust2vec"));
+               auto out = image_graph(*e).run_image(img);
+               reply(res, to_json_array(out.at(0)), msg_illust2vec);
+             });
+
+  auto pix2score = [&reg, ctx](const http_request& req, http_response& res) {
+    auto img = uploaded_image(req, ctx);
+    auto e = reg.resolve(model_param(req), model_task::scores);
+    auto out = image_graph(*e).run_image(img);
+    reply(res, score_heads(*e, out), msg_scores);
+  };
+  server.add("POST", "/images/socresByPix2Score", "seed.socresByPix2Score", pix2score);
+  server.add("POST", "/pix2score", "seed.pix2score", pix2score);
+
+  server.add("POST", "/v1/classify", "v1.classify", [&reg, ctx](const http_request& req, http_response& res) {
+    auto img = uploaded_image(req, ctx);
+    auto e = reg.resolve(model_param(req), model_task::classifier);
+    auto out = image_graph(*e).run_image(img);
+    auto classes = class_report(e->manifest, out.at(0));
+    reply(res, json{{"model", e->manifest.name}, {"top", classes.at(0).at("name")}, {"classes", classes}});
+  });
+
+  server.add("POST", "/v1/embed/image", "v1.embed.image", [&reg, ctx](const http_request& req, http_response& res) {
+    auto img = uploaded_image(req, ctx);
+    auto e = reg.resolve(model_param(req), model_task::image_embedding);
+    auto out = image_graph(*e).run_image(img);
+    auto v = to_json_array(out.at(0));
+    reply(res, json{{"model", e->manifest.name}, {"dim", v.size()}, {"vector", v}});
+  });
+
+  server.add("GET", "/v1/models", "v1.models", [&reg](const http_request&, http_response& res) {
+    json list = json::array();
+    for (const auto& e : reg.entries()) {
+      json m = e->graph ? e->graph->describe() : json{{"name", e->manifest.name}};
+      m["state"] = e->state == model_state::ready ? "ready" : e->state == model_state::loading ? "loading" : "failed";
+      if (!e->error.empty()) m["error"] = e->error;
+      m["aliases"] = e->manifest.aliases;
+      list.push_back(m);
+    }
+    reply(res, list, "ok", static_cast<std::int64_t>(list.size()));
+  });
+
+  // Raw inference: a multipart image, or JSON {"inputs": [nested numbers]} for a model's first input.
+  server.add("POST", R"(/v1/models/([^/:]+)/infer)", "v1.models.infer",
+             [&reg, ctx](const http_request& req, http_response& res) {
+               auto e = reg.get(req.matches[1].str());
+               if (!e->graph) fail(errc::bad_parameter, "model '{}' has no tensor interface", e->manifest.name);
+               std::vector<at::Tensor> out;
+               if (req.is_multipart_form_data()) {
+                 out = image_graph(*e).run_image(uploaded_image(req, ctx));
+                 for (auto& o : out) o = o.unsqueeze(0);
+               } else {
+                 auto body = parse_json_body(req);
+                 if (!body.is_object() || !body.contains("inputs")) {
+                   fail(errc::bad_parameter, "expected a JSON object with \"inputs\"");
+                 }
+                 const auto& info = e->graph->executor().inputs().at(0);
+                 auto t = tensor_from_json(body["inputs"], info.dtype);
+                 if (t.dim() != static_cast<std::int64_t>(info.shape.size())) {
+                   fail(errc::bad_parameter, "input '{}' must have rank {}, got {}", info.name, info.shape.size(), t.dim());
+                 }
+                 for (std::size_t d = 1; d < info.shape.size(); ++d) {
+                   if (info.shape[d] > 0 && info.shape[d] != t.size(static_cast<std::int64_t>(d))) {
+                     fail(errc::bad_parameter, "input '{}' dimension {} must be {}, got {}", info.name, d,
+                          info.shape[d], t.size(static_cast<std::int64_t>(d)));
+                   }
+                 }
+                 out = e->graph->run_batch(t);
+               }
+               json outputs = json::object();
+               for (std::size_t i = 0; i < out.size(); ++i) {
+                 std::string name =
+                     i < e->manifest.outputs.size() ? e->manifest.outputs[i].name : e->graph->output_names()[i];
+                 outputs[name] = to_nested_json(out[i]);
+               }
+               reply(res, json{{"model", e->manifest.name}, {"outputs", outputs}});
+             });
+}
+
+}  // namespace acg2vec

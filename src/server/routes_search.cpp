@@ -1,0 +1,405 @@
+// The collection API: the seed's item routes (POST/PUT/DELETE /images/{id}, similarImages), the
+// demo page's search routes, and /v1 (items, search, stats).
+#include <charconv>
+
+#include "image/decode.h"
+#include "search/service.h"
+#include "server/routes.h"
+
+namespace acg2vec {
+
+namespace {
+
+constexpr std::string_view msg_inserted = "插入以图搜图条目成功";
+constexpr std::string_view msg_updated = "更新以图搜图条目成功";
+constexpr std::string_view msg_deleted = "删除以图搜图条目成功";
+constexpr std::string_view msg_similar = "以图搜图成功";
+
+// Percent-encodes an id for use as one path segment.
+std::string path_segment(std::string_view id) {
+  static constexpr char hex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : id) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+json item_json(const store::item& it, bool with_tags) {
+  json j{{"id", store::item_id_to_json(it)},
+         {"source", it.source},
+         {"width", it.width},
+         {"height", it.height},
+         {"metadata", it.metadata.is_null() ? json::object() : it.metadata},
+         {"contentHash", it.content_hash},
+         {"createdAt", it.created_at},
+         {"updatedAt", it.updated_at},
+         {"scores", it.scores},
+         {"thumbnail", "/v1/items/" + path_segment(it.id) + "/thumbnail"}};
+  json spaces = json::object();
+  for (const auto& [name, v] : it.vectors) spaces[name] = v.size();
+  j["vectors"] = spaces;
+  if (with_tags) {
+    json tags = json::object();
+    for (const auto& [tagger, list] : it.tags) {
+      auto sorted = list;
+      std::stable_sort(sorted.begin(), sorted.end(), [](auto& a, auto& b) { return a.second > b.second; });
+      json arr = json::array();
+      for (const auto& [name, score] : sorted) arr.push_back({{"name", name}, {"score", score}});
+      tags[tagger] = arr;
+    }
+    j["tags"] = tags;
+  }
+  return j;
+}
+
+json hits_json(const search_result& r) {
+  json hits = json::array();
+  for (const auto& h : r.hits) {
+    json j = item_json(h.item, false);
+    j["score"] = h.score;
+    j["distance"] = h.distance;
+    hits.push_back(j);
+  }
+  return hits;
+}
+
+// The seed's integer item id from the path: any 64-bit integer; anything else is a 400.
+std::string seed_item_id(const std::string& text) {
+  std::int64_t v = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc{} || p != text.data() + text.size()) {
+    fail(errc::bad_parameter, "imageId must be an integer, got '{}'", text.substr(0, 64));
+  }
+  if (v < 0) fail(errc::bad_parameter, "imageId must not be negative, got {}", v);
+  return std::to_string(v);
+}
+
+json parse_metadata(const std::optional<std::string>& text, const char* field) {
+  if (!text || text->empty()) return json::object();
+  json j = json::parse(*text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) fail(errc::bad_parameter, "'{}' must be a JSON object", field);
+  return j;
+}
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : s) {
+    if (c == ',' || c == ' ') {
+      if (!cur.empty()) out.push_back(std::move(cur));
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  if (!cur.empty()) out.push_back(std::move(cur));
+  return out;
+}
+
+std::vector<std::string> json_list(const json& j, const char* field) {
+  if (j.is_string()) return split_list(j.get<std::string>());
+  if (!j.is_array()) fail(errc::bad_parameter, "'{}' must be a list of tags", field);
+  std::vector<std::string> out;
+  for (const auto& e : j) {
+    if (!e.is_string()) fail(errc::bad_parameter, "'{}' must hold strings", field);
+    out.push_back(e.get<std::string>());
+  }
+  return out;
+}
+
+std::size_t size_field(const json& j, const char* name, std::size_t fallback) {
+  if (!j.contains(name)) return fallback;
+  const auto& v = j[name];
+  if (!v.is_number_integer()) fail(errc::bad_parameter, "'{}' must be an integer", name);
+  auto n = v.get<std::int64_t>();
+  if (n < 0) fail(errc::bad_parameter, "'{}' must not be negative", name);
+  return static_cast<std::size_t>(n);
+}
+
+// Reads search options from a JSON object (body) or, for multipart/query requests, from params.
+search_request request_from_json(const json& b) {
+  search_request r;
+  if (!b.is_object()) fail(errc::bad_parameter, "search body must be a JSON object");
+  if (b.contains("id")) r.item_id = store::item_id_from_json(b["id"]).first;
+  if (b.contains("text")) {
+    if (!b["text"].is_string() || b["text"].get<std::string>().empty()) fail(errc::bad_parameter, "'text' must be a non-empty string");
+    r.text = b["text"].get<std::string>();
+  }
+  if (b.contains("space")) r.space = b["space"].get<std::string>();
+  r.k = size_field(b, "k", 10);
+  r.offset = size_field(b, "offset", 0);
+  if (b.contains("cutoff")) {
+    if (!b["cutoff"].is_number()) fail(errc::bad_parameter, "'cutoff' must be a number");
+    r.cutoff = b["cutoff"].get<float>();
+  }
+  const json tags = b.value("tags", json::object());
+  if (tags.is_array() || tags.is_string()) {
+    r.filter.all_of = json_list(tags, "tags");
+  } else if (tags.is_object()) {
+    if (tags.contains("all")) r.filter.all_of = json_list(tags["all"], "tags.all");
+    if (tags.contains("any")) r.filter.any_of = json_list(tags["any"], "tags.any");
+    if (tags.contains("none")) r.filter.none_of = json_list(tags["none"], "tags.none");
+  } else {
+    fail(errc::bad_parameter, "'tags' must be a list or {{all, any, none}}");
+  }
+  if (b.contains("rating")) r.filter.rating = b["rating"].get<std::string>();
+  if (b.contains("tagger")) r.filter.tagger = b["tagger"].get<std::string>();
+  if (b.contains("min_score")) r.filter.min_score = b["min_score"].get<float>();
+  return r;
+}
+
+search_request request_from_params(const http_request& req) {
+  json b = json::object();
+  for (const char* f : {"id", "text", "space", "tags", "any", "none", "rating", "tagger"}) {
+    if (auto v = find_param(req, f)) b[f] = *v;
+  }
+  if (b.contains("any") || b.contains("none")) {
+    json t = json::object();
+    if (b.contains("tags")) t["all"] = b["tags"];
+    if (b.contains("any")) t["any"] = b["any"];
+    if (b.contains("none")) t["none"] = b["none"];
+    b.erase("any");
+    b.erase("none");
+    b["tags"] = t;
+  }
+  auto r = request_from_json(b);
+  r.k = static_cast<std::size_t>(int_param(req, "k", 10, 1, 1000));
+  r.offset = static_cast<std::size_t>(int_param(req, "offset", 0, 0, 100000));
+  if (auto c = find_param(req, "cutoff")) {
+    try {
+      r.cutoff = std::stof(*c);
+    } catch (const std::exception&) {
+      fail(errc::bad_parameter, "'cutoff' must be a number");
+    }
+  }
+  if (auto m = find_param(req, "min_score")) {
+    try {
+      r.filter.min_score = std::stof(*m);
+    } catch (const std::exception&) {
+      fail(errc::bad_parameter, "'min_score' must be a number");
+    }
+  }
+  return r;
+}
+
+// The space the seed's reverse search used: illust2vec when installed, else any image embedding,
+// else the perceptual signature.
+std::string seed_space(const search_service& service) {
+  auto stats = service.stats();
+  const auto& spaces = stats["spaces"];
+  if (spaces.contains("illust2vec")) return "illust2vec";
+  for (const auto& [name, _] : spaces.items()) {
+    if (name != signature_space) return name;
+  }
+  return std::string(signature_space);
+}
+
+}  // namespace
+
+void register_search_routes(http_server& server, search_route_context ctx) {
+  auto& svc = *ctx.service;
+  auto upload = [ctx](const http_request& req) {
+    auto bytes = require_file(req, {"file", "image"}, ctx.max_upload_bytes);
+    return std::string(bytes);
+  };
+  auto decode = [ctx](std::string_view bytes) {
+    return image::decode_image(bytes, image::decode_limits{ctx.max_upload_bytes, ctx.max_pixels});
+  };
+
+  // ---- the seed's search routes (registered before /images/{id}) ----
+  server.add("POST", "/images/similarImages", "seed.similarImages",
+             [&svc, upload, decode](const http_request& req, http_response& res) {
+               search_request r;
+               r.image = decode(upload(req));
+               r.k = static_cast<std::size_t>(int_param(req, "k", 10, 1, 1000));
+               r.space = find_param(req, "space").value_or(seed_space(svc));
+               auto result = svc.search(r);
+               json data = json::array();
+               for (const auto& h : result.hits) {
+                 data.push_back({{"itemId", store::item_id_to_json(h.item)}, {"feature", nullptr},
+                                 {"extendInfo", h.item.metadata}});
+               }
+               reply(res, data, msg_similar);
+             });
+
+  server.add("POST", "/similarityImages", "seed.similarityImages",
+             [&svc, upload, decode](const http_request& req, http_response& res) {
+               search_request r;
+               r.image = decode(upload(req));
+               r.k = static_cast<std::size_t>(int_param(req, "k", 30, 1, 1000));
+               r.space = find_param(req, "space").value_or(seed_space(svc));
+               auto result = svc.search(r);
+               json data = json::array();
+               for (const auto& h : result.hits) {
+                 // The demo expects pixiv-style records; the caller's extendInfo carries them.
+                 json j = h.item.metadata.is_object() ? h.item.metadata : json::object();
+                 j.emplace("id", store::item_id_to_json(h.item));
+                 j["score"] = h.score;
+                 data.push_back(j);
+               }
+               reply(res, data, "ok");
+             });
+
+  server.add("GET", "/searchIllustByDCLIP", "seed.searchIllustByDCLIP", [&svc](const http_request& req, http_response& res) {
+    search_request r;
+    r.text = require_param(req, "text");
+    if (r.text->empty()) fail(errc::bad_parameter, "parameter 'text' is empty");
+    r.k = static_cast<std::size_t>(int_param(req, "k", 30, 1, 1000));
+    auto result = svc.search(r);
+    json data = json::array();
+    for (const auto& h : result.hits) {
+      json j = h.item.metadata.is_object() ? h.item.metadata : json::object();
+      j.emplace("id", store::item_id_to_json(h.item));
+      j["score"] = h.score;
+      data.push_back(j);
+    }
+    reply(res, data, "ok");
+  });
+
+  // ---- the seed's item routes ----
+  server.add("POST", R"(/images/([^/]+))", "seed.images.insert",
+             [&svc, upload](const http_request& req, http_response& res) {
+               item_input in;
+               in.id = seed_item_id(req.matches[1].str());
+               in.numeric_id = true;
+               in.metadata = parse_metadata(find_param(req, "extend"), "extend");
+               svc.add_image(upload(req), std::move(in), write_mode::insert);
+               reply(res, true, msg_inserted);
+             });
+  server.add("PUT", R"(/images/([^/]+))", "seed.images.update",
+             [&svc, upload](const http_request& req, http_response& res) {
+               item_input in;
+               in.id = seed_item_id(req.matches[1].str());
+               in.numeric_id = true;
+               in.metadata = parse_metadata(find_param(req, "extend"), "extend");
+               svc.add_image(upload(req), std::move(in), write_mode::upsert);
+               reply(res, true, msg_updated);
+             });
+  server.add("DELETE", R"(/images/([^/]+))", "seed.images.delete", [&svc](const http_request& req, http_response& res) {
+    auto id = seed_item_id(req.matches[1].str());
+    if (!svc.remove(id)) fail(errc::not_found, "item {} not found", id);
+    reply(res, true, msg_deleted);
+  });
+
+  // ---- /v1/items ----
+  server.add("POST", "/v1/items/batch", "v1.items.batch", [&svc, ctx](const http_request& req, http_response& res) {
+    if (!req.is_multipart_form_data()) fail(errc::bad_parameter, "expected multipart/form-data with 'file' parts");
+    json results = json::array();
+    std::size_t stored = 0;
+    for (const auto& [name, part] : req.files) {
+      if (part.filename.empty()) continue;  // a text field
+      json r{{"filename", part.filename}};
+      try {
+        if (part.content.size() > ctx.max_upload_bytes) fail(errc::too_large, "file is over the upload limit");
+        item_input in;
+        in.source = part.filename;
+        auto out = svc.add_image(part.content, std::move(in), write_mode::skip_existing);
+        r["id"] = out.id;
+        r["stored"] = out.stored;
+        if (!out.duplicate_of.empty()) r["duplicateOf"] = out.duplicate_of;
+        stored += out.stored ? 1 : 0;
+      } catch (const error& e) {
+        if (e.code() == errc::unavailable || e.code() == errc::internal) throw;
+        r["error"] = e.what();
+      }
+      results.push_back(r);
+    }
+    if (results.empty()) fail(errc::bad_parameter, "no file parts in the request");
+    reply(res, results, "ok", static_cast<std::int64_t>(stored));
+  });
+
+  server.add("POST", "/v1/items", "v1.items.create", [&svc, upload](const http_request& req, http_response& res) {
+    item_input in;
+    if (auto id = find_param(req, "id")) {
+      in.id = *id;
+      in.numeric_id = !id->empty() && std::all_of(id->begin(), id->end(), ::isdigit) && id->size() < 19;
+    }
+    in.source = find_param(req, "source").value_or("");
+    in.metadata = parse_metadata(find_param(req, "metadata"), "metadata");
+    auto bytes = upload(req);
+    auto out = svc.add_image(bytes, std::move(in), write_mode::insert);
+    res.status = 201;
+    auto it = svc.get(out.id);
+    reply(res, item_json(*it, true), "created");
+    res.status = 201;
+  });
+
+  server.add("GET", "/v1/items", "v1.items.list", [&svc](const http_request& req, http_response& res) {
+    auto offset = static_cast<std::size_t>(int_param(req, "offset", 0, 0, 10'000'000));
+    auto limit = static_cast<std::size_t>(int_param(req, "limit", 20, 1, 1000));
+    json data = json::array();
+    for (const auto& it : svc.list(offset, limit)) data.push_back(item_json(it, false));
+    reply(res, data, "ok", svc.stats()["items"].get<std::int64_t>());
+  });
+
+  server.add("GET", R"(/v1/items/([^/]+)/thumbnail)", "v1.items.thumbnail",
+             [&svc](const http_request& req, http_response& res) {
+               auto t = svc.thumbnail(req.matches[1].str());
+               if (!t) fail(errc::not_found, "no thumbnail for item {}", req.matches[1].str());
+               res.set_content(*t, "image/jpeg");
+               res.set_header("Cache-Control", "max-age=3600");
+             });
+
+  server.add("GET", R"(/v1/items/([^/]+))", "v1.items.get", [&svc](const http_request& req, http_response& res) {
+    auto it = svc.get(req.matches[1].str());
+    if (!it) fail(errc::not_found, "item {} not found", req.matches[1].str());
+    reply(res, item_json(*it, true));
+  });
+
+  server.add("PUT", R"(/v1/items/([^/]+))", "v1.items.replace", [&svc, upload](const http_request& req, http_response& res) {
+    std::string id = req.matches[1].str();
+    if (req.is_multipart_form_data() && (req.has_file("file") || req.has_file("image"))) {
+      auto existing = svc.get(id);
+      item_input in;
+      in.id = id;
+      in.numeric_id = existing ? existing->numeric_id : false;
+      in.source = find_param(req, "source").value_or(existing ? existing->source : "");
+      in.metadata = find_param(req, "metadata") ? parse_metadata(find_param(req, "metadata"), "metadata")
+                                                 : (existing ? existing->metadata : json::object());
+      svc.add_image(upload(req), std::move(in), write_mode::upsert);
+    } else {
+      auto body = parse_json_body(req);
+      if (!body.is_object() || !body.contains("metadata")) fail(errc::bad_parameter, "expected {{\"metadata\": {{...}}}}");
+      svc.update_metadata(id, body["metadata"]);
+    }
+    reply(res, item_json(*svc.get(id), true), "updated");
+  });
+
+  server.add("DELETE", R"(/v1/items/([^/]+))", "v1.items.delete", [&svc](const http_request& req, http_response& res) {
+    std::string id = req.matches[1].str();
+    if (!svc.remove(id)) fail(errc::not_found, "item {} not found", id);
+    reply(res, json{{"id", id}, {"deleted", true}}, "deleted");
+  });
+
+  // ---- /v1/search ----
+  auto search = [&svc, decode](const http_request& req, http_response& res) {
+    search_request r;
+    if (req.is_multipart_form_data()) {
+      r = request_from_params(req);
+      if (req.has_file("image") || req.has_file("file")) {
+        auto part = req.has_file("image") ? req.get_file_value("image") : req.get_file_value("file");
+        if (!part.filename.empty() || !part.content.empty()) r.image = decode(part.content);
+      }
+    } else if (req.method == "POST" && !req.body.empty()) {
+      r = request_from_json(parse_json_body(req));
+    } else {
+      r = request_from_params(req);
+    }
+    auto result = svc.search(r);
+    reply(res, json{{"space", result.space}, {"hits", hits_json(result)}}, "ok",
+          static_cast<std::int64_t>(result.hits.size()));
+  };
+  server.add("POST", "/v1/search", "v1.search", search);
+  server.add("GET", "/v1/search", "v1.search", search);
+
+  server.add("GET", "/v1/stats", "v1.stats", [&svc](const http_request&, http_response& res) { reply(res, svc.stats()); });
+}
+
+}  // namespace acg2vec

@@ -1,0 +1,154 @@
+// TensorFlow Serving REST compatibility: /v1/models/{name}[/versions/{v}]:predict, status and
+// metadata. Errors use TF-Serving's body {"error": "..."} instead of our envelope.
+#include "core/base64.h"
+#include "image/decode.h"
+#include "models/postprocess.h"
+#include "models/registry.h"
+#include "server/routes.h"
+
+namespace acg2vec {
+
+namespace {
+
+// Runs a handler and answers errors the way TF-Serving does.
+http_handler tf_style(std::function<void(const http_request&, http_response&)> fn) {
+  return [fn = std::move(fn)](const http_request& req, http_response& res) {
+    try {
+      fn(req, res);
+    } catch (const error& e) {
+      // TF-Serving reports an undecodable image as a bad argument (400), not 415.
+      int status = e.code() == errc::unsupported_media ? 400 : http_status(e.code());
+      reply_json(res, json{{"error", e.what()}}, status);
+    } catch (const json::exception& e) {
+      reply_json(res, json{{"error", std::string("invalid JSON value: ") + e.what()}}, 400);
+    }
+  };
+}
+
+std::string tf_output_name(const model_entry& e, std::size_t i) {
+  if (i < e.manifest.outputs.size()) return e.manifest.outputs[i].tf_name;
+  return e.graph->output_names().at(i);
+}
+
+// One instance of an image model: {"b64_input_bytes": "<url-safe b64>"}, {"<input>": {"b64": ...}},
+// {"b64": ...} or a bare string.
+std::string instance_image_bytes(const json& instance) {
+  const json* v = &instance;
+  if (v->is_object() && !v->contains("b64")) {
+    if (v->size() != 1) fail(errc::bad_parameter, "an image instance must have exactly one field (b64_input_bytes)");
+    v = &v->begin().value();
+  }
+  if (v->is_object()) {
+    if (!v->contains("b64") || !(*v)["b64"].is_string()) fail(errc::bad_parameter, "expected {{\"b64\": \"...\"}}");
+    v = &(*v)["b64"];
+  }
+  if (!v->is_string()) fail(errc::bad_parameter, "an image instance must be a base64 string");
+  auto bytes = base64_decode(v->get<std::string>());
+  if (!bytes) fail(errc::bad_parameter, "image input is not valid base64");
+  return *bytes;
+}
+
+}  // namespace
+
+void register_tfserving_routes(http_server& server, model_route_context ctx) {
+  auto& reg = *ctx.registry;
+  const std::string name_re = R"(([A-Za-z0-9_.\-]+))";
+
+  server.add("POST", "/v1/models/" + name_re + R"((?:/versions/(\d+))?:predict)", "tfserving.predict",
+             tf_style([&reg, ctx](const http_request& req, http_response& res) {
+               auto e = reg.get(req.matches[1].str());
+               if (!e->graph) fail(errc::bad_parameter, "model '{}' cannot be called through predict", e->manifest.name);
+               auto body = parse_json_body(req);
+               if (!body.is_object()) fail(errc::bad_parameter, "request body must be a JSON object");
+               bool row = body.contains("instances");
+               if (!row && !body.contains("inputs")) {
+                 fail(errc::bad_parameter, "missing 'instances' or 'inputs' key in the request body");
+               }
+               json items = row ? body["instances"] : body["inputs"];
+               // Columnar form with a named input: {"inputs": {"b64_input_bytes": [...]}}.
+               if (!row && items.is_object() && items.size() == 1) items = items.begin().value();
+               if (!items.is_array()) items = json::array({items});
+               if (items.empty()) fail(errc::bad_parameter, "no instances in the request");
+               if (items.size() > 1024) fail(errc::too_large, "at most 1024 instances per request");
+
+               const auto& model = *e->graph;
+               std::vector<at::Tensor> rows;
+               for (const auto& inst : items) {
+                 if (model.takes_images()) {
+                   auto bytes = instance_image_bytes(inst);
+                   if (bytes.size() > ctx.max_upload_bytes) fail(errc::too_large, "image is larger than the upload limit");
+                   rows.push_back(model.image_tensor(image::decode_image(bytes, image::decode_limits{ctx.max_upload_bytes, ctx.max_pixels})));
+                 } else {
+                   const auto& info = model.executor().inputs().at(0);
+                   const json& v = inst.is_object() && inst.size() == 1 ? inst.begin().value() : inst;
+                   rows.push_back(tensor_from_json(v, info.dtype).unsqueeze(0));
+                 }
+               }
+               auto outputs = model.run_batch(at::cat(rows, 0));
+               json answer;
+               if (row) {
+                 json predictions = json::array();
+                 for (std::int64_t i = 0; i < static_cast<std::int64_t>(items.size()); ++i) {
+                   if (outputs.size() == 1) {
+                     predictions.push_back(to_nested_json(outputs[0][i]));
+                   } else {
+                     json obj = json::object();
+                     for (std::size_t o = 0; o < outputs.size(); ++o) obj[tf_output_name(*e, o)] = to_nested_json(outputs[o][i]);
+                     predictions.push_back(obj);
+                   }
+                 }
+                 answer = {{"predictions", predictions}};
+               } else if (outputs.size() == 1) {
+                 answer = {{"outputs", to_nested_json(outputs[0])}};
+               } else {
+                 json obj = json::object();
+                 for (std::size_t o = 0; o < outputs.size(); ++o) obj[tf_output_name(*e, o)] = to_nested_json(outputs[o]);
+                 answer = {{"outputs", obj}};
+               }
+               reply_json(res, answer);
+             }));
+
+  server.add("GET", "/v1/models/" + name_re + R"((?:/versions/(\d+))?)", "tfserving.status",
+             tf_style([&reg](const http_request& req, http_response& res) {
+               std::string state = "AVAILABLE";
+               json status{{"error_code", "OK"}, {"error_message", ""}};
+               try {
+                 reg.get(req.matches[1].str());
+               } catch (const error& err) {
+                 if (err.code() == errc::not_found) throw;
+                 state = "LOADING";
+                 status = {{"error_code", "UNAVAILABLE"}, {"error_message", err.what()}};
+               }
+               reply_json(res, json{{"model_version_status",
+                                     json::array({{{"version", "1"}, {"state", state}, {"status", status}}})}});
+             }));
+
+  server.add("GET", "/v1/models/" + name_re + R"((?:/versions/(\d+))?/metadata)", "tfserving.metadata",
+             tf_style([&reg](const http_request& req, http_response& res) {
+               auto e = reg.get(req.matches[1].str());
+               if (!e->graph) fail(errc::bad_parameter, "model '{}' has no signature", e->manifest.name);
+               auto tensor_info = [](const std::string& name, at::ScalarType dtype, const std::vector<std::int64_t>& shape) {
+                 json dims = json::array();
+                 for (auto d : shape) dims.push_back({{"size", std::to_string(d)}, {"name", ""}});
+                 std::string dt = dtype == at::kFloat ? "DT_FLOAT" : dtype == at::kLong ? "DT_INT64"
+                                  : dtype == at::kInt  ? "DT_INT32" : "DT_STRING";
+                 return json{{"dtype", dt}, {"tensor_shape", {{"dim", dims}, {"unknown_rank", false}}}, {"name", name}};
+               };
+               json inputs = json::object();
+               if (e->graph->takes_images()) {
+                 inputs["b64_input_bytes"] = tensor_info("b64_input_bytes:0", at::kByte, {-1});
+                 inputs["b64_input_bytes"]["dtype"] = "DT_STRING";
+               } else {
+                 for (const auto& i : e->graph->executor().inputs()) inputs[i.name] = tensor_info(i.name, i.dtype, i.shape);
+               }
+               json outputs = json::object();
+               for (std::size_t i = 0; i < e->graph->output_names().size(); ++i) {
+                 outputs[tf_output_name(*e, i)] = tensor_info(e->graph->output_names()[i], at::kFloat, {-1, -1});
+               }
+               json sig{{"inputs", inputs}, {"outputs", outputs}, {"method_name", "tensorflow/serving/predict"}};
+               reply_json(res, json{{"model_spec", {{"name", req.matches[1].str()}, {"signature_name", ""}, {"version", "1"}}},
+                                    {"metadata", {{"signature_def", {{"signature_def", {{"serving_default", sig}}}}}}}});
+             }));
+}
+
+}  // namespace acg2vec

@@ -1,0 +1,30 @@
+"""Model packs for integration tests: the real nsfwjs classifiers installed by scripts/install-packs.sh."""
+import os
+import subprocess
+
+SOURCE = os.environ.get("ACG2VEC_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.environ.get("ACG2VEC_BUILD_DIR", os.path.join(SOURCE, "build", "release"))
+
+
+def installed_packs(only=None):
+    """Installs the offline packs once into the build tree and returns a models dir holding them
+    (optionally only the named packs, through symlinks)."""
+    full = os.path.join(BUILD, "test-packs", "all")
+    stamp = os.path.join(full, ".installed")
+    if not os.path.exists(stamp):
+        subprocess.run([os.path.join(SOURCE, "scripts", "install-packs.sh"), full], check=True)
+        open(stamp, "w").close()
+    if not only:
+        return full
+    sub = os.path.join(BUILD, "test-packs", "-".join(sorted(only)))
+    os.makedirs(sub, exist_ok=True)
+    for name in only:
+        link = os.path.join(sub, name)
+        if not os.path.exists(link):
+            os.symlink(os.path.join(full, name), link)
+    return sub
+
+
+def real_images():
+    d = os.path.join(SOURCE, "tests", "data", "nsfw")
+    return sorted(os.path.join(d, f) for f in os.listdir(d) if f.endswith(".png"))
