@@ -161,6 +161,7 @@ void add_serve_command(CLI::App& app, global_options& global) {
     register_model_routes(server, models);
     register_tfserving_routes(server, models);
     register_search_routes(server, search_route_context{&service, options.max_upload_bytes, *max_pixels});
+    register_openapi_route(server);
     signal_waiter signals([&server] { server.stop(); });
     spdlog::info("data dir {}, models dir {}", global.data_dir.string(), global.models_dir.string());
     server.listen([&port_file](int port) {

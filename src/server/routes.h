@@ -58,3 +58,8 @@ struct search_route_context {
 void register_search_routes(http_server& server, search_route_context context);
 
 }  // namespace acg2vec
+
+namespace acg2vec {
+/// @brief GET /openapi.json describing every route.
+void register_openapi_route(http_server& server);
+}  // namespace acg2vec

@@ -83,6 +83,13 @@ class ServerTest(unittest.TestCase):
             self.assertNotIn(b"cmake_minimum_required", body, path)
             self.assertNotIn(b"root:", body, path)
 
+    def test_openapi_lists_routes(self):
+        status, body = self.srv.json("GET", "/openapi.json")
+        self.assertEqual(status, 200)
+        self.assertEqual(body["openapi"], "3.0.3")
+        for path in ["/v1/search", "/images/similarImages", "/v1/models/{name}:predict", "/health"]:
+            self.assertIn(path, body["paths"])
+
     def test_version(self):
         status, body = self.srv.json("GET", "/v1/version")
         self.assertEqual(status, 200)
