@@ -19,7 +19,8 @@ the SAME decoded pixels, so only the resampling and normalisation are compared:
                                   padded square; torch interpolate(mode='area') where
                                   the ratio is an integer (where both agree exactly)
   decode (PNG/JPEG real files)    PIL decode, alpha composited on white in float         PNG 1 level, JPEG 1 level
-  signature                       numpy: area 32x32, BT.601 YCbCr, DCT-II matrices       1e-5 per component
+  signature                       numpy: border trim, area 32x32, BT.601 YCbCr,          1e-5 per component
+                                  DCT-II as matrices
 """
 import json
 import os
@@ -111,8 +112,32 @@ def dct_matrix(n):
     return m
 
 
+def trim_flat_borders(rgb, flatness=32):
+    """Peel rows/columns whose every channel varies by <= flatness, until stable (>= 1/4 of each side)."""
+    h, w, _ = rgb.shape
+    y0, y1, x0, x1 = 0, h, 0, w
+    min_h, min_w = max(1, h // 4), max(1, w // 4)
+
+    def flat(line):
+        return int((line.max(axis=0).astype(int) - line.min(axis=0)).max()) <= flatness
+
+    for _ in range(8):
+        before = (y0, y1, x0, x1)
+        while y1 - y0 > min_h and flat(rgb[y0, x0:x1]):
+            y0 += 1
+        while y1 - y0 > min_h and flat(rgb[y1 - 1, x0:x1]):
+            y1 -= 1
+        while x1 - x0 > min_w and flat(rgb[y0:y1, x0]):
+            x0 += 1
+        while x1 - x0 > min_w and flat(rgb[y0:y1, x1 - 1]):
+            x1 -= 1
+        if (y0, y1, x0, x1) == before:
+            break
+    return rgb[y0:y1, x0:x1]
+
+
 def signature_reference(rgb):
-    small = area_reference(rgb, 32, 32) / 255.0
+    small = area_reference(trim_flat_borders(rgb), 32, 32) / 255.0
     r, g, b = small[..., 0], small[..., 1], small[..., 2]
     planes = [0.299 * r + 0.587 * g + 0.114 * b,
               -0.168736 * r - 0.331264 * g + 0.5 * b,
