@@ -30,6 +30,10 @@ void ensure_vips() {
     // The operation cache keys loads by buffer address; each decode is one-shot, so caching would
     // only hold memory (and could match a recycled address).
     vips_cache_set_max(0);
+    // One worker per pipeline: requests already run in parallel, and with several workers libvips 8.14
+    // sometimes loses a worker's read error (a TIFF strip past the end decoded "successfully" in 2 of
+    // 40 runs; never with one worker), which would let truncated data through.
+    vips_concurrency_set(1);
     // Decoder warnings about hostile input are expected traffic, not operator news: send them to
     // the debug log instead of raw stderr.
     g_log_set_handler(
