@@ -188,7 +188,6 @@ def make_formats():
     save(rgb.convert("CMYK"), f"{out}/card_cmyk.tif")
     save(rgb, f"{out}/card_multipage.tif", save_all=True, append_images=[Image.new("RGB", (W, H), (0, 0, 0))])
 
-    # A PNG with 1x1 and 1xN sizes exercise resampling edge cases in the parity test; not needed here.
 
 
 def make_bad():

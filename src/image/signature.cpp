@@ -69,11 +69,47 @@ const std::vector<int>& horizontal_frequencies() {
   return freqs;
 }
 
+// Whether every channel varies by at most border_flatness along row y (columns [x0, x1)) or column x.
+bool line_flat(const image_rgb8& img, int fixed, int from, int to, bool is_row) {
+  std::uint8_t lo[3] = {255, 255, 255};
+  std::uint8_t hi[3] = {0, 0, 0};
+  for (int i = from; i < to; ++i) {
+    const std::uint8_t* p = is_row ? img.at(i, fixed) : img.at(fixed, i);
+    for (int c = 0; c < 3; ++c) {
+      lo[c] = std::min(lo[c], p[c]);
+      hi[c] = std::max(hi[c], p[c]);
+      if (hi[c] - lo[c] > signature_border_flatness) return false;
+    }
+  }
+  return true;
+}
+
+// The region left after peeling near-uniform rows and columns off the edges, repeated until stable
+// (a black frame around a white margin goes in two rounds). Never below a quarter of either side.
+image_rgb8 trim_flat_borders(const image_rgb8& img) {
+  int x0 = 0;
+  int y0 = 0;
+  int x1 = img.width;
+  int y1 = img.height;
+  const int min_w = std::max(1, img.width / 4);
+  const int min_h = std::max(1, img.height / 4);
+  for (int round = 0; round < 8; ++round) {
+    const int before = x0 + y0 + x1 + y1;
+    while (y1 - y0 > min_h && line_flat(img, y0, x0, x1, true)) ++y0;
+    while (y1 - y0 > min_h && line_flat(img, y1 - 1, x0, x1, true)) --y1;
+    while (x1 - x0 > min_w && line_flat(img, x0, y0, y1, false)) ++x0;
+    while (x1 - x0 > min_w && line_flat(img, x1 - 1, y0, y1, false)) --x1;
+    if (x0 + y0 + x1 + y1 == before) break;
+  }
+  if (x0 == 0 && y0 == 0 && x1 == img.width && y1 == img.height) return img;
+  return crop(img, x0, y0, x1 - x0, y1 - y0);
+}
+
 }  // namespace
 
 std::vector<float> perceptual_signature(const image_rgb8& img) {
   if (img.empty()) fail(errc::bad_parameter, "cannot compute the signature of an empty image");
-  const std::vector<float> small = resize_area(img, n, n);
+  const std::vector<float> small = resize_area(trim_flat_borders(img), n, n);
   plane luma{};
   plane cb{};
   plane cr{};

@@ -5,6 +5,7 @@
 #include <array>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <string>
@@ -302,6 +303,38 @@ TEST(ImageDecode, BadInputsFailWithTypedErrors) {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     EXPECT_LT(seconds, 2.0) << c.name;
   }
+}
+
+TEST(ImageDecode, MutatedFilesNeverCrash) {
+  // Seeded byte flips and truncations of every format fixture: each decode either succeeds with a
+  // consistent image or throws acg2vec::error. (Run under the ASan/UBSan debug preset too.) The pixel
+  // limit keeps a mutated size field from turning into a slow 10^8-pixel decode.
+  const decode_limits limits{1u << 20, 1'000'000};
+  std::mt19937 rng(7);
+  int decoded = 0;
+  int refused = 0;
+  const char* rounds_env = std::getenv("ACG2VEC_FUZZ_ROUNDS");  // longer local runs
+  const int rounds = rounds_env != nullptr ? std::atoi(rounds_env) : 12;
+  for (const auto& entry : std::filesystem::directory_iterator(data_dir + "/formats")) {
+    const std::string original = read_bytes(entry.path().string());
+    for (int round = 0; round < rounds; ++round) {
+      std::string bytes = original;
+      const int flips = 1 + static_cast<int>(rng() % 8);
+      for (int k = 0; k < flips; ++k) bytes[rng() % bytes.size()] = static_cast<char>(rng() & 0xFF);
+      if (round % 3 == 2) bytes.resize(rng() % bytes.size());
+      try {
+        const auto img = decode_image(bytes, limits);
+        ASSERT_EQ(img.pixels.size(), static_cast<std::size_t>(img.width) * static_cast<std::size_t>(img.height) * 3)
+            << entry.path().filename();
+        ++decoded;
+      } catch (const error&) {
+        ++refused;
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << entry.path().filename() << " round " << round << ": untyped exception " << e.what();
+      }
+    }
+  }
+  EXPECT_GT(decoded + refused, 300);
 }
 
 TEST(ImageDecode, FileErrors) {
