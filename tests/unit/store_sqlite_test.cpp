@@ -342,6 +342,28 @@ TEST(StoreSqlite, CorruptFileIsReported) {
   }
 }
 
+TEST(StoreSqlite, FullDatabaseIsUnavailableDiskFullAndRollsBack) {
+  const auto dir = fresh_dir("full");
+  sqlite_store db(dir / "items.db", {.max_pages = 64});
+  std::size_t stored = 0;
+  try {
+    for (int n = 0; n < 1000; ++n) {
+      item it = make_item("big" + std::to_string(n));
+      it.vectors["v"] = std::vector<float>(4096, 1.0f);  // 16 KiB each
+      db.insert(it);
+      ++stored;
+    }
+    FAIL() << "64 pages never filled up";
+  } catch (const error& e) {
+    EXPECT_EQ(e.code(), errc::unavailable);
+    EXPECT_NE(std::string(e.what()).find("disk full"), std::string::npos) << e.what();
+  }
+  EXPECT_GT(stored, 0u);
+  EXPECT_EQ(db.count(), stored);
+  EXPECT_FALSE(db.contains("big" + std::to_string(stored)));
+  EXPECT_TRUE(db.remove("big0"));  // the store stays usable
+}
+
 TEST(StoreSqlite, BadIdsAndFieldsAreRejected) {
   const auto dir = fresh_dir("bad");
   sqlite_store db(dir / "items.db");
