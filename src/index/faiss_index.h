@@ -30,8 +30,9 @@ struct faiss_options {
   std::size_t ivf_min_train = 10000;
   /// ivf_pq: inverted lists probed per query; 0 = max(16, nlist / 8).
   int ivf_nprobe = 0;
-  /// ivf_pq: candidates re-ranked with the exact vectors, as a multiple of k.
-  float ivf_refine_factor = 8.0f;
+  /// ivf_pq: candidates re-ranked with the exact vectors, as a multiple of k. PQ distances alone
+  /// are coarse; 32 candidates per result keep recall@10 near 1 for little cost.
+  float ivf_refine_factor = 32.0f;
   /// Compact when dead positions exceed this fraction of all positions.
   double max_dead_fraction = 0.2;
 };

@@ -122,6 +122,7 @@ class sqlite_connection {
         if (query_text("PRAGMA journal_mode=WAL") != "wal")
           fail(errc::unavailable, "database {} cannot be switched to WAL mode", file.string());
         exec(options.full_sync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+        if (options.max_pages > 0) exec(fmt::format("PRAGMA max_page_count = {}", options.max_pages).c_str());
       } else {
         exec("PRAGMA query_only=1");
       }

@@ -20,6 +20,9 @@ struct sqlite_options {
   bool full_sync = true;
   int busy_timeout_ms = 5000;
   std::size_t max_readers = 4;
+  /// Upper bound on the database size in pages (PRAGMA max_page_count); 0 = SQLite's default.
+  /// Reaching it fails writes exactly like a full disk.
+  std::int64_t max_pages = 0;
 };
 
 class sqlite_connection;

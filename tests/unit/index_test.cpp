@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -77,18 +78,27 @@ void fill(Index& index, const dataset& ds) {
   for (std::size_t i = 0; i < ds.size(); ++i) index.add(ds.ids[i], ds.row(i));
 }
 
+double cpu_seconds() { return static_cast<double>(std::clock()) / CLOCKS_PER_SEC; }
+
 double recall_at(const vector_index& tested, const brute_index& oracle, const dataset& ds, std::size_t k) {
   std::size_t found = 0;
+  double oracle_time = 0;
+  double tested_time = 0;
   std::size_t wanted = 0;
   for (std::size_t q = 0; q < ds.query_count(); ++q) {
+    const double t0 = cpu_seconds();
     const auto truth = oracle.search(ds.query(q), k);
+    const double t1 = cpu_seconds();
     const auto got = tested.search(ds.query(q), k);
+    oracle_time += t1 - t0;
+    tested_time += cpu_seconds() - t1;
     EXPECT_EQ(got.size(), k);
     std::unordered_set<std::string> got_ids;
     for (const auto& h : got) got_ids.insert(h.id);
     for (const auto& h : truth) found += got_ids.count(h.id);
     wanted += truth.size();
   }
+  std::cout << "exact scan " << oracle_time << " s, tested index " << tested_time << " s CPU\n";
   return static_cast<double>(found) / static_cast<double>(wanted);
 }
 
@@ -176,9 +186,12 @@ class IndexRecall : public ::testing::Test {
   static constexpr double required_recall = 0.95;
 
   static void SetUpTestSuite() {
+    const double t0 = cpu_seconds();
     data_ = new dataset(make_dataset(n, dim, 500, 100, 2024));
+    const double t1 = cpu_seconds();
     oracle_ = new brute_index(dim, metric::inner_product);
     fill(*oracle_, *data_);
+    std::cout << "dataset " << t1 - t0 << " s, oracle fill " << cpu_seconds() - t1 << " s CPU\n";
   }
   static void TearDownTestSuite() {
     delete oracle_;
@@ -194,7 +207,9 @@ brute_index* IndexRecall::oracle_ = nullptr;
 
 TEST_F(IndexRecall, HnswRecallAt10AtLeast95Percent) {
   faiss_index hnsw(dim, metric::inner_product, {.kind = index_kind::hnsw});
+  const double t0 = cpu_seconds();
   hnsw.assign(data_->ids, data_->data);
+  std::cout << "HNSW build " << cpu_seconds() - t0 << " s CPU\n";
   ASSERT_EQ(hnsw.current_kind(), index_kind::hnsw);
   ASSERT_EQ(hnsw.size(), n);
   const double recall = recall_at(hnsw, *oracle_, *data_, k);
@@ -207,7 +222,9 @@ TEST_F(IndexRecall, HnswRecallAt10AtLeast95Percent) {
 
 TEST_F(IndexRecall, IvfPqRecallAt10AtLeast95Percent) {
   faiss_index ivf(dim, metric::inner_product, {.kind = index_kind::ivf_pq});
+  const double t0 = cpu_seconds();
   ivf.assign(data_->ids, data_->data);
+  std::cout << "IVF-PQ build " << cpu_seconds() - t0 << " s CPU\n";
   ASSERT_EQ(ivf.current_kind(), index_kind::ivf_pq);
   const double recall = recall_at(ivf, *oracle_, *data_, k);
   RecordProperty("recall_at_10", std::to_string(recall));

@@ -5,12 +5,18 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <iostream>
 #include <limits>
 #include <random>
 #include <thread>
 
 #include "core/error.h"
+#include "index/vector_spaces.h"
 #include "store/sqlite_store.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 namespace acg2vec::store {
 namespace {
@@ -336,6 +342,28 @@ TEST(StoreSqlite, CorruptFileIsReported) {
   }
 }
 
+TEST(StoreSqlite, FullDatabaseIsUnavailableDiskFullAndRollsBack) {
+  const auto dir = fresh_dir("full");
+  sqlite_store db(dir / "items.db", {.max_pages = 64});
+  std::size_t stored = 0;
+  try {
+    for (int n = 0; n < 1000; ++n) {
+      item it = make_item("big" + std::to_string(n));
+      it.vectors["v"] = std::vector<float>(4096, 1.0f);  // 16 KiB each
+      db.insert(it);
+      ++stored;
+    }
+    FAIL() << "64 pages never filled up";
+  } catch (const error& e) {
+    EXPECT_EQ(e.code(), errc::unavailable);
+    EXPECT_NE(std::string(e.what()).find("disk full"), std::string::npos) << e.what();
+  }
+  EXPECT_GT(stored, 0u);
+  EXPECT_EQ(db.count(), stored);
+  EXPECT_FALSE(db.contains("big" + std::to_string(stored)));
+  EXPECT_TRUE(db.remove("big0"));  // the store stays usable
+}
+
 TEST(StoreSqlite, BadIdsAndFieldsAreRejected) {
   const auto dir = fresh_dir("bad");
   sqlite_store db(dir / "items.db");
@@ -388,6 +416,74 @@ TEST(StoreSqlite, ConcurrentReadersAndWriter) {
   done = true;
   for (auto& t : readers) t.join();
   EXPECT_GT(reads.load(), 0);
+}
+
+// A writer process is killed with SIGKILL at random moments, ten times over. Every item whose
+// insert returned before the kill must be present and complete after reopening, nothing may be
+// half-written, and the vector index rebuilt on start must find every stored item.
+TEST(StoreSqlite, SurvivesSigkillDuringWrites) {
+  const auto dir = fresh_dir("sigkill");
+  const auto file = dir / "items.db";
+  const index::space_config space{.name = "emb", .dim = 8, .space_metric = index::metric::inner_product};
+  std::set<std::string> acknowledged;
+  std::mt19937 rng(99);
+  int next_id = 0;
+  for (int round = 0; round < 10; ++round) {
+    int fds[2];
+    ASSERT_EQ(::pipe(fds), 0);
+    const int first = next_id;
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      ::close(fds[0]);
+      try {
+        sqlite_store db(file);
+        index::vector_spaces spaces(dir, db, {space});
+        for (int n = first;; ++n) {
+          item it = make_item("k" + std::to_string(n));
+          it.tags["t"] = {{"a", 0.5f}, {"b", 0.25f}};
+          it.scores["s"]["x"] = 1.0f;
+          it.vectors["emb"] = std::vector<float>(8, static_cast<float>(n % 7 + 1));
+          db.insert(it);
+          spaces.add("emb", it.id, it.vectors["emb"]);
+          const std::string line = it.id + "\n";
+          if (::write(fds[1], line.data(), line.size()) != static_cast<ssize_t>(line.size())) ::_exit(3);
+          if (n % 40 == 0) spaces.save_all(db.generation());
+        }
+      } catch (...) {
+        ::_exit(2);
+      }
+    }
+    ::close(fds[1]);
+    std::this_thread::sleep_for(std::chrono::milliseconds(150 + rng() % 400));
+    ::kill(child, SIGKILL);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    ASSERT_TRUE(WIFSIGNALED(status)) << "writer exited by itself with status " << WEXITSTATUS(status);
+    std::string received;
+    char buffer[4096];
+    for (ssize_t r; (r = ::read(fds[0], buffer, sizeof buffer)) > 0;) received.append(buffer, static_cast<std::size_t>(r));
+    ::close(fds[0]);
+    for (std::size_t start = 0, end; (end = received.find('\n', start)) != std::string::npos; start = end + 1)
+      acknowledged.insert(received.substr(start, end - start));
+    next_id = first + 100000;  // ids of an unacknowledged, possibly committed insert are never reused
+
+    sqlite_store db(file);
+    for (const auto& it : db.list(0, 0, true)) {
+      EXPECT_EQ(it.tags.at("t").size(), 2u) << it.id;
+      EXPECT_EQ(it.scores.at("s").size(), 1u) << it.id;
+      EXPECT_EQ(it.vectors.at("emb").size(), 8u) << it.id;
+      EXPECT_EQ(it.metadata.at("title"), "picture " + it.id);
+    }
+    index::vector_spaces spaces(dir, db, {space});
+    EXPECT_EQ(spaces.size("emb"), db.count());
+    for (const auto& id : acknowledged) {
+      EXPECT_TRUE(db.contains(id)) << "acknowledged insert of " << id << " was lost";
+      EXPECT_TRUE(spaces.contains("emb", id)) << id << " is not in the index";
+    }
+  }
+  std::cout << acknowledged.size() << " acknowledged inserts survived 10 kills\n";
+  EXPECT_GT(acknowledged.size(), 10u);
 }
 
 }  // namespace
