@@ -12,7 +12,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
+#include <iterator>
 
 #include "core/error.h"
 #include "models/clip.h"
@@ -25,12 +27,7 @@ namespace {
 namespace fs = std::filesystem;
 constexpr double relative_tolerance = 1e-4;
 
-fs::path generate_fixtures(const std::string& extra) {
-  const fs::path work = fs::path(ACG2VEC_TEST_WORK) / "text_models";
-  fs::create_directories(work);
-  // One folder per process: ctest may run these tests in parallel processes.
-  const fs::path out = work / ("fixtures_" + std::to_string(::getpid()) + extra);
-  fs::remove_all(out);
+fs::path run_generator(const fs::path& out, const std::string& extra) {
   const std::string cmd = "/usr/bin/python3 '" + (fs::path(ACG2VEC_SOURCE_DIR) / "tools" / "make_text_model_fixtures.py").string() +
                           "' '" + out.string() + "' " + extra + " > /dev/null";
   const int rc = std::system(cmd.c_str());
@@ -38,14 +35,31 @@ fs::path generate_fixtures(const std::string& extra) {
   return out;
 }
 
+// The small fixtures are generated once per version of the generator script and shared by the test
+// processes ctest starts (written to a private folder, then renamed into place).
+fs::path small_fixtures() {
+  std::ifstream script(fs::path(ACG2VEC_SOURCE_DIR) / "tools" / "make_text_model_fixtures.py", std::ios::binary);
+  const std::string text((std::istreambuf_iterator<char>(script)), std::istreambuf_iterator<char>());
+  const fs::path work = fs::path(ACG2VEC_TEST_WORK) / "text_models";
+  const fs::path out = work / ("fixtures_" + std::to_string(std::hash<std::string>{}(text)));
+  if (fs::exists(out / "expected.safetensors")) return out;
+  fs::create_directories(work);
+  const fs::path tmp = work / ("tmp_" + std::to_string(::getpid()));
+  fs::remove_all(tmp);
+  run_generator(tmp, "");
+  std::error_code ec;
+  fs::rename(tmp, out, ec);
+  if (ec) fs::remove_all(tmp);  // another process got there first
+  return out;
+}
+
 class TextModels : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new fs::path(generate_fixtures(""));
+    dir_ = new fs::path(small_fixtures());
     expected_ = new runtime::tensor_map(runtime::load_safetensors(*dir_ / "expected.safetensors"));
   }
   static void TearDownTestSuite() {
-    fs::remove_all(*dir_);
     delete dir_;
     delete expected_;
   }
@@ -82,11 +96,12 @@ TEST_F(TextModels, SafetensorsDtypes) {
 }
 
 TEST_F(TextModels, SafetensorsRoundTrip) {
-  const fs::path p = *dir_ / "roundtrip.safetensors";
+  const fs::path p = fs::path(ACG2VEC_TEST_WORK) / "text_models" / ("roundtrip_" + std::to_string(::getpid()) + ".safetensors");
   runtime::save_safetensors(p, *expected_);
   const auto back = runtime::load_safetensors(p);
   ASSERT_EQ(back.size(), expected_->size());
   for (const auto& [name, t] : *expected_) EXPECT_TRUE(at::equal(back.at(name), t)) << name;
+  fs::remove(p);
 }
 
 std::string safetensors_bytes(const std::string& header, std::size_t data_bytes) {
@@ -180,7 +195,7 @@ TEST_F(TextModels, ClipRejectsBadInput) {
 // Full-size ViT-L/14 (dclip's shape) with random weights: slow and ~4 GB of RAM, so run on demand with
 // --gtest_also_run_disabled_tests --gtest_filter='*ClipL14*'.
 TEST(TextModelsFull, DISABLED_ClipL14FullSize) {
-  const fs::path dir = generate_fixtures("--full-clip-l14");
+  const fs::path dir = run_generator(fs::path(ACG2VEC_TEST_WORK) / "text_models" / "clip_l14_fixtures", "--full-clip-l14");
   const auto expected = runtime::load_safetensors(dir / "clip_l14_expected.safetensors");
   {
     const auto text = models::clip_text_encoder::load(dir / "clip_l14");
