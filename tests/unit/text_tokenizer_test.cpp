@@ -12,6 +12,7 @@
 #include <set>
 #include <nlohmann/json.hpp>
 #include <thread>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "text/clip_bpe.h"
@@ -40,13 +41,13 @@ std::vector<std::string> read_corpus() {
 }
 
 // Runs the node reference; the test fails (does not skip) when node or the package is missing.
-std::vector<ids_t> reference_ids(const std::string& tokenizer_file) {
+std::vector<ids_t> reference_ids(const fs::path& tokenizer_path) {
   const fs::path work = fs::path(ACG2VEC_TEST_WORK) / "text";
   fs::create_directories(work);
-  const fs::path out = work / (tokenizer_file + ".ref.jsonl");
+  const fs::path out = work / (tokenizer_path.stem().string() + "." + std::to_string(::getpid()) + ".ref.jsonl");
   fs::remove(out);
   const std::string cmd = "cd '" + (fs::path(ACG2VEC_SOURCE_DIR) / "tools").string() +
-                          "' && node tokenizer_reference.mjs '" + (vocab_dir() / tokenizer_file).string() + "' '" +
+                          "' && node tokenizer_reference.mjs '" + tokenizer_path.string() + "' '" +
                           corpus_path().string() + "' '" + out.string() + "'";
   const int rc = std::system(cmd.c_str());
   EXPECT_EQ(rc, 0) << "reference tokenizer failed (need node and `npm install` in tools/): " << cmd;
@@ -56,6 +57,7 @@ std::vector<ids_t> reference_ids(const std::string& tokenizer_file) {
   while (std::getline(in, line)) {
     if (!line.empty()) result.push_back(nlohmann::json::parse(line).get<ids_t>());
   }
+  fs::remove(out);
   return result;
 }
 
@@ -106,10 +108,16 @@ clip_tokenizer* Tokenizers::clip_ = nullptr;
 TEST_F(Tokenizers, CorpusIsLargeEnough) { EXPECT_GE(corpus_->size(), 2000u); }
 
 TEST_F(Tokenizers, WordPieceMatchesReferenceOnCorpus) {
-  expect_parity(*wordpiece_, reference_ids(wordpiece_json), *corpus_);
+  expect_parity(*wordpiece_, reference_ids(vocab_dir() / wordpiece_json), *corpus_);
 }
 
-TEST_F(Tokenizers, ClipJsonMatchesReferenceOnCorpus) { expect_parity(*clip_, reference_ids(clip_json), *corpus_); }
+TEST_F(Tokenizers, UncasedWordPieceMatchesReferenceOnCorpus) {
+  // Lowercasing and accent stripping (NFD, drop Mn) of BertNormalizer, on an uncased English vocabulary.
+  const fs::path json = fs::path(ACG2VEC_TEST_DATA) / "text" / "minilm_uncased_tokenizer.json";
+  expect_parity(wordpiece_tokenizer::from_json_file(json), reference_ids(json), *corpus_);
+}
+
+TEST_F(Tokenizers, ClipJsonMatchesReferenceOnCorpus) { expect_parity(*clip_, reference_ids(vocab_dir() / clip_json), *corpus_); }
 
 TEST_F(Tokenizers, ClipMergesFileMatchesReferenceOnCorpus) {
   const auto gz = clip_tokenizer::from_merges_file(vocab_dir() / "clip_bpe_simple_vocab_16e6.txt.gz");
@@ -117,7 +125,7 @@ TEST_F(Tokenizers, ClipMergesFileMatchesReferenceOnCorpus) {
   EXPECT_EQ(gz.merge_count(), 48894u);
   EXPECT_EQ(gz.sot_id(), 49406);
   EXPECT_EQ(gz.eot_id(), 49407);
-  expect_parity(gz, reference_ids(clip_json), *corpus_);
+  expect_parity(gz, reference_ids(vocab_dir() / clip_json), *corpus_);
 }
 
 TEST_F(Tokenizers, WordPieceVocabTxtMatchesJson) {
