@@ -8,6 +8,7 @@
 #include <fstream>
 #include <limits>
 #include <mutex>
+#include <queue>
 #include <nlohmann/json.hpp>
 #include <shared_mutex>
 
@@ -21,6 +22,7 @@ namespace {
 // The split pattern of CLIP as written in tokenizer.json; split_words() implements exactly this.
 constexpr std::string_view clip_split_pattern = R"('s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+)";
 constexpr std::size_t cache_limit = 100000;
+constexpr std::size_t cache_word_limit = 64;
 constexpr std::size_t openai_merge_count = 49152 - 256 - 2;
 
 // GPT-2's reversible byte -> printable code point table: printable Latin-1 bytes map to themselves,
@@ -288,39 +290,55 @@ void clip_tokenizer::bpe(const std::u32string& word, std::vector<std::int64_t>& 
       return;
     }
   }
-  std::vector<std::string> symbols;
-  for (const unsigned char b : utf8_encode(word)) symbols.push_back(byte_symbols()[b]);
-  if (symbols.empty()) return;
-  symbols.back() += "</w>";
-  std::string key;
-  while (symbols.size() > 1) {
-    std::size_t best_rank = std::numeric_limits<std::size_t>::max();
-    std::size_t best = 0;
-    for (std::size_t k = 0; k + 1 < symbols.size(); ++k) {
-      key.assign(symbols[k]).append(" ").append(symbols[k + 1]);
-      const auto it = ranks_.find(key);
-      if (it != ranks_.end() && it->second < best_rank) {
-        best_rank = it->second;
-        best = k;
-      }
-    }
-    if (best_rank == std::numeric_limits<std::size_t>::max()) break;
-    // Merge every non-overlapping occurrence of the best pair, left to right.
-    const std::string left = symbols[best];
-    const std::string right = symbols[best + 1];
-    std::vector<std::string> merged;
-    merged.reserve(symbols.size());
-    for (std::size_t k = 0; k < symbols.size();) {
-      if (k + 1 < symbols.size() && symbols[k] == left && symbols[k + 1] == right) {
-        merged.push_back(left + right);
-        k += 2;
-      } else {
-        merged.push_back(std::move(symbols[k]));
-        ++k;
-      }
-    }
-    symbols = std::move(merged);
+  // Symbols form a linked list; candidate pairs wait in a min-heap ordered by (merge rank, position), so the
+  // lowest-ranked pair is merged first and equal pairs left to right, in O(n log n) even for huge words.
+  struct symbol {
+    std::string text;
+    int prev;
+    int next;
+  };
+  std::vector<symbol> list;
+  const std::string bytes = utf8_encode(word);
+  if (bytes.empty()) return;
+  for (std::size_t k = 0; k < bytes.size(); ++k) {
+    list.push_back({byte_symbols()[static_cast<unsigned char>(bytes[k])], static_cast<int>(k) - 1,
+                    k + 1 < bytes.size() ? static_cast<int>(k) + 1 : -1});
   }
+  list.back().text += "</w>";
+  using candidate = std::pair<std::size_t, int>;  // (rank, left symbol)
+  std::priority_queue<candidate, std::vector<candidate>, std::greater<>> heap;
+  std::string key;
+  auto rank_of = [&](int left) -> std::size_t {
+    const int right = list[static_cast<std::size_t>(left)].next;
+    if (right < 0) return std::numeric_limits<std::size_t>::max();
+    key.assign(list[static_cast<std::size_t>(left)].text).append(" ").append(list[static_cast<std::size_t>(right)].text);
+    const auto it = ranks_.find(key);
+    return it == ranks_.end() ? std::numeric_limits<std::size_t>::max() : it->second;
+  };
+  auto offer = [&](int left) {
+    if (left < 0) return;
+    const auto r = rank_of(left);
+    if (r != std::numeric_limits<std::size_t>::max()) heap.emplace(r, left);
+  };
+  for (int k = 0; k + 1 < static_cast<int>(list.size()); ++k) offer(k);
+  std::vector<bool> dead(list.size(), false);
+  while (!heap.empty()) {
+    const auto [rank, left] = heap.top();
+    heap.pop();
+    // Stale entries: the left symbol was merged away or its right neighbour changed since it was queued.
+    if (dead[static_cast<std::size_t>(left)] || rank_of(left) != rank) continue;
+    auto& l = list[static_cast<std::size_t>(left)];
+    const int right = l.next;
+    auto& r = list[static_cast<std::size_t>(right)];
+    l.text += r.text;
+    l.next = r.next;
+    if (r.next >= 0) list[static_cast<std::size_t>(r.next)].prev = left;
+    dead[static_cast<std::size_t>(right)] = true;
+    offer(l.prev);
+    offer(left);
+  }
+  std::vector<std::string> symbols;
+  for (int k = 0; k >= 0; k = list[static_cast<std::size_t>(k)].next) symbols.push_back(std::move(list[static_cast<std::size_t>(k)].text));
   std::vector<std::int64_t> ids;
   ids.reserve(symbols.size());
   for (const auto& s : symbols) {
@@ -328,6 +346,7 @@ void clip_tokenizer::bpe(const std::u32string& word, std::vector<std::int64_t>& 
     ids.push_back(it == vocab_.end() ? unk_id_ : it->second);
   }
   out.insert(out.end(), ids.begin(), ids.end());
+  if (word.size() > cache_word_limit) return;  // long words are rare; caching them only costs memory
   std::unique_lock lock(cache_->mutex);
   if (cache_->words.size() >= cache_limit) cache_->words.clear();
   cache_->words.emplace(word, std::move(ids));

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <set>
 #include <nlohmann/json.hpp>
@@ -243,6 +244,19 @@ TEST_F(Tokenizers, ClipSpecialTokensAreCaseSensitive) {
   // Not a special token: split like any other text ("<|", "endoftext", "|>").
   EXPECT_EQ(clip_->tokenize("<|ENDOFTEXT|>"), clip_->tokenize("<| endoftext |>"));
   EXPECT_GT(clip_->tokenize("<|ENDOFTEXT|>").size(), 3u);
+}
+
+TEST_F(Tokenizers, HugeInputsStayFast) {
+  // 100 kB single words and sentences must not go quadratic in BPE merging or WordPiece matching.
+  const auto start = std::chrono::steady_clock::now();
+  const std::string word(100000, 'x');
+  EXPECT_GT(clip_->tokenize(word).size(), 2u);
+  EXPECT_EQ(wordpiece_->tokenize(word), (ids_t{101, 100, 102}));
+  std::string sentence;
+  while (sentence.size() < 100000) sentence += "hatsune_miku 初音ミク (vocaloid) ";
+  EXPECT_EQ(clip_->encode(sentence).input_ids.size(), 77u);
+  EXPECT_EQ(wordpiece_->encode(sentence).input_ids.size(), 128u);
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 10.0);
 }
 
 TEST_F(Tokenizers, ClipCacheIsThreadSafe) {
