@@ -3,6 +3,11 @@
 #include <ATen/ATen.h>
 #include <caffe2/serialize/inline_container.h>
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cstring>
 #include <memory>
 #include <unordered_map>
@@ -71,7 +76,48 @@ std::string dtype_name(at::ScalarType t) {
 
 }  // namespace
 
-tensor_map parse_safetensors(const std::string& bytes, const std::string& origin) {
+namespace {
+
+// Read-only mapping of a whole file; safetensors data is copied out of it tensor by tensor, so peak memory
+// stays at one copy of the weights.
+class mapped_file {
+ public:
+  explicit mapped_file(const std::filesystem::path& path) {
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) fail(errc::not_found, "cannot open checkpoint file {}", path.string());
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0) {
+      ::close(fd_);
+      fail(errc::internal, "cannot stat {}", path.string());
+    }
+    size_ = static_cast<std::size_t>(st.st_size);
+    if (size_ > 0) {
+      data_ = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd_, 0);
+      if (data_ == MAP_FAILED) {
+        ::close(fd_);
+        fail(errc::internal, "cannot map {}", path.string());
+      }
+    }
+  }
+  ~mapped_file() {
+    if (data_ != nullptr && data_ != MAP_FAILED) ::munmap(data_, size_);
+    if (fd_ >= 0) ::close(fd_);
+  }
+  mapped_file(const mapped_file&) = delete;
+  mapped_file& operator=(const mapped_file&) = delete;
+  [[nodiscard]] std::string_view view() const {
+    return size_ == 0 ? std::string_view() : std::string_view(static_cast<const char*>(data_), size_);
+  }
+
+ private:
+  int fd_ = -1;
+  void* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+}  // namespace
+
+tensor_map parse_safetensors(std::string_view bytes, const std::string& origin) {
   if (bytes.size() < 8) fail(errc::bad_parameter, "{} is too short to be safetensors", origin);
   std::uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | static_cast<unsigned char>(bytes[static_cast<std::size_t>(i)]);
@@ -80,7 +126,7 @@ tensor_map parse_safetensors(const std::string& bytes, const std::string& origin
   }
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(header_len));
+    header = nlohmann::json::parse(bytes.substr(8, static_cast<std::size_t>(header_len)));
   } catch (const nlohmann::json::exception& e) {
     fail(errc::bad_parameter, "{}: safetensors header is not JSON: {}", origin, e.what());
   }
@@ -126,7 +172,10 @@ tensor_map parse_safetensors(const std::string& bytes, const std::string& origin
   return out;
 }
 
-tensor_map load_safetensors(const std::filesystem::path& path) { return parse_safetensors(read_file(path), path.string()); }
+tensor_map load_safetensors(const std::filesystem::path& path) {
+  const mapped_file file(path);
+  return parse_safetensors(file.view(), path.string());
+}
 
 tensor_map load_safetensors_index(const std::filesystem::path& index_path) {
   nlohmann::json index;

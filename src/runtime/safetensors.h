@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <string_view>
 
 namespace acg2vec::runtime {
 
@@ -17,7 +18,7 @@ using tensor_map = std::map<std::string, at::Tensor>;
 /// are validated and a malformed file is bad_parameter.
 tensor_map load_safetensors(const std::filesystem::path& path);
 /// @brief Parses safetensors bytes already in memory (same checks as load_safetensors).
-tensor_map parse_safetensors(const std::string& bytes, const std::string& origin);
+tensor_map parse_safetensors(std::string_view bytes, const std::string& origin);
 /// @brief Reads a sharded checkpoint from its model.safetensors.index.json (every mapped name must be present).
 tensor_map load_safetensors_index(const std::filesystem::path& index_path);
 /// @brief Reads a torch.save zip archive holding a dict of tensors (a state dict). The legacy pre-1.6

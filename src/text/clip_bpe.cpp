@@ -21,6 +21,8 @@ namespace {
 
 // The split pattern of CLIP as written in tokenizer.json; split_words() implements exactly this.
 constexpr std::string_view clip_split_pattern = R"('s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+)";
+// OpenAI's own tokenizer.json files put the two special tokens in front of the same pattern.
+constexpr std::string_view clip_split_prefix = R"(<\|startoftext\|>|<\|endoftext\|>|)";
 constexpr std::size_t cache_limit = 100000;
 constexpr std::size_t cache_word_limit = 64;
 constexpr std::size_t openai_merge_count = 49152 - 256 - 2;
@@ -124,12 +126,19 @@ clip_tokenizer clip_tokenizer::from_json(const nlohmann::json& json) {
   // Only CLIP's own split pattern followed by ByteLevel is implemented; refuse anything else rather than
   // tokenising differently.
   bool split_ok = false;
+  bool split_specials = false;
   const auto& pre = json.at("pre_tokenizer");
   if (pre.value("type", "") == "Sequence") {
     for (const auto& p : pre.at("pretokenizers")) {
-      if (p.value("type", "") == "Split" && p.contains("pattern") && p["pattern"].value("Regex", "") == clip_split_pattern &&
-          p.value("behavior", "") == "Removed" && p.value("invert", false)) {
+      if (p.value("type", "") != "Split" || !p.contains("pattern") || p.value("behavior", "") != "Removed" ||
+          !p.value("invert", false)) {
+        continue;
+      }
+      const std::string pattern = p["pattern"].value("Regex", "");
+      if (pattern == clip_split_pattern) {
         split_ok = true;
+      } else if (pattern == std::string(clip_split_prefix) + std::string(clip_split_pattern)) {
+        split_ok = split_specials = true;
       }
     }
   }
@@ -156,7 +165,9 @@ clip_tokenizer clip_tokenizer::from_json(const nlohmann::json& json) {
   }
   std::string unk = model.contains("unk_token") && model["unk_token"].is_string() ? model["unk_token"].get<std::string>()
                                                                                   : "<|endoftext|>";
-  return clip_tokenizer(std::move(vocab), merges, std::move(steps), std::move(added), std::move(unk));
+  clip_tokenizer tok(std::move(vocab), merges, std::move(steps), std::move(added), std::move(unk));
+  tok.split_specials_ = split_specials;
+  return tok;
 }
 
 clip_tokenizer clip_tokenizer::from_merges_file(const std::filesystem::path& path) {
@@ -243,7 +254,8 @@ std::u32string clip_tokenizer::normalize(std::u32string_view text) const {
   return s;
 }
 
-std::vector<std::u32string> clip_tokenizer::split_words(std::u32string_view text) {
+std::vector<std::u32string> clip_tokenizer::split_words(std::u32string_view text, bool split_specials) {
+  static constexpr std::u32string_view specials[] = {U"<|startoftext|>", U"<|endoftext|>"};
   std::vector<std::u32string> out;
   std::size_t i = 0;
   const std::size_t n = text.size();
@@ -252,6 +264,18 @@ std::vector<std::u32string> clip_tokenizer::split_words(std::u32string_view text
     if (is_white_space(c)) {
       ++i;
       continue;
+    }
+    if (split_specials && c == U'<') {
+      bool matched = false;
+      for (const auto sp : specials) {
+        if (text.substr(i, sp.size()) == sp) {
+          out.emplace_back(sp);
+          i += sp.size();
+          matched = true;
+          break;
+        }
+      }
+      if (matched) continue;
     }
     if (c == U'\'' && i + 1 < n) {
       const char32_t a = text[i + 1];
@@ -364,7 +388,7 @@ std::vector<std::int64_t> clip_tokenizer::tokenize(std::string_view text) const 
         ids.push_back(piece.id);
         continue;
       }
-      for (const auto& word : split_words(piece.text)) bpe(word, ids);
+      for (const auto& word : split_words(piece.text, split_specials_)) bpe(word, ids);
     }
   }
   ids.push_back(eot_id_);

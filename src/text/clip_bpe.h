@@ -37,8 +37,9 @@ class clip_tokenizer {
 
   /// @brief The text after the normaliser (NFC, whitespace collapse, lowercase); exposed for tests.
   [[nodiscard]] std::u32string normalize(std::u32string_view text) const;
-  /// @brief The pieces the CLIP split pattern keeps, in order; exposed for tests.
-  [[nodiscard]] static std::vector<std::u32string> split_words(std::u32string_view text);
+  /// @brief The pieces the CLIP split pattern keeps, in order; `split_specials` adds OpenAI's leading
+  /// <|startoftext|>/<|endoftext|> alternatives. Exposed for tests.
+  [[nodiscard]] static std::vector<std::u32string> split_words(std::u32string_view text, bool split_specials = false);
 
   [[nodiscard]] std::int64_t sot_id() const { return sot_id_; }
   [[nodiscard]] std::int64_t eot_id() const { return eot_id_; }
@@ -62,6 +63,7 @@ class clip_tokenizer {
   std::int64_t sot_id_ = -1;
   std::int64_t eot_id_ = -1;
   std::int64_t unk_id_ = -1;
+  bool split_specials_ = false;
   std::unique_ptr<cache> cache_;
 };
 

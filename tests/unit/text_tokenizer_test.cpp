@@ -236,6 +236,9 @@ TEST_F(Tokenizers, ClipSplitPattern) {
   const auto words = clip_tokenizer::split_words(U"it's 2girls!! ''s ab12");
   const std::vector<std::u32string> expected{U"it", U"'s", U"2", U"girls", U"!!", U"''", U"s", U"ab", U"1", U"2"};
   EXPECT_EQ(words, expected);
+  const std::vector<std::u32string> with_specials{U"a", U"<|endoftext|>", U"b"};
+  EXPECT_EQ(clip_tokenizer::split_words(U"a<|endoftext|>b", true), with_specials);
+  EXPECT_EQ(clip_tokenizer::split_words(U"a<|endoftext|>b").size(), 5u);  // a, <|, endoftext, |>, b
 }
 
 TEST_F(Tokenizers, ClipSpecialTokensAreCaseSensitive) {
