@@ -248,6 +248,15 @@ def write_clip(out, cfg, sd, fmt):
         write_safetensors(os.path.join(out, "model.safetensors"), sd)
     elif fmt == "bin":
         write_bin(os.path.join(out, "pytorch_model.bin"), sd)
+    elif fmt == "sharded_bin":
+        names = list(sd.keys())
+        half = len(names) // 2
+        shards = {"pytorch_model-00001-of-00002.bin": names[:half], "pytorch_model-00002-of-00002.bin": names[half:]}
+        weight_map = {}
+        for file, keys in shards.items():
+            write_bin(os.path.join(out, file), {k: sd[k] for k in keys})
+            weight_map.update({k: file for k in keys})
+        dump_json(os.path.join(out, "pytorch_model.bin.index.json"), {"metadata": {}, "weight_map": weight_map})
     else:  # two shards and an index
         names = list(sd.keys())
         half = len(names) // 2
@@ -298,8 +307,22 @@ def small(out):
     sd.update(cv.hf_state())
     sd["logit_scale"] = torch.tensor(2.6592)
     cfg = clip_config(text, vision, 24)
-    for fmt, name in (("safetensors", "clip_safetensors"), ("bin", "clip_bin"), ("sharded", "clip_sharded")):
+    for fmt, name in (("safetensors", "clip_safetensors"), ("bin", "clip_bin"), ("sharded", "clip_sharded"),
+                      ("sharded_bin", "clip_sharded_bin")):
         write_clip(os.path.join(out, name), cfg, sd, fmt)
+
+    # Half-precision checkpoints (how CLIP weights are often published): the reference runs the same models
+    # with their weights rounded to float16 / bfloat16 and computes in float32.
+    for dtype, name, fmt in ((torch.float16, "clip_f16", "safetensors"), (torch.bfloat16, "clip_bf16", "bin")):
+        rounded = {k: (v.detach().to(dtype) if v.is_floating_point() else v) for k, v in sd.items()}
+        write_clip(os.path.join(out, name), cfg, rounded, fmt)
+        with torch.no_grad():
+            for m in (ct, cv):
+                for p in m.parameters():
+                    p.copy_(p.to(dtype).float())
+        tag = "f16" if dtype == torch.float16 else "bf16"
+        expected[f"clip_text_output_{tag}"] = ct(tids).detach()
+        expected[f"clip_vision_output_{tag}"] = cv(pixels).detach()
 
     # Dtype conversions: the stored half/bfloat16 values and their exact float32 expansions.
     base = torch.randn(5, 3, generator=gen)

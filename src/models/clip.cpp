@@ -160,4 +160,13 @@ at::Tensor clip_vision_encoder::encode(const at::Tensor& pixels) const {
   return at::linear(post_norm_(x.select(1, 0)), projection_);
 }
 
+clip_model clip_model::load(const std::filesystem::path& dir) {
+  const auto config = read_config(dir);
+  const auto weights = runtime::load_checkpoint(dir);
+  clip_model m;
+  m.text = std::make_unique<clip_text_encoder>(weights, config, dir.string());
+  m.vision = std::make_unique<clip_vision_encoder>(weights, config, dir.string());
+  return m;
+}
+
 }  // namespace acg2vec::models

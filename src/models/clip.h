@@ -81,4 +81,12 @@ class clip_vision_encoder {
   at::Tensor projection_;
 };
 
+/// Both towers of one CLIPModel folder, built from a single read of its weights.
+struct clip_model {
+  std::unique_ptr<clip_text_encoder> text;
+  std::unique_ptr<clip_vision_encoder> vision;
+  /// @brief Loads config.json and the weights once and builds both towers.
+  static clip_model load(const std::filesystem::path& dir);
+};
+
 }  // namespace acg2vec::models

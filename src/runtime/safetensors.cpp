@@ -177,7 +177,10 @@ tensor_map load_safetensors(const std::filesystem::path& path) {
   return parse_safetensors(file.view(), path.string());
 }
 
-tensor_map load_safetensors_index(const std::filesystem::path& index_path) {
+namespace {
+
+tensor_map load_sharded(const std::filesystem::path& index_path,
+                        tensor_map (*load_shard)(const std::filesystem::path&)) {
   nlohmann::json index;
   try {
     index = nlohmann::json::parse(read_file(index_path));
@@ -197,12 +200,22 @@ tensor_map load_safetensors_index(const std::filesystem::path& index_path) {
   }
   tensor_map out;
   for (const auto& shard : shards) {
-    for (auto& [name, t] : load_safetensors(index_path.parent_path() / shard)) out.insert_or_assign(name, std::move(t));
+    for (auto& [name, t] : load_shard(index_path.parent_path() / shard)) out.insert_or_assign(name, std::move(t));
   }
   for (const auto& [name, file] : index["weight_map"].items()) {
     if (out.count(name) == 0) fail(errc::bad_parameter, "{}: tensor {} is missing from {}", index_path.string(), name, file.get<std::string>());
   }
   return out;
+}
+
+}  // namespace
+
+tensor_map load_safetensors_index(const std::filesystem::path& index_path) {
+  return load_sharded(index_path, &load_safetensors);
+}
+
+tensor_map load_torch_state_dict_index(const std::filesystem::path& index_path) {
+  return load_sharded(index_path, &load_torch_state_dict);
 }
 
 namespace {
@@ -508,7 +521,8 @@ tensor_map load_checkpoint(const std::filesystem::path& dir) {
   if (fs::exists(dir / "model.safetensors")) return load_safetensors(dir / "model.safetensors");
   if (fs::exists(dir / "model.safetensors.index.json")) return load_safetensors_index(dir / "model.safetensors.index.json");
   if (fs::exists(dir / "pytorch_model.bin")) return load_torch_state_dict(dir / "pytorch_model.bin");
-  fail(errc::not_found, "no model.safetensors, model.safetensors.index.json or pytorch_model.bin in {}", dir.string());
+  if (fs::exists(dir / "pytorch_model.bin.index.json")) return load_torch_state_dict_index(dir / "pytorch_model.bin.index.json");
+  fail(errc::not_found, "no model.safetensors, pytorch_model.bin or their sharded indexes in {}", dir.string());
 }
 
 void save_safetensors(const std::filesystem::path& path, const tensor_map& tensors) {

@@ -24,8 +24,10 @@ tensor_map load_safetensors_index(const std::filesystem::path& index_path);
 /// @brief Reads a torch.save zip archive holding a dict of tensors (a state dict). The legacy pre-1.6
 /// non-zip format is not supported.
 tensor_map load_torch_state_dict(const std::filesystem::path& path);
+/// @brief Reads a sharded torch checkpoint from its pytorch_model.bin.index.json.
+tensor_map load_torch_state_dict_index(const std::filesystem::path& index_path);
 /// @brief Loads a model folder's weights, preferring model.safetensors, then its sharded index, then
-/// pytorch_model.bin; not_found when none exists.
+/// pytorch_model.bin, then its sharded index; not_found when none exists.
 tensor_map load_checkpoint(const std::filesystem::path& dir);
 /// @brief Writes tensors as a .safetensors file (used for exports and tests).
 void save_safetensors(const std::filesystem::path& path, const tensor_map& tensors);

@@ -140,12 +140,16 @@ TEST_F(TextModels, ShardedAndBinCheckpointsEqualSafetensors) {
   const auto single = runtime::load_checkpoint(*dir_ / "clip_safetensors");
   const auto sharded = runtime::load_checkpoint(*dir_ / "clip_sharded");
   const auto bin = runtime::load_checkpoint(*dir_ / "clip_bin");
+  const auto sharded_bin = runtime::load_checkpoint(*dir_ / "clip_sharded_bin");
   ASSERT_EQ(sharded.size(), single.size());
   ASSERT_EQ(bin.size(), single.size());
+  ASSERT_EQ(sharded_bin.size(), single.size());
   for (const auto& [name, t] : single) {
     EXPECT_TRUE(at::equal(sharded.at(name), t)) << name;
     EXPECT_TRUE(at::equal(bin.at(name), t)) << name;
+    EXPECT_TRUE(at::equal(sharded_bin.at(name), t)) << name;
   }
+  EXPECT_EQ(single.at("text_model.embeddings.position_ids").scalar_type(), at::kLong);
 }
 
 TEST_F(TextModels, SentenceEncoderMatchesTorchReference) {
@@ -181,6 +185,17 @@ TEST_F(TextModels, ClipVisionMatchesTorchReference) {
     EXPECT_EQ(model->dim(), 24);
     EXPECT_EQ(model->image_size(), 32);
     expect_close(model->encode(ref("clip_pixels")), ref("clip_vision_output"), std::string("clip vision (") + folder + ")");
+  }
+}
+
+TEST_F(TextModels, ClipHalfPrecisionCheckpoints) {
+  // float16 safetensors and bfloat16 pytorch_model.bin; the reference used the same rounded weights.
+  for (const char* tag : {"f16", "bf16"}) {
+    const auto pair = models::clip_model::load(*dir_ / (std::string("clip_") + tag));
+    expect_close(pair.text->encode(ref("clip_input_ids")), ref(std::string("clip_text_output_") + tag),
+                 std::string("clip text (") + tag + " checkpoint)");
+    expect_close(pair.vision->encode(ref("clip_pixels")), ref(std::string("clip_vision_output_") + tag),
+                 std::string("clip vision (") + tag + " checkpoint)");
   }
 }
 
