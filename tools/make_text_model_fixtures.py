@@ -6,10 +6,11 @@ nn.Embedding, nn.Conv2d, nn.Linear), exports their weights under Hugging Face ke
 formats users have (model.safetensors, sharded safetensors + index, pytorch_model.bin, the
 sentence-transformers folder layout) and writes reference outputs for fixed inputs.
 
-Usage: /usr/bin/python3 make_text_model_fixtures.py OUT_DIR [--full-clip-l14]
+Usage: /usr/bin/python3 make_text_model_fixtures.py OUT_DIR [--full-clip-l14 | --full-acgvoc2vec]
 
 --full-clip-l14 instead writes one full-size ViT-L/14 CLIPModel config (random weights) to OUT_DIR/clip_l14
-with its reference outputs, for a one-off measurement.
+with its reference outputs, for a one-off measurement; --full-acgvoc2vec does the same for acgvoc2vec's
+real shape (distilbert-base-multilingual-cased + Dense 768->512, as a pytorch_model.bin folder).
 """
 import collections
 import json
@@ -366,12 +367,38 @@ def full_l14(out):
     write_safetensors(os.path.join(out, "clip_l14_expected.safetensors"), expected)
 
 
+def full_acgvoc2vec(out):
+    """acgvoc2vec's real shape: distilbert-base-multilingual-cased (vocab 119547) + mean pooling + Dense 768->512."""
+    gen = torch.Generator().manual_seed(11)
+    cfg = {"vocab_size": 119547, "dim": 768, "n_heads": 12, "n_layers": 6, "hidden_dim": 3072,
+           "max_position_embeddings": 512, "activation": "gelu", "sinusoidal_pos_embds": False}
+    st = RefSentenceEncoder(cfg, 512)
+    with torch.no_grad():
+        for name, p in st.named_parameters():
+            if name.endswith("weight") and p.dim() == 1:
+                p.copy_(1.0 + 0.05 * torch.randn(p.shape, generator=gen))
+            else:
+                p.copy_(0.02 * torch.randn(p.shape, generator=gen))
+    ids = torch.zeros(2, 128, dtype=torch.int64)
+    mask = torch.zeros(2, 128, dtype=torch.int64)
+    ids[0, :6] = torch.tensor([101, 31178, 10315, 11250, 24883, 102])
+    mask[0, :6] = 1
+    ids[1, :] = torch.randint(1000, 119547, (128,), generator=gen)
+    ids[1, 0], ids[1, 127] = 101, 102
+    mask[1, :] = 1
+    expected = {"st_input_ids": ids, "st_attention_mask": mask, "st_output": st(ids, mask).detach()}
+    write_sentence_model(os.path.join(out, "acgvoc2vec"), st, cfg, 512, "bin")
+    write_safetensors(os.path.join(out, "acgvoc2vec_expected.safetensors"), expected)
+
+
 if __name__ == "__main__":
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     os.makedirs(sys.argv[1], exist_ok=True)
     if "--full-clip-l14" in sys.argv[2:]:
         full_l14(sys.argv[1])
+    elif "--full-acgvoc2vec" in sys.argv[2:]:
+        full_acgvoc2vec(sys.argv[1])
     else:
         small(sys.argv[1])
     print("fixtures written to", sys.argv[1])

@@ -225,5 +225,19 @@ TEST(TextModelsFull, DISABLED_ClipL14FullSize) {
   fs::remove_all(dir);
 }
 
+// acgvoc2vec's real shape (vocab 119547, 6 layers, 768 -> 512), pytorch_model.bin folders, on demand like
+// the test above.
+TEST(TextModelsFull, DISABLED_Acgvoc2vecFullSize) {
+  const fs::path dir =
+      run_generator(fs::path(ACG2VEC_TEST_WORK) / "text_models" / "acgvoc2vec_fixtures", "--full-acgvoc2vec");
+  const auto expected = runtime::load_safetensors(dir / "acgvoc2vec_expected.safetensors");
+  const auto model = models::sentence_encoder::load(dir / "acgvoc2vec");
+  EXPECT_EQ(model->dim(), 512);
+  EXPECT_EQ(model->max_seq_length(), 128);
+  expect_close(model->encode(expected.at("st_input_ids"), expected.at("st_attention_mask")), expected.at("st_output"),
+               "acgvoc2vec full size");
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace acg2vec
