@@ -13,6 +13,7 @@ find_package(faiss REQUIRED)
 find_package(HDF5 REQUIRED COMPONENTS C)
 find_package(Protobuf REQUIRED)
 find_package(ONNX REQUIRED)
+find_package(ZLIB REQUIRED)
 pkg_check_modules(VIPS REQUIRED IMPORTED_TARGET vips-cpp)
 pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
 pkg_check_modules(HIREDIS REQUIRED IMPORTED_TARGET hiredis)
@@ -26,5 +27,5 @@ add_library(acg2vec::deps ALIAS acg2vec_deps)
 target_link_libraries(acg2vec_deps INTERFACE
   nlohmann_json::nlohmann_json fmt::fmt spdlog::spdlog CLI11::CLI11 PkgConfig::HTTPLIB
   SQLite::SQLite3 ${TORCH_LIBRARIES} faiss ${HDF5_C_LIBRARIES} onnx onnx_proto
-  PkgConfig::VIPS PkgConfig::UTF8PROC PkgConfig::HIREDIS PkgConfig::CRYPTO Threads::Threads)
+  PkgConfig::VIPS PkgConfig::UTF8PROC PkgConfig::HIREDIS PkgConfig::CRYPTO ZLIB::ZLIB Threads::Threads)
 target_include_directories(acg2vec_deps SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS} ${HDF5_C_INCLUDE_DIRS})

@@ -29,7 +29,7 @@ APT_PACKAGES=(
   # libraries (see cmake/dependencies.cmake)
   libtorch-dev libopenblas0-pthread libvips-dev libfaiss-dev libsqlite3-dev libcpp-httplib-dev
   nlohmann-json3-dev libutf8proc-dev libhiredis-dev libonnx-dev libhdf5-dev libcli11-dev
-  libspdlog-dev libfmt-dev libgtest-dev libgmock-dev
+  libspdlog-dev libfmt-dev libgtest-dev libgmock-dev zlib1g-dev
   # services and tools used by tests
   redis-server sqlite3 curl
   # independent references for parity tests (Debian's /usr/bin/python3)
