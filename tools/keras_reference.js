@@ -343,7 +343,8 @@ async function makeModels(outDir, full) {
       writeLayersModel(dir, artifacts, enc);
       // Quantised variants get their own expectations: tfjs' loader dequantises them.
       const ref = enc === 'float32' ? model : await loadLayersModel(dir);
-      const outputs = await expectedOutputs(ref, input, [...outputNames, ...spec.probes], path.join(outDir, spec.name), enc);
+      const outputs = (await expectedOutputs(ref, input, [...outputNames, ...spec.probes], path.join(outDir, spec.name), enc))
+          .map((o) => ({...o, file: `${spec.name}/${o.file}`}));
       const base = {group: spec.name, input: {file: inputFile, shape}, outputs};
       cases.push({...base, name: `${spec.name}/tfjs_${enc}`, format: 'tfjs_layers', model: `${spec.name}/${enc}/model.json`});
       if (enc === 'float32') {
