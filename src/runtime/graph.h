@@ -34,6 +34,7 @@ struct value_info {
   std::string name;
   at::ScalarType dtype = at::kFloat;
   std::vector<std::int64_t> shape;
+  bool rank_known = true;  ///< false when the format does not declare a shape (shape is then empty)
 };
 
 struct graph {

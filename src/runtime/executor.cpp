@@ -1,0 +1,359 @@
+#include "runtime/executor.h"
+
+#include "core/error.h"
+
+#include <c10/core/InferenceMode.h>
+#include <c10/util/Exception.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <deque>
+#include <set>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace acg2vec::runtime {
+namespace {
+
+std::string label_of(const node& n) { return fmt::format("'{}' ({})", n.name, n.op_type); }
+
+std::string first_line(std::string_view s) {
+  auto pos = s.find('\n');
+  return std::string(pos == std::string_view::npos ? s : s.substr(0, pos));
+}
+
+// Runs f, turning libtorch and std exceptions into one-line acg2vec errors that name the node.
+template <class F>
+auto guarded(const std::string& label, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const error& e) {
+    throw error(e.code(), fmt::format("node {}: {}", label, e.what()));
+  } catch (const c10::Error& e) {
+    throw error(errc::bad_parameter, fmt::format("node {}: {}", label, first_line(e.what_without_backtrace())));
+  } catch (const std::bad_alloc&) {
+    throw error(errc::too_large, fmt::format("node {}: out of memory", label));
+  } catch (const std::exception& e) {
+    throw error(errc::bad_parameter, fmt::format("node {}: {}", label, first_line(e.what())));
+  }
+}
+
+bool is_default_domain(const std::string& d) { return d.empty() || d == "ai.onnx"; }
+
+// Folds y = BN(Conv(x)) into Conv(x) with rescaled weights when every parameter is a constant
+// and the Conv result feeds nothing else: one fewer pass over the activations.
+void fold_batch_norms(graph& g, const std::set<std::string>& keep) {
+  std::unordered_map<std::string, int> readers;
+  for (const auto& n : g.nodes)
+    for (const auto& in : n.inputs) ++readers[in];
+  std::unordered_map<std::string, std::size_t> producer;
+  for (std::size_t i = 0; i < g.nodes.size(); ++i)
+    for (const auto& out : g.nodes[i].outputs) producer[out] = i;
+  auto init = [&](const std::string& name) -> const at::Tensor* {
+    auto it = g.initializers.find(name);
+    return it == g.initializers.end() ? nullptr : &it->second;
+  };
+  std::vector<bool> removed(g.nodes.size(), false);
+  int folded = 0;
+  for (std::size_t bi = 0; bi < g.nodes.size(); ++bi) {
+    node& bn = g.nodes[bi];
+    if (bn.op_type != "BatchNormalization" || !is_default_domain(bn.domain) || bn.inputs.size() < 5 ||
+        bn.outputs.size() != 1 || attr_int(bn, "training_mode", 0) != 0)
+      continue;
+    auto pit = producer.find(bn.inputs[0]);
+    if (pit == producer.end() || removed[pit->second]) continue;
+    node& conv = g.nodes[pit->second];
+    if (conv.op_type != "Conv" || !is_default_domain(conv.domain) || conv.outputs.size() != 1 ||
+        readers[conv.outputs[0]] != 1 || keep.count(conv.outputs[0]) || conv.inputs.size() < 2)
+      continue;
+    const at::Tensor* w = init(conv.inputs[1]);
+    const at::Tensor* b = conv.inputs.size() > 2 && !conv.inputs[2].empty() ? init(conv.inputs[2]) : nullptr;
+    if (conv.inputs.size() > 2 && !conv.inputs[2].empty() && !b) continue;
+    const at::Tensor *scale = init(bn.inputs[1]), *shift = init(bn.inputs[2]), *mean = init(bn.inputs[3]),
+                     *var = init(bn.inputs[4]);
+    if (!w || !scale || !shift || !mean || !var || w->scalar_type() != at::kFloat) continue;
+    const std::int64_t channels = w->size(0);
+    if (scale->numel() != channels || shift->numel() != channels || mean->numel() != channels ||
+        var->numel() != channels)
+      continue;
+    const double eps = attr_float(bn, "epsilon", 1e-5);
+    // Fold in double precision so that the folded weights round only once.
+    at::Tensor s = scale->to(at::kDouble).reshape({-1}) / at::sqrt(var->to(at::kDouble).reshape({-1}) + eps);
+    std::vector<std::int64_t> shape(static_cast<std::size_t>(w->dim()), 1);
+    shape[0] = channels;
+    at::Tensor new_w = (w->to(at::kDouble) * s.reshape(shape)).to(at::kFloat).contiguous();
+    at::Tensor old_b = b ? b->to(at::kDouble).reshape({-1}) : at::zeros({channels}, at::kDouble);
+    at::Tensor new_b = ((old_b - mean->to(at::kDouble).reshape({-1})) * s + shift->to(at::kDouble).reshape({-1}))
+                           .to(at::kFloat)
+                           .contiguous();
+    const std::string wn = conv.outputs[0] + "::folded_weight", bname = conv.outputs[0] + "::folded_bias";
+    g.initializers[wn] = new_w;
+    g.initializers[bname] = new_b;
+    conv.inputs.resize(3);
+    conv.inputs[1] = wn;
+    conv.inputs[2] = bname;
+    conv.outputs[0] = bn.outputs[0];
+    removed[bi] = true;
+    ++folded;
+  }
+  if (folded == 0) return;
+  std::vector<node> kept;
+  for (std::size_t i = 0; i < g.nodes.size(); ++i)
+    if (!removed[i]) kept.push_back(std::move(g.nodes[i]));
+  g.nodes = std::move(kept);
+  spdlog::debug("runtime: folded {} BatchNormalization nodes into convolutions", folded);
+}
+
+}  // namespace
+
+executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset), inputs_(g.inputs) {
+  c10::InferenceMode inference;
+  const kernel_registry& registry = kernels();
+
+  // Names and support first, so that the errors a user sees are about the model, not its wiring.
+  for (std::size_t i = 0; i < g.nodes.size(); ++i) {
+    node& n = g.nodes[i];
+    if (n.name.empty()) n.name = fmt::format("{}_{}", n.op_type, i);
+    ++histogram_[n.op_type];
+  }
+  for (const node& n : g.nodes) {
+    if (!is_default_domain(n.domain))
+      fail(errc::bad_parameter, "unsupported operator {} (domain '{}') in node '{}' at opset {}", n.op_type, n.domain,
+           n.name, g.opset);
+    if (!registry.count(n.op_type))
+      fail(errc::bad_parameter, "unsupported operator {} in node '{}' at opset {}", n.op_type, n.name, g.opset);
+  }
+
+  std::unordered_set<std::string> sources;
+  for (const auto& v : g.inputs) {
+    if (!sources.insert(v.name).second) fail(errc::bad_parameter, "graph input '{}' is declared twice", v.name);
+  }
+  for (const auto& [name, t] : g.initializers) {
+    if (!t.defined()) fail(errc::bad_parameter, "initializer '{}' has no data", name);
+    sources.insert(name);
+  }
+  std::unordered_map<std::string, std::size_t> producer;
+  for (std::size_t i = 0; i < g.nodes.size(); ++i) {
+    for (const auto& out : g.nodes[i].outputs) {
+      if (out.empty()) continue;
+      if (sources.count(out) || !producer.emplace(out, i).second)
+        fail(errc::bad_parameter, "value '{}' is produced more than once (node '{}')", out, g.nodes[i].name);
+    }
+  }
+  for (const node& n : g.nodes) {
+    for (const auto& in : n.inputs) {
+      if (!in.empty() && !sources.count(in) && !producer.count(in))
+        fail(errc::bad_parameter, "node {} reads '{}', which no input, initializer or node provides", label_of(n), in);
+    }
+  }
+
+  if (requested.empty())
+    for (const auto& v : g.outputs) requested.push_back(v.name);
+  if (requested.empty()) fail(errc::bad_parameter, "graph '{}' has no outputs", g.name);
+  for (const auto& name : requested) {
+    if (!sources.count(name) && !producer.count(name))
+      fail(errc::bad_parameter, "requested output '{}' is not a value of the graph", name);
+  }
+  const std::set<std::string> keep(requested.begin(), requested.end());
+
+  // Graph inputs override initializers of the same name (ONNX IR < 4 lists weights as inputs).
+  for (const auto& v : g.inputs) g.initializers.erase(v.name);
+  fold_batch_norms(g, keep);
+  producer.clear();
+  for (std::size_t i = 0; i < g.nodes.size(); ++i)
+    for (const auto& out : g.nodes[i].outputs)
+      if (!out.empty()) producer.emplace(out, i);
+
+  // Kahn's algorithm over node dependencies; whatever remains unsorted sits on a cycle.
+  const std::size_t count = g.nodes.size();
+  std::vector<int> pending(count, 0);
+  std::vector<std::vector<std::size_t>> dependents(count);
+  for (std::size_t i = 0; i < count; ++i) {
+    std::set<std::size_t> deps;
+    for (const auto& in : g.nodes[i].inputs) {
+      auto it = producer.find(in);
+      if (!in.empty() && it != producer.end()) deps.insert(it->second);
+    }
+    for (std::size_t d : deps) dependents[d].push_back(i);
+    pending[i] = static_cast<int>(deps.size());
+  }
+  std::deque<std::size_t> ready;
+  for (std::size_t i = 0; i < count; ++i)
+    if (pending[i] == 0) ready.push_back(i);
+  std::vector<std::size_t> order;
+  while (!ready.empty()) {
+    const std::size_t i = ready.front();
+    ready.pop_front();
+    order.push_back(i);
+    for (std::size_t d : dependents[i])
+      if (--pending[d] == 0) ready.push_back(d);
+  }
+  if (order.size() != count) {
+    for (std::size_t i = 0; i < count; ++i)
+      if (pending[i] > 0) fail(errc::bad_parameter, "the graph has a cycle through node {}", label_of(g.nodes[i]));
+  }
+
+  // Only nodes that some requested output depends on run.
+  std::vector<bool> needed(count, false);
+  {
+    std::vector<std::string> stack(requested.begin(), requested.end());
+    std::unordered_set<std::string> seen;
+    while (!stack.empty()) {
+      std::string v = std::move(stack.back());
+      stack.pop_back();
+      if (v.empty() || !seen.insert(v).second) continue;
+      auto it = producer.find(v);
+      if (it == producer.end() || needed[it->second]) continue;
+      needed[it->second] = true;
+      for (const auto& in : g.nodes[it->second].inputs) stack.push_back(in);
+    }
+  }
+
+  // Slots: one per value that exists at run time. Constants are values known now.
+  std::unordered_map<std::string, at::Tensor> constant_values(g.initializers.begin(), g.initializers.end());
+  std::unordered_map<std::string, int> slot_of;
+  auto slot = [&](const std::string& name) {
+    auto [it, inserted] = slot_of.emplace(name, static_cast<int>(slot_of.size()));
+    return it->second;
+  };
+  for (const auto& v : g.inputs) input_slots_.push_back(slot(v.name));
+
+  for (std::size_t i : order) {
+    if (!needed[i]) continue;
+    const node& n = g.nodes[i];
+    const std::string label = label_of(n);
+    build_context ctx{n, g.opset, {}};
+    bool all_constant = true;
+    for (const auto& in : n.inputs) {
+      auto it = in.empty() ? constant_values.end() : constant_values.find(in);
+      ctx.constants.push_back(it == constant_values.end() ? nullptr : &it->second);
+      if (!in.empty() && it == constant_values.end()) all_constant = false;
+    }
+    kernel fn = guarded(label, [&] { return registry.find(n.op_type)->second(ctx); });
+    if (all_constant) {
+      tensor_list args;
+      for (std::size_t k = 0; k < n.inputs.size(); ++k) args.push_back(ctx.constants[k] ? *ctx.constants[k] : at::Tensor());
+      tensor_list results = guarded(label, [&] { return fn(args); });
+      for (std::size_t k = 0; k < n.outputs.size(); ++k) {
+        if (n.outputs[k].empty()) continue;
+        if (k >= results.size() || !results[k].defined())
+          fail(errc::bad_parameter, "node {} does not produce output {}", label, k);
+        constant_values[n.outputs[k]] = results[k];
+      }
+      continue;
+    }
+    step s;
+    s.fn = std::move(fn);
+    s.label = label;
+    for (const auto& in : n.inputs) s.inputs.push_back(in.empty() ? -1 : slot(in));
+    for (const auto& out : n.outputs) s.outputs.push_back(out.empty() ? -1 : slot(out));
+    steps_.push_back(std::move(s));
+  }
+  for (const auto& name : requested) output_slots_.push_back(slot(name));
+
+  // Constants that anything reads at run time are placed in their slots at the start of a run.
+  for (const auto& [name, index] : slot_of) {
+    auto it = constant_values.find(name);
+    if (it != constant_values.end()) constants_.emplace_back(index, it->second);
+  }
+  slot_count_ = slot_of.size();
+
+  // Release each slot after its last reader, unless it is an output.
+  std::vector<int> last_reader(slot_count_, -1);
+  for (std::size_t k = 0; k < steps_.size(); ++k)
+    for (int in : steps_[k].inputs)
+      if (in >= 0) last_reader[static_cast<std::size_t>(in)] = static_cast<int>(k);
+  std::unordered_set<int> out_set(output_slots_.begin(), output_slots_.end());
+  for (std::size_t s = 0; s < slot_count_; ++s) {
+    if (last_reader[s] >= 0 && !out_set.count(static_cast<int>(s)))
+      steps_[static_cast<std::size_t>(last_reader[s])].release.push_back(static_cast<int>(s));
+  }
+
+  std::unordered_map<std::string, const value_info*> declared;
+  for (const auto& v : g.outputs) declared[v.name] = &v;
+  for (const auto& v : g.inputs) declared[v.name] = &v;
+  for (const auto& name : requested) {
+    auto it = declared.find(name);
+    if (it != declared.end()) {
+      outputs_.push_back(*it->second);
+    } else {
+      value_info v;
+      v.name = name;
+      v.rank_known = false;
+      auto c = constant_values.find(name);
+      if (c != constant_values.end()) v.dtype = c->second.scalar_type();
+      outputs_.push_back(v);
+    }
+  }
+  spdlog::debug("runtime: graph '{}' has {} nodes, {} run per call", g.name, g.nodes.size(), steps_.size());
+}
+
+std::vector<at::Tensor> executor::run(const std::vector<at::Tensor>& inputs) const {
+  if (inputs.size() != inputs_.size())
+    fail(errc::bad_parameter, "the model takes {} inputs, got {}", inputs_.size(), inputs.size());
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    const value_info& v = inputs_[i];
+    const at::Tensor& t = inputs[i];
+    if (!t.defined()) fail(errc::bad_parameter, "input '{}' is missing", v.name);
+    if (t.scalar_type() != v.dtype)
+      fail(errc::bad_parameter, "input '{}' must be {}, got {}", v.name, c10::toString(v.dtype),
+           c10::toString(t.scalar_type()));
+    if (!v.rank_known) continue;
+    if (t.dim() != static_cast<std::int64_t>(v.shape.size()))
+      fail(errc::bad_parameter, "input '{}' must have rank {}, got {}", v.name, v.shape.size(), t.dim());
+    for (std::size_t d = 0; d < v.shape.size(); ++d) {
+      if (v.shape[d] >= 0 && t.size(static_cast<std::int64_t>(d)) != v.shape[d])
+        fail(errc::bad_parameter, "input '{}' dimension {} must be {}, got {}", v.name, d, v.shape[d],
+             t.size(static_cast<std::int64_t>(d)));
+    }
+  }
+  return execute(inputs);
+}
+
+std::map<std::string, at::Tensor> executor::run(const std::map<std::string, at::Tensor>& inputs) const {
+  std::vector<at::Tensor> ordered;
+  for (const auto& v : inputs_) {
+    auto it = inputs.find(v.name);
+    if (it == inputs.end()) fail(errc::bad_parameter, "input '{}' is missing", v.name);
+    ordered.push_back(it->second);
+  }
+  for (const auto& [name, t] : inputs) {
+    if (std::none_of(inputs_.begin(), inputs_.end(), [&](const value_info& v) { return v.name == name; }))
+      fail(errc::bad_parameter, "the model has no input named '{}'", name);
+  }
+  std::vector<at::Tensor> results = run(ordered);
+  std::map<std::string, at::Tensor> named;
+  for (std::size_t i = 0; i < results.size(); ++i) named[outputs_[i].name] = results[i];
+  return named;
+}
+
+std::vector<at::Tensor> executor::execute(std::vector<at::Tensor> feeds) const {
+  c10::InferenceMode inference;
+  std::vector<at::Tensor> slots(slot_count_);
+  for (const auto& [index, value] : constants_) slots[static_cast<std::size_t>(index)] = value;
+  for (std::size_t i = 0; i < feeds.size(); ++i)
+    slots[static_cast<std::size_t>(input_slots_[i])] = std::move(feeds[i]);
+  tensor_list args;
+  for (const step& s : steps_) {
+    args.clear();
+    for (int in : s.inputs) args.push_back(in >= 0 ? slots[static_cast<std::size_t>(in)] : at::Tensor());
+    tensor_list results = guarded(s.label, [&] { return s.fn(args); });
+    args.clear();
+    for (std::size_t k = 0; k < s.outputs.size(); ++k) {
+      if (s.outputs[k] < 0) continue;
+      if (k >= results.size() || !results[k].defined())
+        fail(errc::bad_parameter, "node {} does not produce output {}", s.label, k);
+      slots[static_cast<std::size_t>(s.outputs[k])] = std::move(results[k]);
+    }
+    for (int r : s.release) slots[static_cast<std::size_t>(r)].reset();
+  }
+  std::vector<at::Tensor> outputs;
+  for (int o : output_slots_) {
+    const at::Tensor& t = slots[static_cast<std::size_t>(o)];
+    if (!t.defined()) fail(errc::internal, "an output was not computed");
+    outputs.push_back(t.contiguous());
+  }
+  return outputs;
+}
+
+}  // namespace acg2vec::runtime

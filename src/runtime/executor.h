@@ -1,0 +1,63 @@
+#pragma once
+// Runs a runtime::graph on libtorch. Everything that can be decided once happens at construction:
+// op support check, topological order, pruning to the requested outputs, Conv+BatchNormalization
+// folding, constant folding of subgraphs whose inputs are all constants (shape arithmetic,
+// weight transposes), kernel preparation and the "last use" of every value so that
+// intermediate tensors are freed as early as possible. run() is const and may be called from
+// several threads at once.
+
+#include "runtime/graph.h"
+#include "runtime/ops.h"
+
+#include <ATen/ATen.h>
+
+#include <cstddef>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace acg2vec::runtime {
+
+class executor {
+ public:
+  /// @brief Prepares g for execution; outputs may name any value of the graph (default: the
+  /// graph outputs). Throws acg2vec::error (bad_parameter) for unsupported ops, cycles,
+  /// dangling value names and kernels that reject their attributes.
+  explicit executor(graph g, std::vector<std::string> outputs = {});
+
+  /// @brief Runs on inputs given in graph input order; returns outputs in requested order.
+  [[nodiscard]] std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs) const;
+  /// @brief Runs on inputs given by name; every graph input must be supplied.
+  [[nodiscard]] std::map<std::string, at::Tensor> run(const std::map<std::string, at::Tensor>& inputs) const;
+
+  [[nodiscard]] const std::vector<value_info>& inputs() const noexcept { return inputs_; }
+  [[nodiscard]] const std::vector<value_info>& outputs() const noexcept { return outputs_; }
+  /// @brief Node count per op type of the graph as loaded (before any folding).
+  [[nodiscard]] const std::map<std::string, int>& op_histogram() const noexcept { return histogram_; }
+  /// @brief Number of nodes that remain to run per call after folding and pruning.
+  [[nodiscard]] std::size_t step_count() const noexcept { return steps_.size(); }
+  [[nodiscard]] std::int64_t opset() const noexcept { return opset_; }
+
+ private:
+  struct step {
+    kernel fn;
+    std::string label;             // "name (OpType)" for error messages
+    std::vector<int> inputs;       // slot per node input, -1 when omitted
+    std::vector<int> outputs;      // slot per node output, -1 when unused
+    std::vector<int> release;      // slots whose last reader is this step
+  };
+
+  std::vector<at::Tensor> execute(std::vector<at::Tensor> feeds) const;
+
+  std::int64_t opset_ = 17;
+  std::vector<value_info> inputs_;
+  std::vector<value_info> outputs_;
+  std::map<std::string, int> histogram_;
+  std::vector<step> steps_;
+  std::size_t slot_count_ = 0;
+  std::vector<std::pair<int, at::Tensor>> constants_;  // slot, value
+  std::vector<int> input_slots_;
+  std::vector<int> output_slots_;
+};
+
+}  // namespace acg2vec::runtime

@@ -1,0 +1,32 @@
+#include "runtime/threads.h"
+
+#include <ATen/Parallel.h>
+#include <dlfcn.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <thread>
+
+namespace acg2vec::runtime {
+
+void configure_threads(int intra_op) {
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = intra_op > 0 ? intra_op : cores;
+  // libtorch parallelises over its own OpenMP pool and calls BLAS from inside those threads.
+  // A pthreads OpenBLAS would start a second pool whose threads busy-wait on the same cores
+  // (measured several times slower on transformer matmuls with 2 cores), so BLAS runs
+  // single-threaded and torch owns the parallelism. OpenBLAS reads its environment when it is
+  // loaded, hence the call through dlsym rather than an environment variable; a BLAS that is
+  // not OpenBLAS simply lacks the symbol.
+  using set_threads_fn = void (*)(int);
+  if (auto f = reinterpret_cast<set_threads_fn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(1);
+  at::set_num_threads(threads);
+  try {
+    at::set_num_interop_threads(1);
+  } catch (const std::exception&) {
+    // Only settable before the first inter-op task; a second call keeps the first setting.
+  }
+  spdlog::info("runtime: {} intra-op threads", threads);
+}
+
+}  // namespace acg2vec::runtime
