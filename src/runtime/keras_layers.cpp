@@ -544,8 +544,8 @@ class translator {
     if (!s || !s->is_array()) bad("no input shape");
     for (const auto& d : *s) shape.push_back(d.is_null() ? -1 : d.get<std::int64_t>());
     shape[0] = -1;
-    if (const auto dtype = cfg.value("dtype", "float32"); dtype != "float32") {
-      spdlog::debug("{}: input '{}' declared as {}, fed as float32", source_, name, dtype);
+    if (auto d = cfg.find("dtype"); d != cfg.end() && d->is_string() && *d != "float32") {
+      spdlog::debug("{}: input '{}' declared as {}, fed as float32", source_, name, d->get<std::string>());
     }
     g_.inputs.push_back({name, at::kFloat, shape});
     used_.insert(name);
@@ -683,7 +683,7 @@ class translator {
       auto outs = build(layer, xs);
       layer_ = name;
       if (outs.size() != 1) bad("nested models with several outputs are not supported");
-      return outs[0].second;
+      return publish(name, outs[0].second, g_.nodes.size());  // also reachable under the model's name
     }
     const auto first_node = g_.nodes.size();
     auto t = apply_layer(cls, layer.at("config"), xs);

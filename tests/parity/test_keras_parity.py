@@ -14,6 +14,10 @@
    loads each model with our loaders, runs it on the exact float input tfjs got, and requires
    max |ours - tfjs| <= 1e-4 on every final output and every named cut layer.
 Missing node or npm packages is a failure, not a skip.
+
+ACG2VEC_KERAS_FULL=1 uses the full-depth, full-width architectures instead (resnet_custom_v3 at 512x512
+with 9176 classes and the add_43 cut, ResNet101V2 at 224x224), in fixtures/keras_full. It needs a few GB
+of memory and several minutes; CI runs the reduced variants.
 """
 import hashlib
 import json
@@ -30,7 +34,8 @@ BUILD = os.environ.get('ACG2VEC_BUILD_DIR', os.path.join(SOURCE, 'build', 'relea
 TEST_BIN = os.environ.get('ACG2VEC_TEST_BIN', os.path.join(BUILD, 'tests', 'acg2vec_tests'))
 TOOLS = os.path.join(SOURCE, 'tools')
 IMAGES = os.path.join(SOURCE, 'tests', 'data', 'nsfw')
-OUT = os.path.join(BUILD, 'fixtures', 'keras')
+FULL = os.environ.get('ACG2VEC_KERAS_FULL') == '1'
+OUT = os.path.join(BUILD, 'fixtures', 'keras_full' if FULL else 'keras')
 PYTHON = '/usr/bin/python3'
 EXPECTED_TESTS = 5
 
@@ -94,7 +99,7 @@ def generate():
     tmp = OUT + '.tmp'
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
-    run(['node', 'keras_reference.js', 'models', tmp])
+    run(['node', '--max-old-space-size=12000', 'keras_reference.js', 'models', tmp, *(['--full'] if FULL else [])])
     cases = json.load(open(os.path.join(tmp, 'cases.json')))['cases']
     # Each .h5 variant stores its strings differently, as Keras versions do.
     h5_options = {'resnet_custom_v3': [], 'pix2score': ['--class-name', 'Functional'], 'zoo': ['--vlen-config']}

@@ -195,6 +195,27 @@ TEST(KerasLayers, SelectOutputsKeepsOnlyWhatACutNeeds) {
   EXPECT_EQ(expect_error([&] { select_outputs(g, {"nope"}); }).code(), errc::not_found);
 }
 
+// A Keras application used as a layer (x = base(inputs)) is inlined; its output is also
+// reachable under the nested model's name.
+TEST(KerasLayers, NestedModelIsInlined) {
+  auto base = functional({input_layer("base_in", {4}), layer("inner", "Dense", {{"units", 3}}, {"base_in"})},
+                         "base_in", "inner");
+  base["name"] = "backbone";
+  base["config"]["name"] = "backbone";
+  base["inbound_nodes"] = json::array({json::array({json::array({"in", 0, 0, json::object()})})});
+  auto model = functional({input_layer("in", {4}), base, layer("head", "Dense", {{"units", 2}}, {"backbone"})}, "in", "head");
+  keras_weights w;
+  w["inner"] = {{"kernel", at::zeros({4, 3})}, {"bias", at::zeros({3})}};
+  w["head"] = {{"kernel", at::zeros({3, 2})}, {"bias", at::zeros({2})}};
+  auto g = translate_keras_model(model, w, "test");
+  ASSERT_EQ(g.inputs.size(), 1u);
+  EXPECT_EQ(g.inputs[0].name, "in");
+  ASSERT_NE(producer(g, "inner"), nullptr);
+  EXPECT_EQ(producer(g, "inner")->inputs[0], "in");
+  ASSERT_NE(producer(g, "backbone"), nullptr);
+  EXPECT_EQ(producer(g, "head")->inputs[0], "backbone");
+}
+
 // ---- TF.js ------------------------------------------------------------------------------
 
 json dense_model_json(json weights, json paths) {
@@ -359,6 +380,35 @@ TEST(KerasH5, ReadsConfigAndWeights) {
   EXPECT_NE(find_op(g, "Gemm"), nullptr);
   ASSERT_EQ(g.outputs.size(), 1u);
   EXPECT_EQ(g.outputs[0].name, "d");
+}
+
+// A nested model's weights live in one group, scoped by sub-layer name.
+TEST(KerasH5, NestedModelWeightsAreScopedBySubLayer) {
+  auto dir = work_dir("h5_nested");
+  auto base = functional({input_layer("base_in", {4}), layer("inner", "Dense", {{"units", 2}}, {"base_in"})}, "base_in", "inner");
+  base["name"] = "backbone";
+  base["config"]["name"] = "backbone";
+  base["inbound_nodes"] = json::array({json::array({json::array({"in", 0, 0, json::object()})})});
+  auto model = functional({input_layer("in", {4}), base}, "in", "backbone");
+  {
+    h5_writer h5(dir / "nested.h5");
+    h5_writer::vlen_string(h5.root(), "model_config", model.dump());
+    hid_t mw = h5.group("model_weights");
+    h5_writer::fixed_strings(mw, "layer_names", {"in", "backbone"});
+    hid_t gi = h5.group("model_weights/in");
+    h5_writer::fixed_strings(gi, "weight_names", {});
+    hid_t gb = h5.group("model_weights/backbone");
+    h5_writer::fixed_strings(gb, "weight_names", {"inner/kernel:0", "inner/bias:0"});
+    h5.dataset("model_weights/backbone/inner/kernel:0", at::ones({4, 2}, at::kDouble));
+    h5.dataset("model_weights/backbone/inner/bias:0", at::ones({2}, at::kDouble));
+    H5Gclose(gb), H5Gclose(gi), H5Gclose(mw);
+  }
+  auto w = read_keras_h5_weights(dir / "nested.h5");
+  ASSERT_EQ(w.count("inner"), 1u);
+  EXPECT_EQ(w.at("inner").size(), 2u);
+  auto g = load_keras_h5(dir / "nested.h5");
+  EXPECT_EQ(g.outputs[0].name, "backbone");
+  EXPECT_NE(find_op(g, "Gemm"), nullptr);
 }
 
 TEST(KerasH5, LoadErrorsNameTheCulprit) {
