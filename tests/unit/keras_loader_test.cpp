@@ -216,6 +216,48 @@ TEST(KerasLayers, NestedModelIsInlined) {
   EXPECT_EQ(producer(g, "head")->inputs[0], "backbone");
 }
 
+// Keras 3 writes inbound nodes as {"args": [__keras_tensor__ ...], "kwargs": {}} and the input
+// shape as batch_shape.
+TEST(KerasLayers, Keras3ConfigFormat) {
+  auto tensor_ref = [](const std::string& from) {
+    return json{{"class_name", "__keras_tensor__"},
+                {"config", {{"shape", {nullptr, 4}}, {"dtype", "float32"}, {"keras_history", {from, 0, 0}}}}};
+  };
+  json in = {{"name", "in"}, {"class_name", "InputLayer"},
+             {"config", {{"batch_shape", {nullptr, 4}}, {"dtype", "float32"}, {"name", "in"}}}, {"inbound_nodes", json::array()}};
+  json act = {{"name", "act"}, {"class_name", "Activation"}, {"config", {{"name", "act"}, {"activation", "tanh"}}},
+              {"inbound_nodes", json::array({{{"args", json::array({tensor_ref("in")})}, {"kwargs", json::object()}}})}};
+  json add = {{"name", "sum"}, {"class_name", "Add"}, {"config", {{"name", "sum"}}},
+              {"inbound_nodes",
+               json::array({{{"args", json::array({json::array({tensor_ref("in"), tensor_ref("act")})})}, {"kwargs", json::object()}}})}};
+  json model = {{"class_name", "Functional"},
+                {"config", {{"name", "k3"}, {"layers", {in, act, add}}, {"input_layers", {"in", 0, 0}}, {"output_layers", {"sum", 0, 0}}}}};
+  auto g = translate_keras_model(model, {}, "test");
+  const node* sum = producer(g, "sum");
+  ASSERT_NE(sum, nullptr);
+  EXPECT_EQ(sum->op_type, "Add");
+  EXPECT_EQ(sum->inputs, (std::vector<std::string>{"in", "act"}));
+}
+
+// Keras 2 Sequential: the first layer carries batch_input_shape, there is no InputLayer.
+TEST(KerasLayers, SequentialWithoutInputLayer) {
+  json model = {{"class_name", "Sequential"},
+                {"config",
+                 {{"name", "seq"},
+                  {"layers",
+                   {{{"class_name", "Conv2D"},
+                     {"config", {{"name", "c"}, {"filters", 2}, {"kernel_size", {1, 1}}, {"batch_input_shape", {nullptr, 3, 3, 1}}}}},
+                    {{"class_name", "GlobalAveragePooling2D"}, {"config", {{"name", "gap"}}}}}}}}};
+  keras_weights w;
+  w["c"] = {{"kernel", at::zeros({1, 1, 1, 2})}, {"bias", at::zeros({2})}};
+  auto g = translate_keras_model(model, w, "test");
+  ASSERT_EQ(g.inputs.size(), 1u);
+  EXPECT_EQ(g.inputs[0].shape, (std::vector<std::int64_t>{-1, 3, 3, 1}));
+  ASSERT_EQ(g.outputs.size(), 1u);
+  EXPECT_EQ(g.outputs[0].name, "gap");
+  EXPECT_EQ(g.outputs[0].shape, (std::vector<std::int64_t>{-1, 2}));
+}
+
 // ---- TF.js ------------------------------------------------------------------------------
 
 json dense_model_json(json weights, json paths) {
