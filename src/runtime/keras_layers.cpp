@@ -725,6 +725,24 @@ graph translate_keras_model(const json& model_config, const keras_weights& weigh
   }
 }
 
+std::string append_keras_gap(graph& g, const std::string& layer) {
+  const std::string nchw = layer + ":nchw";
+  const std::string out = layer + "/gap";
+  bool found = false;
+  for (const auto& n : g.nodes) {
+    for (const auto& o : n.outputs) {
+      if (o == out) return out;
+      found = found || o == nchw;
+    }
+  }
+  if (!found) fail(errc::not_found, "graph '{}' has no 4-D Keras layer output '{}' to pool", g.name, layer);
+  node pool{out + "#pool", "GlobalAveragePool", "", {nchw}, {out + "/nc11"}, {}};
+  node flat{out + "#flatten", "Flatten", "", {out + "/nc11"}, {out}, {{"axis", std::int64_t{1}}}};
+  g.nodes.push_back(std::move(pool));
+  g.nodes.push_back(std::move(flat));
+  return out;
+}
+
 void select_outputs(graph& g, const std::vector<std::string>& outputs) {
   std::unordered_map<std::string, const node*> producer;
   for (const auto& n : g.nodes) {

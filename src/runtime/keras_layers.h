@@ -41,6 +41,11 @@ std::string keras_weight_owner(std::string_view full_name);
 graph translate_keras_model(const nlohmann::json& model_config, const keras_weights& weights,
                             const std::string& source);
 
+/// @brief Appends global average pooling over height and width of a 4-D Keras layer's output
+/// (a cut with "pool": "gap", e.g. illust2vec = add_43 + GAP). Returns the new value's name,
+/// "<layer>/gap", shape [N, C]. Throws not_found when the layer has no 4-D output.
+std::string append_keras_gap(graph& g, const std::string& layer);
+
 /// @brief Makes `outputs` (value names, e.g. Keras layer names) the graph outputs and removes
 /// every node they do not depend on. Throws not_found for a name no node produces.
 void select_outputs(graph& g, const std::vector<std::string>& outputs);

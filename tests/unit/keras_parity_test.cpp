@@ -48,7 +48,13 @@ void run_group(const std::string& group) {
     const fs::path model = root / c["model"].get<std::string>();
     graph g = c["format"] == "keras_h5" ? load_keras_h5(model) : load_tfjs_layers(model);
     std::vector<std::string> names;
-    for (const auto& o : c["outputs"]) names.push_back(o["name"]);
+    for (const auto& o : c["outputs"]) {
+      names.push_back(o["name"]);
+      const auto& n = names.back();
+      if (n.size() > 4 && n.compare(n.size() - 4, 4, "/gap") == 0) {
+        EXPECT_EQ(append_keras_gap(g, n.substr(0, n.size() - 4)), n);
+      }
+    }
     executor exec(std::move(g), names);
     const auto input = read_f32(root / c["input"]["file"].get<std::string>(), c["input"]["shape"]);
     const auto t1 = std::chrono::steady_clock::now();
