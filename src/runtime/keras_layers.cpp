@@ -770,7 +770,13 @@ void select_outputs(graph& g, const std::vector<std::string>& outputs) {
   std::vector<value_info> new_outputs;
   for (const auto& o : outputs) {
     auto old = std::find_if(g.outputs.begin(), g.outputs.end(), [&](const value_info& v) { return v.name == o; });
-    new_outputs.push_back(old != g.outputs.end() ? *old : value_info{o, at::kFloat, {}});
+    if (old != g.outputs.end()) {
+      new_outputs.push_back(*old);
+    } else {
+      value_info v{o, at::kFloat, {}};
+      v.rank_known = false;  // a cut's shape is not recorded in the IR
+      new_outputs.push_back(std::move(v));
+    }
   }
   std::vector<node> nodes;
   std::set<std::string> used;
