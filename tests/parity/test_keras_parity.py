@@ -95,6 +95,21 @@ def decode_images(dest):
     return items
 
 
+def check_pack(pack_dir, name, meta):
+    """The pack scripts/install-packs.sh writes is self-consistent with what tfjs ran."""
+    m = json.load(open(os.path.join(pack_dir, 'manifest.json')))
+    if m['name'] != name or m['task'] != 'classifier' or m['format'] != 'tfjs_layers':
+        die(f'{name}: unexpected manifest header {m}')
+    if not os.path.exists(os.path.join(pack_dir, m['file'])):
+        die(f'{name}: manifest file {m["file"]} missing')
+    if m['labels'] != ['Drawing', 'Hentai', 'Neutral', 'Porn', 'Sexy'] or meta['outputs'][0]['shape'][1] != len(m['labels']):
+        die(f'{name}: labels {m["labels"]} do not match the output {meta["outputs"][0]["shape"]}')
+    if m['input']['size'] != meta['input']['shape'][1:3]:
+        die(f'{name}: manifest input size {m["input"]["size"]} but the model takes {meta["input"]["shape"]}')
+    if m['embedding']['layer'] not in [o['name'] for o in meta['outputs']]:
+        die(f'{name}: embedding layer {m["embedding"]["layer"]} is not compared')
+
+
 def generate():
     tmp = OUT + '.tmp'
     shutil.rmtree(tmp, ignore_errors=True)
@@ -120,6 +135,7 @@ def generate():
         run(['node', 'keras_reference.js', 'nsfw', os.path.join(tmp, 'packs', pack), os.path.join(tmp, 'nsfw', 'images.json'),
              prefix, 'wasm', *probes])
         meta = json.load(open(prefix + '.json'))
+        check_pack(os.path.join(tmp, 'packs', pack), pack, meta)
         cases.append({'name': f'{group}/tfjs_uint8', 'group': group, 'format': 'tfjs_layers',
                       'model': f'packs/{pack}/model.json',
                       'input': {'file': f'{group}/{meta["input"]["file"]}', 'shape': meta['input']['shape']},
