@@ -190,6 +190,30 @@ function zoo() {
   return tf.model({inputs: input, outputs: [out1, out2], name: 'zoo'});
 }
 
+// Less common layers: separable conv, PReLU, nearest upsampling, cropping, layer normalisation,
+// LeakyReLU, Average/Maximum/Minimum merges, Permute, global max pooling and more activations.
+function zooExtra() {
+  const L = tf.layers;
+  const input = tf.input({shape: [12, 10, 3], name: 'image'});
+  let x = L.separableConv2d({filters: 8, kernelSize: 3, strides: 2, padding: 'same', depthMultiplier: 2, activation: 'elu', name: 'sep'}).apply(input);
+  x = L.prelu({sharedAxes: [1, 2], name: 'prelu'}).apply(x);
+  x = L.upSampling2d({size: [2, 3], name: 'up'}).apply(x);
+  x = L.cropping2D({cropping: [[1, 2], [0, 3]], name: 'crop'}).apply(x);
+  const ln = L.layerNormalization({axis: -1, name: 'ln'}).apply(x);
+  const leaky = L.leakyReLU({alpha: 0.2, name: 'leaky'}).apply(ln);
+  const selu = L.conv2d({filters: 8, kernelSize: 1, activation: 'selu', name: 'c_selu'}).apply(x);
+  const avg = L.average({name: 'avg'}).apply([selu, leaky, ln]);
+  const max = L.maximum({name: 'max'}).apply([avg, ln]);
+  const min = L.minimum({name: 'min'}).apply([max, leaky]);
+  const sig = L.activation({activation: 'hardSigmoid', name: 'hard_sig'}).apply(min);
+  const lnAll = L.layerNormalization({axis: [1, 2, 3], name: 'ln_all'}).apply(sig);
+  const perm = L.permute({dims: [2, 1, 3], name: 'perm'}).apply(lnAll);
+  const gmp = L.globalMaxPooling2d({name: 'gmp'}).apply(perm);
+  const out = L.dense({units: 4, activation: 'softplus', name: 'dense_softplus'}).apply(gmp);
+  const out2 = L.activation({activation: 'softsign', name: 'softsign'}).apply(L.flatten({name: 'flat_perm'}).apply(perm));
+  return tf.model({inputs: input, outputs: [out, out2], name: 'zoo_extra'});
+}
+
 // ---- saving -------------------------------------------------------------------------------
 
 function writeF32(file, data) {
@@ -333,6 +357,13 @@ async function makeModels(outDir, full) {
       encodings: ['float32'],
     },
     {name: 'zoo', build: zoo, batch: 3, probes: ['concat', 'gate', 'flatten', 'reshape'], encodings: ['float32']},
+    {
+      name: 'zoo_extra',
+      build: zooExtra,
+      batch: 2,
+      probes: ['sep', 'prelu', 'up', 'crop', 'ln', 'avg', 'max', 'min', 'hard_sig', 'ln_all', 'perm'],
+      encodings: ['float32'],
+    },
   ];
   let seed = 1234;
   for (const spec of specs) {

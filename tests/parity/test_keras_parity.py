@@ -37,7 +37,7 @@ IMAGES = os.path.join(SOURCE, 'tests', 'data', 'nsfw')
 FULL = os.environ.get('ACG2VEC_KERAS_FULL') == '1'
 OUT = os.path.join(BUILD, 'fixtures', 'keras_full' if FULL else 'keras')
 PYTHON = '/usr/bin/python3'
-EXPECTED_TESTS = 5
+EXPECTED_TESTS = 6
 
 
 def die(msg):
@@ -117,7 +117,7 @@ def generate():
     run(['node', '--max-old-space-size=12000', 'keras_reference.js', 'models', tmp, *(['--full'] if FULL else [])])
     cases = json.load(open(os.path.join(tmp, 'cases.json')))['cases']
     # Each .h5 variant stores its strings differently, as Keras versions do.
-    h5_options = {'resnet_custom_v3': [], 'pix2score': ['--class-name', 'Functional'], 'zoo': ['--vlen-config']}
+    h5_options = {'resnet_custom_v3': [], 'pix2score': ['--class-name', 'Functional'], 'zoo': ['--vlen-config'], 'zoo_extra': []}
     for case in cases:
         if case['format'] == 'keras_h5':
             run([PYTHON, 'tfjs_to_keras_h5.py', os.path.join(tmp, case['h5_from']), os.path.join(tmp, case['model']),

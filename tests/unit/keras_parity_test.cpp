@@ -84,6 +84,7 @@ void run_group(const std::string& group) {
 TEST(KerasParity, RandomResnetCustomV3) { run_group("resnet_custom_v3"); }
 TEST(KerasParity, RandomResNet101V2Pix2score) { run_group("pix2score"); }
 TEST(KerasParity, RandomLayerZoo) { run_group("zoo"); }
+TEST(KerasParity, RandomLayerZooExtra) { run_group("zoo_extra"); }
 TEST(KerasParity, NsfwMobileNetV2) { run_group("nsfw_mobilenet_v2"); }
 TEST(KerasParity, NsfwInceptionV3) { run_group("nsfw_inception_v3"); }
 
