@@ -208,7 +208,9 @@ function zooExtra() {
   const sig = L.activation({activation: 'hardSigmoid', name: 'hard_sig'}).apply(min);
   const lnAll = L.layerNormalization({axis: [1, 2, 3], name: 'ln_all'}).apply(sig);
   const perm = L.permute({dims: [2, 1, 3], name: 'perm'}).apply(lnAll);
-  const gmp = L.globalMaxPooling2d({name: 'gmp'}).apply(perm);
+  const thr = L.thresholdedReLU({theta: 0.3, name: 'thresholded'}).apply(perm);
+  const elu = L.elu({name: 'elu_layer'}).apply(thr);
+  const gmp = L.globalMaxPooling2d({name: 'gmp'}).apply(L.add({name: 'mix'}).apply([perm, elu]));
   const out = L.dense({units: 4, activation: 'softplus', name: 'dense_softplus'}).apply(gmp);
   const out2 = L.activation({activation: 'softsign', name: 'softsign'}).apply(L.flatten({name: 'flat_perm'}).apply(perm));
   return tf.model({inputs: input, outputs: [out, out2], name: 'zoo_extra'});
@@ -361,7 +363,7 @@ async function makeModels(outDir, full) {
       name: 'zoo_extra',
       build: zooExtra,
       batch: 2,
-      probes: ['sep', 'prelu', 'up', 'crop', 'ln', 'avg', 'max', 'min', 'hard_sig', 'ln_all', 'perm'],
+      probes: ['sep', 'prelu', 'up', 'crop', 'ln', 'avg', 'max', 'min', 'hard_sig', 'ln_all', 'perm', 'thresholded', 'elu_layer'],
       encodings: ['float32'],
     },
   ];

@@ -751,6 +751,14 @@ class translator {
       return {node("LeakyRelu", {x.value}, {{"alpha", alpha}}), {}, x.shape};
     }
     if (cls == "Softmax") return softmax_layer(cfg, one());
+    if (cls == "ThresholdedReLU") {
+      const auto& x = one();
+      return {node("ThresholdedRelu", {x.value}, {{"alpha", cfg.value("theta", 1.0)}}), {}, x.shape};
+    }
+    if (cls == "ELU") {
+      const auto& x = one();
+      return {node("Elu", {x.value}, {{"alpha", cfg.value("alpha", 1.0)}}), {}, x.shape};
+    }
     if (cls == "Add" || cls == "Multiply" || cls == "Concatenate" || cls == "Subtract" || cls == "Average" ||
         cls == "Maximum" || cls == "Minimum") {
       return merge(cls, cfg, xs);

@@ -8,6 +8,15 @@
 // under the layer's name in Keras order (4-D outputs through a Transpose view back to NHWC), so
 // a model can be cut at any layer (e.g. "add_43"); the NCHW value the network itself uses is
 // named "<layer>:nchw". Call select_outputs() to cut and drop the views nobody asked for.
+//
+// Layers: InputLayer, Conv2D (groups, dilation), DepthwiseConv2D, SeparableConv2D,
+// BatchNormalization, LayerNormalization, Dense, Activation (relu, relu6, sigmoid, softmax, tanh,
+// linear, swish/silu, elu, selu, softplus, softsign, exponential, hard_sigmoid), ReLU (max_value,
+// negative_slope, threshold), LeakyReLU, PReLU, ELU, ThresholdedReLU, Softmax, Add, Subtract,
+// Multiply, Average, Maximum, Minimum, Concatenate, MaxPooling2D, AveragePooling2D (TF 'same':
+// padded cells are not counted), GlobalAverage/MaxPooling2D, ZeroPadding2D, Cropping2D,
+// UpSampling2D (nearest), Flatten, Reshape, Permute, Rescaling, Dropout and other inference no-ops,
+// and nested Functional/Sequential models (inlined).
 
 #include <nlohmann/json_fwd.hpp>
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "runtime/executor.h"
 #include "runtime/keras_h5.h"
 #include "runtime/keras_layers.h"
 #include "runtime/tfjs.h"
@@ -256,6 +257,17 @@ TEST(KerasLayers, SequentialWithoutInputLayer) {
   ASSERT_EQ(g.outputs.size(), 1u);
   EXPECT_EQ(g.outputs[0].name, "gap");
   EXPECT_EQ(g.outputs[0].shape, (std::vector<std::int64_t>{-1, 2}));
+}
+
+// Keras ReLU: f(x) = max_value for x >= max_value, x for threshold <= x < max_value,
+// negative_slope * (x - threshold) otherwise (keras.layers.ReLU documentation).
+TEST(KerasLayers, ReluWithThresholdSlopeAndMax) {
+  auto model = functional({input_layer("in", {5}), layer("r", "ReLU", {{"max_value", 6.0}, {"negative_slope", 0.1}, {"threshold", 1.0}}, {"in"})},
+                          "in", "r");
+  executor exec(translate_keras_model(model, {}, "test"));
+  auto y = exec.run({at::tensor({-2.f, 0.5f, 1.5f, 3.f, 7.f}).reshape({1, 5})})[0];
+  const float want[5] = {-0.3f, -0.05f, 1.5f, 3.f, 6.f};
+  for (int i = 0; i < 5; ++i) EXPECT_NEAR(y[0][i].item<float>(), want[i], 1e-6) << i;
 }
 
 // ---- TF.js ------------------------------------------------------------------------------
