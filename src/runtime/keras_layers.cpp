@@ -75,7 +75,7 @@ window_dim window(std::int64_t in, std::int64_t k, std::int64_t s, std::int64_t 
 
 class translator {
  public:
-  translator(const keras_weights& weights, const std::string& source) : weights_(weights), source_(source) {}
+  translator(keras_weights weights, const std::string& source) : weights_(std::move(weights)), source_(source) {}
 
   graph run(const json& model) {
     g_.name = model.contains("config") && model["config"].is_object() ? model["config"].value("name", "") : "";
@@ -96,7 +96,7 @@ class translator {
   };
   using named_tensors = std::vector<std::pair<std::string, tensor>>;
 
-  const keras_weights& weights_;
+  keras_weights weights_;  // entries are released as layers consume them, to bound peak memory
   const std::string& source_;
   graph g_;
   std::set<std::string> used_;
@@ -168,6 +168,7 @@ class translator {
       }
       out[i] = out[i].to(at::kFloat).contiguous();
     }
+    weights_.erase(it);
     return out;
   }
 
@@ -871,9 +872,9 @@ class translator {
 
 }  // namespace
 
-graph translate_keras_model(const json& model_config, const keras_weights& weights, const std::string& source) {
+graph translate_keras_model(const json& model_config, keras_weights weights, const std::string& source) {
   try {
-    return translator(weights, source).run(model_config);
+    return translator(std::move(weights), source).run(model_config);
   } catch (const json::exception& e) {
     fail(errc::bad_parameter, "{}: malformed Keras model config: {}", source, e.what());
   }

@@ -47,8 +47,8 @@ std::string keras_weight_owner(std::string_view full_name);
 /// @brief Translates a Keras model config ({"class_name": "Model"|"Functional"|"Sequential",
 /// "config": ...}) with its weights into a graph; `source` names the file in error messages.
 /// Throws acg2vec::error naming the layer for unknown classes, missing or mis-shaped weights.
-graph translate_keras_model(const nlohmann::json& model_config, const keras_weights& weights,
-                            const std::string& source);
+/// Pass the weights with std::move to let each layer's source tensors go once translated.
+graph translate_keras_model(const nlohmann::json& model_config, keras_weights weights, const std::string& source);
 
 /// @brief Appends global average pooling over height and width of a 4-D Keras layer's output
 /// (a cut with "pool": "gap", e.g. illust2vec = add_43 + GAP). Returns the new value's name,

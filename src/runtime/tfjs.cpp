@@ -5,6 +5,7 @@
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -154,7 +155,7 @@ graph load_tfjs_layers(const std::filesystem::path& model_json) {
   // Converted Keras files wrap the config in model_config; tfjs' own model.save() does not.
   const json& config = topology.contains("model_config") ? topology["model_config"] : topology;
   auto weights = read_tfjs_weights(model_json);
-  return translate_keras_model(config, weights, source);
+  return translate_keras_model(config, std::move(weights), source);
 }
 
 }  // namespace acg2vec::runtime
