@@ -136,11 +136,13 @@ def generate():
              prefix, 'wasm', *probes])
         meta = json.load(open(prefix + '.json'))
         check_pack(os.path.join(tmp, 'packs', pack), pack, meta)
-        cases.append({'name': f'{group}/tfjs_uint8', 'group': group, 'format': 'tfjs_layers',
-                      'model': f'packs/{pack}/model.json',
-                      'input': {'file': f'{group}/{meta["input"]["file"]}', 'shape': meta['input']['shape']},
-                      'outputs': [{**o, 'file': f'{group}/{o["file"]}'} for o in meta['outputs']],
-                      'reference_backend': meta['backend']})
+        base = {'group': group, 'input': {'file': f'{group}/{meta["input"]["file"]}', 'shape': meta['input']['shape']},
+                'outputs': [{**o, 'file': f'{group}/{o["file"]}'} for o in meta['outputs']],
+                'reference_backend': meta['backend']}
+        cases.append({**base, 'name': f'{group}/tfjs_uint8', 'format': 'tfjs_layers', 'model': f'packs/{pack}/model.json'})
+        # The same real weights, dequantised, in a Keras 2.2.4-style .h5 file.
+        run([PYTHON, 'tfjs_to_keras_h5.py', os.path.join(tmp, 'packs', pack, 'model.json'), os.path.join(tmp, group, 'model.h5')])
+        cases.append({**base, 'name': f'{group}/keras_h5', 'format': 'keras_h5', 'model': f'{group}/model.h5'})
     with open(os.path.join(tmp, 'cases.json'), 'w') as f:
         json.dump({'cases': cases}, f, indent=1)
     shutil.rmtree(OUT, ignore_errors=True)
