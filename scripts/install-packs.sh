@@ -5,8 +5,10 @@
 #
 #   scripts/install-packs.sh [DEST]
 set -euo pipefail
+# DEST is relative to the caller's directory; the default is the repository's var/models.
+if [ $# -ge 1 ]; then dest=$(realpath -m "$1"); fi
 cd "$(dirname "$0")/.."
-dest=${1:-var/models}
+dest=${dest:-$PWD/var/models}
 
 if ! command -v node >/dev/null; then
   echo "install-packs: node is not installed (run scripts/setup.sh)" >&2

@@ -85,23 +85,25 @@ function namer() {
   };
 }
 
-// DeepDanbooru resnet_custom_v3: conv 7x7/2 + max-pool 3x3/2, bottleneck stages (one projection
-// block + N identity blocks each, stride 2 from the second stage), then conv_gap: 1x1 conv to the
-// classes, batch norm, global average pooling, sigmoid.
-function resnetCustomV3({height, width, filters, repeats, classes}) {
+// DeepDanbooru resnet_custom_v3 as its model code builds it: conv_bn_relu 7x7/2 (64 filters) +
+// max-pool 3x3/2 'same'; per stage one projection block (3x3 stride 1 in the first stage, 2 later;
+// 1x1 conv + BN shortcut) and N identity blocks, each conv 1x1 -> 3x3 -> 1x1 (f/4, f/4, f), convs
+// without bias ('he_normal' in the original), BN after each conv, Add, ReLU; then conv_gap: a 1x1
+// conv to the classes and global average pooling, then a sigmoid.
+function resnetCustomV3({height, width, stem, filters, repeats, classes}) {
   const name = namer();
   const L = tf.layers;
   const input = tf.input({shape: [height, width, 3], name: 'input_1'});
-  const conv = (x, f, k, s, opts = {}) =>
-    L.conv2d({filters: f, kernelSize: k, strides: s, padding: 'same', name: name('conv2d'), ...opts}).apply(x);
-  const bn = (x) => L.batchNormalization({epsilon: 1.001e-5, name: name('batch_normalization')}).apply(x);
+  const conv = (x, f, k, s) =>
+    L.conv2d({filters: f, kernelSize: k, strides: s, padding: 'same', useBias: false, name: name('conv2d')}).apply(x);
+  const bn = (x) => L.batchNormalization({name: name('batch_normalization')}).apply(x);
   const relu = (x) => L.activation({activation: 'relu', name: name('activation')}).apply(x);
-  let x = relu(bn(conv(input, 16, 7, 2)));
+  let x = relu(bn(conv(input, stem, 7, 2)));
   x = L.maxPooling2d({poolSize: 3, strides: 2, padding: 'same', name: name('max_pooling2d')}).apply(x);
   const block = (x, f, stride, projection) => {
     let c = relu(bn(conv(x, f / 4, 1, 1)));
     c = relu(bn(conv(c, f / 4, 3, stride)));
-    c = bn(conv(c, f, 1, 1, {useBias: false}));
+    c = bn(conv(c, f, 1, 1));
     const s = projection ? bn(conv(x, f, 1, stride)) : x;
     return relu(L.add({name: name('add')}).apply([c, s]));
   };
@@ -109,8 +111,7 @@ function resnetCustomV3({height, width, filters, repeats, classes}) {
     x = block(x, f, i === 0 ? 1 : 2, true);
     for (let r = 0; r < repeats[i]; ++r) x = block(x, f, 1, false);
   });
-  x = L.conv2d({filters: classes, kernelSize: 1, padding: 'same', useBias: false, name: 'conv_gap'}).apply(x);
-  x = bn(x);
+  x = conv(x, classes, 1, 1);
   x = L.globalAveragePooling2d({name: name('global_average_pooling2d')}).apply(x);
   x = L.activation({activation: 'sigmoid', name: name('activation')}).apply(x);
   return tf.model({inputs: input, outputs: x, name: 'resnet_custom_v3'});
@@ -187,6 +188,32 @@ function zoo() {
   const out1 = L.softmax({axis: -1, name: 'softmax'}).apply(L.flatten({name: 'flatten_2'}).apply(g));
   const out2 = L.dense({units: 3, activation: 'sigmoid', name: 'dense_sigmoid'}).apply(flat);
   return tf.model({inputs: input, outputs: [out1, out2], name: 'zoo'});
+}
+
+// Less common layers: separable conv, PReLU, nearest upsampling, cropping, layer normalisation,
+// LeakyReLU, Average/Maximum/Minimum merges, Permute, global max pooling and more activations.
+function zooExtra() {
+  const L = tf.layers;
+  const input = tf.input({shape: [12, 10, 3], name: 'image'});
+  let x = L.separableConv2d({filters: 8, kernelSize: 3, strides: 2, padding: 'same', depthMultiplier: 2, activation: 'elu', name: 'sep'}).apply(input);
+  x = L.prelu({sharedAxes: [1, 2], name: 'prelu'}).apply(x);
+  x = L.upSampling2d({size: [2, 3], name: 'up'}).apply(x);
+  x = L.cropping2D({cropping: [[1, 2], [0, 3]], name: 'crop'}).apply(x);
+  const ln = L.layerNormalization({axis: -1, name: 'ln'}).apply(x);
+  const leaky = L.leakyReLU({alpha: 0.2, name: 'leaky'}).apply(ln);
+  const selu = L.conv2d({filters: 8, kernelSize: 1, activation: 'selu', name: 'c_selu'}).apply(x);
+  const avg = L.average({name: 'avg'}).apply([selu, leaky, ln]);
+  const max = L.maximum({name: 'max'}).apply([avg, ln]);
+  const min = L.minimum({name: 'min'}).apply([max, leaky]);
+  const sig = L.activation({activation: 'hardSigmoid', name: 'hard_sig'}).apply(min);
+  const lnAll = L.layerNormalization({axis: [1, 2, 3], name: 'ln_all'}).apply(sig);
+  const perm = L.permute({dims: [2, 1, 3], name: 'perm'}).apply(lnAll);
+  const thr = L.thresholdedReLU({theta: 0.3, name: 'thresholded'}).apply(perm);
+  const elu = L.elu({name: 'elu_layer'}).apply(thr);
+  const gmp = L.globalMaxPooling2d({name: 'gmp'}).apply(L.add({name: 'mix'}).apply([perm, elu]));
+  const out = L.dense({units: 4, activation: 'softplus', name: 'dense_softplus'}).apply(gmp);
+  const out2 = L.activation({activation: 'softsign', name: 'softsign'}).apply(L.flatten({name: 'flat_perm'}).apply(perm));
+  return tf.model({inputs: input, outputs: [out, out2], name: 'zoo_extra'});
 }
 
 // ---- saving -------------------------------------------------------------------------------
@@ -284,14 +311,20 @@ async function loadLayersModel(dir) {
   return tf.loadLayersModel(tf.io.fromMemory({modelTopology: json.modelTopology, weightSpecs, weightData}));
 }
 
+// Outputs of the named layers; "<layer>/gap" is that layer's output averaged over height and width.
 async function expectedOutputs(model, input, names, dir, tag) {
-  const outs = names.map((n) => model.getLayer(n).output);
-  const probe = tf.model({inputs: model.inputs, outputs: outs});
-  let ys = probe.predict(input);
-  if (!Array.isArray(ys)) ys = [ys];
+  const layers = [...new Set(names.map((n) => n.replace(/\/gap$/, '')))];
+  const probe = tf.model({inputs: model.inputs, outputs: layers.map((n) => model.getLayer(n).output)});
+  let raw = probe.predict(input);
+  if (!Array.isArray(raw)) raw = [raw];
+  const ys = names.map((n) => {
+    const y = raw[layers.indexOf(n.replace(/\/gap$/, ''))];
+    return n.endsWith('/gap') ? tf.mean(y, [1, 2]) : y.clone();
+  });
+  tf.dispose(raw);
   const result = [];
   for (let i = 0; i < names.length; ++i) {
-    const file = `${tag}.${names[i]}.f32`;
+    const file = `${tag}.${names[i].replace('/', '.')}.f32`;
     writeF32(path.join(dir, file), await ys[i].data());
     result.push({name: names[i], file, shape: ys[i].shape});
   }
@@ -307,11 +340,13 @@ async function makeModels(outDir, full) {
     {
       name: 'resnet_custom_v3',
       build: () => resnetCustomV3(full
-        ? {height: 512, width: 512, filters: [256, 512, 1024, 1024, 2048, 4096], repeats: [2, 7, 19, 19, 2, 2], classes: 9176}
-        : {height: 96, width: 80, filters: [32, 48, 64, 64, 96, 128], repeats: [1, 1, 2, 2, 1, 1], classes: 37}),
+        ? {height: 512, width: 512, stem: 64, filters: [256, 512, 1024, 1024, 2048, 4096], repeats: [2, 7, 19, 19, 2, 2], classes: 9176}
+        : {height: 96, width: 80, stem: 16, filters: [32, 48, 64, 64, 96, 128], repeats: [1, 1, 2, 2, 1, 1], classes: 37}),
       batch: full ? 1 : 2,
       // add_8 in the reduced model is the second block of the fourth stage, like add_43 in the full one.
       probes: full ? ['add_43', 'activation_96', 'add'] : ['add_8', 'activation_24', 'add', 'max_pooling2d'],
+      // The illust2vec embedding: the cut followed by global average pooling.
+      gapProbes: full ? ['add_43'] : ['add_8'],
       encodings: full ? ['float32'] : ['float32', 'uint8', 'float16'],
     },
     {
@@ -324,6 +359,13 @@ async function makeModels(outDir, full) {
       encodings: ['float32'],
     },
     {name: 'zoo', build: zoo, batch: 3, probes: ['concat', 'gate', 'flatten', 'reshape'], encodings: ['float32']},
+    {
+      name: 'zoo_extra',
+      build: zooExtra,
+      batch: 2,
+      probes: ['sep', 'prelu', 'up', 'crop', 'ln', 'avg', 'max', 'min', 'hard_sig', 'ln_all', 'perm', 'thresholded', 'elu_layer'],
+      encodings: ['float32'],
+    },
   ];
   let seed = 1234;
   for (const spec of specs) {
@@ -343,7 +385,8 @@ async function makeModels(outDir, full) {
       writeLayersModel(dir, artifacts, enc);
       // Quantised variants get their own expectations: tfjs' loader dequantises them.
       const ref = enc === 'float32' ? model : await loadLayersModel(dir);
-      const outputs = await expectedOutputs(ref, input, [...outputNames, ...spec.probes], path.join(outDir, spec.name), enc);
+      const outputs = (await expectedOutputs(ref, input, [...outputNames, ...spec.probes, ...(spec.gapProbes || []).map((n) => `${n}/gap`)], path.join(outDir, spec.name), enc))
+          .map((o) => ({...o, file: `${spec.name}/${o.file}`}));
       const base = {group: spec.name, input: {file: inputFile, shape}, outputs};
       cases.push({...base, name: `${spec.name}/tfjs_${enc}`, format: 'tfjs_layers', model: `${spec.name}/${enc}/model.json`});
       if (enc === 'float32') {

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Writes a float32 TF.js layers-model as a Keras HDF5 model file, in the layout tf.keras 2.x
+"""Writes a TF.js layers-model (quantised weights are dequantised as tfjs does) as a Keras HDF5 model file, in the layout tf.keras 2.x
 model.save('x.h5') produces, so the .h5 loader can be tested on the same weights as the TF.js one.
 
   /usr/bin/python3 tools/tfjs_to_keras_h5.py MODEL_JSON OUT_H5 [--class-name Functional] [--vlen-config]
@@ -19,6 +19,13 @@ import h5py
 import numpy as np
 
 
+def shard(base, name):
+    path = os.path.join(base, name)
+    if os.path.exists(path) or not os.path.exists(path + '.bin'):
+        return path
+    return path + '.bin'
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('model_json')
@@ -36,14 +43,27 @@ def main():
 
     weights = {}
     for group in model['weightsManifest']:
-        data = b''.join(open(os.path.join(base, p), 'rb').read() for p in group['paths'])
+        data = b''.join(open(shard(base, p), 'rb').read() for p in group['paths'])
         offset = 0
         for spec in group['weights']:
-            if spec.get('dtype', 'float32') != 'float32' or 'quantization' in spec:
-                raise SystemExit('only float32 models can be written as .h5')
+            if spec.get('dtype', 'float32') != 'float32':
+                raise SystemExit(f'{spec["name"]}: only float32 weights can be written as .h5')
             n = int(np.prod(spec['shape'])) if spec['shape'] else 1
-            value = np.frombuffer(data, dtype='<f4', count=n, offset=offset).reshape(spec['shape'])
-            offset += 4 * n
+            quant = spec.get('quantization')
+            if quant is None:
+                value = np.frombuffer(data, dtype='<f4', count=n, offset=offset)
+                offset += 4 * n
+            elif quant['dtype'] in ('uint8', 'uint16'):
+                # tfjs io.decodeWeights: min + scale * q, evaluated in double, stored as float32.
+                q = np.frombuffer(data, dtype='u1' if quant['dtype'] == 'uint8' else '<u2', count=n, offset=offset)
+                offset += q.itemsize * n
+                value = (quant['min'] + quant['scale'] * q.astype(np.float64)).astype(np.float32)
+            elif quant['dtype'] == 'float16':
+                value = np.frombuffer(data, dtype='<f2', count=n, offset=offset).astype(np.float32)
+                offset += 2 * n
+            else:
+                raise SystemExit(f'{spec["name"]}: unsupported quantization {quant}')
+            value = value.reshape(spec['shape'])
             layer, short = spec['name'].rsplit('/', 1)
             weights.setdefault(layer, []).append((short, value))
 

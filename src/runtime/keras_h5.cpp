@@ -7,6 +7,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -227,7 +228,7 @@ graph load_keras_h5(const std::filesystem::path& file) {
     spdlog::debug("{}: Keras {} model with {} weighted layers", source,
                   reader.root_string("keras_version").value_or("?"), weights.size());
   }
-  return translate_keras_model(config, weights, source);
+  return translate_keras_model(config, std::move(weights), source);
 }
 
 }  // namespace acg2vec::runtime

@@ -75,7 +75,7 @@ window_dim window(std::int64_t in, std::int64_t k, std::int64_t s, std::int64_t 
 
 class translator {
  public:
-  translator(const keras_weights& weights, const std::string& source) : weights_(weights), source_(source) {}
+  translator(keras_weights weights, const std::string& source) : weights_(std::move(weights)), source_(source) {}
 
   graph run(const json& model) {
     g_.name = model.contains("config") && model["config"].is_object() ? model["config"].value("name", "") : "";
@@ -96,7 +96,7 @@ class translator {
   };
   using named_tensors = std::vector<std::pair<std::string, tensor>>;
 
-  const keras_weights& weights_;
+  keras_weights weights_;  // entries are released as layers consume them, to bound peak memory
   const std::string& source_;
   graph g_;
   std::set<std::string> used_;
@@ -168,7 +168,17 @@ class translator {
       }
       out[i] = out[i].to(at::kFloat).contiguous();
     }
+    weights_.erase(it);
     return out;
+  }
+
+  at::Tensor peek_weight(const std::string& name) const {
+    auto it = weights_.find(layer_);
+    if (it == weights_.end()) return {};
+    for (const auto& w : it->second) {
+      if (w.name == name) return w.value;
+    }
+    return {};
   }
 
   static std::int64_t internal_axis(std::int64_t keras_axis, std::size_t rank) {
@@ -205,7 +215,7 @@ class translator {
     if (name == "softplus") return node("Softplus", {x});
     if (name == "softsign") return node("Softsign", {x});
     if (name == "exponential") return node("Exp", {x});
-    if (name == "hard_sigmoid") return node("HardSigmoid", {x}, {{"alpha", 0.2}, {"beta", 0.5}});
+    if (name == "hard_sigmoid" || name == "hardSigmoid") return node("HardSigmoid", {x}, {{"alpha", 0.2}, {"beta", 0.5}});
     fail(errc::not_implemented, "{}: layer '{}': unsupported activation '{}'", source_, layer_, name);
   }
 
@@ -509,6 +519,137 @@ class translator {
     return {node("Softmax", {x.value}, {{"axis", internal_axis(axis, x.shape.size())}}), {}, x.shape};
   }
 
+  tensor separable_conv2d(const json& cfg, const tensor& x) {
+    require_rank(x, 4);
+    const auto k = pair_param(cfg, "kernel_size", {1, 1});
+    const auto s = pair_param(cfg, "strides", {1, 1});
+    const auto d = pair_param(cfg, "dilation_rate", {1, 1});
+    const std::string padding = cfg.value("padding", "valid");
+    if (padding != "same" && padding != "valid") bad("unsupported padding '" + padding + "'");
+    const bool same = padding == "same";
+    const bool use_bias = cfg.value("use_bias", true);
+    const std::int64_t cin = channels(x);
+    std::int64_t mult = cfg.value("depth_multiplier", 1);
+    if (!cfg.contains("depth_multiplier")) {
+      // tfjs leaves depth_multiplier out of SeparableConv2D configs; the kernel shape has it.
+      if (auto dk = peek_weight("depthwise_kernel"); dk.defined() && dk.dim() == 4) mult = dk.size(3);
+    }
+    const std::int64_t filters = cfg.at("filters").get<std::int64_t>();
+    std::vector<std::string> names = {"depthwise_kernel", "pointwise_kernel"};
+    std::vector<std::vector<std::int64_t>> shapes = {{k[0], k[1], cin, mult}, {1, 1, cin * mult, filters}};
+    if (use_bias) names.push_back("bias"), shapes.push_back({filters});
+    auto w = take_weights(names, shapes);
+    const auto h = window(x.shape[1], k[0], s[0], d[0], same);
+    const auto wd = window(x.shape[2], k[1], s[1], d[1], same);
+    std::map<std::string, attribute> attrs = {{"kernel_shape", k}, {"strides", s}, {"dilations", d}, {"group", cin}};
+    set_pads(attrs, same, x, h, wd);
+    auto dw = w[0].reshape({k[0], k[1], cin * mult}).permute({2, 0, 1}).unsqueeze(1);
+    auto y = node("Conv", {x.value, constant("depthwise_kernel", dw)}, attrs);
+    std::vector<std::string> inputs = {y, constant("pointwise_kernel", w[1].permute({3, 2, 0, 1}))};
+    if (use_bias) inputs.push_back(constant("bias", w[2]));
+    y = node("Conv", inputs, {{"kernel_shape", std::vector<std::int64_t>{1, 1}}});
+    y = activation(activation_name(cfg), y, 4);
+    return {y, {}, {x.shape[0], h.out, wd.out, filters}};
+  }
+
+  tensor upsampling(const json& cfg, const tensor& x) {
+    require_rank(x, 4);
+    const auto size = pair_param(cfg, "size", {2, 2});
+    const std::string interpolation = cfg.value("interpolation", "nearest");
+    // Keras' bilinear upsampling changed sampling grids between versions; only nearest is exact.
+    if (interpolation != "nearest") bad("only nearest UpSampling2D is supported, not '" + interpolation + "'");
+    auto scales = constant("scales", at::tensor({1.0, 1.0, static_cast<double>(size[0]), static_cast<double>(size[1])},
+                                               at::kDouble).to(at::kFloat));
+    auto y = node("Resize", {x.value, "", scales},
+                  {{"mode", std::string("nearest")},
+                   {"coordinate_transformation_mode", std::string("asymmetric")},
+                   {"nearest_mode", std::string("floor")}});
+    auto grow = [](std::int64_t v, std::int64_t by) { return v < 0 ? v : v * by; };
+    return {y, {}, {x.shape[0], grow(x.shape[1], size[0]), grow(x.shape[2], size[1]), x.shape[3]}};
+  }
+
+  tensor cropping(const json& cfg, const tensor& x) {
+    require_rank(x, 4);
+    std::int64_t t = 0, b = 0, l = 0, r = 0;
+    const auto& c = cfg.at("cropping");
+    if (c.is_number()) {
+      t = b = l = r = c.get<std::int64_t>();
+    } else if (c.size() == 2 && c[0].is_number()) {
+      t = b = c[0].get<std::int64_t>();
+      l = r = c[1].get<std::int64_t>();
+    } else {
+      t = c[0][0].get<std::int64_t>(), b = c[0][1].get<std::int64_t>();
+      l = c[1][0].get<std::int64_t>(), r = c[1][1].get<std::int64_t>();
+    }
+    const auto end = [](std::int64_t crop) { return crop > 0 ? -crop : std::numeric_limits<std::int64_t>::max(); };
+    auto y = node("Slice", {x.value, ints("starts", {t, l}), ints("ends", {end(b), end(r)}), ints("axes", {2, 3})});
+    auto shrink = [](std::int64_t v, std::int64_t by) { return v < 0 ? v : v - by; };
+    return {y, {}, {x.shape[0], shrink(x.shape[1], t + b), shrink(x.shape[2], l + r), x.shape[3]}};
+  }
+
+  tensor prelu(const json& cfg, const tensor& x) {
+    std::vector<std::int64_t> alpha_shape(x.shape.begin() + 1, x.shape.end());
+    if (cfg.contains("shared_axes") && !cfg["shared_axes"].is_null()) {
+      const auto& axes = cfg["shared_axes"];
+      for (const auto& a : axes.is_array() ? axes : json::array({axes})) {
+        alpha_shape.at(static_cast<std::size_t>(a.get<std::int64_t>() - 1)) = 1;
+      }
+    }
+    for (auto d : alpha_shape) {
+      if (d < 0) bad("PReLU over an axis of unknown size");
+    }
+    auto alpha = take_weights({"alpha"}, {alpha_shape})[0];
+    if (x.shape.size() == 4) alpha = alpha.permute({2, 0, 1});
+    return {node("PRelu", {x.value, constant("alpha", alpha)}), {}, x.shape};
+  }
+
+  tensor permute(const json& cfg, const tensor& x) {
+    std::vector<std::int64_t> perm = {0};
+    auto shape = x.shape;
+    for (const auto& d : cfg.at("dims")) {
+      perm.push_back(d.get<std::int64_t>());
+      if (perm.back() < 1 || perm.back() >= static_cast<std::int64_t>(x.shape.size())) bad("permutation out of range");
+      shape[perm.size() - 1] = x.shape[perm.back()];
+    }
+    if (perm.size() != x.shape.size()) bad("permutation does not cover every axis");
+    auto y = node("Transpose", {x.keras_value}, {{"perm", perm}});
+    if (shape.size() == 4) y = node("Transpose", {y}, {{"perm", std::vector<std::int64_t>{0, 3, 1, 2}}});
+    return {y, {}, shape};
+  }
+
+  tensor layer_norm(const json& cfg, const tensor& x) {
+    const auto rank = static_cast<std::int64_t>(x.shape.size());
+    std::vector<std::int64_t> axes;
+    const auto& a = cfg.contains("axis") ? cfg["axis"] : json(-1);
+    for (const auto& v : a.is_array() ? a : json::array({a})) {
+      auto axis = v.get<std::int64_t>();
+      axes.push_back(axis < 0 ? axis + rank : axis);
+    }
+    std::sort(axes.begin(), axes.end());
+    // ONNX normalises over the trailing axes from `axis` on, so the Keras axes must be trailing.
+    for (std::size_t i = 0; i < axes.size(); ++i) {
+      if (axes[i] != rank - static_cast<std::int64_t>(axes.size() - i)) bad("only trailing normalisation axes are supported");
+    }
+    std::vector<std::int64_t> norm_shape(x.shape.begin() + axes[0], x.shape.end());
+    for (auto d : norm_shape) {
+      if (d < 0) bad("normalised axes must have known sizes");
+    }
+    const bool center = cfg.value("center", true);
+    const bool scale = cfg.value("scale", true);
+    std::vector<std::string> names;
+    if (scale) names.push_back("gamma");
+    if (center) names.push_back("beta");
+    auto w = names.empty() ? std::vector<at::Tensor>{}
+                           : take_weights(names, std::vector<std::vector<std::int64_t>>(names.size(), norm_shape));
+    std::size_t i = 0;
+    at::Tensor gamma = scale ? w[i++] : at::ones(norm_shape, at::kFloat);
+    at::Tensor beta = center ? w[i++] : at::zeros(norm_shape, at::kFloat);
+    auto y = node("LayerNormalization", {x.keras_value, constant("gamma", gamma), constant("beta", beta)},
+                  {{"axis", axes[0]}, {"epsilon", cfg.value("epsilon", 1e-3)}});
+    if (rank == 4) y = node("Transpose", {y}, {{"perm", std::vector<std::int64_t>{0, 3, 1, 2}}});
+    return {y, {}, x.shape};
+  }
+
   // ---- graph structure -------------------------------------------------------------------
 
   // Names the layer's output after the layer: the final node's output is renamed when this
@@ -544,8 +685,8 @@ class translator {
     if (!s || !s->is_array()) bad("no input shape");
     for (const auto& d : *s) shape.push_back(d.is_null() ? -1 : d.get<std::int64_t>());
     shape[0] = -1;
-    if (const auto dtype = cfg.value("dtype", "float32"); dtype != "float32") {
-      spdlog::debug("{}: input '{}' declared as {}, fed as float32", source_, name, dtype);
+    if (auto d = cfg.find("dtype"); d != cfg.end() && d->is_string() && *d != "float32") {
+      spdlog::debug("{}: input '{}' declared as {}, fed as float32", source_, name, d->get<std::string>());
     }
     g_.inputs.push_back({name, at::kFloat, shape});
     used_.insert(name);
@@ -611,6 +752,14 @@ class translator {
       return {node("LeakyRelu", {x.value}, {{"alpha", alpha}}), {}, x.shape};
     }
     if (cls == "Softmax") return softmax_layer(cfg, one());
+    if (cls == "ThresholdedReLU") {
+      const auto& x = one();
+      return {node("ThresholdedRelu", {x.value}, {{"alpha", cfg.value("theta", 1.0)}}), {}, x.shape};
+    }
+    if (cls == "ELU") {
+      const auto& x = one();
+      return {node("Elu", {x.value}, {{"alpha", cfg.value("alpha", 1.0)}}), {}, x.shape};
+    }
     if (cls == "Add" || cls == "Multiply" || cls == "Concatenate" || cls == "Subtract" || cls == "Average" ||
         cls == "Maximum" || cls == "Minimum") {
       return merge(cls, cfg, xs);
@@ -627,6 +776,12 @@ class translator {
       return one();
     }
     if (cls == "Reshape") return reshape(cfg, one());
+    if (cls == "SeparableConv2D" || cls == "SeparableConvolution2D") return separable_conv2d(cfg, one());
+    if (cls == "UpSampling2D") return upsampling(cfg, one());
+    if (cls == "Cropping2D") return cropping(cfg, one());
+    if (cls == "PReLU") return prelu(cfg, one());
+    if (cls == "Permute") return permute(cfg, one());
+    if (cls == "LayerNormalization") return layer_norm(cfg, one());
     if (cls == "Rescaling") return rescaling(cfg, one());
     fail(errc::not_implemented, "{}: layer '{}': unsupported Keras layer class '{}'", source_, layer_, cls);
   }
@@ -683,7 +838,7 @@ class translator {
       auto outs = build(layer, xs);
       layer_ = name;
       if (outs.size() != 1) bad("nested models with several outputs are not supported");
-      return outs[0].second;
+      return publish(name, outs[0].second, g_.nodes.size());  // also reachable under the model's name
     }
     const auto first_node = g_.nodes.size();
     auto t = apply_layer(cls, layer.at("config"), xs);
@@ -717,12 +872,30 @@ class translator {
 
 }  // namespace
 
-graph translate_keras_model(const json& model_config, const keras_weights& weights, const std::string& source) {
+graph translate_keras_model(const json& model_config, keras_weights weights, const std::string& source) {
   try {
-    return translator(weights, source).run(model_config);
+    return translator(std::move(weights), source).run(model_config);
   } catch (const json::exception& e) {
     fail(errc::bad_parameter, "{}: malformed Keras model config: {}", source, e.what());
   }
+}
+
+std::string append_keras_gap(graph& g, const std::string& layer) {
+  const std::string nchw = layer + ":nchw";
+  const std::string out = layer + "/gap";
+  bool found = false;
+  for (const auto& n : g.nodes) {
+    for (const auto& o : n.outputs) {
+      if (o == out) return out;
+      found = found || o == nchw;
+    }
+  }
+  if (!found) fail(errc::not_found, "graph '{}' has no 4-D Keras layer output '{}' to pool", g.name, layer);
+  node pool{out + "#pool", "GlobalAveragePool", "", {nchw}, {out + "/nc11"}, {}};
+  node flat{out + "#flatten", "Flatten", "", {out + "/nc11"}, {out}, {{"axis", std::int64_t{1}}}};
+  g.nodes.push_back(std::move(pool));
+  g.nodes.push_back(std::move(flat));
+  return out;
 }
 
 void select_outputs(graph& g, const std::vector<std::string>& outputs) {
@@ -752,7 +925,13 @@ void select_outputs(graph& g, const std::vector<std::string>& outputs) {
   std::vector<value_info> new_outputs;
   for (const auto& o : outputs) {
     auto old = std::find_if(g.outputs.begin(), g.outputs.end(), [&](const value_info& v) { return v.name == o; });
-    new_outputs.push_back(old != g.outputs.end() ? *old : value_info{o, at::kFloat, {}});
+    if (old != g.outputs.end()) {
+      new_outputs.push_back(*old);
+    } else {
+      value_info v{o, at::kFloat, {}};
+      v.rank_known = false;  // a cut's shape is not recorded in the IR
+      new_outputs.push_back(std::move(v));
+    }
   }
   std::vector<node> nodes;
   std::set<std::string> used;

@@ -8,6 +8,15 @@
 // under the layer's name in Keras order (4-D outputs through a Transpose view back to NHWC), so
 // a model can be cut at any layer (e.g. "add_43"); the NCHW value the network itself uses is
 // named "<layer>:nchw". Call select_outputs() to cut and drop the views nobody asked for.
+//
+// Layers: InputLayer, Conv2D (groups, dilation), DepthwiseConv2D, SeparableConv2D,
+// BatchNormalization, LayerNormalization, Dense, Activation (relu, relu6, sigmoid, softmax, tanh,
+// linear, swish/silu, elu, selu, softplus, softsign, exponential, hard_sigmoid), ReLU (max_value,
+// negative_slope, threshold), LeakyReLU, PReLU, ELU, ThresholdedReLU, Softmax, Add, Subtract,
+// Multiply, Average, Maximum, Minimum, Concatenate, MaxPooling2D, AveragePooling2D (TF 'same':
+// padded cells are not counted), GlobalAverage/MaxPooling2D, ZeroPadding2D, Cropping2D,
+// UpSampling2D (nearest), Flatten, Reshape, Permute, Rescaling, Dropout and other inference no-ops,
+// and nested Functional/Sequential models (inlined).
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -38,8 +47,13 @@ std::string keras_weight_owner(std::string_view full_name);
 /// @brief Translates a Keras model config ({"class_name": "Model"|"Functional"|"Sequential",
 /// "config": ...}) with its weights into a graph; `source` names the file in error messages.
 /// Throws acg2vec::error naming the layer for unknown classes, missing or mis-shaped weights.
-graph translate_keras_model(const nlohmann::json& model_config, const keras_weights& weights,
-                            const std::string& source);
+/// Pass the weights with std::move to let each layer's source tensors go once translated.
+graph translate_keras_model(const nlohmann::json& model_config, keras_weights weights, const std::string& source);
+
+/// @brief Appends global average pooling over height and width of a 4-D Keras layer's output
+/// (a cut with "pool": "gap", e.g. illust2vec = add_43 + GAP). Returns the new value's name,
+/// "<layer>/gap", shape [N, C]. Throws not_found when the layer has no 4-D output.
+std::string append_keras_gap(graph& g, const std::string& layer);
 
 /// @brief Makes `outputs` (value names, e.g. Keras layer names) the graph outputs and removes
 /// every node they do not depend on. Throws not_found for a name no node produces.

@@ -180,7 +180,6 @@ void register_elementwise(kernel_registry& r) {
   add_binary(r, "And", +[](const at::Tensor& a, const at::Tensor& b) { return at::logical_and(a, b); });
   add_binary(r, "Or", +[](const at::Tensor& a, const at::Tensor& b) { return at::logical_or(a, b); });
   add_binary(r, "Xor", +[](const at::Tensor& a, const at::Tensor& b) { return at::logical_xor(a, b); });
-  add_binary(r, "PRelu", +[](const at::Tensor& x, const at::Tensor& slope) { return at::where(x < 0, x * slope, x); });
 
   add_variadic(r, "Sum", +[](const at::Tensor& a, const at::Tensor& b) { return at::add(a, b); });
   add_variadic(r, "Mean", +[](const at::Tensor& a, const at::Tensor& b) { return at::add(a, b); }, true);
@@ -215,6 +214,19 @@ void register_elementwise(kernel_registry& r) {
     };
   };
 
+  r["PRelu"] = [](const build_context& ctx) -> kernel {
+    const bool per_channel = ctx.opset < 7;  // before opset 7 a 1-D slope is per channel (axis 1)
+    return [per_channel](const tensor_list& in) {
+      const at::Tensor& x = need(in, 0, "PRelu");
+      at::Tensor slope = need(in, 1, "PRelu");
+      if (per_channel && slope.dim() == 1 && x.dim() > 2 && slope.size(0) == x.size(1)) {
+        std::vector<std::int64_t> shape(static_cast<std::size_t>(x.dim() - 1), 1);
+        shape[0] = slope.size(0);
+        slope = slope.reshape(shape);
+      }
+      return tensor_list{at::where(x < 0, x * slope, x)};
+    };
+  };
   r["LeakyRelu"] = [](const build_context& ctx) -> kernel {
     const double alpha = attr_float(ctx.n, "alpha", 0.01);
     return [alpha](const tensor_list& in) { return tensor_list{at::leaky_relu(need(in, 0, "LeakyRelu"), alpha)}; };

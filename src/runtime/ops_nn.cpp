@@ -496,6 +496,79 @@ void register_nn_ops(kernel_registry& r) {
                                            need(in, 2, "InstanceNormalization"), {}, {}, true, 0.0, eps, false)};
     };
   };
+  r["LRN"] = [](const build_context& ctx) -> kernel {
+    const double alpha = attr_float(ctx.n, "alpha", 1e-4);
+    const double beta = attr_float(ctx.n, "beta", 0.75);
+    const double bias = attr_float(ctx.n, "bias", 1.0);
+    const std::int64_t size = attr_int(ctx.n, "size", 0);
+    if (size <= 0) fail(errc::bad_parameter, "node '{}' (LRN): size must be positive", ctx.n.name);
+    return [=](const tensor_list& in) {
+      const at::Tensor& x = need(in, 0, "LRN");
+      if (x.dim() < 3) fail(errc::bad_parameter, "LRN: input rank must be at least 3");
+      // Window over channels [c - floor((size-1)/2), c + ceil((size-1)/2)], zero outside.
+      std::vector<std::int64_t> pad(static_cast<std::size_t>(2 * (x.dim() - 1)), 0);
+      pad[pad.size() - 2] = (size - 1) / 2;
+      pad[pad.size() - 1] = size - 1 - (size - 1) / 2;
+      at::Tensor sq = at::constant_pad_nd(x * x, pad, 0);
+      at::Tensor sum = sq.unfold(1, size, 1).sum(-1);
+      return tensor_list{x / at::pow(sum * (alpha / static_cast<double>(size)) + bias, beta)};
+    };
+  };
+  r["MeanVarianceNormalization"] = [](const build_context& ctx) -> kernel {
+    const std::vector<std::int64_t> axes = attr_ints(ctx.n, "axes", {0, 2, 3});
+    return [axes](const tensor_list& in) {
+      const at::Tensor& x = need(in, 0, "MeanVarianceNormalization");
+      std::vector<std::int64_t> dims;
+      for (auto a : axes) dims.push_back(normalize_axis(a, x.dim(), "MeanVarianceNormalization"));
+      at::Tensor mean = x.mean(dims, true);
+      at::Tensor var = (x * x).mean(dims, true) - mean * mean;
+      return tensor_list{(x - mean) / (at::sqrt(var) + 1e-9)};
+    };
+  };
+  r["Shrink"] = [](const build_context& ctx) -> kernel {
+    const double lambd = attr_float(ctx.n, "lambd", 0.5);
+    const double bias = attr_float(ctx.n, "bias", 0.0);
+    return [=](const tensor_list& in) {
+      const at::Tensor& x = need(in, 0, "Shrink");
+      at::Tensor zero = at::zeros_like(x);
+      at::Tensor y = at::where(x < -lambd, x + bias, at::where(x > lambd, x - bias, zero));
+      return tensor_list{y.to(x.scalar_type())};
+    };
+  };
+  r["Upsample"] = [](const build_context& ctx) -> kernel {
+    // Deprecated since opset 10; equivalent to Resize with asymmetric coordinates.
+    resize_params p;
+    p.mode = attr_string(ctx.n, "mode", "nearest");
+    if (p.mode == "bilinear") p.mode = "linear";
+    if (p.mode != "nearest" && p.mode != "linear")
+      fail(errc::bad_parameter, "node '{}' (Upsample): unknown mode '{}'", ctx.n.name, p.mode);
+    p.coord = "asymmetric";
+    p.nearest = "floor";
+    const std::vector<double> attr_scales = attr_floats(ctx.n, "scales");
+    return [p, attr_scales](const tensor_list& in) {
+      const at::Tensor& x = need(in, 0, "Upsample");
+      std::vector<double> scales = attr_scales;
+      if (present(in, 1)) {
+        at::Tensor s = in[1].to(at::kDouble).contiguous();
+        scales.assign(s.data_ptr<double>(), s.data_ptr<double>() + s.numel());
+      }
+      if (static_cast<std::int64_t>(scales.size()) != x.dim())
+        fail(errc::bad_parameter, "Upsample: {} scales for rank {}", scales.size(), x.dim());
+      std::vector<std::int64_t> sizes;
+      for (std::int64_t i = 0; i < x.dim(); ++i) {
+        if (!(scales[static_cast<std::size_t>(i)] > 0)) fail(errc::bad_parameter, "Upsample: scales must be positive");
+        sizes.push_back(static_cast<std::int64_t>(std::floor(static_cast<double>(x.size(i)) * scales[static_cast<std::size_t>(i)])));
+      }
+      check_numel(sizes, "Upsample");
+      at::Tensor y = x;
+      for (std::int64_t axis = x.dim() - 1; axis >= 0; --axis) {
+        const auto a = static_cast<std::size_t>(axis);
+        if (scales[a] == 1.0) continue;
+        y = resize_axis(y, axis, sizes[a], scales[a], p, 0.0, 1.0);
+      }
+      return tensor_list{y};
+    };
+  };
   r["Dropout"] = [](const build_context& ctx) -> kernel {
     const bool want_mask = ctx.n.outputs.size() > 1 && !ctx.n.outputs[1].empty();
     return [want_mask](const tensor_list& in) {

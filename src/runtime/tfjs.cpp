@@ -4,8 +4,8 @@
 
 #include <cstring>
 #include <fstream>
-#include <iterator>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -17,10 +17,23 @@ namespace {
 
 using nlohmann::json;
 
-std::vector<char> read_bytes(const std::filesystem::path& file) {
+// Appends a whole file to `out` (shards of one group are concatenated, tensors may span them).
+void append_file(const std::filesystem::path& file, std::vector<char>& out) {
   std::ifstream in(file, std::ios::binary);
   if (!in) fail(errc::not_found, "cannot open {}", file.string());
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(file, ec);
+  if (ec) fail(errc::not_found, "cannot stat {}", file.string());
+  const auto offset = out.size();
+  out.resize(offset + size);
+  in.read(out.data() + offset, static_cast<std::streamsize>(size));
+  if (static_cast<std::uintmax_t>(in.gcount()) != size) fail(errc::bad_parameter, "short read from {}", file.string());
+}
+
+std::vector<char> read_bytes(const std::filesystem::path& file) {
+  std::vector<char> out;
+  append_file(file, out);
+  return out;
 }
 
 json read_model_json(const std::filesystem::path& model_json) {
@@ -98,8 +111,7 @@ keras_weights read_tfjs_weights(const std::filesystem::path& model_json) {
     for (const auto& group : model["weightsManifest"]) {
       std::vector<char> buffer;
       for (const auto& p : group.at("paths")) {
-        auto bytes = read_bytes(shard_path(dir, p.get<std::string>(), source));
-        buffer.insert(buffer.end(), bytes.begin(), bytes.end());
+        append_file(shard_path(dir, p.get<std::string>(), source), buffer);
       }
       std::size_t offset = 0;
       for (const auto& w : group.at("weights")) {
@@ -143,7 +155,7 @@ graph load_tfjs_layers(const std::filesystem::path& model_json) {
   // Converted Keras files wrap the config in model_config; tfjs' own model.save() does not.
   const json& config = topology.contains("model_config") ? topology["model_config"] : topology;
   auto weights = read_tfjs_weights(model_json);
-  return translate_keras_model(config, weights, source);
+  return translate_keras_model(config, std::move(weights), source);
 }
 
 }  // namespace acg2vec::runtime

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "runtime/executor.h"
 #include "runtime/keras_h5.h"
 #include "runtime/keras_layers.h"
 #include "runtime/tfjs.h"
@@ -195,6 +196,80 @@ TEST(KerasLayers, SelectOutputsKeepsOnlyWhatACutNeeds) {
   EXPECT_EQ(expect_error([&] { select_outputs(g, {"nope"}); }).code(), errc::not_found);
 }
 
+// A Keras application used as a layer (x = base(inputs)) is inlined; its output is also
+// reachable under the nested model's name.
+TEST(KerasLayers, NestedModelIsInlined) {
+  auto base = functional({input_layer("base_in", {4}), layer("inner", "Dense", {{"units", 3}}, {"base_in"})},
+                         "base_in", "inner");
+  base["name"] = "backbone";
+  base["config"]["name"] = "backbone";
+  base["inbound_nodes"] = json::array({json::array({json::array({"in", 0, 0, json::object()})})});
+  auto model = functional({input_layer("in", {4}), base, layer("head", "Dense", {{"units", 2}}, {"backbone"})}, "in", "head");
+  keras_weights w;
+  w["inner"] = {{"kernel", at::zeros({4, 3})}, {"bias", at::zeros({3})}};
+  w["head"] = {{"kernel", at::zeros({3, 2})}, {"bias", at::zeros({2})}};
+  auto g = translate_keras_model(model, w, "test");
+  ASSERT_EQ(g.inputs.size(), 1u);
+  EXPECT_EQ(g.inputs[0].name, "in");
+  ASSERT_NE(producer(g, "inner"), nullptr);
+  EXPECT_EQ(producer(g, "inner")->inputs[0], "in");
+  ASSERT_NE(producer(g, "backbone"), nullptr);
+  EXPECT_EQ(producer(g, "head")->inputs[0], "backbone");
+}
+
+// Keras 3 writes inbound nodes as {"args": [__keras_tensor__ ...], "kwargs": {}} and the input
+// shape as batch_shape.
+TEST(KerasLayers, Keras3ConfigFormat) {
+  auto tensor_ref = [](const std::string& from) {
+    return json{{"class_name", "__keras_tensor__"},
+                {"config", {{"shape", {nullptr, 4}}, {"dtype", "float32"}, {"keras_history", {from, 0, 0}}}}};
+  };
+  json in = {{"name", "in"}, {"class_name", "InputLayer"},
+             {"config", {{"batch_shape", {nullptr, 4}}, {"dtype", "float32"}, {"name", "in"}}}, {"inbound_nodes", json::array()}};
+  json act = {{"name", "act"}, {"class_name", "Activation"}, {"config", {{"name", "act"}, {"activation", "tanh"}}},
+              {"inbound_nodes", json::array({{{"args", json::array({tensor_ref("in")})}, {"kwargs", json::object()}}})}};
+  json add = {{"name", "sum"}, {"class_name", "Add"}, {"config", {{"name", "sum"}}},
+              {"inbound_nodes",
+               json::array({{{"args", json::array({json::array({tensor_ref("in"), tensor_ref("act")})})}, {"kwargs", json::object()}}})}};
+  json model = {{"class_name", "Functional"},
+                {"config", {{"name", "k3"}, {"layers", {in, act, add}}, {"input_layers", {"in", 0, 0}}, {"output_layers", {"sum", 0, 0}}}}};
+  auto g = translate_keras_model(model, {}, "test");
+  const node* sum = producer(g, "sum");
+  ASSERT_NE(sum, nullptr);
+  EXPECT_EQ(sum->op_type, "Add");
+  EXPECT_EQ(sum->inputs, (std::vector<std::string>{"in", "act"}));
+}
+
+// Keras 2 Sequential: the first layer carries batch_input_shape, there is no InputLayer.
+TEST(KerasLayers, SequentialWithoutInputLayer) {
+  json model = {{"class_name", "Sequential"},
+                {"config",
+                 {{"name", "seq"},
+                  {"layers",
+                   {{{"class_name", "Conv2D"},
+                     {"config", {{"name", "c"}, {"filters", 2}, {"kernel_size", {1, 1}}, {"batch_input_shape", {nullptr, 3, 3, 1}}}}},
+                    {{"class_name", "GlobalAveragePooling2D"}, {"config", {{"name", "gap"}}}}}}}}};
+  keras_weights w;
+  w["c"] = {{"kernel", at::zeros({1, 1, 1, 2})}, {"bias", at::zeros({2})}};
+  auto g = translate_keras_model(model, w, "test");
+  ASSERT_EQ(g.inputs.size(), 1u);
+  EXPECT_EQ(g.inputs[0].shape, (std::vector<std::int64_t>{-1, 3, 3, 1}));
+  ASSERT_EQ(g.outputs.size(), 1u);
+  EXPECT_EQ(g.outputs[0].name, "gap");
+  EXPECT_EQ(g.outputs[0].shape, (std::vector<std::int64_t>{-1, 2}));
+}
+
+// Keras ReLU: f(x) = max_value for x >= max_value, x for threshold <= x < max_value,
+// negative_slope * (x - threshold) otherwise (keras.layers.ReLU documentation).
+TEST(KerasLayers, ReluWithThresholdSlopeAndMax) {
+  auto model = functional({input_layer("in", {5}), layer("r", "ReLU", {{"max_value", 6.0}, {"negative_slope", 0.1}, {"threshold", 1.0}}, {"in"})},
+                          "in", "r");
+  executor exec(translate_keras_model(model, {}, "test"));
+  auto y = exec.run({at::tensor({-2.f, 0.5f, 1.5f, 3.f, 7.f}).reshape({1, 5})})[0];
+  const float want[5] = {-0.3f, -0.05f, 1.5f, 3.f, 6.f};
+  for (int i = 0; i < 5; ++i) EXPECT_NEAR(y[0][i].item<float>(), want[i], 1e-6) << i;
+}
+
 // ---- TF.js ------------------------------------------------------------------------------
 
 json dense_model_json(json weights, json paths) {
@@ -359,6 +434,35 @@ TEST(KerasH5, ReadsConfigAndWeights) {
   EXPECT_NE(find_op(g, "Gemm"), nullptr);
   ASSERT_EQ(g.outputs.size(), 1u);
   EXPECT_EQ(g.outputs[0].name, "d");
+}
+
+// A nested model's weights live in one group, scoped by sub-layer name.
+TEST(KerasH5, NestedModelWeightsAreScopedBySubLayer) {
+  auto dir = work_dir("h5_nested");
+  auto base = functional({input_layer("base_in", {4}), layer("inner", "Dense", {{"units", 2}}, {"base_in"})}, "base_in", "inner");
+  base["name"] = "backbone";
+  base["config"]["name"] = "backbone";
+  base["inbound_nodes"] = json::array({json::array({json::array({"in", 0, 0, json::object()})})});
+  auto model = functional({input_layer("in", {4}), base}, "in", "backbone");
+  {
+    h5_writer h5(dir / "nested.h5");
+    h5_writer::vlen_string(h5.root(), "model_config", model.dump());
+    hid_t mw = h5.group("model_weights");
+    h5_writer::fixed_strings(mw, "layer_names", {"in", "backbone"});
+    hid_t gi = h5.group("model_weights/in");
+    h5_writer::fixed_strings(gi, "weight_names", {});
+    hid_t gb = h5.group("model_weights/backbone");
+    h5_writer::fixed_strings(gb, "weight_names", {"inner/kernel:0", "inner/bias:0"});
+    h5.dataset("model_weights/backbone/inner/kernel:0", at::ones({4, 2}, at::kDouble));
+    h5.dataset("model_weights/backbone/inner/bias:0", at::ones({2}, at::kDouble));
+    H5Gclose(gb), H5Gclose(gi), H5Gclose(mw);
+  }
+  auto w = read_keras_h5_weights(dir / "nested.h5");
+  ASSERT_EQ(w.count("inner"), 1u);
+  EXPECT_EQ(w.at("inner").size(), 2u);
+  auto g = load_keras_h5(dir / "nested.h5");
+  EXPECT_EQ(g.outputs[0].name, "backbone");
+  EXPECT_NE(find_op(g, "Gemm"), nullptr);
 }
 
 TEST(KerasH5, LoadErrorsNameTheCulprit) {

@@ -1,0 +1,389 @@
+// Loader and executor robustness: malformed ONNX files must end in acg2vec::error at load (or,
+// for inputs that do not fit the model, at run), never in a crash. Models are built here with
+// the ONNX protobuf API directly so that the loader is not used to make its own test inputs.
+
+#include "core/error.h"
+#include "runtime/executor.h"
+#include "runtime/onnx_loader.h"
+
+#include <gtest/gtest.h>
+#include <onnx/onnx_pb.h>
+
+#include <atomic>
+#include <cstring>
+#include <filesystem>
+#include <iterator>
+#include <fstream>
+#include <string>
+#include <thread>
+
+namespace fs = std::filesystem;
+using namespace acg2vec;
+
+namespace {
+
+void add_value(onnx::ValueInfoProto* v, const std::string& name, std::vector<std::int64_t> dims,
+               int type = onnx::TensorProto::FLOAT) {
+  v->set_name(name);
+  auto* tt = v->mutable_type()->mutable_tensor_type();
+  tt->set_elem_type(type);
+  auto* shape = tt->mutable_shape();
+  for (auto d : dims) {
+    if (d < 0) shape->add_dim()->set_dim_param("batch");
+    else shape->add_dim()->set_dim_value(d);
+  }
+}
+
+onnx::NodeProto* add_node(onnx::GraphProto* g, const std::string& op, std::vector<std::string> in,
+                          std::vector<std::string> out, const std::string& name = "") {
+  auto* n = g->add_node();
+  n->set_op_type(op);
+  n->set_name(name.empty() ? op + "_" + std::to_string(g->node_size()) : name);
+  for (auto& i : in) n->add_input(i);
+  for (auto& o : out) n->add_output(o);
+  return n;
+}
+
+onnx::TensorProto* add_float_init(onnx::GraphProto* g, const std::string& name, std::vector<std::int64_t> dims,
+                                  float fill) {
+  auto* t = g->add_initializer();
+  t->set_name(name);
+  t->set_data_type(onnx::TensorProto::FLOAT);
+  std::int64_t n = 1;
+  for (auto d : dims) {
+    t->add_dims(d);
+    n *= d;
+  }
+  std::string raw(static_cast<std::size_t>(n) * 4, '\0');
+  for (std::int64_t i = 0; i < n; ++i) std::memcpy(raw.data() + i * 4, &fill, 4);
+  t->set_raw_data(raw);
+  return t;
+}
+
+// A small valid model: Y = Relu(Conv(X, W, B)) with X [N,2,5,5], W [3,2,3,3].
+onnx::ModelProto conv_model() {
+  onnx::ModelProto m;
+  m.set_ir_version(8);
+  m.add_opset_import()->set_version(13);
+  auto* g = m.mutable_graph();
+  g->set_name("conv");
+  add_value(g->add_input(), "X", {-1, 2, 5, 5});
+  add_value(g->add_output(), "Y", {-1, 3, 5, 5});
+  add_float_init(g, "W", {3, 2, 3, 3}, 0.1f);
+  add_float_init(g, "B", {3}, 0.5f);
+  auto* conv = add_node(g, "Conv", {"X", "W", "B"}, {"C"}, "conv1");
+  auto* pads = conv->add_attribute();
+  pads->set_name("pads");
+  pads->set_type(onnx::AttributeProto::INTS);
+  for (int i = 0; i < 4; ++i) pads->add_ints(1);
+  add_node(g, "Relu", {"C"}, {"Y"}, "relu1");
+  return m;
+}
+
+std::string bytes_of(const onnx::ModelProto& m) { return m.SerializeAsString(); }
+
+runtime::graph load(const onnx::ModelProto& m) { return runtime::load_onnx_bytes(bytes_of(m)); }
+
+// Loads and prepares; the first failing stage must throw acg2vec::error.
+void expect_load_error(const onnx::ModelProto& m, const std::string& fragment) {
+  try {
+    runtime::executor ex(load(m));
+    ADD_FAILURE() << "expected a load error mentioning '" << fragment << "'";
+  } catch (const error& e) {
+    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+  }
+}
+
+fs::path scratch(const std::string& name) {
+  fs::path dir = fs::path(ACG2VEC_TEST_WORK) / "onnx_loader" / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+}  // namespace
+
+TEST(RuntimeOnnxLoader, ValidModelRunsAndMatchesTorch) {
+  runtime::executor ex(load(conv_model()));
+  ASSERT_EQ(ex.inputs().size(), 1u);
+  EXPECT_EQ(ex.inputs()[0].shape, (std::vector<std::int64_t>{-1, 2, 5, 5}));
+  EXPECT_EQ(ex.op_histogram().at("Conv"), 1);
+  at::Tensor x = at::randn({3, 2, 5, 5});
+  at::Tensor ref = at::relu(at::conv2d(x, at::full({3, 2, 3, 3}, 0.1f), at::full({3}, 0.5f), 1, 1));
+  auto out = ex.run(std::vector<at::Tensor>{x});
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_TRUE(at::allclose(out[0], ref, 1e-5, 1e-6));
+}
+
+TEST(RuntimeOnnxLoader, TruncatedFileIsALoadError) {
+  const std::string bytes = bytes_of(conv_model());
+  for (std::size_t cut : {bytes.size() / 2, bytes.size() - 3, std::size_t{7}, std::size_t{0}}) {
+    EXPECT_THROW(
+        {
+          runtime::executor ex(runtime::load_onnx_bytes(std::string_view(bytes).substr(0, cut)));
+        },
+        error)
+        << "cut at " << cut;
+  }
+  EXPECT_THROW(runtime::load_onnx_bytes("this is not a protobuf at all \xff\xff\xff"), error);
+  const fs::path dir = scratch("truncated");
+  { std::ofstream(dir / "model.onnx", std::ios::binary) << bytes.substr(0, bytes.size() / 3); }
+  EXPECT_THROW(runtime::load_onnx(dir / "model.onnx"), error);
+  EXPECT_THROW(runtime::load_onnx(dir / "does_not_exist.onnx"), error);
+}
+
+TEST(RuntimeOnnxLoader, MissingInitializerIsALoadError) {
+  onnx::ModelProto m = conv_model();
+  m.mutable_graph()->mutable_initializer()->RemoveLast();  // B
+  expect_load_error(m, "'B'");
+}
+
+TEST(RuntimeOnnxLoader, WrongDimsAreErrors) {
+  {  // raw data shorter than the declared shape
+    onnx::ModelProto m = conv_model();
+    m.mutable_graph()->mutable_initializer(0)->set_dims(0, 4);
+    expect_load_error(m, "raw data holds");
+  }
+  {  // typed data count differs from the shape
+    onnx::ModelProto m = conv_model();
+    auto* b = m.mutable_graph()->mutable_initializer(1);
+    b->clear_raw_data();
+    b->add_float_data(1.0f);
+    expect_load_error(m, "has 1 values");
+  }
+  {  // negative dimension
+    onnx::ModelProto m = conv_model();
+    m.mutable_graph()->mutable_initializer(1)->set_dims(0, -3);
+    expect_load_error(m, "negative dimension");
+  }
+  {  // consistent tensors whose shapes do not fit the op: a run-time error, not a crash
+    onnx::ModelProto m = conv_model();
+    auto* w = m.mutable_graph()->mutable_initializer(0);
+    w->set_dims(1, 4);
+    w->set_raw_data(std::string(3 * 4 * 3 * 3 * 4, '\0'));
+    runtime::executor ex(load(m));
+    EXPECT_THROW(ex.run(std::vector<at::Tensor>{at::randn({1, 2, 5, 5})}), error);
+  }
+}
+
+TEST(RuntimeOnnxLoader, CycleIsALoadError) {
+  onnx::ModelProto m;
+  m.add_opset_import()->set_version(13);
+  auto* g = m.mutable_graph();
+  add_value(g->add_input(), "X", {1, 4});
+  add_value(g->add_output(), "Y", {1, 4});
+  add_node(g, "Add", {"X", "B"}, {"A"});
+  add_node(g, "Relu", {"A"}, {"B"}, "loop_back");
+  add_node(g, "Neg", {"A"}, {"Y"});
+  expect_load_error(m, "cycle");
+}
+
+TEST(RuntimeOnnxLoader, UnknownOperatorNamesOpNodeAndOpset) {
+  onnx::ModelProto m = conv_model();
+  add_node(m.mutable_graph(), "FrobnicateV2", {"Y"}, {"Z"}, "frob");
+  *m.mutable_graph()->mutable_output(0)->mutable_name() = "Z";
+  try {
+    runtime::executor ex(load(m));
+    FAIL() << "expected an error";
+  } catch (const error& e) {
+    const std::string what = e.what();
+    EXPECT_EQ(e.code(), errc::bad_parameter);
+    EXPECT_NE(what.find("FrobnicateV2"), std::string::npos) << what;
+    EXPECT_NE(what.find("frob"), std::string::npos) << what;
+    EXPECT_NE(what.find("13"), std::string::npos) << what;
+  }
+  onnx::ModelProto ms = conv_model();
+  ms.mutable_graph()->mutable_node(1)->set_domain("com.microsoft");
+  expect_load_error(ms, "com.microsoft");
+  onnx::ModelProto sub = conv_model();  // subgraph attributes (If/Loop) are refused at load
+  auto* a = sub.mutable_graph()->mutable_node(1)->add_attribute();
+  a->set_name("then_branch");
+  a->set_type(onnx::AttributeProto::GRAPH);
+  a->mutable_g()->set_name("g");
+  expect_load_error(sub, "subgraph");
+}
+
+TEST(RuntimeOnnxLoader, HugeDeclaredShapesAreRefusedBeforeAllocation) {
+  {  // an initializer declaring ~10^24 elements with no data
+    onnx::ModelProto m = conv_model();
+    auto* t = m.mutable_graph()->add_initializer();
+    t->set_name("huge");
+    t->set_data_type(onnx::TensorProto::FLOAT);
+    t->add_dims(std::int64_t{1} << 40);
+    t->add_dims(std::int64_t{1} << 40);
+    expect_load_error(m, "huge");
+  }
+  {  // a constant shape that would make ConstantOfShape allocate terabytes while folding
+    onnx::ModelProto m;
+    m.add_opset_import()->set_version(13);
+    auto* g = m.mutable_graph();
+    add_value(g->add_input(), "X", {1});
+    add_value(g->add_output(), "Y", {-1});
+    auto* s = g->add_initializer();
+    s->set_name("shape");
+    s->set_data_type(onnx::TensorProto::INT64);
+    s->add_dims(3);
+    for (int i = 0; i < 3; ++i) s->add_int64_data(std::int64_t{1} << 20);
+    add_node(g, "ConstantOfShape", {"shape"}, {"C"});
+    add_node(g, "Add", {"C", "X"}, {"Y"});
+    expect_load_error(m, "elements");
+  }
+  {  // the same through Expand at run time
+    onnx::ModelProto m;
+    m.add_opset_import()->set_version(13);
+    auto* g = m.mutable_graph();
+    add_value(g->add_input(), "X", {1});
+    add_value(g->add_input(), "S", {2}, onnx::TensorProto::INT64);
+    add_value(g->add_output(), "Y", {-1, -1});
+    add_node(g, "Expand", {"X", "S"}, {"Y"});
+    runtime::executor ex(load(m));
+    at::Tensor shape = at::tensor(std::vector<std::int64_t>{std::int64_t{1} << 30, std::int64_t{1} << 30}, at::kLong);
+    EXPECT_THROW(ex.run(std::vector<at::Tensor>{at::ones({1}), shape}), error);
+  }
+}
+
+TEST(RuntimeOnnxLoader, ExternalDataIsConfinedToTheModelDirectory) {
+  const fs::path dir = scratch("external");
+  const std::vector<float> weights(3 * 2 * 3 * 3, 0.1f);
+  {
+    std::ofstream out(dir / "weights.bin", std::ios::binary);
+    out.write("PAD!", 4);
+    out.write(reinterpret_cast<const char*>(weights.data()), static_cast<std::streamsize>(weights.size() * 4));
+  }
+  auto with_external = [&](const std::string& location, const std::string& offset, const std::string& length) {
+    onnx::ModelProto m = conv_model();
+    auto* w = m.mutable_graph()->mutable_initializer(0);
+    w->clear_raw_data();
+    w->set_data_location(onnx::TensorProto::EXTERNAL);
+    auto add = [&](const char* k, const std::string& v) {
+      if (v.empty()) return;
+      auto* e = w->add_external_data();
+      e->set_key(k);
+      e->set_value(v);
+    };
+    add("location", location);
+    add("offset", offset);
+    add("length", length);
+    std::ofstream(dir / "model.onnx", std::ios::binary) << m.SerializeAsString();
+    return dir / "model.onnx";
+  };
+  {
+    runtime::executor ex(runtime::load_onnx(with_external("weights.bin", "4", "216")));
+    at::Tensor x = at::randn({1, 2, 5, 5});
+    at::Tensor ref = at::relu(at::conv2d(x, at::full({3, 2, 3, 3}, 0.1f), at::full({3}, 0.5f), 1, 1));
+    EXPECT_TRUE(at::allclose(ex.run(std::vector<at::Tensor>{x})[0], ref, 1e-5, 1e-6));
+  }
+  EXPECT_THROW(runtime::load_onnx(with_external("weights.bin", "100", "216")), error);   // past the end
+  EXPECT_THROW(runtime::load_onnx(with_external("weights.bin", "4", "100")), error);     // wrong length
+  EXPECT_THROW(runtime::load_onnx(with_external("weights.bin", "99999999999", "")), error);
+  EXPECT_THROW(runtime::load_onnx(with_external("weights.bin", "-1", "")), error);
+  EXPECT_THROW(runtime::load_onnx(with_external("../external/weights.bin", "4", "216")), error);
+  EXPECT_THROW(runtime::load_onnx(with_external("/etc/passwd", "", "")), error);
+  EXPECT_THROW(runtime::load_onnx(with_external("missing.bin", "", "")), error);
+  EXPECT_THROW(runtime::load_onnx(with_external("", "", "")), error);
+  fs::create_symlink("/etc", dir / "escape");
+  EXPECT_THROW(runtime::load_onnx(with_external("escape/passwd", "", "")), error);
+  // From bytes there is no directory to resolve against.
+  const fs::path good = with_external("weights.bin", "4", "216");
+  std::ifstream in(good, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_THROW(runtime::load_onnx_bytes(bytes), error);
+}
+
+TEST(RuntimeOnnxLoader, Fp16WeightsAreUpcast) {
+  onnx::ModelProto m = conv_model();
+  auto* w = m.mutable_graph()->mutable_initializer(0);
+  w->set_data_type(onnx::TensorProto::FLOAT16);
+  const at::Tensor half = at::full({3, 2, 3, 3}, 0.1, at::kHalf);
+  w->set_raw_data(std::string(static_cast<const char*>(half.data_ptr()), 54 * 2));
+  runtime::graph g = load(m);
+  EXPECT_EQ(g.initializers.at("W").scalar_type(), at::kFloat);
+  runtime::executor ex(std::move(g));
+  at::Tensor x = at::randn({2, 2, 5, 5});
+  at::Tensor ref = at::relu(at::conv2d(x, half.to(at::kFloat), at::full({3}, 0.5f), 1, 1));
+  EXPECT_TRUE(at::allclose(ex.run(std::vector<at::Tensor>{x})[0], ref, 1e-5, 1e-6));
+}
+
+TEST(RuntimeExecutor, ValidatesInputs) {
+  runtime::executor ex(load(conv_model()));
+  EXPECT_THROW(ex.run(std::vector<at::Tensor>{}), error);
+  EXPECT_THROW(ex.run(std::vector<at::Tensor>{at::randn({1, 2, 5})}), error);              // rank
+  EXPECT_THROW(ex.run(std::vector<at::Tensor>{at::randn({1, 3, 5, 5})}), error);           // static dim
+  EXPECT_THROW(ex.run(std::vector<at::Tensor>{at::randn({1, 2, 5, 5}).to(at::kDouble)}), error);  // dtype
+  EXPECT_THROW(ex.run(std::vector<at::Tensor>{at::Tensor()}), error);
+  EXPECT_THROW(ex.run(std::map<std::string, at::Tensor>{{"x", at::randn({1, 2, 5, 5})}}), error);
+  EXPECT_THROW(ex.run(std::map<std::string, at::Tensor>{{"X", at::randn({1, 2, 5, 5})}, {"extra", at::ones({1})}}),
+               error);
+  auto named = ex.run(std::map<std::string, at::Tensor>{{"X", at::randn({2, 2, 5, 5})}});
+  EXPECT_EQ(named.at("Y").sizes(), (std::vector<std::int64_t>{2, 3, 5, 5}));
+}
+
+TEST(RuntimeExecutor, IntermediateValuesCanBeRequested) {
+  runtime::executor ex(load(conv_model()), {"C"});
+  ASSERT_EQ(ex.outputs().size(), 1u);
+  EXPECT_EQ(ex.outputs()[0].name, "C");
+  EXPECT_FALSE(ex.outputs()[0].rank_known);
+  EXPECT_EQ(ex.step_count(), 1u);  // Relu is pruned
+  at::Tensor x = at::randn({1, 2, 5, 5});
+  at::Tensor ref = at::conv2d(x, at::full({3, 2, 3, 3}, 0.1f), at::full({3}, 0.5f), 1, 1);
+  EXPECT_TRUE(at::allclose(ex.run(std::vector<at::Tensor>{x})[0], ref, 1e-5, 1e-6));
+  EXPECT_THROW(runtime::executor(load(conv_model()), {"no_such_value"}), error);
+}
+
+TEST(RuntimeExecutor, ShapeArithmeticOnConstantsIsFoldedAtLoad) {
+  // Reshape(X, Concat(Shape(init)[0:1], [-1])): everything but the Reshape is known at load.
+  onnx::ModelProto m;
+  m.add_opset_import()->set_version(13);
+  auto* g = m.mutable_graph();
+  add_value(g->add_input(), "X", {6, 4});
+  add_value(g->add_output(), "Y", {3, 8});
+  add_float_init(g, "T", {3, 5}, 1.0f);
+  auto* minus1 = g->add_initializer();
+  minus1->set_name("minus1");
+  minus1->set_data_type(onnx::TensorProto::INT64);
+  minus1->add_dims(1);
+  minus1->add_int64_data(-1);
+  add_node(g, "Shape", {"T"}, {"s"});
+  auto* starts = g->add_initializer();
+  starts->set_name("zero");
+  starts->set_data_type(onnx::TensorProto::INT64);
+  starts->add_dims(1);
+  starts->add_int64_data(0);
+  auto* ends = g->add_initializer();
+  ends->set_name("one");
+  ends->set_data_type(onnx::TensorProto::INT64);
+  ends->add_dims(1);
+  ends->add_int64_data(1);
+  add_node(g, "Slice", {"s", "zero", "one"}, {"s0"});
+  auto* cat = add_node(g, "Concat", {"s0", "minus1"}, {"shape"});
+  auto* axis = cat->add_attribute();
+  axis->set_name("axis");
+  axis->set_type(onnx::AttributeProto::INT);
+  axis->set_i(0);
+  add_node(g, "Reshape", {"X", "shape"}, {"Y"});
+  runtime::executor ex(load(m));
+  EXPECT_EQ(ex.step_count(), 1u);
+  at::Tensor x = at::randn({6, 4});
+  EXPECT_TRUE(at::equal(ex.run(std::vector<at::Tensor>{x})[0], x.reshape({3, 8})));
+}
+
+TEST(RuntimeExecutor, ConcurrentRunsAgreeWithSequentialRuns) {
+  runtime::executor ex(load(conv_model()));
+  std::vector<at::Tensor> inputs, expected;
+  for (int i = 0; i < 8; ++i) {
+    inputs.push_back(at::randn({1 + i % 3, 2, 5, 5}));
+    expected.push_back(ex.run(std::vector<at::Tensor>{inputs.back()})[0]);
+  }
+  std::vector<std::thread> threads;
+  std::atomic<int> mismatches{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int k = 0; k < 25; ++k) {
+        const std::size_t i = static_cast<std::size_t>((t + k) % 8);
+        if (!at::equal(ex.run(std::vector<at::Tensor>{inputs[i]})[0], expected[i])) ++mismatches;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(mismatches.load(), 0);
+}
