@@ -31,7 +31,7 @@ APT_PACKAGES=(
   nlohmann-json3-dev libutf8proc-dev libhiredis-dev libonnx-dev libhdf5-dev libcli11-dev
   libspdlog-dev libfmt-dev libgtest-dev libgmock-dev zlib1g-dev
   # services and tools used by tests
-  redis-server sqlite3 curl
+  libssl-dev redis-server sqlite3 curl
   # independent references for parity tests (Debian's /usr/bin/python3)
   python3 python3-torch python3-onnx python3-pil python3-numpy python3-h5py libonnx-testdata
 )

@@ -3,5 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh >/dev/null
+# OpenMP threads that spin while waiting steal the other core from parallel tests.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 cmake --build --preset release -j "$(nproc)"
 ctest --preset release -j "$(nproc)" "$@"

@@ -130,7 +130,7 @@ void add_collection_commands(CLI::App& app, global_options& global) {
     struct opts_t {
       std::string image, id, text, space, tags, any, none, rating;
       std::size_t k = 10;
-      float cutoff = 0;
+      float cutoff = -1;
       bool as_json = false;
     };
     auto o = std::make_shared<opts_t>();

@@ -18,6 +18,7 @@ struct global_options {
 
 void add_serve_command(CLI::App& app, global_options& global);
 void add_version_command(CLI::App& app);
+void add_caption_command(CLI::App& app);
 void add_model_commands(CLI::App& app, global_options& global);
 void add_collection_commands(CLI::App& app, global_options& global);
 /// @brief Creates the data directory if needed.

@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
 
   cli::add_serve_command(app, global);
   cli::add_version_command(app);
+  cli::add_caption_command(app);
   cli::add_model_commands(app, global);
   cli::add_collection_commands(app, global);
   cli::add_pending_commands(app);

@@ -3,14 +3,23 @@
 #include <c10/core/InferenceMode.h>
 
 #include "core/error.h"
+#include "runtime/keras_layers.h"
 
 namespace acg2vec {
 
 graph_model::graph_model(model_manifest manifest, const runtime::graph& graph, batcher::observer_fn observer)
     : manifest_(std::move(manifest)) {
   std::vector<std::string> requested;
+  runtime::graph g = graph;  // shallow: tensors are shared
+  bool keras = manifest_.format == model_format::keras_h5 || manifest_.format == model_format::tfjs_layers;
   if (manifest_.cut) {
-    requested.push_back(manifest_.cut->layer);
+    if (keras && manifest_.cut->pool == "gap") {
+      // Keras layer values are NHWC views; the translator pools the layer's NCHW value for us.
+      requested.push_back(runtime::append_keras_gap(g, manifest_.cut->layer));
+      gap_in_graph_ = true;
+    } else {
+      requested.push_back(manifest_.cut->layer);
+    }
   } else {
     for (const auto& o : manifest_.outputs) {
       if (!o.value.empty()) requested.push_back(o.value);
@@ -20,7 +29,7 @@ graph_model::graph_model(model_manifest manifest, const runtime::graph& graph, b
       fail(errc::bad_parameter, "pack '{}': give a 'value' for every output or for none", manifest_.name);
     }
   }
-  executor_ = std::make_unique<runtime::executor>(graph, requested);
+  executor_ = std::make_unique<runtime::executor>(std::move(g), requested);
   for (const auto& o : executor_->outputs()) output_names_.push_back(o.name);
   if (!manifest_.outputs.empty() && manifest_.outputs.size() != output_names_.size()) {
     fail(errc::bad_parameter, "pack '{}': manifest lists {} outputs but the graph has {}", manifest_.name,
@@ -54,9 +63,9 @@ at::Tensor graph_model::image_tensor(const image::image_rgb8& image) const {
 std::vector<at::Tensor> graph_model::forward(const at::Tensor& batch) const {
   c10::InferenceMode guard;
   auto outputs = executor_->run({batch});
-  if (manifest_.cut && manifest_.cut->pool == "gap") {
+  if (manifest_.cut && manifest_.cut->pool == "gap" && !gap_in_graph_) {
     auto& v = outputs.at(0);
-    // Graph values are NCHW whatever the source format, so pooling is over the last two dims.
+    // ONNX graphs are NCHW: pool over the two spatial dimensions.
     if (v.dim() == 4) v = v.mean({2, 3});
   }
   for (auto& o : outputs) {

@@ -47,6 +47,7 @@ class graph_model {
   std::unique_ptr<runtime::executor> executor_;
   std::vector<std::string> output_names_;
   bool takes_images_ = false;
+  bool gap_in_graph_ = false;
   image::preprocess_spec preprocess_{};
   std::unique_ptr<batcher> batcher_;
 };

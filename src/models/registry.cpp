@@ -13,6 +13,12 @@
 
 namespace acg2vec {
 
+std::vector<at::Tensor> model_entry::run_image(const image::image_rgb8& img) const {
+  if (graph && graph->takes_images()) return graph->run_image(img);
+  if (clip_image) return {clip_image->embed(img)};
+  fail(errc::bad_parameter, "model '{}' does not take images", manifest.name);
+}
+
 runtime::graph load_graph(model_format format, const std::filesystem::path& file) {
   switch (format) {
     case model_format::onnx: return runtime::load_onnx(file);
@@ -113,8 +119,32 @@ void model_registry::load_everything() {
         if (!std::filesystem::exists(m.file)) fail(errc::not_found, "weights file {} is missing", m.file.string());
         g = std::make_shared<runtime::graph>(load_graph(m.format, m.file));
         graphs[m.name] = g;
+      } else if (m.format == model_format::sentence_transformers || m.format == model_format::hf_clip) {
+        entry->text = text_model::load(m);
       } else {
         fail(errc::not_implemented, "format '{}' is not supported by this build", to_string(m.format));
+      }
+      if (entry->text) {
+        entry->state = model_state::ready;
+        if (auto vision = entry->text->vision()) {
+          // A CLIP checkpoint also yields its image tower as "<name>-image".
+          auto image_entry = std::make_shared<model_entry>();
+          image_entry->manifest = m;
+          image_entry->manifest.name = m.name + "-image";
+          image_entry->manifest.task = model_task::clip_image;
+          image_entry->manifest.aliases = m.raw.value("image_aliases", std::vector<std::string>{});
+          image_entry->clip_image = std::make_shared<clip_image_model>(vision);
+          image_entry->state = model_state::ready;
+          std::unique_lock lock(mutex_);
+          entries_[image_entry->manifest.name] = image_entry;
+          for (const auto& a : image_entry->manifest.aliases) aliases_[a] = image_entry->manifest.name;
+        }
+        entry->load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        spdlog::info("model pack '{}' ({}, {}) ready in {:.1f}s", m.name, to_string(m.task), to_string(m.format),
+                     entry->load_seconds);
+        std::unique_lock lock(mutex_);
+        entries_[m.name] = entry;
+        continue;
       }
       auto observer = observer_ ? batcher::observer_fn([obs = observer_, name = m.name](std::size_t rows, double s) {
         obs(name, rows, s);

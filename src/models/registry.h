@@ -19,6 +19,7 @@
 
 #include "models/graph_model.h"
 #include "models/manifest.h"
+#include "models/text_model.h"
 
 namespace acg2vec {
 
@@ -30,6 +31,13 @@ struct model_entry {
   std::string error;
   double load_seconds = 0;
   std::shared_ptr<const graph_model> graph;  ///< set for onnx / keras_h5 / tfjs_layers packs
+  std::shared_ptr<const text_model> text;    ///< set for text_embedding / clip_text packs
+  std::shared_ptr<const clip_image_model> clip_image;  ///< set for the image tower of a CLIP pack
+
+  /// @brief Whether run_image() works for this pack.
+  [[nodiscard]] bool takes_images() const noexcept { return (graph && graph->takes_images()) || clip_image; }
+  /// @brief Image → outputs (batch row removed), whatever kind of pack this is.
+  [[nodiscard]] std::vector<at::Tensor> run_image(const image::image_rgb8& img) const;
 };
 
 class model_registry {

@@ -35,7 +35,7 @@ bool has_filter(const store::tag_query& q) {
 }
 
 bool embeds_images(const model_entry& e) {
-  return e.state == model_state::ready && e.graph && e.graph->takes_images() &&
+  return e.state == model_state::ready && e.takes_images() &&
          (e.manifest.task == model_task::image_embedding || e.manifest.task == model_task::clip_image);
 }
 
@@ -77,7 +77,7 @@ void search_service::define_spaces() {
       dim = it->second.dim;
     } else {
       // Nothing stored yet: ask the model once for its embedding size.
-      dim = static_cast<int>(e->graph->run_image(image::make_image(16, 16, 128, 128, 128)).at(0).numel());
+      dim = static_cast<int>(e->run_image(image::make_image(16, 16, 128, 128, 128)).at(0).numel());
     }
     index::faiss_options opts;
     opts.name = e->manifest.name;
@@ -95,9 +95,9 @@ store::item search_service::analyse(const image::image_rgb8& img) const {
   // A flat image has nothing to describe (zero signature); it is stored without that vector.
   if (auto sig = image::perceptual_signature(img); nonzero(sig)) it.vectors[std::string(signature_space)] = sig;
   for (const auto& e : models_.entries()) {
-    if (e->state != model_state::ready || !e->graph || !e->graph->takes_images()) continue;
+    if (e->state != model_state::ready || !e->takes_images()) continue;
     const auto& m = e->manifest;
-    auto out = e->graph->run_image(img);
+    auto out = e->run_image(img);
     switch (m.task) {
       case model_task::tagger: {
         auto& tags = it.tags[m.name];
@@ -232,8 +232,10 @@ std::vector<store::item> search_service::list(std::size_t offset, std::size_t li
 
 std::vector<float> search_service::query_vector(const search_request& req, std::string& space) const {
   if (req.text) {
-    fail(errc::unavailable, "text search needs a CLIP text model; install a clip_text pack in {}",
-         models_.dir().string());
+    auto e = models_.resolve("", model_task::clip_text);
+    // A CLIP text pack searches the image space of its own checkpoint unless it names another.
+    if (space.empty()) space = e->manifest.raw.value("space", e->manifest.name + "-image");
+    return floats_of(e->text->embed({*req.text})[0]);
   }
   if (req.item_id) {
     auto it = store_.get(*req.item_id);
@@ -257,7 +259,7 @@ std::vector<float> search_service::query_vector(const search_request& req, std::
   if (space == signature_space) return image::perceptual_signature(img);
   auto e = models_.get(space);
   if (!embeds_images(*e)) fail(errc::bad_parameter, "space '{}' is not an image embedding", space);
-  return floats_of(e->graph->run_image(img).at(0));
+  return floats_of(e->run_image(img).at(0));
 }
 
 search_result search_service::search(const search_request& req) const {

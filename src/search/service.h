@@ -50,7 +50,7 @@ struct search_request {
   store::tag_query filter;               ///< tag/rating/score filters (also a query on its own)
   std::size_t k = 10;
   std::size_t offset = 0;
-  float cutoff = 0.0f;                   ///< drop hits with a lower similarity
+  float cutoff = -1.0f;                  ///< drop hits with a lower similarity (-1: keep all)
 };
 
 struct search_hit {

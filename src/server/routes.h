@@ -63,3 +63,9 @@ namespace acg2vec {
 /// @brief GET /openapi.json describing every route.
 void register_openapi_route(http_server& server);
 }  // namespace acg2vec
+
+namespace acg2vec {
+/// @brief Text routes: the seed's acgvoc2vec/dclip feature routes, /v1/embed/text and the demo
+/// page's similar-tag suggestions (GET /acgvoc2vec?tag=).
+void register_text_routes(http_server& server, model_route_context context);
+}  // namespace acg2vec

@@ -114,8 +114,10 @@ void register_model_routes(http_server& server, model_route_context ctx) {
 
   server.add("POST", "/v1/embed/image", "v1.embed.image", [&reg, ctx](const http_request& req, http_response& res) {
     auto img = uploaded_image(req, ctx);
-    auto e = reg.resolve(model_param(req), model_task::image_embedding);
-    auto out = image_graph(*e).run_image(img);
+    auto name = model_param(req);
+    auto e = name.empty() ? reg.resolve("", model_task::image_embedding) : reg.get(name);
+    if (!e->takes_images()) fail(errc::bad_parameter, "model '{}' does not take images", name);
+    auto out = e->run_image(img);
     auto v = to_json_array(out.at(0));
     reply(res, json{{"model", e->manifest.name}, {"dim", v.size()}, {"vector", v}});
   });

@@ -48,6 +48,47 @@ std::string instance_image_bytes(const json& instance) {
   return *bytes;
 }
 
+// Text packs take token ids (acgvoc2vec: {"input_ids", "attention_mask"} per instance; dclip_text:
+// a list of ids per instance); CLIP image packs take b64 images. Answers follow the row/columnar form.
+json predict_other(const model_entry& e, const json& items, bool row, const model_route_context& ctx) {
+  std::vector<at::Tensor> outs;
+  if (e.clip_image) {
+    for (const auto& inst : items) {
+      auto bytes = instance_image_bytes(inst);
+      outs.push_back(e.clip_image->embed(image::decode_image(bytes, image::decode_limits{ctx.max_upload_bytes, ctx.max_pixels})));
+    }
+  } else {
+    std::vector<at::Tensor> ids, masks;
+    for (const auto& inst : items) {
+      if (inst.is_object()) {
+        if (!inst.contains("input_ids")) fail(errc::bad_parameter, "instance is missing 'input_ids'");
+        ids.push_back(tensor_from_json(inst["input_ids"], at::kLong));
+        if (inst.contains("attention_mask")) masks.push_back(tensor_from_json(inst["attention_mask"], at::kLong));
+      } else {
+        ids.push_back(tensor_from_json(inst, at::kLong));
+      }
+      if (ids.back().dim() != 1) fail(errc::bad_parameter, "token ids must be a flat list per instance");
+      if (static_cast<std::size_t>(ids.back().size(0)) > e.text->max_length()) {
+        fail(errc::bad_parameter, "at most {} token ids per instance", e.text->max_length());
+      }
+    }
+    auto batch = at::stack(ids);
+    at::Tensor mask;
+    if (!masks.empty()) {
+      if (masks.size() != ids.size()) fail(errc::bad_parameter, "give attention_mask for every instance or none");
+      mask = at::stack(masks);
+    }
+    auto v = e.text->embed_ids(batch, mask);
+    for (std::int64_t i = 0; i < v.size(0); ++i) outs.push_back(v[i]);
+  }
+  if (row) {
+    json predictions = json::array();
+    for (const auto& o : outs) predictions.push_back(to_nested_json(o));
+    return {{"predictions", predictions}};
+  }
+  return {{"outputs", to_nested_json(at::stack(outs))}};
+}
+
 }  // namespace
 
 void register_tfserving_routes(http_server& server, model_route_context ctx) {
@@ -57,7 +98,6 @@ void register_tfserving_routes(http_server& server, model_route_context ctx) {
   server.add("POST", "/v1/models/" + name_re + R"((?:/versions/(\d+))?:predict)", "tfserving.predict",
              tf_style([&reg, ctx](const http_request& req, http_response& res) {
                auto e = reg.get(req.matches[1].str());
-               if (!e->graph) fail(errc::bad_parameter, "model '{}' cannot be called through predict", e->manifest.name);
                auto body = parse_json_body(req);
                if (!body.is_object()) fail(errc::bad_parameter, "request body must be a JSON object");
                bool row = body.contains("instances");
@@ -71,6 +111,11 @@ void register_tfserving_routes(http_server& server, model_route_context ctx) {
                if (items.empty()) fail(errc::bad_parameter, "no instances in the request");
                if (items.size() > 1024) fail(errc::too_large, "at most 1024 instances per request");
 
+               if (e->text || e->clip_image) {
+                 reply_json(res, predict_other(*e, items, row, ctx));
+                 return;
+               }
+               if (!e->graph) fail(errc::bad_parameter, "model '{}' cannot be called through predict", e->manifest.name);
                const auto& model = *e->graph;
                std::vector<at::Tensor> rows;
                for (const auto& inst : items) {
@@ -126,6 +171,22 @@ void register_tfserving_routes(http_server& server, model_route_context ctx) {
   server.add("GET", "/v1/models/" + name_re + R"((?:/versions/(\d+))?/metadata)", "tfserving.metadata",
              tf_style([&reg](const http_request& req, http_response& res) {
                auto e = reg.get(req.matches[1].str());
+               if (e->text) {
+                 json inputs = json::object();
+                 auto ids_info = json{{"dtype", "DT_INT32"}, {"tensor_shape", {{"dim", json::array({{{"size", "-1"}}, {{"size", std::to_string(e->text->max_length())}}})}}}};
+                 if (e->text->uses_mask()) {
+                   inputs["input_ids"] = ids_info;
+                   inputs["attention_mask"] = ids_info;
+                 } else {
+                   inputs["text"] = ids_info;
+                 }
+                 json sig{{"inputs", inputs},
+                          {"outputs", {{"output_0", {{"dtype", "DT_FLOAT"}, {"tensor_shape", {{"dim", json::array({{{"size", "-1"}}, {{"size", std::to_string(e->text->dim())}}})}}}}}}},
+                          {"method_name", "tensorflow/serving/predict"}};
+                 reply_json(res, json{{"model_spec", {{"name", req.matches[1].str()}, {"signature_name", ""}, {"version", "1"}}},
+                                      {"metadata", {{"signature_def", {{"signature_def", {{"serving_default", sig}}}}}}}});
+                 return;
+               }
                if (!e->graph) fail(errc::bad_parameter, "model '{}' has no signature", e->manifest.name);
                auto tensor_info = [](const std::string& name, at::ScalarType dtype, const std::vector<std::int64_t>& shape) {
                  json dims = json::array();

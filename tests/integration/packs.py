@@ -28,3 +28,13 @@ def installed_packs(only=None):
 def real_images():
     d = os.path.join(SOURCE, "tests", "data", "nsfw")
     return sorted(os.path.join(d, f) for f in os.listdir(d) if f.endswith(".png"))
+
+
+def test_packs():
+    """Random-weight packs under the seed's model names (tools/make_test_packs.py), made once."""
+    out = os.path.join(BUILD, "test-packs", "seed")
+    stamp = os.path.join(out, ".made")
+    if not os.path.exists(stamp):
+        subprocess.run(["/usr/bin/python3", os.path.join(SOURCE, "tools", "make_test_packs.py"), out], check=True)
+        open(stamp, "w").close()
+    return out
