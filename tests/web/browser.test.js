@@ -419,6 +419,39 @@ async function main() {
     await page.setViewport({ width: 1200, height: 900 });
   });
 
+  await step('models still loading: a banner and the loading state, then ready', async () => {
+    allowNetworkErrors = true;
+    // The server only loads for a moment at start-up, so the first /health answer is the one a
+    // loading server gives (503 with the packs' states); the page's next poll reaches the real server.
+    let mocked = 0;
+    const onRequest = (r) => {
+      if (r.isInterceptResolutionHandled()) return;
+      if (r.url() === `${base}/health` && mocked++ === 0) {
+        r.respond({ status: 503, contentType: 'application/json',
+          body: JSON.stringify({ status: 'loading', models: { 'tiny-tagger': { state: 'loading', task: 'tagger' } } }) });
+      } else {
+        r.continue();
+      }
+    };
+    await page.setRequestInterception(true);
+    page.on('request', onRequest);
+    try {
+      await page.goto(`${base}/`, { waitUntil: 'domcontentloaded' });
+      await page.waitForFunction(() => !document.querySelector('#banner').hidden);
+      assert.match(await page.$eval('#banner', (e) => e.textContent), /still loading/);
+      assert.deepStrictEqual(await page.$$eval('#models tbody tr td', (tds) => tds.map((t) => t.textContent)),
+        ['tiny-tagger', 'tagger', 'loading']);
+      assert.match(await page.$eval('#text-help', (e) => e.textContent), /No text search model is installed/);
+      await shot('08-models-loading');
+      await page.waitForFunction(() => document.querySelector('#banner').hidden, { timeout: 10000 });
+      assert.ok((await page.$$eval('#models tbody tr', (trs) => trs.length)) >= 2, 'the real models after loading');
+    } finally {
+      page.off('request', onRequest);
+      await page.setRequestInterception(false);
+      allowNetworkErrors = false;
+    }
+  });
+
   await step('no console errors and no request left 127.0.0.1', async () => {
     assert.deepStrictEqual(consoleErrors, [], 'console errors');
     assert.deepStrictEqual(foreignRequests, [], 'external requests');
