@@ -248,11 +248,16 @@ async function analyse(file) {
       if (!modelsFor('scores').length) { $('.panel.scores', node).hidden = true; return; }
       const r = (await api('/pix2score', { method: 'POST', body: form() })).data;
       body.replaceChildren();
-      for (const [head, probs] of Object.entries(r)) {
+      // JSON objects arrive in key order; show the seed's head order first.
+      const order = Object.keys(HEAD_NAMES);
+      const rank = (k) => (order.includes(k) ? order.indexOf(k) : order.length);
+      for (const [head, probs] of Object.entries(r).sort(([a], [b]) => rank(a) - rank(b))) {
         const best = probs.indexOf(Math.max(...probs));
         const labels = BUCKETS[head] || probs.map((_, i) => String(i));
-        body.append(el('h5', { textContent: `${HEAD_NAMES[head] || head}: ${labels[best]}` }));
-        probs.forEach((v, i) => { if (v >= 0.02 || i === best) body.append(bar(labels[i], v)); });
+        const group = el('div', { className: 'score-head', dataset: { head } },
+          el('h5', { textContent: `${HEAD_NAMES[head] || head}: ${labels[best]}` }));
+        probs.forEach((v, i) => { if (v >= 0.02 || i === best) group.append(bar(labels[i], v)); });
+        body.append(group);
       }
     }),
     run('similar', 'image_embedding', async (body) => {

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Browser test of the page served at /: the real binary on 127.0.0.1 with a small ingested collection,
-// the real nsfwjs classifier and a tiny random-weight tagger (tools/make_tiny_tagger.py), driven through
+// the real nsfwjs classifier and tiny random-weight tagger and pix2score packs (tools/make_tiny_packs.py), driven through
 // Debian's headless Chromium with puppeteer-core. Each check asserts on what the page renders and
 // compares it with the API's own answer for the same file. Screenshots of the main states go to
 // $ACG2VEC_BUILD_DIR/web-screenshots/.
@@ -95,24 +95,25 @@ function multipart(fields, files) {
   return { body: Buffer.concat(parts), headers: { 'Content-Type': `multipart/form-data; boundary=${boundary}` } };
 }
 
-/** The model packs: the real nsfwjs MobileNetV2 classifier and the tiny tagger, cached in the build tree. */
+/** The model packs: the real nsfwjs MobileNetV2 classifier and the tiny tagger and pix2score packs
+ * (random weights), cached in the build tree. */
 function preparePacks(tmp) {
   const all = path.join(BUILD, 'test-packs', 'all');
   if (!fs.existsSync(path.join(all, '.installed'))) {
     run(path.join(SOURCE, 'scripts', 'install-packs.sh'), [all], { cwd: SOURCE });
     fs.writeFileSync(path.join(all, '.installed'), '');
   }
-  const tagger = path.join(BUILD, 'test-packs', 'tiny-tagger');
-  const script = path.join(SOURCE, 'tools', 'make_tiny_tagger.py');
-  const stamp = path.join(tagger, '.made');
+  const tiny = path.join(BUILD, 'test-packs', 'tiny');
+  const script = path.join(SOURCE, 'tools', 'make_tiny_packs.py');
+  const stamp = path.join(tiny, '.made');
   if (!fs.existsSync(stamp) || fs.statSync(stamp).mtimeMs < fs.statSync(script).mtimeMs) {
-    run(PY, [script, tagger]);
+    run(PY, [script, tiny]);
     fs.writeFileSync(stamp, '');
   }
   const models = path.join(tmp, 'models');
   fs.mkdirSync(models);
   fs.symlinkSync(path.join(all, 'nsfw-mobilenet-v2'), path.join(models, 'nsfw-mobilenet-v2'));
-  fs.symlinkSync(tagger, path.join(models, 'tiny-tagger'));
+  for (const p of ['tiny-tagger', 'tiny-pix2score']) fs.symlinkSync(path.join(tiny, p), path.join(models, p));
   return models;
 }
 
@@ -152,11 +153,11 @@ async function shot(name) {
   await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 }
 
-const visibleTags = (category) => page.$$eval(`.result.done .cat[data-category="${category}"] .bar .label`,
+const visibleTags = (category) => page.$$eval(`#results > .result:first-child .cat[data-category="${category}"] .bar .label`,
   (els) => els.map((e) => e.textContent));
 
 async function setSlider(category, value) {
-  await page.$eval(`.result.done .cat[data-category="${category}"] input[type=range]`, (s, v) => {
+  await page.$eval(`#results > .result:first-child .cat[data-category="${category}"] input[type=range]`, (s, v) => {
     s.value = String(v);
     s.dispatchEvent(new Event('input', { bubbles: true }));
   }, value);
@@ -167,7 +168,7 @@ async function uploadThroughInput(file) {
   const input = await page.$('#file');
   await input.uploadFile(file);
   await page.waitForFunction((n) => document.querySelectorAll('.result').length > n
-    && document.querySelector('.result').matches('.done, .failed'), { timeout: 20000 }, before);
+    && document.querySelector('.result').matches('.done'), { timeout: 20000 }, before);
 }
 
 async function main() {
@@ -194,6 +195,8 @@ async function main() {
   assert.strictEqual(tagAnswer.status, 200, `POST /v1/tag: ${tagAnswer.text}`);
   const apiTags = tagAnswer.json.data.tags;
   const expectedAbove = (cat, t) => apiTags[cat].filter((x) => x.score >= t).map((x) => x.name);
+  const scoreAnswer = await request(port, 'POST', '/pix2score', multipart({}, { image: [QUERY, queryBytes, 'image/png'] }));
+  assert.strictEqual(scoreAnswer.status, 200, `POST /pix2score: ${scoreAnswer.text}`);
   const items = (await request(port, 'GET', '/v1/items?limit=100')).json.data;
   const idOf = Object.fromEntries(items.map((it) => [path.basename(it.source), String(it.id)]));
   assert.ok(idOf[QUERY], `ingested items lack ${QUERY}: ${JSON.stringify(items.map((i) => i.source))}`);
@@ -255,8 +258,10 @@ async function main() {
     const byName = Object.fromEntries(rows.map((r) => [r[0], r]));
     assert.deepStrictEqual(byName['tiny-tagger'], ['tiny-tagger', 'tagger', 'ready']);
     assert.deepStrictEqual(byName['nsfw-mobilenet-v2'], ['nsfw-mobilenet-v2', 'classifier', 'ready']);
+    assert.deepStrictEqual(byName['tiny-pix2score'], ['tiny-pix2score', 'scores', 'ready']);
     const missing = await page.$eval('#missing', (e) => e.textContent);
     assert.match(missing, /CLIP pack/, 'the collection view names the packs to add');
+    assert.doesNotMatch(missing, /pix2score/, 'an installed pack is listed as missing');
     assert.match(await page.$eval('#text-help', (e) => e.textContent), /CLIP pack/);
     await shot('01-collection');
   });
@@ -277,18 +282,18 @@ async function main() {
   await step('upload → tags with score bars; the slider changes the visible tags', async () => {
     await uploadThroughInput(path.join(images, QUERY));
     assert.strictEqual(await page.$('.result.failed'), null, 'the upload failed');
-    assert.strictEqual(await page.$eval('.result .file-name', (e) => e.textContent), QUERY);
+    assert.strictEqual(await page.$eval('#results > .result:first-child .file-name', (e) => e.textContent), QUERY);
     // Starts at the pack's own thresholds (general 0.5, character 0.6) and shows what the API returns above them.
     for (const [cat, t] of [['general', 0.5], ['character', 0.6]]) {
-      const slider = await page.$eval(`.result .cat[data-category="${cat}"] input`, (s) => Number(s.value));
+      const slider = await page.$eval(`#results > .result:first-child .cat[data-category="${cat}"] input`, (s) => Number(s.value));
       assert.strictEqual(slider, t, `${cat} slider start`);
       assert.deepStrictEqual(await visibleTags(cat), expectedAbove(cat, t), `${cat} tags at ${t}`);
     }
-    const bars = await page.$$eval('.result .cat[data-category="general"] .bar', (els) => els.map((b) => ({
+    const bars = await page.$$eval('#results > .result:first-child .cat[data-category="general"] .bar', (els) => els.map((b) => ({
       fill: parseFloat(b.querySelector('.fill').style.width), value: Number(b.querySelector('.value').textContent),
     })));
     for (const b of bars) assert.ok(Math.abs(b.fill - b.value * 100) < 0.6, `bar width ${b.fill}% for ${b.value}`);
-    assert.match(await page.$eval('.result .rating', (e) => e.textContent), /^Rating: (safe|questionable|explicit) \(\d\.\d\d\)$/);
+    assert.match(await page.$eval('#results > .result:first-child .rating', (e) => e.textContent), /^Rating: (safe|questionable|explicit) \(\d\.\d\d\)$/);
     // Lowering and raising the general threshold, without a new request.
     const before = await visibleTags('general');
     let tagRequests = 0;
@@ -304,21 +309,34 @@ async function main() {
     assert.deepStrictEqual(high, expectedAbove('general', 0.8));
     assert.ok(high.length < before.length, `0.8 shows ${high.length} tags, 0.5 showed ${before.length}`);
     // The keyboard moves the slider too: End = 1.0 hides every tag.
-    await page.focus('.result .cat[data-category="general"] input');
+    await page.focus('#results > .result:first-child .cat[data-category="general"] input');
     await page.keyboard.press('End');
     assert.deepStrictEqual(await visibleTags('general'), expectedAbove('general', 1));
-    assert.match(await page.$eval('.result .cat[data-category="general"] .tag-list', (e) => e.textContent), /No tag above/);
+    assert.match(await page.$eval('#results > .result:first-child .cat[data-category="general"] .tag-list', (e) => e.textContent), /No tag above/);
     await setSlider('general', 0.5);
     page.off('request', count);
     assert.strictEqual(tagRequests, 0, 'moving a slider sent a request');
     // The classifier's rating bars: the real nsfwjs classes.
-    const classes = await page.$$eval('.result .panel.classify .bar .label', (els) => els.map((e) => e.textContent));
+    const classes = await page.$$eval('#results > .result:first-child .panel.classify .bar .label', (els) => els.map((e) => e.textContent));
     assert.deepStrictEqual([...classes].sort(), ['Drawing', 'Hentai', 'Neutral', 'Porn', 'Sexy']);
+    // pix2score: one group per head, with the API's probabilities (those >= 0.02 and the best one).
+    const heads = await page.$$eval('#results > .result:first-child .panel.scores .score-head', (els) => els.map((g) => ({
+      head: g.dataset.head, title: g.querySelector('h5').textContent,
+      values: [...g.querySelectorAll('.bar .value')].map((v) => Number(v.textContent)),
+    })));
+    assert.deepStrictEqual(heads.map((h) => h.head), ['bookmarkPredict', 'viewPredict', 'sanityPredict']);
+    for (const h of heads) {
+      const probs = scoreAnswer.json.data[h.head];
+      const best = Math.max(...probs);
+      const expected = probs.filter((v) => v >= 0.02 || v === best).map((v) => Number(v.toFixed(2)));
+      assert.deepStrictEqual(h.values, expected, `${h.head} bars`);
+      assert.match(h.title, /^(Bookmarks|Views|Sanity level): \S+$/);
+    }
   });
 
   let secondId = '';
   await step('upload → similar grid shows the same image first', async () => {
-    const tiles = await page.$$eval('.result .panel.similar .tile', (els) => els.map((t) => ({
+    const tiles = await page.$$eval('#results > .result:first-child .panel.similar .tile', (els) => els.map((t) => ({
       id: t.dataset.id, name: t.querySelector('.name').textContent, score: Number(t.querySelector('.score').textContent),
     })));
     assert.ok(tiles.length >= 2, `${tiles.length} tiles`);
@@ -326,34 +344,50 @@ async function main() {
     assert.strictEqual(tiles[0].name, QUERY);
     for (let i = 1; i < tiles.length; ++i) assert.ok(tiles[i].score <= tiles[i - 1].score, 'scores descend');
     assert.ok(tiles[0].score > tiles[1].score, 'the identical image scores above the others');
-    assert.match(await page.$eval('.result .panel.similar .caption', (e) => e.textContent), /perceptual signature/);
+    assert.match(await page.$eval('#results > .result:first-child .panel.similar .caption', (e) => e.textContent), /perceptual signature/);
     // The grid is the API's answer for the same upload, in the same order.
     const api = await request(port, 'POST', '/v1/search', multipart({ k: '12' }, { image: [QUERY, queryBytes, 'image/png'] }));
     assert.deepStrictEqual(tiles.map((t) => t.id), api.json.data.hits.map((h) => String(h.id)));
     secondId = tiles[1].id;
-    await page.waitForFunction(() => [...document.querySelectorAll('.result .panel.similar img')].every((i) => i.complete && i.naturalWidth > 0));
+    await page.waitForFunction(() => [...document.querySelectorAll('#results > .result:first-child .panel.similar img')].every((i) => i.complete && i.naturalWidth > 0));
     await shot('03-upload-tags-similar');
   });
 
   await step('"More like this" replaces the grid with that item\'s neighbours', async () => {
     assert.ok(secondId, 'no second tile');
-    const before = await page.$$eval('.result .panel.similar .tile', (els) => els.map((t) => t.dataset.id));
+    const before = await page.$$eval('#results > .result:first-child .panel.similar .tile', (els) => els.map((t) => t.dataset.id));
     const name = Object.keys(idOf).find((k) => idOf[k] === secondId);
-    const button = await page.$(`.result .panel.similar .tile[data-id="${secondId}"] button`);
+    const button = await page.$(`#results > .result:first-child .panel.similar .tile[data-id="${secondId}"] button`);
     await button.click();
-    await page.waitForFunction((n) => document.querySelector('.result .panel.similar .caption').textContent === `Items like ${n}`
-      && document.querySelector('.result .panel.similar .tile'), {}, name);
+    await page.waitForFunction((n) => document.querySelector('#results > .result:first-child .panel.similar .caption').textContent === `Items like ${n}`
+      && document.querySelector('#results > .result:first-child .panel.similar .tile'), {}, name);
     // The grid is the API's answer for the same request (the item itself is not its own neighbour).
     const api = await request(port, 'POST', '/v1/search', {
       body: JSON.stringify({ id: secondId, k: 12 }), headers: { 'Content-Type': 'application/json' },
     });
     const expected = api.json.data.hits.map((h) => String(h.id));
     assert.ok(expected.length >= 1, 'the API found no neighbour');
-    const shown = await page.$$eval('.result .panel.similar .tile', (els) => els.map((t) => t.dataset.id));
+    const shown = await page.$$eval('#results > .result:first-child .panel.similar .tile', (els) => els.map((t) => t.dataset.id));
     assert.deepStrictEqual(shown, expected);
     assert.notDeepStrictEqual(shown, before, 'the grid did not change');
     assert.ok(shown.includes(idOf[QUERY]), 'the uploaded image is among the neighbours of its neighbour');
     await shot('04-more-like-this');
+  });
+
+  await step('"Similar by" a semantic space searches that space', async () => {
+    const space = 'nsfw-mobilenet-v2-embedding';
+    const options = await page.$$eval('#space option', (els) => els.map((o) => o.value));
+    assert.ok(options.includes(space), `spaces offered: ${options}`);
+    await page.select('#space', space);
+    await uploadThroughInput(path.join(images, QUERY));
+    assert.strictEqual(await page.$eval('#results > .result:first-child .panel.similar .caption', (e) => e.textContent), `Nearest by ${space}`);
+    const shown = await page.$$eval('#results > .result:first-child .panel.similar .tile', (els) => els.map((t) => t.dataset.id));
+    const api = await request(port, 'POST', '/v1/search',
+      multipart({ k: '12', space }, { image: [QUERY, queryBytes, 'image/png'] }));
+    assert.strictEqual(api.json.data.space, space);
+    assert.deepStrictEqual(shown, api.json.data.hits.map((h) => String(h.id)));
+    assert.strictEqual(shown[0], idOf[QUERY], 'the same image is nearest in the embedding space too');
+    await page.select('#space', '');
   });
 
   await step('text search explains that a CLIP pack is needed', async () => {
@@ -381,7 +415,7 @@ async function main() {
     const box = await page.$eval('.result', (e) => ({ failed: e.classList.contains('failed'), text: e.textContent }));
     assert.ok(box.failed, 'the card is not marked failed');
     assert.ok(box.text.includes(`Cannot analyse not-an-image.png: ${api.json.message}`), box.text);
-    assert.strictEqual(await page.$$eval('.result .error-box', (e) => e.length), 1, 'one message, not one per panel');
+    assert.strictEqual(await page.$$eval('#results > .result:first-child .error-box', (e) => e.length), 1, 'one message, not one per panel');
     await page.$eval('.result', (e) => e.scrollIntoView());
     await shot('06-api-error');
     allowNetworkErrors = false;
@@ -392,8 +426,8 @@ async function main() {
 
   await step('"Add to collection" stores a new image and the collection view updates', async () => {
     await uploadThroughInput(path.join(REAL, FRESH));
-    await page.click('.result .add');
-    await page.waitForFunction(() => /^Added as /.test(document.querySelector('.result .add').textContent));
+    await page.click('#results > .result:first-child .add');
+    await page.waitForFunction(() => /^Added as /.test(document.querySelector('#results > .result:first-child .add').textContent));
     await page.waitForFunction((n) => document.querySelector('#count-items').textContent === String(n), {}, INGESTED.length + 1);
     const stats = await request(port, 'GET', '/v1/stats');
     assert.strictEqual(stats.json.data.items, INGESTED.length + 1);
