@@ -434,6 +434,26 @@ async function main() {
     await page.waitForFunction((f) => [...document.querySelectorAll('#recent .tile .name')].some((e) => e.textContent === f), {}, FRESH);
   });
 
+  await step('several files at once: one card each', async () => {
+    const files = ['demo_eileen_happy.png', 'thequestion_sylvie_blue_normal.png'];
+    const before = await page.$$eval('.result', (r) => r.length);
+    const input = await page.$('#file');
+    await input.uploadFile(...files.map((f) => path.join(images, f)));
+    await page.waitForFunction((n) => {
+      const cards = [...document.querySelectorAll('.result')];
+      return cards.length === n && cards.every((c) => c.matches('.done'));
+    }, {}, before + files.length);
+    const names = await page.$$eval('.result .file-name', (els) => els.slice(0, 2).map((e) => e.textContent));
+    assert.deepStrictEqual([...names].sort(), [...files].sort());
+    for (const f of files) {
+      const first = await page.$$eval('.result', (cards, name) => {
+        const card = cards.find((c) => c.querySelector('.file-name').textContent === name);
+        return card.querySelector('.panel.similar .tile .name').textContent;
+      }, f);
+      assert.strictEqual(first, f, `nearest to ${f}`);
+    }
+  });
+
   await step('phone width: no horizontal overflow', async () => {
     await page.setViewport({ width: 375, height: 740, isMobile: true, hasTouch: true, deviceScaleFactor: 1 });
     await page.goto(`${base}/`, { waitUntil: 'networkidle0' });
