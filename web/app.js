@@ -207,6 +207,7 @@ async function analyse(file) {
   // Runs one panel's request; model-specific states stay in the panel, file errors fail the card.
   const run = async (cls, task, request) => {
     const body = panel(cls);
+    body.replaceChildren(note('Working…'));
     try {
       await request(body);
     } catch (e) {
@@ -224,7 +225,8 @@ async function analyse(file) {
     f.append('source', name);
     try {
       const r = await api('/v1/items', { method: 'POST', body: f });
-      add.textContent = `Added as ${r.data.id}`;
+      add.textContent = 'Added to the collection';
+      add.title = `item ${r.data.id}`;
       refreshCollection();
     } catch (e) {
       add.disabled = false;
@@ -235,7 +237,6 @@ async function analyse(file) {
 
   await Promise.all([
     run('tags', 'tagger', async (body) => {
-      body.replaceChildren(note('Tagging…'));
       const f = form();
       f.append('all', 'true'); // every score, so sliders work without a new request
       renderTags(body, (await api('/v1/tag', { method: 'POST', body: f })).data);
@@ -261,7 +262,6 @@ async function analyse(file) {
       }
     }),
     run('similar', 'image_embedding', async (body) => {
-      body.replaceChildren(note('Searching…'));
       const f = form();
       f.append('k', SIMILAR_K);
       if ($('#space').value) f.append('space', $('#space').value);

@@ -427,7 +427,7 @@ async function main() {
   await step('"Add to collection" stores a new image and the collection view updates', async () => {
     await uploadThroughInput(path.join(REAL, FRESH));
     await page.click('#results > .result:first-child .add');
-    await page.waitForFunction(() => /^Added as /.test(document.querySelector('#results > .result:first-child .add').textContent));
+    await page.waitForFunction(() => /^Added to the collection$/.test(document.querySelector('#results > .result:first-child .add').textContent));
     await page.waitForFunction((n) => document.querySelector('#count-items').textContent === String(n), {}, INGESTED.length + 1);
     const stats = await request(port, 'GET', '/v1/stats');
     assert.strictEqual(stats.json.data.items, INGESTED.length + 1);
