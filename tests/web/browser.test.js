@@ -210,7 +210,7 @@ async function main() {
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
       '--disable-dev-shm-usage', `--user-data-dir=${userData}`],
   });
-  cleanups.unshift(() => browser.close().catch(() => {}));
+  cleanups.push(() => browser.close().catch(() => {}));
   page = await browser.newPage();
   page.setDefaultTimeout(20000);
   await page.setViewport({ width: 1200, height: 900 });
@@ -523,7 +523,8 @@ async function main() {
 }
 
 async function cleanup() {
-  for (const c of cleanups.splice(0)) {
+  // Last set up, first torn down: the browser, then the server, then the directories they used.
+  for (const c of cleanups.splice(0).reverse()) {
     try { await c(); } catch (e) { log(`cleanup: ${e.message}`); }
   }
 }
