@@ -24,6 +24,7 @@ const CATEGORIES = ['character', 'general', 'copyright', 'artist', 'meta'];
 const SLIDER_MIN = 0.01;
 const MAX_BARS = 150; // per category; a full tagger answers thousands of low scores
 const SIMILAR_K = 12;
+const wide = window.matchMedia('(min-width: 641px)');
 
 // What each task is for and which pack adds it, for the "not installed" explanations.
 const TASKS = {
@@ -255,8 +256,9 @@ async function analyse(file) {
       for (const [head, probs] of Object.entries(r).sort(([a], [b]) => rank(a) - rank(b))) {
         const best = probs.indexOf(Math.max(...probs));
         const labels = BUCKETS[head] || probs.map((_, i) => String(i));
-        const group = el('div', { className: 'score-head', dataset: { head } },
-          el('h5', { textContent: `${HEAD_NAMES[head] || head}: ${labels[best]}` }));
+        // Collapsed on narrow screens, where 35 bars would push everything else far down.
+        const group = el('details', { className: 'score-head', dataset: { head }, open: wide.matches },
+          el('summary', { textContent: `${HEAD_NAMES[head] || head}: ${labels[best]}` }));
         probs.forEach((v, i) => { if (v >= 0.02 || i === best) group.append(bar(labels[i], v)); });
         body.append(group);
       }

@@ -326,7 +326,7 @@ async function main() {
     assert.deepStrictEqual([...classes].sort(), ['Drawing', 'Hentai', 'Neutral', 'Porn', 'Sexy']);
     // pix2score: one group per head, with the API's probabilities (those >= 0.02 and the best one).
     const heads = await page.$$eval('#results > .result:first-child .panel.scores .score-head', (els) => els.map((g) => ({
-      head: g.dataset.head, title: g.querySelector('h5').textContent,
+      head: g.dataset.head, title: g.querySelector('summary').textContent, open: g.open,
       values: [...g.querySelectorAll('.bar .value')].map((v) => Number(v.textContent)),
     })));
     assert.deepStrictEqual(heads.map((h) => h.head), ['bookmarkPredict', 'viewPredict', 'sanityPredict']);
@@ -336,6 +336,7 @@ async function main() {
       const expected = probs.filter((v) => v >= 0.02 || v === best).map((v) => Number(v.toFixed(2)));
       assert.deepStrictEqual(h.values, expected, `${h.head} bars`);
       assert.match(h.title, /^(Bookmarks|Views|Sanity level): \S+$/);
+      assert.ok(h.open, `${h.head} is collapsed on a wide screen`);
     }
   });
 
@@ -474,6 +475,8 @@ async function main() {
     });
     assert.ok(over.scroll <= over.w, `page is ${over.scroll}px wide at ${over.w}px: ${over.wide.join(', ')}`);
     assert.deepStrictEqual(over.wide, [], 'elements stick out');
+    assert.deepStrictEqual(await page.$$eval('#results > .result:first-child .score-head', (els) => els.map((e) => e.open)),
+      [false, false, false], 'pix2score heads start collapsed on a phone');
     await shot('07-phone');
     await page.setViewport({ width: 1200, height: 900 });
   });
