@@ -181,6 +181,7 @@ async function main() {
   } catch (e) {
     throw new Error('puppeteer-core is missing: cd tools && PUPPETEER_SKIP_DOWNLOAD=1 npm install');
   }
+  fs.rmSync(SHOTS, { recursive: true, force: true }); // no stale screenshot from an earlier run
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'acg2vec-web-'));
   cleanups.push(() => fs.rmSync(tmp, { recursive: true, force: true }));
   const models = preparePacks(tmp);
