@@ -4,8 +4,10 @@
 const $ = (sel, root = document) => root.querySelector(sel);
 const el = (tag, props = {}, ...children) => {
   const node = document.createElement(tag);
-  Object.assign(node, props);
-  for (const c of children) node.append(c);
+  const { dataset, ...rest } = props;
+  Object.assign(node, rest);
+  if (dataset) Object.assign(node.dataset, dataset);
+  for (const c of children) if (c !== null && c !== undefined) node.append(c);
   return node;
 };
 
@@ -18,7 +20,21 @@ const BUCKETS = {
   sanityPredict: ['0-2', '2-4', '4-6', '6-7', '7+'],
 };
 const HEAD_NAMES = { bookmarkPredict: 'Bookmarks', viewPredict: 'Views', sanityPredict: 'Sanity level' };
-const TAG_FLOOR = 0.05; // tags are fetched down to this score so sliders work without a new request
+const CATEGORIES = ['character', 'general', 'copyright', 'artist', 'meta'];
+const SLIDER_MIN = 0.01;
+const MAX_BARS = 150; // per category; a full tagger answers thousands of low scores
+const SIMILAR_K = 12;
+const wide = window.matchMedia('(min-width: 641px)');
+
+// What each task is for and which pack adds it, for the "not installed" explanations.
+const TASKS = {
+  tagger: { what: 'tagging', pack: 'a tagger pack (DeepDanbooru or a WD tagger)' },
+  classifier: { what: 'rating', pack: 'a classifier pack (e.g. nsfw-mobilenet-v2 from scripts/install-packs.sh)' },
+  scores: { what: 'popularity (pix2score)', pack: 'a pix2score pack' },
+  image_embedding: { what: 'semantic similarity', pack: 'an image-embedding pack (e.g. illust2vec)' },
+  clip_text: { what: 'text search', pack: 'a CLIP pack (clip_text + clip_image)' },
+  text_embedding: { what: 'tag suggestions', pack: 'an acgvoc2vec pack (text_embedding)' },
+};
 
 class ApiError extends Error {
   constructor(status, message) { super(message); this.status = status; }
@@ -32,8 +48,14 @@ async function api(path, options = {}) {
     throw new ApiError(0, 'The server cannot be reached.');
   }
   const type = res.headers.get('Content-Type') || '';
-  const body = type.includes('application/json') ? await res.json() : null;
-  if (!res.ok) throw new ApiError(res.status, (body && body.message) || `HTTP ${res.status}`);
+  let body = null;
+  if (type.includes('application/json')) {
+    try { body = await res.json(); } catch (e) { body = null; }
+  }
+  if (!res.ok) {
+    const msg = body && (body.message || body.error);
+    throw new ApiError(res.status, typeof msg === 'string' && msg ? msg : `The server answered HTTP ${res.status}.`);
+  }
   return body;
 }
 
@@ -53,27 +75,43 @@ function bar(label, value, title) {
   return node;
 }
 
-function note(text, isError = false) {
-  return el('p', { className: isError ? 'hint error' : 'hint', textContent: text });
+function note(text, kind = '') {
+  return el('p', { className: kind ? `hint ${kind}` : 'hint', textContent: text });
 }
 
 let health = { models: {} };
 const modelsFor = (task) => Object.entries(health.models || {}).filter(([, m]) => m.task === task);
+const readyFor = (task) => modelsFor(task).some(([, m]) => m.state === 'ready');
 
-function unavailableText(task, what) {
+/** Explains why a task cannot run: loading, failed, or which pack to install. */
+function unavailableText(task) {
+  const t = TASKS[task] || { what: task, pack: `a "${task}" pack` };
   const packs = modelsFor(task);
-  if (packs.some(([, m]) => m.state === 'loading')) return `The ${what} model is still loading.`;
-  if (packs.length && packs.every(([, m]) => m.state === 'failed')) return `The ${what} model failed to load: ${packs[0][1].error}`;
-  return `No ${what} model is installed. Add a pack with "task": "${task}" to the models directory (see docs/model-packs.md).`;
+  if (packs.some(([, m]) => m.state === 'loading')) return `The ${t.what} model is still loading; try again shortly.`;
+  if (packs.length && packs.every(([, m]) => m.state === 'failed')) {
+    return `The ${t.what} model failed to load: ${packs[0][1].error || 'see the server log'}.`;
+  }
+  return `No ${t.what} model is installed. Install ${t.pack} in the models directory and restart the server (see docs/model-packs.md).`;
+}
+
+// An item's display name: its source file name when it has one, else its id.
+function itemName(hit) {
+  const src = typeof hit.source === 'string' ? hit.source.split(/[\\/]/).pop() : '';
+  return src || String(hit.id);
 }
 
 function tile(hit, onMore) {
-  const img = el('img', { src: hit.thumbnail, alt: `item ${hit.id}`, loading: 'lazy' });
-  const meta = el('div', { className: 'meta' }, el('span', { className: 'id', textContent: String(hit.id), title: String(hit.id) }));
-  if (typeof hit.score === 'number') meta.append(el('span', { textContent: hit.score.toFixed(3), title: 'similarity' }));
-  const t = el('div', { className: 'tile' }, img, meta);
+  const name = itemName(hit);
+  const img = el('img', { src: hit.thumbnail, alt: name, width: 128, height: 128 });
+  img.addEventListener('error', () => img.classList.add('missing'), { once: true });
+  const meta = el('div', { className: 'meta' }, el('span', { className: 'name', textContent: name, title: `${name} (id ${hit.id})` }));
+  if (typeof hit.score === 'number') meta.append(el('span', { className: 'score', textContent: hit.score.toFixed(3), title: 'similarity' }));
+  const t = el('div', { className: 'tile', dataset: { id: String(hit.id) } }, img, meta);
   if (onMore) {
-    t.append(el('button', { className: 'small', type: 'button', textContent: 'More like this', onclick: () => onMore(hit) }));
+    t.append(el('button', {
+      className: 'small', type: 'button', textContent: 'More like this', onclick: () => onMore(hit),
+    }));
+    t.lastChild.setAttribute('aria-label', `More like ${name}`);
   }
   return t;
 }
@@ -84,104 +122,175 @@ function renderHits(container, hits, onMore, emptyText) {
   for (const h of hits) container.append(tile(h, onMore));
 }
 
-async function moreLikeThis(container, hit) {
+function searchError(e) {
+  if (e.status === 503 && /clip/i.test(e.message)) return unavailableText('clip_text');
+  return e.message;
+}
+
+/** Replaces a grid with the items nearest to a collection item. */
+async function moreLikeThis(container, hit, caption) {
   container.replaceChildren(note('Searching…'));
+  if (caption) caption.textContent = `Items like ${itemName(hit)}`;
   try {
+    const space = $('#space').value || undefined;
     const r = await api('/v1/search', { method: 'POST', headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ id: hit.id, k: 12, space: $('#space').value || undefined }) });
-    renderHits(container, r.data.hits, (h) => moreLikeThis(container, h), 'Nothing similar to that item.');
-  } catch (e) { container.replaceChildren(note(e.message, true)); }
+      body: JSON.stringify({ id: hit.id, k: SIMILAR_K, space }) });
+    renderHits(container, r.data.hits, (h) => moreLikeThis(container, h, caption), 'Nothing similar to that item.');
+  } catch (e) { container.replaceChildren(note(searchError(e), 'error')); }
+}
+
+function tagGroup(cat, list, start) {
+  const slider = el('input', { type: 'range', min: SLIDER_MIN, max: 1, step: 0.01, value: start });
+  const shown = el('output', { textContent: Number(start).toFixed(2) });
+  const count = el('span', { className: 'count' });
+  const bars = el('div', { className: 'tag-list' });
+  const id = `t${Math.random().toString(36).slice(2, 9)}`;
+  slider.id = id;
+  const group = el('div', { className: 'cat', dataset: { category: cat } },
+    el('div', { className: 'cat-head' }, el('label', { htmlFor: id }, `${cat} ≥ `, shown), slider, count), bars);
+  const draw = () => {
+    const t = Number(slider.value);
+    shown.textContent = t.toFixed(2);
+    const above = list.filter((x) => x.score >= t);
+    bars.replaceChildren(...above.slice(0, MAX_BARS).map((x) => bar(x.name, x.score)));
+    if (above.length > MAX_BARS) bars.append(note(`…and ${above.length - MAX_BARS} more; raise the threshold.`));
+    if (!above.length) bars.append(note('No tag above this threshold.'));
+    count.textContent = `${above.length} of ${list.length}`;
+  };
+  slider.setAttribute('aria-label', `${cat} threshold`);
+  slider.addEventListener('input', draw);
+  draw();
+  return group;
 }
 
 function renderTags(body, data) {
   body.replaceChildren();
-  if (data.rating) body.append(el('p', {}, el('strong', { textContent: 'Rating: ' }), `${data.rating.name} (${data.rating.score.toFixed(2)})`));
-  const cats = ['character', 'general', 'copyright', 'artist', 'meta'].filter((c) => data.tags[c]);
+  const tags = data.tags || {};
+  if (data.rating) {
+    body.append(el('p', { className: 'rating' }, el('strong', { textContent: 'Rating: ' }),
+      `${data.rating.name.replace(/^rating:/, '')} (${data.rating.score.toFixed(2)})`));
+  } else if (tags.rating && tags.rating.length) {
+    body.append(tagGroup('rating', tags.rating, (data.thresholds && data.thresholds.rating) || 0.5));
+  }
+  const cats = CATEGORIES.filter((c) => tags[c] && tags[c].length);
   for (const cat of cats) {
-    const list = data.tags[cat];
-    const start = Math.max(TAG_FLOOR, (data.thresholds && data.thresholds[cat]) || 0.5);
-    const slider = el('input', { type: 'range', min: TAG_FLOOR, max: 1, step: 0.01, value: start });
-    const shown = el('span', { textContent: Number(start).toFixed(2) });
-    const bars = el('div', { className: 'tag-list' });
-    const group = el('div', { className: 'cat', dataset: { category: cat } },
-      el('label', {}, `${cat} ≥ `, shown, slider), bars);
-    const draw = () => {
-      const t = Number(slider.value);
-      shown.textContent = t.toFixed(2);
-      bars.replaceChildren(...list.filter((x) => x.score >= t).map((x) => bar(x.name, x.score)));
-      if (!bars.children.length) bars.append(note('No tag above this threshold.'));
-    };
-    slider.setAttribute('aria-label', `${cat} threshold`);
-    slider.addEventListener('input', draw);
-    draw();
-    body.append(group);
+    const start = Math.max(SLIDER_MIN, (data.thresholds && data.thresholds[cat]) || 0.5);
+    body.append(tagGroup(cat, tags[cat], start));
   }
   if (!cats.length) body.append(note('No tags.'));
+  if (data.model) body.append(note(`model: ${data.model}`));
 }
+
+// Errors that concern the uploaded file itself rather than one model: shown once per card.
+const isImageError = (e) => e.status === 400 || e.status === 413 || e.status === 415;
 
 async function analyse(file) {
   const node = $('#result-tpl').content.firstElementChild.cloneNode(true);
+  const name = file.name || 'pasted image';
   const url = URL.createObjectURL(file);
-  $('.preview img', node).src = url;
-  $('.preview img', node).alt = file.name || 'uploaded image';
+  const preview = $('.preview img', node);
+  preview.addEventListener('error', () => preview.replaceWith(note('No preview for this file.')), { once: true });
+  preview.src = url;
+  preview.alt = name;
+  $('.file-name', node).textContent = name;
+  $('.close', node).addEventListener('click', () => { URL.revokeObjectURL(url); node.remove(); });
+  $('.close', node).setAttribute('aria-label', `Close ${name}`);
   $('#results').prepend(node);
-  const form = () => { const f = new FormData(); f.append('image', file, file.name || 'image'); return f; };
+  const form = () => { const f = new FormData(); f.append('image', file, name); return f; };
   const panel = (cls) => $(`.panel.${cls} .body`, node);
-
-  const tags = (async () => {
-    const body = panel('tags');
-    body.replaceChildren(note('Tagging…'));
-    const f = form(); f.append('threshold_general', TAG_FLOOR); f.append('threshold_character', TAG_FLOOR);
-    try { renderTags(body, (await api('/v1/tag', { method: 'POST', body: f })).data); }
-    catch (e) { body.replaceChildren(note(e.status === 503 ? unavailableText('tagger', 'tagging') : e.message, e.status !== 503)); }
-  })();
-  const classify = (async () => {
-    const body = panel('classify');
+  let failed = false;
+  const fail = (e) => {
+    if (failed) return;
+    failed = true;
+    node.classList.add('failed');
+    $('.panels', node).replaceWith(el('p', { className: 'error-box', role: 'alert', textContent: `Cannot analyse ${name}: ${e.message}` }));
+  };
+  // Runs one panel's request; model-specific states stay in the panel, file errors fail the card.
+  const run = async (cls, task, request) => {
+    const body = panel(cls);
+    body.replaceChildren(note('Working…'));
     try {
+      await request(body);
+    } catch (e) {
+      if (isImageError(e)) fail(e);
+      else if (!failed) body.replaceChildren(note(e.status === 503 ? unavailableText(task) : e.message, e.status === 503 ? 'notice' : 'error'));
+    }
+  };
+
+  const add = $('.add', node);
+  add.addEventListener('click', async () => {
+    add.disabled = true;
+    add.textContent = 'Adding…';
+    const f = new FormData();
+    f.append('file', file, name);
+    f.append('source', name);
+    try {
+      const r = await api('/v1/items', { method: 'POST', body: f });
+      add.textContent = 'Added to the collection';
+      add.title = `item ${r.data.id}`;
+      refreshCollection();
+    } catch (e) {
+      add.disabled = false;
+      add.textContent = 'Add to collection';
+      $('.actions', node).append(note(e.message, 'error'));
+    }
+  });
+
+  await Promise.all([
+    run('tags', 'tagger', async (body) => {
+      const f = form();
+      f.append('all', 'true'); // every score, so sliders work without a new request
+      renderTags(body, (await api('/v1/tag', { method: 'POST', body: f })).data);
+    }),
+    run('classify', 'classifier', async (body) => {
       const r = (await api('/v1/classify', { method: 'POST', body: form() })).data;
       body.replaceChildren(...r.classes.map((c) => bar(c.name, c.score)), note(`model: ${r.model}`));
-    } catch (e) { body.replaceChildren(note(e.status === 503 ? unavailableText('classifier', 'rating') : e.message, e.status !== 503)); }
-  })();
-  const scores = (async () => {
-    const p = $('.panel.scores', node);
-    if (!modelsFor('scores').length) { p.hidden = true; return; }
-    const body = panel('scores');
-    try {
+    }),
+    run('scores', 'scores', async (body) => {
+      if (!modelsFor('scores').length) { $('.panel.scores', node).hidden = true; return; }
       const r = (await api('/pix2score', { method: 'POST', body: form() })).data;
       body.replaceChildren();
-      for (const [head, probs] of Object.entries(r)) {
+      // JSON objects arrive in key order; show the seed's head order first.
+      const order = Object.keys(HEAD_NAMES);
+      const rank = (k) => (order.includes(k) ? order.indexOf(k) : order.length);
+      for (const [head, probs] of Object.entries(r).sort(([a], [b]) => rank(a) - rank(b))) {
         const best = probs.indexOf(Math.max(...probs));
         const labels = BUCKETS[head] || probs.map((_, i) => String(i));
-        body.append(el('h4', { textContent: `${HEAD_NAMES[head] || head}: ${labels[best]}` }));
-        probs.forEach((v, i) => { if (v >= 0.02 || i === best) body.append(bar(labels[i], v)); });
+        // Collapsed on narrow screens, where 35 bars would push everything else far down.
+        const group = el('details', { className: 'score-head', dataset: { head }, open: wide.matches },
+          el('summary', { textContent: `${HEAD_NAMES[head] || head}: ${labels[best]}` }));
+        probs.forEach((v, i) => { if (v >= 0.02 || i === best) group.append(bar(labels[i], v)); });
+        body.append(group);
       }
-    } catch (e) { body.replaceChildren(note(e.message, true)); }
-  })();
-  const similar = (async () => {
-    const body = panel('similar');
-    body.replaceChildren(note('Searching…'));
-    const f = form(); f.append('k', 12);
-    if ($('#space').value) f.append('space', $('#space').value);
-    try {
+    }),
+    run('similar', 'image_embedding', async (body) => {
+      const f = form();
+      f.append('k', SIMILAR_K);
+      if ($('#space').value) f.append('space', $('#space').value);
       const r = await api('/v1/search', { method: 'POST', body: f });
-      renderHits(body, r.data.hits, (h) => moreLikeThis(body, h), 'The collection is empty or nothing is similar.');
-    } catch (e) { body.replaceChildren(note(e.message, true)); }
-  })();
-  await Promise.all([tags, classify, scores, similar]);
+      const caption = $('.panel.similar .caption', node);
+      caption.textContent = `Nearest by ${r.data.space === 'signature' ? 'perceptual signature' : r.data.space}`;
+      renderHits(body, r.data.hits, (h) => moreLikeThis(body, h, caption), 'The collection is empty or nothing is similar.');
+    }),
+  ]);
+  node.classList.add('done');
 }
 
 function handleFiles(files) {
-  const images = [...files].filter((f) => !f.type || f.type.startsWith('image/'));
-  if (!images.length) { banner('That is not an image file.', true); return; }
-  banner('');
+  const list = [...files];
+  const images = list.filter((f) => !f.type || f.type.startsWith('image/'));
+  if (!images.length) { banner(`${list.length > 1 ? 'These are not image files' : 'That is not an image file'}: choose a JPEG, PNG, WebP, GIF or BMP.`, true); return; }
+  banner(list.length > images.length ? `Skipped ${list.length - images.length} file(s) that are not images.` : '');
   for (const f of images) analyse(f);
 }
 
 function setupDrop() {
   const drop = $('#drop');
   const input = $('#file');
-  drop.addEventListener('click', (e) => { if (e.target === drop || e.target.tagName === 'P') input.click(); });
-  drop.addEventListener('keydown', (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); input.click(); } });
+  drop.addEventListener('click', (e) => { if (e.target.tagName !== 'LABEL' && e.target !== input) input.click(); });
+  drop.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); input.click(); }
+  });
   input.addEventListener('change', () => { handleFiles(input.files); input.value = ''; });
   drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
   drop.addEventListener('dragleave', () => drop.classList.remove('over'));
@@ -196,7 +305,7 @@ function setupText() {
   const form = $('#text-form');
   const q = $('#text-q');
   const out = $('#text-results');
-  const help = $('#text-help');
+  const list = $('#suggest');
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     if (!q.value.trim()) return;
@@ -206,7 +315,13 @@ function setupText() {
         body: JSON.stringify({ text: q.value.trim(), k: 24 }) });
       renderHits(out, r.data.hits, (h) => moreLikeThis(out, h), 'No match.');
     } catch (err) {
-      out.replaceChildren(note(err.status === 503 ? unavailableText('clip_text', 'CLIP text') : err.message, err.status !== 503));
+      if (err.status === 503) {
+        // The explanation moves from the hint into the results, so it is not shown twice.
+        $('#text-help').textContent = '';
+        out.replaceChildren(note(unavailableText('clip_text'), 'notice'));
+      } else {
+        out.replaceChildren(note(err.message, 'error'));
+      }
     }
   });
   let timer = 0;
@@ -215,61 +330,102 @@ function setupText() {
     clearTimeout(timer);
     timer = setTimeout(async () => {
       const word = q.value.split(',').pop().trim();
-      const list = $('#suggest');
-      if (!word || !modelsFor('text_embedding').length) { list.replaceChildren(); return; }
+      if (!word || !readyFor('text_embedding')) { list.replaceChildren(); return; }
       const mine = ++seq;
       try {
         const r = await api(`/acgvoc2vec?tag=${encodeURIComponent(word)}`);
         if (mine !== seq) return;
-        list.replaceChildren(...(r.data || []).slice(0, 12).map((t) => el('li', {}, el('button', {
+        const names = (Array.isArray(r && r.data) ? r.data : []).map((t) => (typeof t === 'string' ? t : t && t.name)).filter(Boolean);
+        list.replaceChildren(...names.slice(0, 12).map((t) => el('li', {}, el('button', {
           type: 'button', textContent: t,
-          onclick: () => { const parts = q.value.split(','); parts[parts.length - 1] = ` ${t}`; q.value = parts.join(',').replace(/^ /, ''); q.focus(); },
+          onclick: () => {
+            const parts = q.value.split(',');
+            parts[parts.length - 1] = ` ${t}`;
+            q.value = parts.join(',').replace(/^ /, '');
+            q.focus();
+          },
         }))));
-      } catch (err) { list.replaceChildren(); help.textContent = err.message; }
+      } catch (err) { if (mine === seq) list.replaceChildren(); }
     }, 250);
   });
-  help.textContent = modelsFor('clip_text').length ? 'Describe an image in English.'
-    : 'Text search needs a CLIP pack (task "clip_text"); tag suggestions need an acgvoc2vec pack.';
 }
+
+function updateTextHelp() {
+  const help = $('#text-help');
+  const clip = readyFor('clip_text');
+  help.textContent = clip ? 'Describe an image in English, e.g. "1girl, blue hair, school uniform".' : unavailableText('clip_text');
+  help.className = clip ? 'hint' : 'hint notice';
+  if (!readyFor('text_embedding') && clip) help.textContent += ` Tag suggestions need ${TASKS.text_embedding.pack}.`;
+}
+
+let lastCount = null;
 
 async function refreshCollection() {
   try {
     const [stats, recent] = await Promise.all([api('/v1/stats'), api('/v1/items?limit=12')]);
-    const spaces = Object.entries(stats.data.spaces || {}).map(([n, s]) => `${n} (${s.size})`).join(', ');
-    $('#counts').textContent = `${stats.data.items} items · vector spaces: ${spaces || 'none'}`;
-    renderHits($('#recent'), recent.data || [], (h) => moreLikeThis($('#recent'), h), 'No items yet: ingest a folder with `acg2vec ingest DIR`.');
+    const spaces = Object.entries(stats.data.spaces || {});
+    const items = stats.data.items;
+    const growing = lastCount !== null && items > lastCount;
+    $('#count-items').textContent = String(items);
+    $('#count-spaces').textContent = spaces.map(([n, s]) => `${n === 'signature' ? 'signature' : n} (${s.size})`).join(', ') || 'none';
+    $('#ingest').textContent = growing ? `Ingesting: ${items - lastCount} new item(s) since the last check.` : '';
+    const changed = items !== lastCount;
+    lastCount = items;
+    // Re-rendering only on change keeps a "more like this" view in the recent grid in place.
+    if (changed) renderHits($('#recent'), recent.data || [], (h) => moreLikeThis($('#recent'), h, $('#recent-caption')),
+      'No items yet: ingest a folder with "acg2vec ingest DIR" or use "Add to collection" on an analysed image.');
+    if (changed) $('#recent-caption').textContent = 'Recent items';
     const select = $('#space');
     const current = select.value;
-    for (const name of Object.keys(stats.data.spaces || {})) {
+    for (const [name] of spaces) {
       if (name === 'signature' || [...select.options].some((o) => o.value === name)) continue;
       select.append(el('option', { value: name, textContent: `semantic (${name})` }));
     }
     select.value = current;
+    return growing;
   } catch (e) {
-    $('#counts').textContent = e.status === 404 ? 'This server has no collection.' : e.message;
+    $('#count-items').textContent = '–';
+    $('#ingest').textContent = e.status === 503 ? 'The collection is still loading.' : e.message;
+    return false;
   }
+}
+
+function renderModels() {
+  const rows = Object.entries(health.models || {}).map(([name, m]) => el('tr', {},
+    el('td', { textContent: name }), el('td', { textContent: m.task }),
+    el('td', { className: `state-${m.state}`, textContent: m.state + (m.error ? `: ${m.error}` : '') })));
+  if (!rows.length) rows.push(el('tr', {}, el('td', { colSpan: 3, textContent: 'No model pack installed.' })));
+  $('#models tbody').replaceChildren(...rows);
+  const missing = Object.keys(TASKS).filter((t) => !modelsFor(t).length);
+  $('#missing').replaceChildren(...missing.map((t) => el('li', {}, `${TASKS[t].what}: install ${TASKS[t].pack}`)));
+  $('#missing-h').hidden = !missing.length;
 }
 
 async function refreshHealth() {
   try {
     const res = await fetch('/health');
     health = await res.json();
-    const rows = Object.entries(health.models || {}).map(([name, m]) => el('tr', {},
-      el('td', { textContent: name }), el('td', { textContent: m.task }),
-      el('td', { className: `state-${m.state}`, textContent: m.state + (m.error ? `: ${m.error}` : '') })));
-    $('#models tbody').replaceChildren(...rows);
-    if (!rows.length) $('#models tbody').append(el('tr', {}, el('td', { colSpan: 3, textContent: 'No model pack installed.' })));
-    if (res.status === 503) { banner('Models are still loading…'); setTimeout(refreshHealth, 1500); } else banner('');
+    renderModels();
+    updateTextHelp();
+    if (res.status === 503) {
+      banner('Models are still loading… results appear once they are ready.');
+      setTimeout(refreshHealth, 1500);
+    } else {
+      banner('');
+    }
   } catch (e) {
     banner('The server cannot be reached.', true);
+    setTimeout(refreshHealth, 5000);
   }
 }
 
 async function main() {
   setupDrop();
-  await refreshHealth();
   setupText();
+  await refreshHealth();
   await refreshCollection();
+  // Shows the collection growing while an ingest runs elsewhere; quiet when the tab is hidden.
+  setInterval(() => { if (!document.hidden) refreshCollection(); }, 5000);
 }
 
 main();
