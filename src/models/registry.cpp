@@ -114,6 +114,9 @@ void model_registry::load_everything() {
         m.file = base.file;
         if (m.input.empty()) m.input = base.input;
         entry->manifest = m;
+      } else if (m.format == model_format::onnx &&
+                 (m.task == model_task::clip_text || m.task == model_task::text_embedding)) {
+        entry->text = text_model::load(m);
       } else if (m.format == model_format::onnx || m.format == model_format::keras_h5 ||
                  m.format == model_format::tfjs_layers) {
         if (!std::filesystem::exists(m.file)) fail(errc::not_found, "weights file {} is missing", m.file.string());

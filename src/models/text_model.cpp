@@ -3,6 +3,9 @@
 #include <c10/core/InferenceMode.h>
 
 #include "core/error.h"
+#include "runtime/onnx_loader.h"
+
+#include <fstream>
 
 namespace acg2vec {
 
@@ -50,13 +53,39 @@ std::shared_ptr<text_model> text_model::load(const model_manifest& m) {
     out->clip_ = std::move(both.text);
     out->vision_ = std::move(both.vision);
     out->max_length_ = static_cast<std::size_t>(m.raw.value("max_length", out->clip_->context_length()));
+  } else if (m.format == model_format::onnx) {
+    // An exported text tower: token ids (and, with two inputs, the attention mask) → pooled vectors.
+    auto vocab_json = tok.extension() == ".json" ? nlohmann::json::parse(std::ifstream(tok), nullptr, false)
+                                                 : nlohmann::json();
+    bool bpe = tok.extension() == ".gz" ||
+               (vocab_json.is_object() && vocab_json.contains("model") && vocab_json["model"].value("type", "") == "BPE");
+    if (bpe) {
+      out->bpe_ = std::make_unique<text::clip_tokenizer>(tok.extension() == ".gz" ? text::clip_tokenizer::from_merges_file(tok)
+                                                                                   : text::clip_tokenizer::from_json(vocab_json));
+    } else {
+      out->wordpiece_ = std::make_unique<text::wordpiece_tokenizer>(
+          tok.extension() == ".txt" ? text::wordpiece_tokenizer::from_vocab_txt(tok, {})
+                                    : text::wordpiece_tokenizer::from_json(vocab_json));
+    }
+    out->graph_ = std::make_unique<runtime::executor>(runtime::load_onnx(m.file));
+    if (out->graph_->inputs().empty() || out->graph_->inputs().size() > 2) {
+      fail(errc::bad_parameter, "pack '{}': a text graph takes token ids and optionally an attention mask", m.name);
+    }
+    out->max_length_ = static_cast<std::size_t>(m.raw.value("max_length", bpe ? 77 : 128));
+    // The output width, from one dummy row.
+    auto ids = at::zeros({1, static_cast<std::int64_t>(out->max_length_)}, at::kLong);
+    out->graph_dim_ = out->embed_ids(ids, at::ones_like(ids)).size(1);
   } else {
     fail(errc::bad_parameter, "pack '{}': format '{}' is not a text format", m.name, to_string(m.format));
   }
   return out;
 }
 
-std::int64_t text_model::dim() const { return sentence_ ? sentence_->dim() : clip_->dim(); }
+std::int64_t text_model::dim() const {
+  if (sentence_) return sentence_->dim();
+  if (clip_) return clip_->dim();
+  return graph_dim_;
+}
 
 at::Tensor text_model::embed(const std::vector<std::string>& texts) const {
   if (texts.empty()) fail(errc::bad_parameter, "no text given");
@@ -77,6 +106,18 @@ at::Tensor text_model::embed_ids(const at::Tensor& ids, const at::Tensor& mask) 
     auto m = mask.defined() ? mask.to(at::kLong) : (long_ids != 0).to(at::kLong);
     if (m.sizes() != long_ids.sizes()) fail(errc::bad_parameter, "attention_mask must have the shape of input_ids");
     return sentence_->encode(long_ids, m);
+  }
+  if (graph_) {
+    std::vector<at::Tensor> feeds;
+    const auto& in = graph_->inputs();
+    feeds.push_back(long_ids.to(in[0].dtype));
+    if (in.size() > 1) {
+      auto m = mask.defined() ? mask : (long_ids != 0);
+      feeds.push_back(m.to(in[1].dtype));
+    }
+    auto out = graph_->run(feeds).at(0);
+    if (out.dim() != 2) fail(errc::bad_parameter, "text graph output must be [batch, dim], got rank {}", out.dim());
+    return out.to(at::kFloat);
   }
   return clip_->encode(long_ids);
 }

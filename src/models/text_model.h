@@ -15,6 +15,7 @@
 #include "models/clip.h"
 #include "models/distilbert.h"
 #include "models/manifest.h"
+#include "runtime/executor.h"
 #include "text/clip_bpe.h"
 #include "text/wordpiece.h"
 
@@ -32,7 +33,9 @@ class text_model {
 
   [[nodiscard]] std::int64_t dim() const;
   [[nodiscard]] std::size_t max_length() const noexcept { return max_length_; }
-  [[nodiscard]] bool uses_mask() const noexcept { return sentence_ != nullptr; }
+  [[nodiscard]] bool uses_mask() const noexcept {
+    return sentence_ != nullptr || (graph_ && graph_->inputs().size() > 1);
+  }
   /// @brief The CLIP vision tower loaded with the text tower, if the checkpoint has one.
   [[nodiscard]] std::shared_ptr<const models::clip_vision_encoder> vision() const noexcept { return vision_; }
 
@@ -41,6 +44,8 @@ class text_model {
   std::unique_ptr<text::clip_tokenizer> bpe_;
   std::unique_ptr<models::sentence_encoder> sentence_;
   std::unique_ptr<models::clip_text_encoder> clip_;
+  std::unique_ptr<runtime::executor> graph_;  ///< an ONNX text tower (e.g. immich's textual/model.onnx)
+  std::int64_t graph_dim_ = 0;
   std::shared_ptr<const models::clip_vision_encoder> vision_;
   std::size_t max_length_ = 128;
 };
