@@ -1,12 +1,14 @@
 #include "runtime/executor.h"
 
 #include "core/error.h"
+#include "runtime/shapes.h"
 
 #include <c10/core/InferenceMode.h>
 #include <c10/util/Exception.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <fmt/ranges.h>
 #include <deque>
 #include <set>
 #include <unordered_map>
@@ -218,9 +220,32 @@ executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset
   };
   for (const auto& v : g.inputs) input_slots_.push_back(slot(v.name));
 
+  // What is known statically about every value, for folding shape arithmetic.
+  std::unordered_map<std::string, static_shape> shapes;
+  std::unordered_map<std::string, partial_value> partials;
+  std::int64_t next_symbol = -2;
+  std::unordered_map<std::string, std::int64_t> named_symbols;
+  for (const auto& v : g.inputs) {
+    static_shape s{v.rank_known, v.shape};
+    for (std::size_t d = 0; d < s.dims.size(); ++d) {
+      if (s.dims[d] >= 0) continue;
+      // Dimensions that share a name share a symbol (run() checks they agree); others get their own.
+      const std::string dim_name = d < v.dim_names.size() ? v.dim_names[d] : "";
+      if (dim_name.empty()) {
+        s.dims[d] = next_symbol--;
+      } else {
+        auto [it, inserted] = named_symbols.emplace(dim_name, next_symbol);
+        if (inserted) --next_symbol;
+        s.dims[d] = it->second;
+      }
+    }
+    shapes[v.name] = s;
+  }
+  for (const auto& [name, t] : constant_values) shapes[name] = static_shape::of(t);
+
   for (std::size_t i : order) {
     if (!needed[i]) continue;
-    const node& n = g.nodes[i];
+    node& n = g.nodes[i];
     const std::string label = label_of(n);
     build_context ctx{n, g.opset, {}};
     bool all_constant = true;
@@ -228,6 +253,53 @@ executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset
       auto it = in.empty() ? constant_values.end() : constant_values.find(in);
       ctx.constants.push_back(it == constant_values.end() ? nullptr : &it->second);
       if (!in.empty() && it == constant_values.end()) all_constant = false;
+    }
+    std::vector<static_shape> in_shapes;
+    std::vector<const partial_value*> in_partials;
+    std::optional<static_shape> reshape_shape;
+    if (!all_constant) {
+      for (const auto& in : n.inputs) {
+        auto s = shapes.find(in);
+        in_shapes.push_back(s == shapes.end() ? static_shape{} : s->second);
+        auto p = partials.find(in);
+        in_partials.push_back(p == partials.end() ? nullptr : &p->second);
+      }
+      // Shape arithmetic over known dimensions becomes a constant even with a dynamic batch.
+      std::optional<partial_value> pv =
+          guarded(label, [&] { return infer_partial(n, g.opset, in_shapes, in_partials, ctx.constants); });
+      if (pv && n.outputs.size() == 1 && !n.outputs[0].empty()) {
+        if (pv->fully_known()) {
+          at::Tensor t = pv->to_tensor();
+          shapes[n.outputs[0]] = static_shape::of(t);
+          constant_values[n.outputs[0]] = t;
+          continue;
+        }
+        partials[n.outputs[0]] = *pv;
+      }
+      // A Reshape target with a single unknown entry (the batch) is that entry as -1.
+      if (n.op_type == "Reshape" && g.opset >= 5 && n.inputs.size() > 1 && !ctx.constants[1]) {
+        auto p = partials.find(n.inputs[1]);
+        if (p != partials.end() && !p->second.scalar) {
+          auto target = static_reshape_target(in_shapes[0], p->second, attr_int(n, "allowzero", 0) != 0);
+          if (target) {
+            const std::string name = n.name + "::static_shape";
+            constant_values[name] = at::tensor(*target, at::kLong);
+            shapes[name] = static_shape::of(constant_values[name]);
+            n.inputs[1] = name;
+            ctx.constants[1] = &constant_values[name];
+            in_shapes[1] = shapes[name];
+            // The output keeps the symbols of the dynamic entries.
+            std::vector<std::int64_t> dims;
+            for (std::size_t k = 0; k < target->size(); ++k) {
+              const auto& e = p->second.values[k];
+              if (e.value && *e.value != -1) dims.push_back(*e.value);
+              else if (e.value) dims.push_back((*target)[k] > 0 ? (*target)[k] : -1);
+              else dims.push_back(e.symbol <= -2 ? e.symbol : -1);
+            }
+            reshape_shape = resolve_reshape(in_shapes[0], dims);
+          }
+        }
+      }
     }
     kernel fn = guarded(label, [&] { return registry.find(n.op_type)->second(ctx); });
     if (all_constant) {
@@ -239,22 +311,49 @@ executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset
         if (k >= results.size() || !results[k].defined())
           fail(errc::bad_parameter, "node {} does not produce output {}", label, k);
         constant_values[n.outputs[k]] = results[k];
+        shapes[n.outputs[k]] = static_shape::of(results[k]);
       }
       continue;
+    }
+    std::vector<static_shape> out_shapes = infer_shapes(n, g.opset, in_shapes, ctx.constants, in_partials);
+    if (reshape_shape) out_shapes = {*reshape_shape};
+    for (std::size_t k = 0; k < out_shapes.size() && k < n.outputs.size(); ++k)
+      if (!n.outputs[k].empty()) shapes[n.outputs[k]] = out_shapes[k];
+    if (spdlog::should_log(spdlog::level::trace)) {
+      std::string ins;
+      for (auto& s2 : in_shapes) ins += fmt::format("[{}]{} ", fmt::join(s2.dims, ","), s2.rank_known ? "" : "?");
+      std::string outs;
+      for (auto& s2 : out_shapes) outs += fmt::format("[{}]{} ", fmt::join(s2.dims, ","), s2.rank_known ? "" : "?");
+      std::string parts;
+      for (auto* pp : in_partials) parts += pp ? "P" : "-";
+      spdlog::trace("runtime: {} in {} {} out {}", label, ins, parts, outs);
     }
     step s;
     s.fn = std::move(fn);
     s.label = label;
+    s.op_type = n.op_type;
     for (const auto& in : n.inputs) s.inputs.push_back(in.empty() ? -1 : slot(in));
     for (const auto& out : n.outputs) s.outputs.push_back(out.empty() ? -1 : slot(out));
     steps_.push_back(std::move(s));
   }
   for (const auto& name : requested) output_slots_.push_back(slot(name));
 
+  // Folding can leave steps whose results nothing reads any more (e.g. the producer of a
+  // tensor whose only reader was a Shape node): drop them, last to first.
+  std::unordered_set<int> live(output_slots_.begin(), output_slots_.end());
+  std::vector<step> kept;
+  for (auto it = steps_.rbegin(); it != steps_.rend(); ++it) {
+    if (std::none_of(it->outputs.begin(), it->outputs.end(), [&](int o) { return o >= 0 && live.count(o); })) continue;
+    for (int in : it->inputs)
+      if (in >= 0) live.insert(in);
+    kept.push_back(std::move(*it));
+  }
+  steps_.assign(std::make_move_iterator(kept.rbegin()), std::make_move_iterator(kept.rend()));
+
   // Constants that anything reads at run time are placed in their slots at the start of a run.
   for (const auto& [name, index] : slot_of) {
     auto it = constant_values.find(name);
-    if (it != constant_values.end()) constants_.emplace_back(index, it->second);
+    if (it != constant_values.end() && live.count(index)) constants_.emplace_back(index, it->second);
   }
   slot_count_ = slot_of.size();
 
@@ -288,9 +387,16 @@ executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset
   spdlog::debug("runtime: graph '{}' has {} nodes, {} run per call", g.name, g.nodes.size(), steps_.size());
 }
 
+std::map<std::string, int> executor::run_histogram() const {
+  std::map<std::string, int> h;
+  for (const step& s : steps_) ++h[s.op_type];
+  return h;
+}
+
 std::vector<at::Tensor> executor::run(const std::vector<at::Tensor>& inputs) const {
   if (inputs.size() != inputs_.size())
     fail(errc::bad_parameter, "the model takes {} inputs, got {}", inputs_.size(), inputs.size());
+  std::map<std::string_view, std::int64_t> named_sizes;
   for (std::size_t i = 0; i < inputs.size(); ++i) {
     const value_info& v = inputs_[i];
     const at::Tensor& t = inputs[i];
@@ -302,9 +408,15 @@ std::vector<at::Tensor> executor::run(const std::vector<at::Tensor>& inputs) con
     if (t.dim() != static_cast<std::int64_t>(v.shape.size()))
       fail(errc::bad_parameter, "input '{}' must have rank {}, got {}", v.name, v.shape.size(), t.dim());
     for (std::size_t d = 0; d < v.shape.size(); ++d) {
-      if (v.shape[d] >= 0 && t.size(static_cast<std::int64_t>(d)) != v.shape[d])
-        fail(errc::bad_parameter, "input '{}' dimension {} must be {}, got {}", v.name, d, v.shape[d],
-             t.size(static_cast<std::int64_t>(d)));
+      const std::int64_t size = t.size(static_cast<std::int64_t>(d));
+      if (v.shape[d] >= 0 && size != v.shape[d])
+        fail(errc::bad_parameter, "input '{}' dimension {} must be {}, got {}", v.name, d, v.shape[d], size);
+      if (v.shape[d] < 0 && d < v.dim_names.size() && !v.dim_names[d].empty()) {
+        auto [it, inserted] = named_sizes.emplace(v.dim_names[d], size);
+        if (!inserted && it->second != size)
+          fail(errc::bad_parameter, "input '{}' dimension {} ('{}') is {}, but another input has {} for it", v.name, d,
+               v.dim_names[d], size, it->second);
+      }
     }
   }
   return execute(inputs);

@@ -36,12 +36,15 @@ class executor {
   [[nodiscard]] const std::map<std::string, int>& op_histogram() const noexcept { return histogram_; }
   /// @brief Number of nodes that remain to run per call after folding and pruning.
   [[nodiscard]] std::size_t step_count() const noexcept { return steps_.size(); }
+  /// @brief Kernel count per op type of what runs per call (after folding and pruning).
+  [[nodiscard]] std::map<std::string, int> run_histogram() const;
   [[nodiscard]] std::int64_t opset() const noexcept { return opset_; }
 
  private:
   struct step {
     kernel fn;
     std::string label;             // "name (OpType)" for error messages
+    std::string op_type;
     std::vector<int> inputs;       // slot per node input, -1 when omitted
     std::vector<int> outputs;      // slot per node output, -1 when unused
     std::vector<int> release;      // slots whose last reader is this step

@@ -205,7 +205,14 @@ value_info value_from_proto(const onnx::ValueInfoProto& v, bool upcast_fp16) {
     info.rank_known = false;
     return info;
   }
-  for (const auto& d : tt.shape().dim()) info.shape.push_back(d.has_dim_value() ? d.dim_value() : -1);
+  bool named = false;
+  for (const auto& d : tt.shape().dim()) {
+    const bool known = d.has_dim_value() && d.dim_value() >= 0;
+    info.shape.push_back(known ? d.dim_value() : -1);
+    info.dim_names.push_back(!known && d.has_dim_param() ? d.dim_param() : "");
+    named = named || !info.dim_names.back().empty();
+  }
+  if (!named) info.dim_names.clear();
   return info;
 }
 

@@ -367,6 +367,54 @@ TEST(RuntimeExecutor, ShapeArithmeticOnConstantsIsFoldedAtLoad) {
   EXPECT_TRUE(at::equal(ex.run(std::vector<at::Tensor>{x})[0], x.reshape({3, 8})));
 }
 
+TEST(RuntimeExecutor, BatchDependentShapeChainsBecomeStaticReshapes) {
+  // Y = Reshape(X, Concat(Unsqueeze(Gather(Shape(X), 0)), [24])) with a dynamic batch: the
+  // chain folds to Reshape(X, [0, 24]) so that one kernel runs per call.
+  onnx::ModelProto m;
+  m.add_opset_import()->set_version(13);
+  auto* g = m.mutable_graph();
+  add_value(g->add_input(), "X", {-1, 4, 6});
+  add_value(g->add_output(), "Y", {-1, 24});
+  auto int_init = [&](const std::string& name, std::vector<std::int64_t> v, bool scalar) {
+    auto* t = g->add_initializer();
+    t->set_name(name);
+    t->set_data_type(onnx::TensorProto::INT64);
+    if (!scalar) t->add_dims(static_cast<std::int64_t>(v.size()));
+    for (auto x : v) t->add_int64_data(x);
+  };
+  int_init("zero", {0}, true);
+  int_init("axes", {0}, false);
+  int_init("rest", {24}, false);
+  add_node(g, "Shape", {"X"}, {"s"});
+  add_node(g, "Gather", {"s", "zero"}, {"b"});
+  add_node(g, "Unsqueeze", {"b", "axes"}, {"b1"});
+  auto* cat = add_node(g, "Concat", {"b1", "rest"}, {"shape"});
+  auto* axis = cat->add_attribute();
+  axis->set_name("axis");
+  axis->set_type(onnx::AttributeProto::INT);
+  axis->set_i(0);
+  add_node(g, "Reshape", {"X", "shape"}, {"Y"});
+  runtime::executor ex(load(m));
+  EXPECT_EQ(ex.step_count(), 1u);
+  for (std::int64_t batch : {1, 3}) {
+    at::Tensor x = at::randn({batch, 4, 6});
+    EXPECT_TRUE(at::equal(ex.run(std::vector<at::Tensor>{x})[0], x.reshape({batch, 24})));
+  }
+}
+
+TEST(RuntimeExecutor, NamedDynamicDimensionsMustAgree) {
+  onnx::ModelProto m;
+  m.add_opset_import()->set_version(13);
+  auto* g = m.mutable_graph();
+  add_value(g->add_input(), "A", {-1, 3});  // both dims named "batch" by add_value
+  add_value(g->add_input(), "B", {-1, 3});
+  add_value(g->add_output(), "Y", {-1, 3});
+  add_node(g, "Add", {"A", "B"}, {"Y"});
+  runtime::executor ex(load(m));
+  EXPECT_NO_THROW(ex.run(std::vector<at::Tensor>{at::ones({2, 3}), at::ones({2, 3})}));
+  EXPECT_THROW(ex.run(std::vector<at::Tensor>{at::ones({2, 3}), at::ones({1, 3})}), error);
+}
+
 TEST(RuntimeExecutor, ConcurrentRunsAgreeWithSequentialRuns) {
   runtime::executor ex(load(conv_model()));
   std::vector<at::Tensor> inputs, expected;
