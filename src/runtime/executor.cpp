@@ -310,7 +310,9 @@ executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset
         if (n.outputs[k].empty()) continue;
         if (k >= results.size() || !results[k].defined())
           fail(errc::bad_parameter, "node {} does not produce output {}", label, k);
-        constant_values[n.outputs[k]] = results[k];
+        // Folded values are read on every run; views of weights (Transpose, Reshape) are
+        // materialised once here instead of being re-strided per call.
+        constant_values[n.outputs[k]] = results[k].contiguous();
         shapes[n.outputs[k]] = static_shape::of(results[k]);
       }
       continue;

@@ -166,8 +166,13 @@ kernel build_conv_transpose(const build_context& ctx) {
     for (auto& c : crop) c = -c;
     // Output padding beyond stride-1 (allowed by ONNX with dilation) appears as extra zeros.
     for (std::size_t i = 0; i < spatial; ++i) crop[2 * (spatial - 1 - i) + 1] += output_padding[i] - op[i];
-    if (std::any_of(crop.begin(), crop.end(), [](std::int64_t c) { return c != 0; }))
+    if (std::any_of(crop.begin(), crop.end(), [](std::int64_t c) { return c != 0; })) {
+      std::vector<std::int64_t> shape = y.sizes().vec();
+      for (std::size_t i = 0; i < spatial; ++i)
+        shape[i + 2] += crop[2 * (spatial - 1 - i)] + crop[2 * (spatial - 1 - i) + 1];
+      check_numel(shape, "ConvTranspose");
       y = at::constant_pad_nd(y, crop, 0);
+    }
     return tensor_list{y};
   };
 }

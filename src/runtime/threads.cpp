@@ -19,14 +19,16 @@ void configure_threads(int intra_op) {
   // loaded, hence the call through dlsym rather than an environment variable; a BLAS that is
   // not OpenBLAS simply lacks the symbol.
   using set_threads_fn = void (*)(int);
-  if (auto f = reinterpret_cast<set_threads_fn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(1);
+  auto set_blas_threads = reinterpret_cast<set_threads_fn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  if (set_blas_threads) set_blas_threads(1);
   at::set_num_threads(threads);
   try {
     at::set_num_interop_threads(1);
   } catch (const std::exception&) {
     // Only settable before the first inter-op task; a second call keeps the first setting.
   }
-  spdlog::info("runtime: {} intra-op threads", threads);
+  spdlog::info("runtime: {} intra-op threads{}", threads,
+               set_blas_threads ? ", OpenBLAS single-threaded" : " (BLAS is not OpenBLAS)");
 }
 
 }  // namespace acg2vec::runtime
