@@ -10,6 +10,7 @@
 #include <onnx/onnx_pb.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <iterator>
@@ -440,6 +441,33 @@ TEST(RuntimeExecutor, NamedDynamicDimensionsMustAgree) {
   runtime::executor ex(load(m));
   EXPECT_NO_THROW(ex.run(std::vector<at::Tensor>{at::ones({2, 3}), at::ones({2, 3})}));
   EXPECT_THROW(ex.run(std::vector<at::Tensor>{at::ones({2, 3}), at::ones({1, 3})}), error);
+}
+
+TEST(RuntimeExecutor, GeluMatchesItsDefinition) {
+  // Gelu (opset 20) has no case in libonnx-testdata 1.12; check it against the ONNX definition
+  // evaluated element-wise in double precision with the C library.
+  for (const std::string approximate : {"none", "tanh"}) {
+    onnx::ModelProto m;
+    m.add_opset_import()->set_version(20);
+    auto* g = m.mutable_graph();
+    add_value(g->add_input(), "X", {-1});
+    add_value(g->add_output(), "Y", {-1});
+    auto* n = add_node(g, "Gelu", {"X"}, {"Y"});
+    auto* a = n->add_attribute();
+    a->set_name("approximate");
+    a->set_type(onnx::AttributeProto::STRING);
+    a->set_s(approximate);
+    runtime::executor ex(load(m));
+    at::Tensor x = at::linspace(-6, 6, 241);
+    at::Tensor y = ex.run(std::vector<at::Tensor>{x})[0];
+    for (std::int64_t i = 0; i < x.numel(); ++i) {
+      const double v = x[i].item<double>();
+      const double expected = approximate == "none"
+                                  ? 0.5 * v * (1 + std::erf(v / std::sqrt(2.0)))
+                                  : 0.5 * v * (1 + std::tanh(std::sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v)));
+      EXPECT_NEAR(y[i].item<double>(), expected, 1e-6 + 1e-5 * std::abs(expected)) << approximate << " at " << v;
+    }
+  }
 }
 
 TEST(RuntimeExecutor, ConcurrentRunsAgreeWithSequentialRuns) {
