@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cmath>
 #include <fmt/ranges.h>
 #include <deque>
 #include <set>
@@ -106,6 +107,97 @@ void fold_batch_norms(graph& g, const std::set<std::string>& keep) {
   spdlog::debug("runtime: folded {} BatchNormalization nodes into convolutions", folded);
 }
 
+// Element-wise patterns that exporters spell out op by op are run as one kernel:
+//  - x * 0.5 * (1 + erf(x / sqrt(2)))  (torch's GELU before opset 20)  -> Gelu
+//  - MatMul(x, W) + b with constant W [K, N] and b [N]               -> MatMulAdd (one GEMM)
+// Intermediate values must have a single reader and must not be requested outputs.
+void fuse_patterns(graph& g, const std::set<std::string>& keep) {
+  std::unordered_map<std::string, int> readers;
+  for (const auto& n : g.nodes)
+    for (const auto& in : n.inputs) ++readers[in];
+  std::unordered_map<std::string, std::size_t> producer;
+  for (std::size_t i = 0; i < g.nodes.size(); ++i)
+    for (const auto& out : g.nodes[i].outputs) producer[out] = i;
+  std::unordered_map<std::string, at::Tensor> constant_nodes;
+  for (const auto& n : g.nodes) {
+    if (n.op_type == "Constant" && is_default_domain(n.domain) && n.outputs.size() == 1) {
+      if (auto v = attr_tensor(n, "value")) constant_nodes[n.outputs[0]] = *v;
+    }
+  }
+  auto constant = [&](const std::string& name) -> const at::Tensor* {
+    if (auto it = g.initializers.find(name); it != g.initializers.end()) return &it->second;
+    if (auto it = constant_nodes.find(name); it != constant_nodes.end()) return &it->second;
+    return nullptr;
+  };
+  auto scalar_is = [&](const std::string& name, double value) {
+    const at::Tensor* t = constant(name);
+    return t && t->numel() == 1 && at::isFloatingType(t->scalar_type()) &&
+           std::abs(t->to(at::kDouble).item<double>() - value) <= 1e-6 * std::abs(value);
+  };
+  auto private_value = [&](const std::string& v) { return readers[v] == 1 && !keep.count(v); };
+  auto single_reader = [&](const std::string& v, const char* op) -> node* {
+    if (!private_value(v)) return nullptr;
+    for (auto& n : g.nodes)
+      if (n.op_type == op && is_default_domain(n.domain) && std::find(n.inputs.begin(), n.inputs.end(), v) != n.inputs.end())
+        return &n;
+    return nullptr;
+  };
+  auto other_input = [](const node& n, const std::string& v) -> std::string {
+    if (n.inputs.size() != 2) return {};
+    return n.inputs[0] == v ? n.inputs[1] : n.inputs[1] == v ? n.inputs[0] : std::string();
+  };
+  std::set<const node*> removed;
+  int gelus = 0, gemms = 0;
+  for (auto& erf : g.nodes) {
+    if (erf.op_type != "Erf" || !is_default_domain(erf.domain) || erf.inputs.size() != 1) continue;
+    auto pd = producer.find(erf.inputs[0]);
+    if (pd == producer.end()) continue;
+    node& div = g.nodes[pd->second];
+    if (div.op_type != "Div" || div.inputs.size() != 2 || !scalar_is(div.inputs[1], std::sqrt(2.0)) ||
+        !private_value(div.outputs[0]))
+      continue;
+    const std::string x = div.inputs[0];
+    node* add = single_reader(erf.outputs[0], "Add");
+    if (!add || !scalar_is(other_input(*add, erf.outputs[0]), 1.0)) continue;
+    node* mul = single_reader(add->outputs[0], "Mul");
+    if (!mul || other_input(*mul, add->outputs[0]) != x) continue;
+    node* half = single_reader(mul->outputs[0], "Mul");
+    if (!half || !scalar_is(other_input(*half, mul->outputs[0]), 0.5)) continue;
+    if (removed.count(&div) || removed.count(add) || removed.count(mul) || removed.count(half)) continue;
+    for (node* n : {&div, &erf, add, mul}) removed.insert(n);
+    half->op_type = "Gelu";
+    half->inputs = {x};
+    half->attributes.clear();
+    ++gelus;
+  }
+  for (auto& mm : g.nodes) {
+    if (mm.op_type != "MatMul" || !is_default_domain(mm.domain) || mm.inputs.size() != 2 || removed.count(&mm)) continue;
+    const at::Tensor* w = constant(mm.inputs[1]);
+    if (!w || w->dim() != 2 || w->scalar_type() != at::kFloat) continue;
+    node* add = single_reader(mm.outputs[0], "Add");
+    if (!add || removed.count(add)) continue;
+    const std::string bias = other_input(*add, mm.outputs[0]);
+    const at::Tensor* b = bias.empty() ? nullptr : constant(bias);
+    if (!b || b->dim() != 1 || b->size(0) != w->size(1) || b->scalar_type() != at::kFloat) continue;
+    removed.insert(&mm);
+    const std::string weight = mm.inputs[1];
+    // Constant nodes become initializers so that the fused kernel sees them at build time.
+    for (const std::string& name : {weight, bias})
+      if (!g.initializers.count(name)) g.initializers[name] = *constant(name);
+    add->op_type = "MatMulAdd";
+    add->domain = std::string(fused_domain);
+    add->inputs = {mm.inputs[0], weight, bias};
+    add->attributes.clear();
+    ++gemms;
+  }
+  if (removed.empty()) return;
+  std::vector<node> kept;
+  for (auto& n : g.nodes)
+    if (!removed.count(&n)) kept.push_back(std::move(n));
+  g.nodes = std::move(kept);
+  spdlog::debug("runtime: fused {} GELU patterns and {} MatMul+bias pairs", gelus, gemms);
+}
+
 }  // namespace
 
 executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset), inputs_(g.inputs) {
@@ -161,6 +253,7 @@ executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset
   // Graph inputs override initializers of the same name (ONNX IR < 4 lists weights as inputs).
   for (const auto& v : g.inputs) g.initializers.erase(v.name);
   fold_batch_norms(g, keep);
+  fuse_patterns(g, keep);
   producer.clear();
   for (std::size_t i = 0; i < g.nodes.size(); ++i)
     for (const auto& out : g.nodes[i].outputs)
@@ -301,7 +394,8 @@ executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset
         }
       }
     }
-    kernel fn = guarded(label, [&] { return registry.find(n.op_type)->second(ctx); });
+    const kernel_registry& table = n.domain == fused_domain ? fused_kernels() : registry;
+    kernel fn = guarded(label, [&] { return table.find(n.op_type)->second(ctx); });
     if (all_constant) {
       tensor_list args;
       for (std::size_t k = 0; k < n.inputs.size(); ++k) args.push_back(ctx.constants[k] ? *ctx.constants[k] : at::Tensor());

@@ -487,6 +487,31 @@ void register_linear_algebra(kernel_registry& r) {
 
 }  // namespace
 
+void register_fused_ops(kernel_registry& r) {
+  r["MatMulAdd"] = [](const build_context& ctx) -> kernel {
+    const at::Tensor* w = ctx.constant(1);
+    const at::Tensor* bias = ctx.constant(2);
+    if (!w || !bias || w->dim() != 2 || bias->dim() != 1 || bias->size(0) != w->size(1))
+      fail(errc::internal, "node '{}' (MatMulAdd): needs a constant 2-D weight and matching bias", ctx.n.name);
+    const at::Tensor b = w->contiguous(), c = bias->contiguous();
+    return [b, c](const tensor_list& in) {
+      const at::Tensor& a = need(in, 0, "MatMul");
+      if (a.dim() < 2) return tensor_list{at::matmul(a, b) + c};
+      std::vector<std::int64_t> shape(a.sizes().begin(), a.sizes().end() - 1);
+      shape.push_back(b.size(1));
+      const at::Tensor a2 = a.reshape({-1, a.size(-1)});
+      at::Tensor y;
+      if (worth_splitting(a2, b, a2.size(0) * b.size(0) * b.size(1))) {
+        y = mm_parallel(a2, b);
+        y.add_(c);
+      } else {
+        y = at::addmm(c, a2, b);  // the bias rides in the GEMM's accumulator
+      }
+      return tensor_list{y.view(shape)};
+    };
+  };
+}
+
 void register_math_ops(kernel_registry& r) {
   register_elementwise(r);
   register_reductions(r);

@@ -200,7 +200,7 @@ std::vector<static_shape> infer_shapes(const node& n, std::int64_t opset, const 
     std::fill(s.dims.begin() + 2, s.dims.end(), 1);
     return {s};
   }
-  if (op == "MatMul") {
+  if (op == "MatMul" || op == "MatMulAdd") {  // MatMulAdd: the fused MatMul + bias
     const static_shape& b = in.size() > 1 ? in[1] : unknown_shape;
     if (!b.rank_known || rank < 2 || b.dims.size() < 2) return {};
     static_shape ba{true, {x.dims.begin(), x.dims.end() - 2}}, bb{true, {b.dims.begin(), b.dims.end() - 2}};
