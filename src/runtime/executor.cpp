@@ -1,12 +1,15 @@
 #include "runtime/executor.h"
 
 #include "core/error.h"
+#include "runtime/shapes.h"
 
 #include <c10/core/InferenceMode.h>
 #include <c10/util/Exception.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cmath>
+#include <fmt/ranges.h>
 #include <deque>
 #include <set>
 #include <unordered_map>
@@ -104,6 +107,97 @@ void fold_batch_norms(graph& g, const std::set<std::string>& keep) {
   spdlog::debug("runtime: folded {} BatchNormalization nodes into convolutions", folded);
 }
 
+// Element-wise patterns that exporters spell out op by op are run as one kernel:
+//  - x * 0.5 * (1 + erf(x / sqrt(2)))  (torch's GELU before opset 20)  -> Gelu
+//  - MatMul(x, W) + b with constant W [K, N] and b [N]               -> MatMulAdd (one GEMM)
+// Intermediate values must have a single reader and must not be requested outputs.
+void fuse_patterns(graph& g, const std::set<std::string>& keep) {
+  std::unordered_map<std::string, int> readers;
+  for (const auto& n : g.nodes)
+    for (const auto& in : n.inputs) ++readers[in];
+  std::unordered_map<std::string, std::size_t> producer;
+  for (std::size_t i = 0; i < g.nodes.size(); ++i)
+    for (const auto& out : g.nodes[i].outputs) producer[out] = i;
+  std::unordered_map<std::string, at::Tensor> constant_nodes;
+  for (const auto& n : g.nodes) {
+    if (n.op_type == "Constant" && is_default_domain(n.domain) && n.outputs.size() == 1) {
+      if (auto v = attr_tensor(n, "value")) constant_nodes[n.outputs[0]] = *v;
+    }
+  }
+  auto constant = [&](const std::string& name) -> const at::Tensor* {
+    if (auto it = g.initializers.find(name); it != g.initializers.end()) return &it->second;
+    if (auto it = constant_nodes.find(name); it != constant_nodes.end()) return &it->second;
+    return nullptr;
+  };
+  auto scalar_is = [&](const std::string& name, double value) {
+    const at::Tensor* t = constant(name);
+    return t && t->numel() == 1 && at::isFloatingType(t->scalar_type()) &&
+           std::abs(t->to(at::kDouble).item<double>() - value) <= 1e-6 * std::abs(value);
+  };
+  auto private_value = [&](const std::string& v) { return readers[v] == 1 && !keep.count(v); };
+  auto single_reader = [&](const std::string& v, const char* op) -> node* {
+    if (!private_value(v)) return nullptr;
+    for (auto& n : g.nodes)
+      if (n.op_type == op && is_default_domain(n.domain) && std::find(n.inputs.begin(), n.inputs.end(), v) != n.inputs.end())
+        return &n;
+    return nullptr;
+  };
+  auto other_input = [](const node& n, const std::string& v) -> std::string {
+    if (n.inputs.size() != 2) return {};
+    return n.inputs[0] == v ? n.inputs[1] : n.inputs[1] == v ? n.inputs[0] : std::string();
+  };
+  std::set<const node*> removed;
+  int gelus = 0, gemms = 0;
+  for (auto& erf : g.nodes) {
+    if (erf.op_type != "Erf" || !is_default_domain(erf.domain) || erf.inputs.size() != 1) continue;
+    auto pd = producer.find(erf.inputs[0]);
+    if (pd == producer.end()) continue;
+    node& div = g.nodes[pd->second];
+    if (div.op_type != "Div" || div.inputs.size() != 2 || !scalar_is(div.inputs[1], std::sqrt(2.0)) ||
+        !private_value(div.outputs[0]))
+      continue;
+    const std::string x = div.inputs[0];
+    node* add = single_reader(erf.outputs[0], "Add");
+    if (!add || !scalar_is(other_input(*add, erf.outputs[0]), 1.0)) continue;
+    node* mul = single_reader(add->outputs[0], "Mul");
+    if (!mul || other_input(*mul, add->outputs[0]) != x) continue;
+    node* half = single_reader(mul->outputs[0], "Mul");
+    if (!half || !scalar_is(other_input(*half, mul->outputs[0]), 0.5)) continue;
+    if (removed.count(&div) || removed.count(add) || removed.count(mul) || removed.count(half)) continue;
+    for (node* n : {&div, &erf, add, mul}) removed.insert(n);
+    half->op_type = "Gelu";
+    half->inputs = {x};
+    half->attributes.clear();
+    ++gelus;
+  }
+  for (auto& mm : g.nodes) {
+    if (mm.op_type != "MatMul" || !is_default_domain(mm.domain) || mm.inputs.size() != 2 || removed.count(&mm)) continue;
+    const at::Tensor* w = constant(mm.inputs[1]);
+    if (!w || w->dim() != 2 || w->scalar_type() != at::kFloat) continue;
+    node* add = single_reader(mm.outputs[0], "Add");
+    if (!add || removed.count(add)) continue;
+    const std::string bias = other_input(*add, mm.outputs[0]);
+    const at::Tensor* b = bias.empty() ? nullptr : constant(bias);
+    if (!b || b->dim() != 1 || b->size(0) != w->size(1) || b->scalar_type() != at::kFloat) continue;
+    removed.insert(&mm);
+    const std::string weight = mm.inputs[1];
+    // Constant nodes become initializers so that the fused kernel sees them at build time.
+    for (const std::string& name : {weight, bias})
+      if (!g.initializers.count(name)) g.initializers[name] = *constant(name);
+    add->op_type = "MatMulAdd";
+    add->domain = std::string(fused_domain);
+    add->inputs = {mm.inputs[0], weight, bias};
+    add->attributes.clear();
+    ++gemms;
+  }
+  if (removed.empty()) return;
+  std::vector<node> kept;
+  for (auto& n : g.nodes)
+    if (!removed.count(&n)) kept.push_back(std::move(n));
+  g.nodes = std::move(kept);
+  spdlog::debug("runtime: fused {} GELU patterns and {} MatMul+bias pairs", gelus, gemms);
+}
+
 }  // namespace
 
 executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset), inputs_(g.inputs) {
@@ -159,6 +253,7 @@ executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset
   // Graph inputs override initializers of the same name (ONNX IR < 4 lists weights as inputs).
   for (const auto& v : g.inputs) g.initializers.erase(v.name);
   fold_batch_norms(g, keep);
+  fuse_patterns(g, keep);
   producer.clear();
   for (std::size_t i = 0; i < g.nodes.size(); ++i)
     for (const auto& out : g.nodes[i].outputs)
@@ -218,9 +313,32 @@ executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset
   };
   for (const auto& v : g.inputs) input_slots_.push_back(slot(v.name));
 
+  // What is known statically about every value, for folding shape arithmetic.
+  std::unordered_map<std::string, static_shape> shapes;
+  std::unordered_map<std::string, partial_value> partials;
+  std::int64_t next_symbol = -2;
+  std::unordered_map<std::string, std::int64_t> named_symbols;
+  for (const auto& v : g.inputs) {
+    static_shape s{v.rank_known, v.shape};
+    for (std::size_t d = 0; d < s.dims.size(); ++d) {
+      if (s.dims[d] >= 0) continue;
+      // Dimensions that share a name share a symbol (run() checks they agree); others get their own.
+      const std::string dim_name = d < v.dim_names.size() ? v.dim_names[d] : "";
+      if (dim_name.empty()) {
+        s.dims[d] = next_symbol--;
+      } else {
+        auto [it, inserted] = named_symbols.emplace(dim_name, next_symbol);
+        if (inserted) --next_symbol;
+        s.dims[d] = it->second;
+      }
+    }
+    shapes[v.name] = s;
+  }
+  for (const auto& [name, t] : constant_values) shapes[name] = static_shape::of(t);
+
   for (std::size_t i : order) {
     if (!needed[i]) continue;
-    const node& n = g.nodes[i];
+    node& n = g.nodes[i];
     const std::string label = label_of(n);
     build_context ctx{n, g.opset, {}};
     bool all_constant = true;
@@ -229,7 +347,55 @@ executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset
       ctx.constants.push_back(it == constant_values.end() ? nullptr : &it->second);
       if (!in.empty() && it == constant_values.end()) all_constant = false;
     }
-    kernel fn = guarded(label, [&] { return registry.find(n.op_type)->second(ctx); });
+    std::vector<static_shape> in_shapes;
+    std::vector<const partial_value*> in_partials;
+    std::optional<static_shape> reshape_shape;
+    if (!all_constant) {
+      for (const auto& in : n.inputs) {
+        auto s = shapes.find(in);
+        in_shapes.push_back(s == shapes.end() ? static_shape{} : s->second);
+        auto p = partials.find(in);
+        in_partials.push_back(p == partials.end() ? nullptr : &p->second);
+      }
+      // Shape arithmetic over known dimensions becomes a constant even with a dynamic batch.
+      std::optional<partial_value> pv =
+          guarded(label, [&] { return infer_partial(n, g.opset, in_shapes, in_partials, ctx.constants); });
+      if (pv && n.outputs.size() == 1 && !n.outputs[0].empty()) {
+        if (pv->fully_known()) {
+          at::Tensor t = pv->to_tensor();
+          shapes[n.outputs[0]] = static_shape::of(t);
+          constant_values[n.outputs[0]] = t;
+          continue;
+        }
+        partials[n.outputs[0]] = *pv;
+      }
+      // A Reshape target with a single unknown entry (the batch) is that entry as -1.
+      if (n.op_type == "Reshape" && g.opset >= 5 && n.inputs.size() > 1 && !ctx.constants[1]) {
+        auto p = partials.find(n.inputs[1]);
+        if (p != partials.end() && !p->second.scalar) {
+          auto target = static_reshape_target(in_shapes[0], p->second, attr_int(n, "allowzero", 0) != 0);
+          if (target) {
+            const std::string name = n.name + "::static_shape";
+            constant_values[name] = at::tensor(*target, at::kLong);
+            shapes[name] = static_shape::of(constant_values[name]);
+            n.inputs[1] = name;
+            ctx.constants[1] = &constant_values[name];
+            in_shapes[1] = shapes[name];
+            // The output keeps the symbols of the dynamic entries.
+            std::vector<std::int64_t> dims;
+            for (std::size_t k = 0; k < target->size(); ++k) {
+              const auto& e = p->second.values[k];
+              if (e.value && *e.value != -1) dims.push_back(*e.value);
+              else if (e.value) dims.push_back((*target)[k] > 0 ? (*target)[k] : -1);
+              else dims.push_back(e.symbol <= -2 ? e.symbol : -1);
+            }
+            reshape_shape = resolve_reshape(in_shapes[0], dims);
+          }
+        }
+      }
+    }
+    const kernel_registry& table = n.domain == fused_domain ? fused_kernels() : registry;
+    kernel fn = guarded(label, [&] { return table.find(n.op_type)->second(ctx); });
     if (all_constant) {
       tensor_list args;
       for (std::size_t k = 0; k < n.inputs.size(); ++k) args.push_back(ctx.constants[k] ? *ctx.constants[k] : at::Tensor());
@@ -238,23 +404,52 @@ executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset
         if (n.outputs[k].empty()) continue;
         if (k >= results.size() || !results[k].defined())
           fail(errc::bad_parameter, "node {} does not produce output {}", label, k);
-        constant_values[n.outputs[k]] = results[k];
+        // Folded values are read on every run; views of weights (Transpose, Reshape) are
+        // materialised once here instead of being re-strided per call.
+        constant_values[n.outputs[k]] = results[k].contiguous();
+        shapes[n.outputs[k]] = static_shape::of(results[k]);
       }
       continue;
+    }
+    std::vector<static_shape> out_shapes = infer_shapes(n, g.opset, in_shapes, ctx.constants, in_partials);
+    if (reshape_shape) out_shapes = {*reshape_shape};
+    for (std::size_t k = 0; k < out_shapes.size() && k < n.outputs.size(); ++k)
+      if (!n.outputs[k].empty()) shapes[n.outputs[k]] = out_shapes[k];
+    if (spdlog::should_log(spdlog::level::trace)) {
+      std::string ins;
+      for (auto& s2 : in_shapes) ins += fmt::format("[{}]{} ", fmt::join(s2.dims, ","), s2.rank_known ? "" : "?");
+      std::string outs;
+      for (auto& s2 : out_shapes) outs += fmt::format("[{}]{} ", fmt::join(s2.dims, ","), s2.rank_known ? "" : "?");
+      std::string parts;
+      for (auto* pp : in_partials) parts += pp ? "P" : "-";
+      spdlog::trace("runtime: {} in {} {} out {}", label, ins, parts, outs);
     }
     step s;
     s.fn = std::move(fn);
     s.label = label;
+    s.op_type = n.op_type;
     for (const auto& in : n.inputs) s.inputs.push_back(in.empty() ? -1 : slot(in));
     for (const auto& out : n.outputs) s.outputs.push_back(out.empty() ? -1 : slot(out));
     steps_.push_back(std::move(s));
   }
   for (const auto& name : requested) output_slots_.push_back(slot(name));
 
+  // Folding can leave steps whose results nothing reads any more (e.g. the producer of a
+  // tensor whose only reader was a Shape node): drop them, last to first.
+  std::unordered_set<int> live(output_slots_.begin(), output_slots_.end());
+  std::vector<step> kept;
+  for (auto it = steps_.rbegin(); it != steps_.rend(); ++it) {
+    if (std::none_of(it->outputs.begin(), it->outputs.end(), [&](int o) { return o >= 0 && live.count(o); })) continue;
+    for (int in : it->inputs)
+      if (in >= 0) live.insert(in);
+    kept.push_back(std::move(*it));
+  }
+  steps_.assign(std::make_move_iterator(kept.rbegin()), std::make_move_iterator(kept.rend()));
+
   // Constants that anything reads at run time are placed in their slots at the start of a run.
   for (const auto& [name, index] : slot_of) {
     auto it = constant_values.find(name);
-    if (it != constant_values.end()) constants_.emplace_back(index, it->second);
+    if (it != constant_values.end() && live.count(index)) constants_.emplace_back(index, it->second);
   }
   slot_count_ = slot_of.size();
 
@@ -288,9 +483,16 @@ executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset
   spdlog::debug("runtime: graph '{}' has {} nodes, {} run per call", g.name, g.nodes.size(), steps_.size());
 }
 
+std::map<std::string, int> executor::run_histogram() const {
+  std::map<std::string, int> h;
+  for (const step& s : steps_) ++h[s.op_type];
+  return h;
+}
+
 std::vector<at::Tensor> executor::run(const std::vector<at::Tensor>& inputs) const {
   if (inputs.size() != inputs_.size())
     fail(errc::bad_parameter, "the model takes {} inputs, got {}", inputs_.size(), inputs.size());
+  std::map<std::string_view, std::int64_t> named_sizes;
   for (std::size_t i = 0; i < inputs.size(); ++i) {
     const value_info& v = inputs_[i];
     const at::Tensor& t = inputs[i];
@@ -302,9 +504,15 @@ std::vector<at::Tensor> executor::run(const std::vector<at::Tensor>& inputs) con
     if (t.dim() != static_cast<std::int64_t>(v.shape.size()))
       fail(errc::bad_parameter, "input '{}' must have rank {}, got {}", v.name, v.shape.size(), t.dim());
     for (std::size_t d = 0; d < v.shape.size(); ++d) {
-      if (v.shape[d] >= 0 && t.size(static_cast<std::int64_t>(d)) != v.shape[d])
-        fail(errc::bad_parameter, "input '{}' dimension {} must be {}, got {}", v.name, d, v.shape[d],
-             t.size(static_cast<std::int64_t>(d)));
+      const std::int64_t size = t.size(static_cast<std::int64_t>(d));
+      if (v.shape[d] >= 0 && size != v.shape[d])
+        fail(errc::bad_parameter, "input '{}' dimension {} must be {}, got {}", v.name, d, v.shape[d], size);
+      if (v.shape[d] < 0 && d < v.dim_names.size() && !v.dim_names[d].empty()) {
+        auto [it, inserted] = named_sizes.emplace(v.dim_names[d], size);
+        if (!inserted && it->second != size)
+          fail(errc::bad_parameter, "input '{}' dimension {} ('{}') is {}, but another input has {} for it", v.name, d,
+               v.dim_names[d], size, it->second);
+      }
     }
   }
   return execute(inputs);

@@ -1,10 +1,14 @@
 #pragma once
 // Runs a runtime::graph on libtorch. Everything that can be decided once happens at construction:
-// op support check, topological order, pruning to the requested outputs, Conv+BatchNormalization
-// folding, constant folding of subgraphs whose inputs are all constants (shape arithmetic,
-// weight transposes), kernel preparation and the "last use" of every value so that
-// intermediate tensors are freed as early as possible. run() is const and may be called from
-// several threads at once.
+// op support check, Conv+BatchNormalization folding, fusion of exported GELU chains (into Gelu)
+// and of MatMul + bias (into one GEMM), topological order (cycles are errors), pruning to the
+// requested outputs, constant folding of subgraphs whose inputs are constants, static shape
+// inference that folds shape arithmetic even with a dynamic batch (Shape -> Gather -> Concat ->
+// Reshape becomes a constant Reshape target), kernel preparation (weights laid out once, e.g.
+// channels-last convolution weights) and the last reader of every value, so intermediate
+// tensors are freed as early as possible. run() is const and may be called from several
+// threads at once. It runs under c10::InferenceMode; its outputs are inference tensors
+// (read them freely; do not modify them in place outside InferenceMode).
 
 #include "runtime/graph.h"
 #include "runtime/ops.h"
@@ -36,12 +40,15 @@ class executor {
   [[nodiscard]] const std::map<std::string, int>& op_histogram() const noexcept { return histogram_; }
   /// @brief Number of nodes that remain to run per call after folding and pruning.
   [[nodiscard]] std::size_t step_count() const noexcept { return steps_.size(); }
+  /// @brief Kernel count per op type of what runs per call (after folding and pruning).
+  [[nodiscard]] std::map<std::string, int> run_histogram() const;
   [[nodiscard]] std::int64_t opset() const noexcept { return opset_; }
 
  private:
   struct step {
     kernel fn;
     std::string label;             // "name (OpType)" for error messages
+    std::string op_type;
     std::vector<int> inputs;       // slot per node input, -1 when omitted
     std::vector<int> outputs;      // slot per node output, -1 when unused
     std::vector<int> release;      // slots whose last reader is this step

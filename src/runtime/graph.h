@@ -35,6 +35,9 @@ struct value_info {
   at::ScalarType dtype = at::kFloat;
   std::vector<std::int64_t> shape;
   bool rank_known = true;  ///< false when the format does not declare a shape (shape is then empty)
+  /// Optional names of dynamic dimensions (ONNX dim_param); equal names denote equal sizes
+  /// across inputs, which the executor enforces. Empty, or one entry per dimension ("" = unnamed).
+  std::vector<std::string> dim_names;
 };
 
 struct graph {

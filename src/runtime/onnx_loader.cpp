@@ -205,7 +205,14 @@ value_info value_from_proto(const onnx::ValueInfoProto& v, bool upcast_fp16) {
     info.rank_known = false;
     return info;
   }
-  for (const auto& d : tt.shape().dim()) info.shape.push_back(d.has_dim_value() ? d.dim_value() : -1);
+  bool named = false;
+  for (const auto& d : tt.shape().dim()) {
+    const bool known = d.has_dim_value() && d.dim_value() >= 0;
+    info.shape.push_back(known ? d.dim_value() : -1);
+    info.dim_names.push_back(!known && d.has_dim_param() ? d.dim_param() : "");
+    named = named || !info.dim_names.back().empty();
+  }
+  if (!named) info.dim_names.clear();
   return info;
 }
 
@@ -247,7 +254,9 @@ graph graph_from_model(const onnx::ModelProto& model, const fs::path& base_dir, 
     }
   }
   if (!found_opset) fail(errc::bad_parameter, "the ONNX model imports no default-domain opset");
-  if (g.opset > 18) fail(errc::bad_parameter, "ONNX opset {} is newer than this runtime supports (up to 18)", g.opset);
+  // Opsets 19-21 changed little among the supported ops (new Cast types, AveragePool
+  // dilations, Resize modes), and those variants are rejected by the kernels themselves.
+  if (g.opset > 21) fail(errc::bad_parameter, "ONNX opset {} is newer than this runtime supports (up to 21)", g.opset);
   if (g.opset < 11 || g.opset > 17) spdlog::debug("onnx: opset {} is outside the tested range 11-17", g.opset);
 
   const auto& gp = model.graph();

@@ -17,6 +17,15 @@ const kernel_registry& kernels() {
   return registry;
 }
 
+const kernel_registry& fused_kernels() {
+  static const kernel_registry registry = [] {
+    kernel_registry r;
+    register_fused_ops(r);
+    return r;
+  }();
+  return registry;
+}
+
 std::vector<std::string> supported_ops() {
   std::vector<std::string> names;
   for (const auto& [name, builder] : kernels()) names.push_back(name);

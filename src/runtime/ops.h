@@ -45,6 +45,12 @@ using kernel_registry = std::map<std::string, kernel_builder, std::less<>>;
 const kernel_registry& kernels();
 /// @brief Sorted names of every supported op type.
 std::vector<std::string> supported_ops();
+/// Domain of the executor's own fused operators (never accepted from model files).
+inline constexpr std::string_view fused_domain = "acg2vec.fused";
+/// @brief Kernels for operators that only the executor's graph rewrites create:
+/// MatMulAdd(A, B, bias) = MatMul(A, B) + bias with a constant 2-D B and 1-D bias.
+const kernel_registry& fused_kernels();
+void register_fused_ops(kernel_registry& r);
 
 // Registration hooks, one per ops_*.cpp file.
 void register_math_ops(kernel_registry& r);

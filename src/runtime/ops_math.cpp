@@ -2,6 +2,10 @@
 #include "core/error.h"
 #include "runtime/ops.h"
 
+#include <ATen/ExpandUtils.h>
+#include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -379,13 +383,72 @@ void register_reductions(kernel_registry& r) {
   };
 }
 
+// BLAS runs single-threaded under torch's OpenMP pool (threads.cpp), and at::mm / at::bmm call
+// it from the calling thread only; large products are therefore split over the pool here, by
+// rows for one matrix and by batch entries for batched products.
+bool worth_splitting(const at::Tensor& a, const at::Tensor& b, std::int64_t work) {
+  return at::get_num_threads() > 1 && !at::in_parallel_region() && a.scalar_type() == at::kFloat &&
+         b.scalar_type() == at::kFloat && work >= (std::int64_t{1} << 18);
+}
+
+at::Tensor mm_parallel(const at::Tensor& a, const at::Tensor& b) {
+  const std::int64_t m = a.size(0), n = b.size(1);
+  if (a.size(1) != b.size(0) || m < 32 || !worth_splitting(a, b, m * n * a.size(1))) return at::mm(a, b);
+  at::Tensor out = at::empty({m, n}, a.options());
+  const at::Tensor ac = a.contiguous();
+  const std::int64_t threads = at::get_num_threads();
+  const std::int64_t grain = (m + threads - 1) / threads;
+  at::parallel_for(0, m, grain, [&](std::int64_t begin, std::int64_t end) {
+    c10::InferenceMode guard;
+    at::Tensor rows = out.narrow(0, begin, end - begin);
+    at::mm_out(rows, ac.narrow(0, begin, end - begin), b);
+  });
+  return out;
+}
+
+at::Tensor onnx_matmul(const at::Tensor& a, const at::Tensor& b) {
+  if (a.dim() >= 2 && b.dim() == 2) {
+    std::vector<std::int64_t> shape(a.sizes().begin(), a.sizes().end() - 1);
+    shape.push_back(b.size(1));
+    return mm_parallel(a.reshape({-1, a.size(-1)}), b).view(shape);
+  }
+  if (a.dim() >= 3 && b.dim() >= 3) {
+    const std::vector<std::int64_t> batch = at::infer_size(a.sizes().slice(0, a.dim() - 2), b.sizes().slice(0, b.dim() - 2));
+    std::int64_t count = 1;
+    for (auto d : batch) count *= d;
+    const std::int64_t m = a.size(-2), k = a.size(-1), n = b.size(-1);
+    if (b.size(-2) == k && count >= at::get_num_threads() && worth_splitting(a, b, count * m * n * k)) {
+      auto expanded = [&](const at::Tensor& t, std::int64_t rows, std::int64_t cols) {
+        std::vector<std::int64_t> full = batch;
+        full.push_back(rows);
+        full.push_back(cols);
+        return t.expand(full).reshape({count, rows, cols});
+      };
+      const at::Tensor a3 = expanded(a, m, k), b3 = expanded(b, k, n);
+      at::Tensor out = at::empty({count, m, n}, a.options());
+      at::parallel_for(0, count, 1, [&](std::int64_t begin, std::int64_t end) {
+        c10::InferenceMode guard;
+        for (std::int64_t i = begin; i < end; ++i) {
+          at::Tensor o = out.select(0, i);
+          at::mm_out(o, a3.select(0, i), b3.select(0, i));
+        }
+      });
+      std::vector<std::int64_t> shape = batch;
+      shape.push_back(m);
+      shape.push_back(n);
+      return out.view(shape);
+    }
+  }
+  return at::matmul(a, b);
+}
+
 void register_linear_algebra(kernel_registry& r) {
   r["MatMul"] = [](const build_context& ctx) -> kernel {
     if (const at::Tensor* w = ctx.constant(1); w && w->dim() == 2) {
       at::Tensor b = w->contiguous();
-      return [b](const tensor_list& in) { return tensor_list{at::matmul(need(in, 0, "MatMul"), b)}; };
+      return [b](const tensor_list& in) { return tensor_list{onnx_matmul(need(in, 0, "MatMul"), b)}; };
     }
-    return [](const tensor_list& in) { return tensor_list{at::matmul(need(in, 0, "MatMul"), need(in, 1, "MatMul"))}; };
+    return [](const tensor_list& in) { return tensor_list{onnx_matmul(need(in, 0, "MatMul"), need(in, 1, "MatMul"))}; };
   };
 
   r["Gemm"] = [](const build_context& ctx) -> kernel {
@@ -403,9 +466,10 @@ void register_linear_algebra(kernel_registry& r) {
       at::Tensor b = packed_b.defined() ? packed_b : (trans_b ? need(in, 1, "Gemm").t() : need(in, 1, "Gemm"));
       if (a.dim() != 2 || b.dim() != 2) fail(errc::bad_parameter, "Gemm: A and B must be 2-D");
       if (trans_a) a = a.t();
-      if (present(in, 2) && beta != 0.0) return tensor_list{at::addmm(in[2], a, b, beta, alpha)};
-      at::Tensor y = at::mm(a, b);
-      return tensor_list{alpha == 1.0 ? y : y * alpha};
+      at::Tensor y = mm_parallel(a, b);
+      if (alpha != 1.0) y.mul_(alpha);
+      if (present(in, 2) && beta != 0.0) y.add_(in[2], beta);
+      return tensor_list{y};
     };
   };
 
@@ -422,6 +486,31 @@ void register_linear_algebra(kernel_registry& r) {
 }
 
 }  // namespace
+
+void register_fused_ops(kernel_registry& r) {
+  r["MatMulAdd"] = [](const build_context& ctx) -> kernel {
+    const at::Tensor* w = ctx.constant(1);
+    const at::Tensor* bias = ctx.constant(2);
+    if (!w || !bias || w->dim() != 2 || bias->dim() != 1 || bias->size(0) != w->size(1))
+      fail(errc::internal, "node '{}' (MatMulAdd): needs a constant 2-D weight and matching bias", ctx.n.name);
+    const at::Tensor b = w->contiguous(), c = bias->contiguous();
+    return [b, c](const tensor_list& in) {
+      const at::Tensor& a = need(in, 0, "MatMul");
+      if (a.dim() < 2) return tensor_list{at::matmul(a, b) + c};
+      std::vector<std::int64_t> shape(a.sizes().begin(), a.sizes().end() - 1);
+      shape.push_back(b.size(1));
+      const at::Tensor a2 = a.reshape({-1, a.size(-1)});
+      at::Tensor y;
+      if (worth_splitting(a2, b, a2.size(0) * b.size(0) * b.size(1))) {
+        y = mm_parallel(a2, b);
+        y.add_(c);
+      } else {
+        y = at::addmm(c, a2, b);  // the bias rides in the GEMM's accumulator
+      }
+      return tensor_list{y.view(shape)};
+    };
+  };
+}
 
 void register_math_ops(kernel_registry& r) {
   register_elementwise(r);

@@ -361,6 +361,13 @@ void register_indexing_ops(kernel_registry& r) {
       const at::Tensor& x = need(in, 0, "Gather");
       const at::Tensor& idx = need(in, 1, "Gather");
       const std::int64_t a = normalize_axis(axis, x.dim(), "Gather");
+      if (idx.dim() == 0) {
+        // One index (e.g. q, k, v = qkv[0], qkv[1], qkv[2]): a view instead of a copy.
+        std::int64_t i = idx.item<std::int64_t>();
+        if (i < -x.size(a) || i >= x.size(a))
+          fail(errc::bad_parameter, "Gather: index {} out of range for axis size {}", i, x.size(a));
+        return tensor_list{x.select(a, i < 0 ? i + x.size(a) : i)};
+      }
       at::Tensor flat = wrap_indices(idx, x.size(a)).reshape({-1});
       at::Tensor y = x.index_select(a, flat);
       std::vector<std::int64_t> shape(x.sizes().begin(), x.sizes().begin() + a);

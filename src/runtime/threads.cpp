@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <thread>
 
 namespace acg2vec::runtime {
@@ -19,14 +20,23 @@ void configure_threads(int intra_op) {
   // loaded, hence the call through dlsym rather than an environment variable; a BLAS that is
   // not OpenBLAS simply lacks the symbol.
   using set_threads_fn = void (*)(int);
-  if (auto f = reinterpret_cast<set_threads_fn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(1);
+  auto set_blas_threads = reinterpret_cast<set_threads_fn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  if (set_blas_threads) set_blas_threads(1);
+  // libgomp's idle threads spin by default. On a loaded or shared 2-core machine that is
+  // ruinous: ResNet-50 (224 px, batch 1, 2 threads) took 500 ms/run with the default policy
+  // and 91 ms/run with OMP_WAIT_POLICY=PASSIVE (1 thread: 91 ms) in the same minute. libgomp
+  // reads the policy when it is loaded, so it must be set in the environment that starts the
+  // process; say so when it is not.
+  if (!std::getenv("OMP_WAIT_POLICY") && !std::getenv("GOMP_SPINCOUNT"))
+    spdlog::info("runtime: OMP_WAIT_POLICY is not set; PASSIVE avoids spinning threads on shared cores");
   at::set_num_threads(threads);
   try {
     at::set_num_interop_threads(1);
   } catch (const std::exception&) {
     // Only settable before the first inter-op task; a second call keeps the first setting.
   }
-  spdlog::info("runtime: {} intra-op threads", threads);
+  spdlog::info("runtime: {} intra-op threads{}", threads,
+               set_blas_threads ? ", OpenBLAS single-threaded" : " (BLAS is not OpenBLAS)");
 }
 
 }  // namespace acg2vec::runtime

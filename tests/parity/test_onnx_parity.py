@@ -48,7 +48,7 @@ def main():
             f.write(key)
 
     env = dict(os.environ, ACG2VEC_ONNX_PARITY_DIR=work)
-    proc = subprocess.run([test_bin, "--gtest_filter=RuntimeParity.*"], env=env, stdout=subprocess.PIPE,
+    proc = subprocess.run([test_bin, "--gtest_also_run_disabled_tests", "--gtest_filter=RuntimeParity.*"], env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
     print(proc.stdout)
     if proc.returncode != 0:

@@ -18,7 +18,7 @@ TEST(RuntimeBench, DISABLED_OnnxFile) {
   if (!file) GTEST_SKIP() << "set ACG2VEC_BENCH_ONNX";
   const int batch = std::getenv("ACG2VEC_BENCH_BATCH") ? std::atoi(std::getenv("ACG2VEC_BENCH_BATCH")) : 1;
   const int runs = std::getenv("ACG2VEC_BENCH_RUNS") ? std::atoi(std::getenv("ACG2VEC_BENCH_RUNS")) : 10;
-  runtime::configure_threads(0);
+  runtime::configure_threads(std::getenv("ACG2VEC_BENCH_THREADS") ? std::atoi(std::getenv("ACG2VEC_BENCH_THREADS")) : 0);
   auto t0 = std::chrono::steady_clock::now();
   runtime::executor ex(runtime::load_onnx(file));
   auto t1 = std::chrono::steady_clock::now();

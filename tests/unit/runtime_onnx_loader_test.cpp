@@ -10,6 +10,7 @@
 #include <onnx/onnx_pb.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <iterator>
@@ -130,6 +131,33 @@ TEST(RuntimeOnnxLoader, TruncatedFileIsALoadError) {
   { std::ofstream(dir / "model.onnx", std::ios::binary) << bytes.substr(0, bytes.size() / 3); }
   EXPECT_THROW(runtime::load_onnx(dir / "model.onnx"), error);
   EXPECT_THROW(runtime::load_onnx(dir / "does_not_exist.onnx"), error);
+}
+
+TEST(RuntimeOnnxLoader, CorruptedBytesFailCleanly) {
+  // Deterministic byte corruption of a valid file: every outcome is a clean load, a clean run or
+  // an acg2vec::error; anything else (other exceptions, sanitizer reports) fails.
+  const std::string good = bytes_of(conv_model());
+  std::uint64_t state = 0x9e3779b97f4a7c15ull;
+  auto next = [&] {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+  };
+  int errors = 0;
+  for (int trial = 0; trial < 300; ++trial) {
+    std::string bytes = good;
+    const int flips = 1 + static_cast<int>(next() % 4);
+    for (int f = 0; f < flips; ++f) bytes[next() % bytes.size()] = static_cast<char>(next() & 0xff);
+    try {
+      runtime::executor ex(runtime::load_onnx_bytes(bytes));
+      if (ex.inputs().size() == 1 && ex.inputs()[0].dtype == at::kFloat)
+        (void)ex.run(std::vector<at::Tensor>{at::randn({1, 2, 5, 5})});
+    } catch (const error&) {
+      ++errors;
+    }
+  }
+  EXPECT_GT(errors, 0);
 }
 
 TEST(RuntimeOnnxLoader, MissingInitializerIsALoadError) {
@@ -365,6 +393,81 @@ TEST(RuntimeExecutor, ShapeArithmeticOnConstantsIsFoldedAtLoad) {
   EXPECT_EQ(ex.step_count(), 1u);
   at::Tensor x = at::randn({6, 4});
   EXPECT_TRUE(at::equal(ex.run(std::vector<at::Tensor>{x})[0], x.reshape({3, 8})));
+}
+
+TEST(RuntimeExecutor, BatchDependentShapeChainsBecomeStaticReshapes) {
+  // Y = Reshape(X, Concat(Unsqueeze(Gather(Shape(X), 0)), [24])) with a dynamic batch: the
+  // chain folds to Reshape(X, [0, 24]) so that one kernel runs per call.
+  onnx::ModelProto m;
+  m.add_opset_import()->set_version(13);
+  auto* g = m.mutable_graph();
+  add_value(g->add_input(), "X", {-1, 4, 6});
+  add_value(g->add_output(), "Y", {-1, 24});
+  auto int_init = [&](const std::string& name, std::vector<std::int64_t> v, bool scalar) {
+    auto* t = g->add_initializer();
+    t->set_name(name);
+    t->set_data_type(onnx::TensorProto::INT64);
+    if (!scalar) t->add_dims(static_cast<std::int64_t>(v.size()));
+    for (auto x : v) t->add_int64_data(x);
+  };
+  int_init("zero", {0}, true);
+  int_init("axes", {0}, false);
+  int_init("rest", {24}, false);
+  add_node(g, "Shape", {"X"}, {"s"});
+  add_node(g, "Gather", {"s", "zero"}, {"b"});
+  add_node(g, "Unsqueeze", {"b", "axes"}, {"b1"});
+  auto* cat = add_node(g, "Concat", {"b1", "rest"}, {"shape"});
+  auto* axis = cat->add_attribute();
+  axis->set_name("axis");
+  axis->set_type(onnx::AttributeProto::INT);
+  axis->set_i(0);
+  add_node(g, "Reshape", {"X", "shape"}, {"Y"});
+  runtime::executor ex(load(m));
+  EXPECT_EQ(ex.step_count(), 1u);
+  for (std::int64_t batch : {1, 3}) {
+    at::Tensor x = at::randn({batch, 4, 6});
+    EXPECT_TRUE(at::equal(ex.run(std::vector<at::Tensor>{x})[0], x.reshape({batch, 24})));
+  }
+}
+
+TEST(RuntimeExecutor, NamedDynamicDimensionsMustAgree) {
+  onnx::ModelProto m;
+  m.add_opset_import()->set_version(13);
+  auto* g = m.mutable_graph();
+  add_value(g->add_input(), "A", {-1, 3});  // both dims named "batch" by add_value
+  add_value(g->add_input(), "B", {-1, 3});
+  add_value(g->add_output(), "Y", {-1, 3});
+  add_node(g, "Add", {"A", "B"}, {"Y"});
+  runtime::executor ex(load(m));
+  EXPECT_NO_THROW(ex.run(std::vector<at::Tensor>{at::ones({2, 3}), at::ones({2, 3})}));
+  EXPECT_THROW(ex.run(std::vector<at::Tensor>{at::ones({2, 3}), at::ones({1, 3})}), error);
+}
+
+TEST(RuntimeExecutor, GeluMatchesItsDefinition) {
+  // Gelu (opset 20) has no case in libonnx-testdata 1.12; check it against the ONNX definition
+  // evaluated element-wise in double precision with the C library.
+  for (const std::string approximate : {"none", "tanh"}) {
+    onnx::ModelProto m;
+    m.add_opset_import()->set_version(20);
+    auto* g = m.mutable_graph();
+    add_value(g->add_input(), "X", {-1});
+    add_value(g->add_output(), "Y", {-1});
+    auto* n = add_node(g, "Gelu", {"X"}, {"Y"});
+    auto* a = n->add_attribute();
+    a->set_name("approximate");
+    a->set_type(onnx::AttributeProto::STRING);
+    a->set_s(approximate);
+    runtime::executor ex(load(m));
+    at::Tensor x = at::linspace(-6, 6, 241);
+    at::Tensor y = ex.run(std::vector<at::Tensor>{x})[0];
+    for (std::int64_t i = 0; i < x.numel(); ++i) {
+      const double v = x[i].item<double>();
+      const double expected = approximate == "none"
+                                  ? 0.5 * v * (1 + std::erf(v / std::sqrt(2.0)))
+                                  : 0.5 * v * (1 + std::tanh(std::sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v)));
+      EXPECT_NEAR(y[i].item<double>(), expected, 1e-6 + 1e-5 * std::abs(expected)) << approximate << " at " << v;
+    }
+  }
 }
 
 TEST(RuntimeExecutor, ConcurrentRunsAgreeWithSequentialRuns) {
