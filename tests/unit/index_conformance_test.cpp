@@ -22,6 +22,8 @@
 #include "index/brute_index.h"
 #include "index/faiss_index.h"
 #include "index/milvus_index.h"
+#include "index/vector_spaces.h"
+#include "store/sqlite_store.h"
 
 namespace acg2vec::index {
 namespace {
@@ -362,6 +364,51 @@ TEST(MilvusIndex, ParsesAddresses) {
   for (const char* bad : {"http://h:1", "milvus://:1", "milvus://h:x", "milvus://h:1?what=1"})
     EXPECT_EQ(code_of([&] { (void)parse_milvus_uri(bad); }), errc::bad_parameter) << bad;
   EXPECT_EQ(milvus_quote("a\"b\\c"), "\"a\\\"b\\\\c\"");
+}
+
+// vector_spaces with every space on Milvus (what --index milvus://... does): the collection is
+// filled from the store when its size disagrees, kept in step by add/remove, and left alone
+// when it already matches.
+TEST(VectorSpacesOnMilvus, FollowsTheStoreAndRefillsWhenOutOfStep) {
+  const fs::path dir = fs::path(ACG2VEC_TEST_WORK) / "spaces-milvus";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  store::sqlite_store db(dir / "items.db");
+  for (int n = 0; n < 5; ++n) {
+    store::item it;
+    it.id = "s" + std::to_string(n);
+    it.vectors["sig"] = {1.0f, static_cast<float>(n), 0.5f};
+    db.insert(it);
+  }
+  const auto options = double_options("spaces_");
+  const remote_index_factory factory = [&](const space_config& c) -> std::unique_ptr<vector_index> {
+    return std::make_unique<milvus_index>(options, c.name, c.dim, c.space_metric);
+  };
+  milvus_index(options, "sig", 3, metric::inner_product).drop();
+  const space_config config{"sig", 3, metric::inner_product, {}};
+  {
+    vector_spaces spaces(dir, db, factory, {config});
+    EXPECT_EQ(spaces.size("sig"), 5u);  // filled from the store
+    spaces.remove("sig", "s1");
+    spaces.add("sig", "s9", std::vector<float>{0.0f, 1.0f, 0.0f});
+    EXPECT_EQ(spaces.search("sig", std::vector<float>{0.0f, 1.0f, 0.0f}, 1).at(0).id, "s9");
+    spaces.save_all(db.generation());
+  }
+  EXPECT_FALSE(fs::exists(dir / "index" / "sig.faiss")) << "nothing is saved locally for a remote space";
+  // 5 rows in Milvus and 5 vectors in the store: the counts agree, so the collection is kept as is
+  // (s9 stays, s1 stays removed).
+  {
+    vector_spaces spaces(dir, db, factory, {config});
+    milvus_index check(options, "sig", 3, metric::inner_product);
+    EXPECT_TRUE(check.contains("s9"));
+    EXPECT_FALSE(check.contains("s1"));
+  }
+  // An emptied collection is refilled from the store.
+  milvus_index(options, "sig", 3, metric::inner_product).drop();
+  vector_spaces spaces(dir, db, factory, {config});
+  EXPECT_EQ(spaces.size("sig"), 5u);
+  EXPECT_TRUE(spaces.contains("sig", "s1"));
+  EXPECT_FALSE(spaces.contains("sig", "s9"));
 }
 
 }  // namespace
