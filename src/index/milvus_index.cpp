@@ -77,7 +77,8 @@ class milvus_http {
         last = fmt::format("code {}: {}", code, message);
         continue;
       }
-      if (code == 100) fail(errc::not_found, "milvus: {} failed: {}", url, message);
+      // A collection that vanished under a running service is a backend fault, not a bad request.
+      if (code == 100) fail(errc::unavailable, "milvus at {}:{}: {} failed: {}", options_.host, options_.port, url, message);
       if (code == 1800)
         fail(errc::unavailable, "milvus at {}:{} refused the credentials: {}", options_.host, options_.port, message);
       fail(errc::internal, "milvus: {} failed with code {}: {}", url, code, message);
