@@ -144,6 +144,26 @@ class RedisStoreTest(unittest.TestCase):
             self.assertEqual(status, 200, body)
             self.assertEqual(body["data"]["metadata"], {"colour": [90, 100, 140]})
 
+    def test_cli_ingest_and_search_with_the_store_flag(self):
+        images = os.path.join(self.tmp, "images")
+        os.makedirs(images)
+        colours = [(220, 20, 20), (20, 220, 20), (20, 20, 220)]
+        for n, colour in enumerate(colours):
+            with open(os.path.join(images, f"{n}.png"), "wb") as f:
+                f.write(png(colour))
+        base = [BIN, "--data-dir", os.path.join(self.tmp, "data"), "--models-dir", os.path.join(self.tmp, "models"),
+                "--store", self.redis.uri]
+        r = subprocess.run(base + ["ingest", images], capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("3 items", r.stdout + r.stderr)
+        r = subprocess.run(base + ["search", "--image", os.path.join(images, "1.png"), "-k", "3", "--json"],
+                           capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        hits = json.loads(r.stdout)["hits"]
+        self.assertEqual(len(hits), 3)
+        self.assertEqual(hits[0]["id"], "1.png")  # the query image itself comes first
+        self.assertAlmostEqual(hits[0]["score"], 1.0, delta=1e-5)
+
 
 if __name__ == "__main__":
     unittest.main()
