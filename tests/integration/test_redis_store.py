@@ -4,6 +4,7 @@ restarted, and no acknowledged write is lost. Also `acg2vec migrate` from SQLite
 import io
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -147,21 +148,26 @@ class RedisStoreTest(unittest.TestCase):
     def test_cli_ingest_and_search_with_the_store_flag(self):
         images = os.path.join(self.tmp, "images")
         os.makedirs(images)
-        colours = [(220, 20, 20), (20, 220, 20), (20, 20, 220)]
-        for n, colour in enumerate(colours):
-            with open(os.path.join(images, f"{n}.png"), "wb") as f:
-                f.write(png(colour))
+        for n in range(3):
+            rng = random.Random(n)
+            img = Image.new("RGB", (40, 30))
+            img.putdata([(rng.randrange(256),) * 3 for _ in range(40 * 30)])
+            img.save(os.path.join(images, f"{n}.png"))
         base = [BIN, "--data-dir", os.path.join(self.tmp, "data"), "--models-dir", os.path.join(self.tmp, "models"),
                 "--store", self.redis.uri]
         r = subprocess.run(base + ["ingest", images], capture_output=True, text=True, timeout=300)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("3 items", r.stdout + r.stderr)
+        # The items are in Redis (key layout: docs/scale-out.md).
+        count = subprocess.run(["/usr/bin/redis-cli", "-p", str(self.redis.port), "ZCARD", "acg2vec:{acg2vec}:order"],
+                               capture_output=True, text=True, timeout=30).stdout.strip()
+        self.assertEqual(count, "3")
         r = subprocess.run(base + ["search", "--image", os.path.join(images, "1.png"), "-k", "3", "--json"],
                            capture_output=True, text=True, timeout=300)
         self.assertEqual(r.returncode, 0, r.stderr)
         hits = json.loads(r.stdout)["hits"]
-        self.assertEqual(len(hits), 3)
         self.assertEqual(hits[0]["id"], "1.png")  # the query image itself comes first
+        self.assertTrue({h["id"] for h in hits} <= {"0.png", "1.png", "2.png"}, hits)
         self.assertAlmostEqual(hits[0]["score"], 1.0, delta=1e-5)
 
 
