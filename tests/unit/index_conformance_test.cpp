@@ -47,7 +47,8 @@ class milvus_double_process {
     const fs::path script = fs::path(ACG2VEC_TEST_DATA) / ".." / "milvus_double" / "milvus_double.py";
     const fs::path dir = fs::path(ACG2VEC_TEST_WORK) / "milvus_double";
     fs::create_directories(dir);
-    const fs::path port_file = dir / ("port" + token);
+    // Per process: ctest runs test cases as parallel processes, each with its own double.
+    const fs::path port_file = dir / ("port-" + std::to_string(::getpid()) + token);
     fs::remove(port_file);
     pid_ = ::fork();
     if (pid_ == 0) {

@@ -89,7 +89,9 @@ inline bool answers(int port) {
 /// One redis-server with AOF (appendfsync always: every acknowledged write is on disk).
 class redis_server {
  public:
-  redis_server(std::filesystem::path dir, bool cluster = false) : dir_(std::move(dir)), cluster_(cluster) {
+  /// dir gets a per-process subdirectory: ctest runs test cases as parallel processes.
+  redis_server(const std::filesystem::path& dir, bool cluster = false)
+      : dir_(dir / ("pid" + std::to_string(::getpid()))), cluster_(cluster) {
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
     port_ = cluster_ ? free_cluster_port() : free_port();
@@ -144,7 +146,16 @@ class redis_cluster {
     args.push_back("--cluster-yes");
     const pid_t pid = spawn(args);
     int status = 0;
-    ::waitpid(pid, &status, 0);
+    // redis-cli waits for the nodes to agree with no limit of its own.
+    const auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (::waitpid(pid, &status, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() > limit) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, &status, 0);
+        throw std::runtime_error("redis-cli --cluster create did not finish in 60 s");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) throw std::runtime_error("redis-cli --cluster create failed");
     // Wait until every node reports the cluster as ok.
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
