@@ -432,8 +432,6 @@ std::string order_member(std::int64_t created, std::int64_t seq, std::string_vie
 }
 constexpr std::size_t order_prefix = 32;
 
-std::string float_text(float f) { return nlohmann::json(static_cast<double>(f)).dump(); }
-
 // What a write needs to know about the stored version of an item.
 struct old_state {
   bool exists = false;
