@@ -33,7 +33,7 @@ APT_PACKAGES=(
   # services and tools used by tests
   libssl-dev redis-server sqlite3 curl
   # independent references for parity tests (Debian's /usr/bin/python3)
-  python3 python3-torch python3-onnx python3-pil python3-numpy python3-h5py libonnx-testdata
+  python3 python3-torch python3-onnx python3-pil python3-numpy python3-h5py python3-yaml libonnx-testdata
   # headless browser for the web page's tests (tests/web)
   chromium
 )

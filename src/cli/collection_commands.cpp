@@ -11,9 +11,9 @@
 #include "core/progress.h"
 #include "core/thread_pool.h"
 #include "image/decode.h"
-#include "index/vector_spaces.h"
+#include "index/open_index.h"
 #include "search/service.h"
-#include "store/sqlite_store.h"
+#include "store/open_store.h"
 
 namespace acg2vec::cli {
 
@@ -24,14 +24,14 @@ using json = nlohmann::json;
 /// The embedded collection in --data-dir with every installed model loaded.
 struct collection {
   explicit collection(const global_options& global)
-      : store(global.data_dir / "acg2vec.db"),
-        spaces(global.data_dir, store),
+      : store(acg2vec::store::open_store(global.store, global.data_dir)),
+        spaces(global.data_dir, *store, index::index_factory(global.index)),
         models(global.models_dir),
-        service(global.data_dir, store, spaces, models) {
+        service(global.data_dir, *store, spaces, models) {
     models.load_all();
     service.define_spaces();
   }
-  store::sqlite_store store;
+  std::unique_ptr<store::item_store> store;
   index::vector_spaces spaces;
   model_registry models;
   search_service service;
@@ -119,7 +119,7 @@ void add_collection_commands(CLI::App& app, global_options& global) {
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       fmt::print("ingested {} new, {} already stored, {} duplicates, {} not images, {} failed; {} items in {:.1f}s\n",
                  stored.load(), existing.load(), duplicates.load(), non_images.load(), failed.load(),
-                 c.store.count(), secs);
+                 c.store->count(), secs);
       if (failed > 0 && stored == 0 && existing == 0) fail(errc::unsupported_media, "no file could be ingested");
     });
   }

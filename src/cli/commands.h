@@ -14,6 +14,10 @@ struct global_options {
   std::string log_level = "info";
   std::filesystem::path data_dir = "var/data";
   std::filesystem::path models_dir = "var/models";
+  /// Item store address: "" / sqlite (data_dir/acg2vec.db), sqlite:PATH or redis://...
+  std::string store;
+  /// Vector index: "" / faiss (files in data_dir/index) or milvus://host:port[?token=...]
+  std::string index;
 };
 
 void add_serve_command(CLI::App& app, global_options& global);
@@ -21,6 +25,8 @@ void add_version_command(CLI::App& app);
 void add_caption_command(CLI::App& app);
 void add_model_commands(CLI::App& app, global_options& global);
 void add_collection_commands(CLI::App& app, global_options& global);
+/// @brief `acg2vec migrate --from STORE --to STORE`: copies every item between backends.
+void add_migrate_command(CLI::App& app, global_options& global);
 /// @brief Creates the data directory if needed.
 void prepare_data_dir(const global_options& global);
 /// Subcommands whose module has not landed yet: they explain that and exit non-zero.

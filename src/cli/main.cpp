@@ -41,11 +41,18 @@ int main(int argc, char** argv) {
       ->envname("ACG2VEC_MODELS_DIR")
       ->capture_default_str();
 
+  app.add_option("--store", global.store,
+                 "item store: sqlite (in --data-dir), sqlite:PATH or redis://[[user]:password@]host:port[,host:port][/db]")
+      ->envname("ACG2VEC_STORE");
+  app.add_option("--index", global.index, "vector index: faiss (in --data-dir) or milvus://host:port[?token=...]")
+      ->envname("ACG2VEC_INDEX");
+
   cli::add_serve_command(app, global);
   cli::add_version_command(app);
   cli::add_caption_command(app);
   cli::add_model_commands(app, global);
   cli::add_collection_commands(app, global);
+  cli::add_migrate_command(app, global);
   cli::add_pending_commands(app);
 
   app.parse_complete_callback([&global] { acg2vec::init_logging(global.log_level); });

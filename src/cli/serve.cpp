@@ -9,10 +9,10 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
-#include "index/vector_spaces.h"
+#include "index/open_index.h"
 #include "models/registry.h"
 #include "search/service.h"
-#include "store/sqlite_store.h"
+#include "store/open_store.h"
 #include "runtime/threads.h"
 #include "server/http_server.h"
 #include "server/routes.h"
@@ -130,12 +130,12 @@ void add_serve_command(CLI::App& app, global_options& global) {
 
     http_server server(options);
     std::filesystem::create_directories(global.data_dir);
-    store::sqlite_store store(global.data_dir / "acg2vec.db");
-    index::vector_spaces spaces(global.data_dir, store);
+    auto store = acg2vec::store::open_store(global.store, global.data_dir);
+    index::vector_spaces spaces(global.data_dir, *store, index::index_factory(global.index));
     model_registry registry(global.models_dir, [&server](const std::string& model, std::size_t rows, double s) {
       server.stats().observe_model(model, rows, s);
     });
-    search_service service(global.data_dir, store, spaces, registry);
+    search_service service(global.data_dir, *store, spaces, registry);
     registry.start();
     // Vector spaces depend on which embedding models loaded; they are defined (and rebuilt from
     // the store when stale) once loading is over. Until then /health answers 503.
@@ -164,7 +164,8 @@ void add_serve_command(CLI::App& app, global_options& global) {
     register_search_routes(server, search_route_context{&service, options.max_upload_bytes, *max_pixels});
     register_openapi_route(server);
     signal_waiter signals([&server] { server.stop(); });
-    spdlog::info("data dir {}, models dir {}", global.data_dir.string(), global.models_dir.string());
+    spdlog::info("data dir {}, models dir {}, store {}", global.data_dir.string(), global.models_dir.string(),
+                 global.store.empty() ? "sqlite" : acg2vec::store::redact_store_uri(global.store));
     server.listen([&port_file](int port) {
       if (!port_file->empty()) {
         std::string tmp = *port_file + ".tmp";

@@ -16,6 +16,27 @@ vector_spaces::vector_spaces(std::filesystem::path data_dir, const store::item_s
   for (const auto& config : spaces) define(config);
 }
 
+vector_spaces::vector_spaces(std::filesystem::path data_dir, const store::item_store& store,
+                             remote_index_factory remote, const std::vector<space_config>& spaces)
+    : dir_(std::move(data_dir) / "index"), store_(store), remote_(std::move(remote)) {
+  for (const auto& config : spaces) define(config);
+}
+
+void vector_spaces::refill_remote(const space_config& config, vector_index& index) const {
+  const auto started = std::chrono::steady_clock::now();
+  std::size_t n = 0;
+  store_.for_each_vector(config.name, [&](const std::string& id, std::span<const float> v) {
+    try {
+      index.add(id, v);
+      ++n;
+    } catch (const error& e) {
+      if (e.code() != errc::bad_parameter) throw;  // unusable stored vectors are skipped, as for FAISS
+    }
+  });
+  spdlog::info("vector space {}: refilled the remote index with {} vectors from the store in {:.2f} s",
+               config.name, n, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+}
+
 std::filesystem::path vector_spaces::file_of(std::string_view space) const {
   store::validate_space_name(space);
   return dir_ / (std::string(space) + ".faiss");
@@ -76,6 +97,23 @@ void vector_spaces::define(const space_config& config) {
     }
   }
 
+  if (remote_) {
+    auto index = remote_(config);
+    const auto counts = store_.vector_counts();
+    const auto stored = counts.count(config.name) != 0 ? counts.at(config.name).count : 0;
+    if (index->size() != stored) {
+      spdlog::info("vector space {}: remote index holds {} vectors, the store {}; refilling", config.name,
+                   index->size(), stored);
+      refill_remote(config, *index);
+    }
+    auto s = std::make_unique<slot>();
+    s->config = config;
+    s->index = std::move(index);
+    std::unique_lock lock(spaces_mutex_);
+    spaces_.try_emplace(config.name, std::move(s));
+    return;
+  }
+
   auto options = config.options;
   options.name = config.name;
   const auto file = file_of(config.name);
@@ -121,6 +159,7 @@ void vector_spaces::define(const space_config& config) {
 
   auto s = std::make_unique<slot>();
   s->config = config;
+  s->faiss = index.get();
   s->index = std::move(index);
   std::unique_lock lock(spaces_mutex_);
   spaces_.try_emplace(config.name, std::move(s));
@@ -144,8 +183,10 @@ std::vector<space_info> vector_spaces::info() const {
   std::vector<space_info> out;
   for (const auto& [name, s] : spaces_) {
     std::shared_lock slot_lock(s->mutex);
-    out.push_back({name, s->config.dim, s->config.space_metric, s->index->current_kind(), s->index->size(),
-                   s->index->positions()});
+    const auto size = s->index->size();
+    out.push_back({name, s->config.dim, s->config.space_metric,
+                   s->faiss != nullptr ? s->faiss->current_kind() : index_kind::automatic, size,
+                   s->faiss != nullptr ? s->faiss->positions() : size});
   }
   return out;
 }
@@ -205,7 +246,13 @@ void vector_spaces::rebuild(std::string_view space) {
   std::uint64_t generation = 0;
   // Held throughout: an add or remove that arrives during the scan must land on the new index.
   std::unique_lock lock(s.mutex);
-  s.index = rebuild_from_store(s.config, &generation);
+  if (s.faiss == nullptr) {
+    refill_remote(s.config, *s.index);
+    return;
+  }
+  auto index = rebuild_from_store(s.config, &generation);
+  s.faiss = index.get();
+  s.index = std::move(index);
 }
 
 void vector_spaces::save_all(std::uint64_t generation) const {
@@ -213,7 +260,7 @@ void vector_spaces::save_all(std::uint64_t generation) const {
   std::shared_lock lock(spaces_mutex_);
   for (const auto& [name, s] : spaces_) {
     std::shared_lock slot_lock(s->mutex);
-    s->index->save(file_of(name), generation);
+    if (s->faiss != nullptr) s->faiss->save(file_of(name), generation);
   }
 }
 

@@ -8,6 +8,7 @@
 #include "store/item_store.h"
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <shared_mutex>
@@ -33,10 +34,18 @@ struct space_info {
   std::size_t positions = 0;
 };
 
+/// Makes a space's index on an external engine (e.g. Milvus) instead of FAISS. The engine keeps
+/// its own data: nothing is saved under data_dir, and define() refills it from the store only
+/// when its size disagrees with the store.
+using remote_index_factory = std::function<std::unique_ptr<vector_index>(const space_config&)>;
+
 class vector_spaces {
  public:
   /// @brief Opens the spaces listed (see define()). The store must outlive this object.
   vector_spaces(std::filesystem::path data_dir, const store::item_store& store,
+                const std::vector<space_config>& spaces = {});
+  /// @brief Same, with every space on the engine made by `remote` (FAISS when it is empty).
+  vector_spaces(std::filesystem::path data_dir, const store::item_store& store, remote_index_factory remote,
                 const std::vector<space_config>& spaces = {});
   vector_spaces(const vector_spaces&) = delete;
   vector_spaces& operator=(const vector_spaces&) = delete;
@@ -76,14 +85,17 @@ class vector_spaces {
   struct slot {
     space_config config;
     mutable std::shared_mutex mutex;
-    std::unique_ptr<faiss_index> index;
+    std::unique_ptr<vector_index> index;
+    faiss_index* faiss = nullptr;  // index as FAISS, null when remote
   };
 
   slot& find(std::string_view space) const;
   std::unique_ptr<faiss_index> rebuild_from_store(const space_config& config, std::uint64_t* generation) const;
+  void refill_remote(const space_config& config, vector_index& index) const;
 
   std::filesystem::path dir_;
   const store::item_store& store_;
+  remote_index_factory remote_;
   mutable std::shared_mutex spaces_mutex_;  // guards the map, not the indexes
   std::map<std::string, std::unique_ptr<slot>, std::less<>> spaces_;
 };

@@ -1,0 +1,1165 @@
+#include "store/redis_store.h"
+
+#include "core/error.h"
+
+#include <hiredis/hiredis.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <cstring>
+#include <set>
+#include <thread>
+#include <unordered_map>
+
+namespace acg2vec::store {
+namespace {
+
+using command = std::vector<std::string>;
+
+struct reply_deleter {
+  void operator()(redisReply* r) const noexcept {
+    if (r != nullptr) freeReplyObject(r);
+  }
+};
+using reply_ptr = std::unique_ptr<redisReply, reply_deleter>;
+
+// Thrown inside an operation when the cluster moved a slot or a WATCHed key changed: the whole
+// operation is safe to run again (nothing of it was applied).
+struct retry_operation {
+  std::string why;
+};
+
+constexpr int max_attempts = 6;
+constexpr std::size_t chunk = 512;
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string_view text_of(const redisReply* r) {
+  if (r == nullptr || r->str == nullptr) return {};
+  return {r->str, r->len};
+}
+
+bool is_error(const redisReply* r) { return r != nullptr && r->type == REDIS_REPLY_ERROR; }
+bool is_redirect(const redisReply* r) {
+  if (!is_error(r)) return false;
+  const auto t = text_of(r);
+  return t.starts_with("MOVED ") || t.starts_with("ASK ") || t.starts_with("TRYAGAIN");
+}
+
+// Server-side error replies: the ones that mean "not now" become unavailable (HTTP 503).
+[[noreturn]] void raise_reply(const redisReply* r, std::string_view what, std::string_view node) {
+  const std::string t(text_of(r));
+  for (const char* transient : {"LOADING", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "READONLY", "OOM",
+                                "BUSY", "NOAUTH", "WRONGPASS", "NOPERM"}) {
+    if (t.starts_with(transient)) fail(errc::unavailable, "redis at {} refused {}: {}", node, what, t);
+  }
+  fail(errc::internal, "redis at {} failed {}: {}", node, what, t);
+}
+
+std::int64_t to_int(const redisReply* r, std::string_view what) {
+  if (r == nullptr) fail(errc::internal, "redis: no reply for {}", what);
+  if (r->type == REDIS_REPLY_INTEGER) return r->integer;
+  if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) {
+    std::int64_t v = 0;
+    const auto t = text_of(r);
+    if (std::from_chars(t.data(), t.data() + t.size(), v).ec == std::errc()) return v;
+  }
+  if (r->type == REDIS_REPLY_NIL) return 0;
+  fail(errc::internal, "redis: unexpected reply type {} for {}", r->type, what);
+}
+
+std::int64_t parse_int(std::string_view t) {
+  std::int64_t v = 0;
+  if (std::from_chars(t.data(), t.data() + t.size(), v).ec != std::errc())
+    fail(errc::internal, "redis: stored number '{}' is unreadable", t);
+  return v;
+}
+
+// CRC16-CCITT (XMODEM), the checksum Redis Cluster uses for key slots.
+std::uint16_t crc16(std::string_view s) {
+  std::uint16_t crc = 0;
+  for (const unsigned char c : s) {
+    crc = static_cast<std::uint16_t>(crc ^ (c << 8));
+    for (int i = 0; i < 8; ++i)
+      crc = static_cast<std::uint16_t>((crc & 0x8000) != 0 ? (crc << 1) ^ 0x1021 : crc << 1);
+  }
+  return crc;
+}
+
+int key_slot(std::string_view key) {
+  if (const auto open = key.find('{'); open != std::string_view::npos) {
+    const auto close = key.find('}', open + 1);
+    if (close != std::string_view::npos && close != open + 1) key = key.substr(open + 1, close - open - 1);
+  }
+  return crc16(key) & 16383;
+}
+
+// hiredis writes with write(): a write to a connection the server closed raises SIGPIPE, which
+// would end the process. The signal is blocked in this thread for the duration of the I/O and a
+// SIGPIPE raised meanwhile is consumed, leaving the process's signal handling untouched.
+class sigpipe_guard {
+ public:
+  sigpipe_guard() {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    sigset_t pending;
+    sigemptyset(&pending);
+    sigpending(&pending);
+    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
+    pthread_sigmask(SIG_BLOCK, &pipe_, &old_);
+  }
+  ~sigpipe_guard() {
+    if (!was_pending_) {
+      sigset_t pending;
+      sigemptyset(&pending);
+      sigpending(&pending);
+      if (sigismember(&pending, SIGPIPE) == 1) {
+        const timespec zero{0, 0};
+        sigtimedwait(&pipe_, nullptr, &zero);
+      }
+    }
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  sigpipe_guard(const sigpipe_guard&) = delete;
+  sigpipe_guard& operator=(const sigpipe_guard&) = delete;
+
+ private:
+  sigset_t pipe_{};
+  sigset_t old_{};
+  bool was_pending_ = false;
+};
+
+// One connection to one node. Not synchronised (the store serialises calls).
+class node_connection {
+ public:
+  node_connection(std::string host, int port, const redis_options& options)
+      : host_(std::move(host)), port_(port), options_(options), name_(fmt::format("{}:{}", host_, port_)) {}
+  ~node_connection() { drop(); }
+  node_connection(const node_connection&) = delete;
+  node_connection& operator=(const node_connection&) = delete;
+
+  const std::string& name() const noexcept { return name_; }
+
+  /// Sends all commands in one round trip; error replies are returned, I/O failures throw.
+  std::vector<reply_ptr> pipeline(const std::vector<command>& commands) {
+    const sigpipe_guard guard;
+    ensure_connected();
+    for (const auto& c : commands) append(c);
+    std::vector<reply_ptr> replies;
+    replies.reserve(commands.size());
+    for (std::size_t n = 0; n < commands.size(); ++n) {
+      void* raw = nullptr;
+      if (redisGetReply(ctx_, &raw) != REDIS_OK || raw == nullptr) {
+        const std::string why = ctx_->errstr[0] != '\0' ? ctx_->errstr : "no reply";
+        drop();
+        fail(errc::unavailable, "redis at {}: connection lost: {}", name_, why);
+      }
+      replies.emplace_back(static_cast<redisReply*>(raw));
+    }
+    return replies;
+  }
+
+  reply_ptr one(const command& c) { return std::move(pipeline({c}).front()); }
+
+ private:
+  void append(const command& c) {
+    std::vector<const char*> argv;
+    std::vector<std::size_t> lens;
+    argv.reserve(c.size());
+    lens.reserve(c.size());
+    for (const auto& a : c) {
+      argv.push_back(a.data());
+      lens.push_back(a.size());
+    }
+    if (redisAppendCommandArgv(ctx_, static_cast<int>(c.size()), argv.data(), lens.data()) != REDIS_OK) {
+      const std::string why = ctx_->errstr;
+      drop();
+      fail(errc::unavailable, "redis at {}: cannot send a command: {}", name_, why);
+    }
+  }
+
+  static timeval to_timeval(std::chrono::milliseconds ms) {
+    return timeval{static_cast<time_t>(ms.count() / 1000), static_cast<suseconds_t>((ms.count() % 1000) * 1000)};
+  }
+
+  void ensure_connected() {
+    if (ctx_ != nullptr) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_attempt_) {
+      fail(errc::unavailable, "redis at {} is unreachable ({}); next attempt in {} ms", name_, last_error_,
+           std::chrono::duration_cast<std::chrono::milliseconds>(next_attempt_ - now).count());
+    }
+    ctx_ = redisConnectWithTimeout(host_.c_str(), port_, to_timeval(options_.connect_timeout));
+    try {
+      if (ctx_ == nullptr) fail(errc::unavailable, "redis at {}: out of memory while connecting", name_);
+      if (ctx_->err != 0) fail(errc::unavailable, "redis at {} is unreachable: {}", name_, ctx_->errstr);
+      const auto tv = to_timeval(options_.command_timeout);
+      redisSetTimeout(ctx_, tv);
+      redisEnableKeepAlive(ctx_);
+      std::vector<command> hello;
+      if (!options_.password.empty()) {
+        hello.push_back(options_.username.empty() ? command{"AUTH", options_.password}
+                                                  : command{"AUTH", options_.username, options_.password});
+      }
+      if (options_.db != 0) hello.push_back({"SELECT", std::to_string(options_.db)});
+      if (!hello.empty()) {
+        for (const auto& c : hello) append(c);
+        for (std::size_t n = 0; n < hello.size(); ++n) {
+          void* raw = nullptr;
+          if (redisGetReply(ctx_, &raw) != REDIS_OK || raw == nullptr)
+            fail(errc::unavailable, "redis at {}: connection lost during the handshake", name_);
+          reply_ptr r(static_cast<redisReply*>(raw));
+          if (is_error(r.get())) {
+            const auto t = std::string(text_of(r.get()));
+            fail(errc::unavailable, "redis at {} rejected {}: {}", name_, hello[n][0], t);
+          }
+        }
+      }
+    } catch (const error& e) {
+      drop();
+      last_error_ = e.what();
+      backoff_ = std::min(std::max(backoff_ * 2, std::chrono::milliseconds(50)), options_.max_backoff);
+      next_attempt_ = std::chrono::steady_clock::now() + backoff_;
+      throw;
+    }
+    if (backoff_.count() > 0) spdlog::info("redis at {}: connected again", name_);
+    backoff_ = std::chrono::milliseconds(0);
+  }
+
+  void drop() noexcept {
+    if (ctx_ != nullptr) redisFree(ctx_);
+    ctx_ = nullptr;
+  }
+
+  std::string host_;
+  int port_;
+  const redis_options& options_;
+  std::string name_;
+  redisContext* ctx_ = nullptr;
+  std::chrono::milliseconds backoff_{0};
+  std::chrono::steady_clock::time_point next_attempt_{};
+  std::string last_error_;
+};
+
+}  // namespace
+
+// Routes commands to the node that owns a key's slot (one node when not a cluster).
+class redis_cluster_link {
+ public:
+  explicit redis_cluster_link(const redis_options& options) : options_(options) {
+    if (options_.nodes.empty()) fail(errc::bad_parameter, "redis: no server address given");
+    std::string last;
+    for (const auto& [host, port] : options_.nodes) {
+      try {
+        auto& c = connection(host, port);
+        const auto info = c.one({"INFO", "cluster"});
+        if (is_error(info.get())) raise_reply(info.get(), "INFO", c.name());
+        cluster_ = text_of(info.get()).find("cluster_enabled:1") != std::string_view::npos;
+        if (cluster_ && options_.db != 0)
+          fail(errc::bad_parameter, "redis at {} is a cluster: database {} cannot be selected (only 0)",
+               c.name(), options_.db);
+        if (cluster_) refresh_slots();
+        primary_ = &c;
+        spdlog::info("redis store: connected to {} ({})", c.name(), cluster_ ? "cluster" : "standalone");
+        return;
+      } catch (const error& e) {
+        if (e.code() != errc::unavailable) throw;
+        last = e.what();
+      }
+    }
+    fail(errc::unavailable, "{}", last);
+  }
+
+  bool cluster() const noexcept { return cluster_; }
+
+  node_connection& node_for(std::string_view key) {
+    if (!cluster_) return *primary_;
+    if (stale_) refresh_slots();
+    const auto& owner = owners_[static_cast<std::size_t>(key_slot(key))];
+    if (owner.empty()) fail(errc::unavailable, "redis cluster: no node serves the slot of key '{}'", key);
+    return *nodes_.at(owner);
+  }
+
+  /// Runs commands that all touch key's slot; redirections restart the operation.
+  std::vector<reply_ptr> run(std::string_view key, const std::vector<command>& commands) {
+    auto& c = node_for(key);
+    std::vector<reply_ptr> replies;
+    try {
+      replies = c.pipeline(commands);
+    } catch (const error&) {
+      stale_ = cluster_;  // the node may have been replaced: ask the others next time
+      throw;
+    }
+    check_redirects(replies);
+    return replies;
+  }
+
+  /// Runs (key, command) pairs, one pipeline per node; replies come back in the given order.
+  std::vector<reply_ptr> run_many(const std::vector<std::pair<std::string, command>>& commands) {
+    std::vector<reply_ptr> replies(commands.size());
+    std::map<node_connection*, std::vector<std::size_t>> groups;
+    for (std::size_t n = 0; n < commands.size(); ++n) groups[&node_for(commands[n].first)].push_back(n);
+    for (auto& [node, positions] : groups) {
+      std::vector<command> batch;
+      batch.reserve(positions.size());
+      for (const auto p : positions) batch.push_back(commands[p].second);
+      std::vector<reply_ptr> got;
+      try {
+        got = node->pipeline(batch);
+      } catch (const error&) {
+        stale_ = cluster_;
+        throw;
+      }
+      check_redirects(got);
+      for (std::size_t k = 0; k < positions.size(); ++k) replies[positions[k]] = std::move(got[k]);
+    }
+    return replies;
+  }
+
+  /// Every master (for SCAN).
+  std::vector<node_connection*> masters() {
+    if (stale_) refresh_slots();
+    std::vector<node_connection*> out;
+    std::set<std::string> seen;
+    if (!cluster_) return {primary_};
+    for (const auto& o : owners_) {
+      if (!o.empty() && seen.insert(o).second) out.push_back(nodes_.at(o).get());
+    }
+    return out;
+  }
+
+  void refresh_slots() {
+    std::string last = "no node answered";
+    std::vector<node_connection*> candidates;
+    for (auto& [name, c] : nodes_) candidates.push_back(c.get());
+    for (auto* c : candidates) {
+      reply_ptr r;
+      try {
+        r = c->one({"CLUSTER", "SLOTS"});
+      } catch (const error& e) {
+        last = e.what();
+        continue;
+      }
+      if (r->type != REDIS_REPLY_ARRAY) {
+        last = fmt::format("{}: CLUSTER SLOTS failed: {}", c->name(), text_of(r.get()));
+        continue;
+      }
+      std::array<std::string, 16384> owners;
+      for (std::size_t i = 0; i < r->elements; ++i) {
+        const auto* range = r->element[i];
+        if (range->type != REDIS_REPLY_ARRAY || range->elements < 3) continue;
+        const auto first = range->element[0]->integer;
+        const auto last_slot = range->element[1]->integer;
+        const auto* master = range->element[2];
+        if (master->type != REDIS_REPLY_ARRAY || master->elements < 2) continue;
+        std::string host(text_of(master->element[0]));
+        if (host.empty() || host == "?") host = options_.nodes.front().first;
+        const int port = static_cast<int>(master->element[1]->integer);
+        const std::string name = connection(host, port).name();
+        for (auto s = first; s <= last_slot && s < 16384; ++s) owners[static_cast<std::size_t>(s)] = name;
+      }
+      owners_ = std::move(owners);
+      stale_ = false;
+      return;
+    }
+    fail(errc::unavailable, "redis cluster: cannot read the slot map: {}", last);
+  }
+
+ private:
+  node_connection& connection(const std::string& host, int port) {
+    const auto name = fmt::format("{}:{}", host, port);
+    auto it = nodes_.find(name);
+    if (it == nodes_.end()) it = nodes_.emplace(name, std::make_unique<node_connection>(host, port, options_)).first;
+    return *it->second;
+  }
+
+  void check_redirects(const std::vector<reply_ptr>& replies) {
+    for (const auto& r : replies) {
+      if (is_redirect(r.get())) {
+        stale_ = cluster_;
+        throw retry_operation{std::string(text_of(r.get()))};
+      }
+      // Inside MULTI a redirect shows up as a queued error and EXEC aborts.
+      if (r && r->type == REDIS_REPLY_ARRAY) {
+        for (std::size_t i = 0; i < r->elements; ++i) {
+          if (is_redirect(r->element[i])) {
+            stale_ = cluster_;
+            throw retry_operation{std::string(text_of(r->element[i]))};
+          }
+        }
+      }
+    }
+  }
+
+  const redis_options& options_;
+  bool cluster_ = false;
+  bool stale_ = false;
+  node_connection* primary_ = nullptr;  // the node that answered first (the only one when standalone)
+  std::map<std::string, std::unique_ptr<node_connection>> nodes_;
+  std::array<std::string, 16384> owners_;
+};
+
+namespace {
+
+// Ids may contain any character; braces would change the cluster hash tag, so ids with braces
+// (or the escape character) are hex-encoded behind '~'. The mapping stays injective.
+std::string key_tag(std::string_view id) {
+  if (id.find_first_of("{}") == std::string_view::npos && !id.starts_with('~')) return std::string(id);
+  std::string out = "~";
+  static constexpr char digits[] = "0123456789abcdef";
+  for (const unsigned char c : id) {
+    out += digits[c >> 4];
+    out += digits[c & 15];
+  }
+  return out;
+}
+
+std::string hex16(std::uint64_t v) { return fmt::format("{:016x}", v); }
+
+// Members of the order zsets: all scores are 0, so members sort bytewise: created_at (offset to
+// sort negatives first), then the insertion sequence, then the id.
+std::string order_member(std::int64_t created, std::int64_t seq, std::string_view id) {
+  return hex16(static_cast<std::uint64_t>(created) ^ (std::uint64_t{1} << 63)) +
+         hex16(static_cast<std::uint64_t>(seq)) + std::string(id);
+}
+constexpr std::size_t order_prefix = 32;
+
+// What a write needs to know about the stored version of an item.
+struct old_state {
+  bool exists = false;
+  std::int64_t created = 0;
+  std::int64_t seq = 0;
+  std::string hash;
+  std::set<std::string> tags;
+  std::vector<std::string> spaces;
+};
+
+// Tags as SQLite hands them back: one score per (tagger, tag), the last one given, sorted by
+// score descending then tag.
+nlohmann::json tags_json(const item& it) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [tagger, list] : it.tags) {
+    std::map<std::string, float> last;
+    for (const auto& [tag, score] : list) last[tag] = score;
+    if (last.empty()) continue;
+    std::vector<std::pair<std::string, float>> sorted(last.begin(), last.end());
+    std::stable_sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+    auto& arr = out[tagger] = nlohmann::json::array();
+    for (const auto& [tag, score] : sorted) arr.push_back({tag, static_cast<double>(score)});
+  }
+  return out;
+}
+
+nlohmann::json scores_json(const item& it) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [scorer, values] : it.scores) {
+    if (values.empty()) continue;
+    auto& obj = out[scorer] = nlohmann::json::object();
+    for (const auto& [name, value] : values) obj[name] = static_cast<double>(value);
+  }
+  return out;
+}
+
+nlohmann::json parse_json(std::string_view text, std::string_view id, std::string_view field) {
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    fail(errc::internal, "item '{}' has unreadable {} in redis: {}", id, field, e.what());
+  }
+}
+
+void read_tags(const nlohmann::json& j, item& it) {
+  for (const auto& [tagger, arr] : j.items()) {
+    auto& list = it.tags[tagger];
+    for (const auto& pair : arr) list.emplace_back(pair.at(0).get<std::string>(), pair.at(1).get<float>());
+  }
+}
+
+void read_scores(const nlohmann::json& j, item& it) {
+  for (const auto& [scorer, obj] : j.items()) {
+    for (const auto& [name, value] : obj.items()) it.scores[scorer][name] = value.get<float>();
+  }
+}
+
+std::map<std::string, std::string, std::less<>> hash_fields(const redisReply* r) {
+  std::map<std::string, std::string, std::less<>> out;
+  if (r == nullptr || r->type != REDIS_REPLY_ARRAY) return out;
+  for (std::size_t i = 0; i + 1 < r->elements; i += 2)
+    out.emplace(std::string(text_of(r->element[i])), std::string(text_of(r->element[i + 1])));
+  return out;
+}
+
+std::optional<item> item_from_replies(const redisReply* fields_reply, const redisReply* vec_reply,
+                                      std::string_view node) {
+  if (is_error(fields_reply)) raise_reply(fields_reply, "reading an item", node);
+  auto f = hash_fields(fields_reply);
+  if (f.empty()) return std::nullopt;
+  item it;
+  const auto field = [&](std::string_view name) -> const std::string& {
+    const auto found = f.find(name);
+    if (found == f.end()) fail(errc::internal, "redis: item hash lacks field '{}'", name);
+    return found->second;
+  };
+  it.id = field("id");
+  it.numeric_id = field("numeric_id") == "1";
+  it.source = field("source");
+  it.content_hash = field("content_hash");
+  it.width = static_cast<int>(parse_int(field("width")));
+  it.height = static_cast<int>(parse_int(field("height")));
+  it.metadata = parse_json(field("metadata"), it.id, "metadata");
+  it.created_at = parse_int(field("created_at"));
+  it.updated_at = parse_int(field("updated_at"));
+  read_tags(parse_json(field("tags"), it.id, "tags"), it);
+  read_scores(parse_json(field("scores"), it.id, "scores"), it);
+  if (vec_reply != nullptr) {
+    if (is_error(vec_reply)) raise_reply(vec_reply, "reading vectors", node);
+    for (auto& [space, bytes] : hash_fields(vec_reply)) {
+      if (bytes.size() % sizeof(float) != 0)
+        fail(errc::internal, "item '{}': vector '{}' in redis has the wrong size", it.id, space);
+      std::vector<float> v(bytes.size() / sizeof(float));
+      if (!v.empty()) std::memcpy(v.data(), bytes.data(), bytes.size());
+      it.vectors.emplace(space, std::move(v));
+    }
+  }
+  return it;
+}
+
+bool valid_prefix(std::string_view p) {
+  return !p.empty() && std::all_of(p.begin(), p.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '-' || c == '.';
+  });
+}
+
+}  // namespace
+
+redis_options parse_redis_uri(std::string_view uri) {
+  redis_options o;
+  constexpr std::string_view scheme = "redis://";
+  if (!uri.starts_with(scheme))
+    fail(errc::bad_parameter, "redis address '{}' must start with redis:// (TLS is not supported)", uri);
+  std::string_view rest = uri.substr(scheme.size());
+  std::string_view query;
+  if (const auto q = rest.find('?'); q != std::string_view::npos) {
+    query = rest.substr(q + 1);
+    rest = rest.substr(0, q);
+  }
+  if (const auto at = rest.rfind('@'); at != std::string_view::npos) {
+    const auto credentials = rest.substr(0, at);
+    rest = rest.substr(at + 1);
+    if (const auto colon = credentials.find(':'); colon != std::string_view::npos) {
+      o.username = std::string(credentials.substr(0, colon));
+      o.password = std::string(credentials.substr(colon + 1));
+    } else {
+      o.password = std::string(credentials);
+    }
+  }
+  if (const auto slash = rest.find('/'); slash != std::string_view::npos) {
+    const auto db = rest.substr(slash + 1);
+    rest = rest.substr(0, slash);
+    if (!db.empty() && (std::from_chars(db.data(), db.data() + db.size(), o.db).ec != std::errc() || o.db < 0))
+      fail(errc::bad_parameter, "redis address '{}': database '{}' is not a number", uri, db);
+  }
+  while (!rest.empty()) {
+    const auto comma = rest.find(',');
+    const auto hostport = rest.substr(0, comma);
+    rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+    const auto colon = hostport.rfind(':');
+    std::string host(hostport.substr(0, colon));
+    int port = 6379;
+    if (colon != std::string_view::npos) {
+      const auto p = hostport.substr(colon + 1);
+      if (std::from_chars(p.data(), p.data() + p.size(), port).ec != std::errc() || port <= 0 || port > 65535)
+        fail(errc::bad_parameter, "redis address '{}': bad port '{}'", uri, p);
+    }
+    if (host.empty()) fail(errc::bad_parameter, "redis address '{}' has an empty host", uri);
+    o.nodes.emplace_back(std::move(host), port);
+  }
+  if (o.nodes.empty()) fail(errc::bad_parameter, "redis address '{}' names no host", uri);
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const auto pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    const auto eq = pair.find('=');
+    const auto key = pair.substr(0, eq);
+    const auto value = eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
+    const auto ms = [&] {
+      int v = 0;
+      if (std::from_chars(value.data(), value.data() + value.size(), v).ec != std::errc() || v <= 0)
+        fail(errc::bad_parameter, "redis address '{}': {} must be a positive number", uri, key);
+      return std::chrono::milliseconds(v);
+    };
+    if (key == "prefix") {
+      o.prefix = std::string(value);
+    } else if (key == "timeout_ms") {
+      o.command_timeout = ms();
+    } else if (key == "connect_timeout_ms") {
+      o.connect_timeout = ms();
+    } else if (key == "max_backoff_ms") {
+      o.max_backoff = ms();
+    } else {
+      fail(errc::bad_parameter, "redis address '{}': unknown option '{}'", uri, key);
+    }
+  }
+  if (!valid_prefix(o.prefix)) fail(errc::bad_parameter, "redis key prefix '{}' must match [A-Za-z0-9_.-]+", o.prefix);
+  return o;
+}
+
+namespace {
+
+// Key names of one store.
+struct keys {
+  std::string prefix;
+  std::string item(std::string_view id) const { return prefix + ":item:{" + key_tag(id) + "}"; }
+  std::string vec(std::string_view id) const { return prefix + ":vec:{" + key_tag(id) + "}"; }
+  std::string idx(std::string_view name) const { return prefix + ":{" + prefix + "}:" + std::string(name); }
+  std::string gen() const { return idx("gen"); }
+  std::string seq() const { return idx("seq"); }
+  std::string order() const { return idx("order"); }
+  std::string hash(std::string_view h) const { return idx("hash:") + std::string(h); }
+  std::string tag(std::string_view t) const { return idx("tag:") + std::string(t); }
+  std::string space(std::string_view s) const { return idx("space:") + std::string(s); }
+  std::string spaces() const { return idx("spaces"); }
+};
+
+template <class F>
+auto with_retries(F&& f) {
+  for (int attempt = 1;; ++attempt) {
+    try {
+      return f();
+    } catch (const retry_operation& r) {
+      if (attempt >= max_attempts) fail(errc::unavailable, "redis: operation kept being redirected ({})", r.why);
+      std::this_thread::sleep_for(std::chrono::milliseconds(10 * attempt));
+    }
+  }
+}
+
+old_state state_from(const redisReply* fields, const redisReply* spaces, std::string_view node) {
+  if (is_error(fields)) raise_reply(fields, "reading an item", node);
+  if (is_error(spaces)) raise_reply(spaces, "reading vectors", node);
+  old_state s;
+  if (fields == nullptr || fields->type != REDIS_REPLY_ARRAY || fields->elements < 4 ||
+      fields->element[0]->type == REDIS_REPLY_NIL)
+    return s;
+  s.exists = true;
+  s.created = parse_int(text_of(fields->element[0]));
+  s.seq = parse_int(text_of(fields->element[1]));
+  s.hash = std::string(text_of(fields->element[2]));
+  const auto tags = parse_json(text_of(fields->element[3]), "?", "tags");
+  for (const auto& [tagger, arr] : tags.items())
+    for (const auto& pair : arr) s.tags.insert(pair.at(0).get<std::string>());
+  if (spaces != nullptr && spaces->type == REDIS_REPLY_ARRAY)
+    for (std::size_t i = 0; i < spaces->elements; ++i) s.spaces.emplace_back(text_of(spaces->element[i]));
+  return s;
+}
+
+command read_state_command(const keys& k, std::string_view id) {
+  return {"HMGET", k.item(id), "created_at", "seq", "content_hash", "tags"};
+}
+
+void index_removals(const keys& k, std::string_view id, const old_state& s, std::vector<command>& out) {
+  if (!s.exists) return;
+  const auto member = order_member(s.created, s.seq, id);
+  out.push_back({"ZREM", k.order(), member});
+  if (!s.hash.empty()) out.push_back({"ZREM", k.hash(s.hash), member});
+  for (const auto& t : s.tags) out.push_back({"SREM", k.tag(t), std::string(id)});
+  for (const auto& sp : s.spaces) out.push_back({"ZREM", k.space(sp), std::string(id)});
+}
+
+// Throws for any error inside an EXEC result; returns false when EXEC was aborted by WATCH.
+bool check_exec(const std::vector<reply_ptr>& replies, std::string_view node) {
+  const auto* exec = replies.back().get();
+  for (std::size_t n = 0; n + 1 < replies.size(); ++n)
+    if (is_error(replies[n].get())) raise_reply(replies[n].get(), "a queued command", node);
+  if (exec->type == REDIS_REPLY_NIL) return false;
+  if (is_error(exec)) raise_reply(exec, "EXEC", node);
+  for (std::size_t i = 0; i < exec->elements; ++i)
+    if (is_error(exec->element[i])) raise_reply(exec->element[i], "a transaction", node);
+  return true;
+}
+
+}  // namespace
+
+redis_store::redis_store(redis_options options) : options_(std::move(options)) {
+  if (!valid_prefix(options_.prefix))
+    fail(errc::bad_parameter, "redis key prefix '{}' must match [A-Za-z0-9_.-]+", options_.prefix);
+  link_ = std::make_unique<redis_cluster_link>(options_);
+}
+
+redis_store::~redis_store() = default;
+
+bool redis_store::cluster_mode() const noexcept { return link_->cluster(); }
+
+std::uint64_t redis_store::insert(const item& it) { return write({&it, 1}, write_mode::insert); }
+std::uint64_t redis_store::upsert(const item& it) { return write({&it, 1}, write_mode::upsert); }
+std::uint64_t redis_store::insert_batch(std::span<const item> items) { return write(items, write_mode::insert); }
+std::uint64_t redis_store::upsert_batch(std::span<const item> items) { return write(items, write_mode::upsert); }
+
+std::uint64_t redis_store::write(std::span<const item> items, write_mode mode) {
+  std::vector<std::string> metadata_text;
+  metadata_text.reserve(items.size());
+  std::set<std::string_view> seen;
+  for (const auto& it : items) {
+    validate_item(it);
+    if (mode == write_mode::insert && !seen.insert(it.id).second)
+      fail(errc::conflict, "item '{}' appears twice in the batch", it.id);
+    try {
+      metadata_text.push_back(it.metadata.dump());
+    } catch (const nlohmann::json::exception& e) {
+      fail(errc::bad_parameter, "item '{}': metadata cannot be stored: {}", it.id, e.what());
+    }
+  }
+  if (items.empty()) return generation();
+  const keys k{options_.prefix};
+  const std::int64_t now = now_ms();
+
+  // The commands that store item n given what is stored now; `state` is updated to the new version
+  // so a later duplicate in the same batch sees it.
+  const auto build = [&](std::size_t n, old_state& state, std::int64_t new_seq, std::vector<command>& item_cmds,
+                         std::vector<command>& index_cmds) {
+    const item& it = items[n];
+    const std::int64_t created = it.created_at != 0 ? it.created_at : (state.exists ? state.created : now);
+    const std::int64_t updated = it.updated_at != 0 ? it.updated_at : now;
+    const std::int64_t seq = state.exists ? state.seq : new_seq;
+    index_removals(k, it.id, state, index_cmds);
+    const auto tags = tags_json(it);
+    item_cmds.push_back({"DEL", k.item(it.id), k.vec(it.id)});
+    item_cmds.push_back({"HSET", k.item(it.id), "id", it.id, "numeric_id", it.numeric_id ? "1" : "0", "source",
+                         it.source, "content_hash", it.content_hash, "width", std::to_string(it.width), "height",
+                         std::to_string(it.height), "metadata", metadata_text[n], "created_at",
+                         std::to_string(created), "updated_at", std::to_string(updated), "seq",
+                         std::to_string(seq), "tags", tags.dump(), "scores", scores_json(it).dump()});
+    old_state next{true, created, seq, it.content_hash, {}, {}};
+    const auto member = order_member(created, seq, it.id);
+    index_cmds.push_back({"ZADD", k.order(), "0", member});
+    if (!it.content_hash.empty()) index_cmds.push_back({"ZADD", k.hash(it.content_hash), "0", member});
+    for (const auto& [tagger, arr] : tags.items()) {
+      for (const auto& pair : arr) {
+        const auto tag = pair.at(0).get<std::string>();
+        if (next.tags.insert(tag).second) index_cmds.push_back({"SADD", k.tag(tag), it.id});
+      }
+    }
+    if (!it.vectors.empty()) {
+      command hset{"HSET", k.vec(it.id)};
+      for (const auto& [space, v] : it.vectors) {
+        // Raw host-order float32, as in the SQLite store: bit-exact round trip.
+        hset.push_back(space);
+        hset.emplace_back(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
+        index_cmds.push_back({"ZADD", k.space(space), std::to_string(v.size()), it.id});
+        index_cmds.push_back({"SADD", k.spaces(), space});
+        next.spaces.push_back(space);
+      }
+      item_cmds.push_back(std::move(hset));
+    }
+    state = std::move(next);
+  };
+
+  std::lock_guard lock(mutex_);
+  if (!link_->cluster()) {
+    // One node: WATCH the items, read their stored versions, then one MULTI/EXEC for the whole
+    // batch (items and indexes), so the batch is all-or-nothing even with other writers.
+    return with_retries([&]() -> std::uint64_t {
+      auto& node = link_->node_for(k.gen());
+      std::vector<std::string> ids;
+      for (const auto& it : items)
+        if (std::find(ids.begin(), ids.end(), it.id) == ids.end()) ids.push_back(it.id);
+      std::vector<command> reads;
+      command watch{"WATCH"};
+      for (const auto& id : ids) {
+        watch.push_back(k.item(id));
+        watch.push_back(k.vec(id));
+      }
+      reads.push_back(std::move(watch));
+      for (const auto& id : ids) {
+        reads.push_back(read_state_command(k, id));
+        reads.push_back({"HKEYS", k.vec(id)});
+      }
+      auto got = node.pipeline(reads);
+      if (is_error(got[0].get())) raise_reply(got[0].get(), "WATCH", node.name());
+      std::map<std::string, old_state, std::less<>> states;
+      std::size_t fresh = 0;
+      for (std::size_t n = 0; n < ids.size(); ++n) {
+        states[ids[n]] = state_from(got[1 + 2 * n].get(), got[2 + 2 * n].get(), node.name());
+        if (!states[ids[n]].exists) ++fresh;
+        if (mode == write_mode::insert && states[ids[n]].exists) {
+          node.pipeline({{"UNWATCH"}});
+          fail(errc::conflict, "item '{}' already exists", ids[n]);
+        }
+      }
+      std::int64_t next_seq = 0;
+      if (fresh > 0) next_seq = to_int(node.one({"INCRBY", k.seq(), std::to_string(fresh)}).get(), "INCRBY") - static_cast<std::int64_t>(fresh) + 1;
+      std::vector<command> tx{{"MULTI"}};
+      for (std::size_t n = 0; n < items.size(); ++n) {
+        auto& state = states[items[n].id];
+        const bool is_new = !state.exists;
+        std::vector<command> index_cmds;
+        build(n, state, next_seq, tx, index_cmds);
+        if (is_new) ++next_seq;
+        for (auto& c : index_cmds) tx.push_back(std::move(c));
+      }
+      tx.push_back({"INCR", k.gen()});
+      tx.push_back({"EXEC"});
+      auto replies = node.pipeline(tx);
+      if (!check_exec(replies, node.name())) throw retry_operation{"a written item changed meanwhile"};
+      const auto* exec = replies.back().get();
+      return static_cast<std::uint64_t>(exec->element[exec->elements - 1]->integer);
+    });
+  }
+
+  // Cluster: an item's two keys share a slot and are written in one MULTI/EXEC on that node; the
+  // collection indexes live on another slot and follow in a second transaction. See
+  // docs/scale-out.md for what that means for batches.
+  if (mode == write_mode::insert) {
+    with_retries([&] {
+      std::vector<std::pair<std::string, command>> exists;
+      for (const auto& it : items) exists.push_back({k.item(it.id), {"EXISTS", k.item(it.id)}});
+      auto got = link_->run_many(exists);
+      for (std::size_t n = 0; n < items.size(); ++n)
+        if (to_int(got[n].get(), "EXISTS") != 0) fail(errc::conflict, "item '{}' already exists", items[n].id);
+      return 0;
+    });
+  }
+  std::map<std::string, old_state, std::less<>> states;
+  std::uint64_t generation = 0;
+  for (std::size_t n = 0; n < items.size(); ++n) {
+    const auto& id = items[n].id;
+    generation = with_retries([&]() -> std::uint64_t {
+      auto& node = link_->node_for(k.item(id));
+      auto known = states.find(id);
+      old_state state;
+      if (known == states.end()) {
+        auto got = link_->run(k.item(id), {{"WATCH", k.item(id), k.vec(id)}, read_state_command(k, id), {"HKEYS", k.vec(id)}});
+        state = state_from(got[1].get(), got[2].get(), node.name());
+        if (mode == write_mode::insert && state.exists) {
+          node.pipeline({{"UNWATCH"}});
+          fail(errc::conflict, "item '{}' already exists", id);
+        }
+      } else {
+        link_->run(k.item(id), {{"WATCH", k.item(id), k.vec(id)}});
+        state = known->second;
+      }
+      std::int64_t seq = 0;
+      if (!state.exists) seq = to_int(link_->run(k.seq(), {{"INCR", k.seq()}}).front().get(), "INCR");
+      std::vector<command> item_tx{{"MULTI"}};
+      std::vector<command> index_tx{{"MULTI"}};
+      old_state next = state;
+      build(n, next, seq, item_tx, index_tx);
+      item_tx.push_back({"EXEC"});
+      if (!check_exec(link_->run(k.item(id), item_tx), node.name()))
+        throw retry_operation{"a written item changed meanwhile"};
+      states[id] = next;
+      index_tx.push_back({"INCR", k.gen()});
+      index_tx.push_back({"EXEC"});
+      auto replies = link_->run(k.gen(), index_tx);
+      check_exec(replies, "the index node");
+      const auto* exec = replies.back().get();
+      return static_cast<std::uint64_t>(exec->element[exec->elements - 1]->integer);
+    });
+  }
+  return generation;
+}
+
+bool redis_store::remove(std::string_view id) {
+  validate_item_id(id);
+  const keys k{options_.prefix};
+  std::lock_guard lock(mutex_);
+  return with_retries([&]() -> bool {
+    auto& node = link_->node_for(k.item(id));
+    auto got = link_->run(k.item(id), {{"WATCH", k.item(id), k.vec(id)}, read_state_command(k, id), {"HKEYS", k.vec(id)}});
+    const auto state = state_from(got[1].get(), got[2].get(), node.name());
+    if (!state.exists) {
+      node.pipeline({{"UNWATCH"}});
+      return false;
+    }
+    std::vector<command> index_cmds;
+    index_removals(k, id, state, index_cmds);
+    index_cmds.push_back({"INCR", k.gen()});
+    std::vector<command> tx{{"MULTI"}, {"DEL", k.item(id), k.vec(id)}};
+    if (!link_->cluster()) {
+      for (auto& c : index_cmds) tx.push_back(std::move(c));
+      tx.push_back({"EXEC"});
+      if (!check_exec(node.pipeline(tx), node.name())) throw retry_operation{"the item changed meanwhile"};
+      return true;
+    }
+    tx.push_back({"EXEC"});
+    if (!check_exec(link_->run(k.item(id), tx), node.name())) throw retry_operation{"the item changed meanwhile"};
+    std::vector<command> index_tx{{"MULTI"}};
+    for (auto& c : index_cmds) index_tx.push_back(std::move(c));
+    index_tx.push_back({"EXEC"});
+    check_exec(link_->run(k.gen(), index_tx), "the index node");
+    return true;
+  });
+}
+
+std::optional<item> redis_store::get(std::string_view id) const {
+  validate_item_id(id);
+  const keys k{options_.prefix};
+  std::lock_guard lock(mutex_);
+  return with_retries([&] {
+    auto got = link_->run(k.item(id), {{"HGETALL", k.item(id)}, {"HGETALL", k.vec(id)}});
+    return item_from_replies(got[0].get(), got[1].get(), "redis");
+  });
+}
+
+bool redis_store::contains(std::string_view id) const {
+  validate_item_id(id);
+  const keys k{options_.prefix};
+  std::lock_guard lock(mutex_);
+  return with_retries([&] { return to_int(link_->run(k.item(id), {{"EXISTS", k.item(id)}}).front().get(), "EXISTS") != 0; });
+}
+
+std::optional<std::string> redis_store::find_by_hash(std::string_view hash) const {
+  if (hash.empty()) return std::nullopt;
+  const keys k{options_.prefix};
+  std::lock_guard lock(mutex_);
+  return with_retries([&]() -> std::optional<std::string> {
+    auto got = link_->run(k.gen(), {{"ZRANGE", k.hash(hash), "0", "0"}});
+    const auto* r = got.front().get();
+    if (is_error(r)) raise_reply(r, "ZRANGE", "redis");
+    if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) return std::nullopt;
+    return std::string(text_of(r->element[0]).substr(order_prefix));
+  });
+}
+
+std::size_t redis_store::count() const {
+  const keys k{options_.prefix};
+  std::lock_guard lock(mutex_);
+  return with_retries([&] {
+    return static_cast<std::size_t>(to_int(link_->run(k.gen(), {{"ZCARD", k.order()}}).front().get(), "ZCARD"));
+  });
+}
+
+std::vector<item> redis_store::list(std::size_t offset, std::size_t limit, bool with_vectors) const {
+  const keys k{options_.prefix};
+  std::lock_guard lock(mutex_);
+  return with_retries([&] {
+    const std::string stop = limit == 0 ? "-1" : std::to_string(offset + limit - 1);
+    auto got = link_->run(k.gen(), {{"ZREVRANGE", k.order(), std::to_string(offset), stop}});
+    const auto* r = got.front().get();
+    if (is_error(r)) raise_reply(r, "ZREVRANGE", "redis");
+    std::vector<std::pair<std::string, command>> loads;
+    for (std::size_t i = 0; i < r->elements; ++i) {
+      const auto id = text_of(r->element[i]).substr(order_prefix);
+      loads.push_back({k.item(id), {"HGETALL", k.item(id)}});
+      if (with_vectors) loads.push_back({k.item(id), {"HGETALL", k.vec(id)}});
+    }
+    auto replies = link_->run_many(loads);
+    std::vector<item> items;
+    const std::size_t step = with_vectors ? 2 : 1;
+    for (std::size_t n = 0; n < replies.size(); n += step) {
+      // An id whose item vanished between the two reads was removed meanwhile: skip it.
+      if (auto it = item_from_replies(replies[n].get(), with_vectors ? replies[n + 1].get() : nullptr, "redis"))
+        items.push_back(std::move(*it));
+    }
+    return items;
+  });
+}
+
+void redis_store::for_each_vector(
+    std::string_view space, const std::function<void(const std::string& id, std::span<const float> v)>& f) const {
+  const keys k{options_.prefix};
+  std::vector<std::string> ids;
+  {
+    std::lock_guard lock(mutex_);
+    ids = with_retries([&] {
+      auto got = link_->run(k.gen(), {{"ZRANGE", k.space(space), "0", "-1"}});
+      std::vector<std::string> out;
+      const auto* r = got.front().get();
+      if (is_error(r)) raise_reply(r, "ZRANGE", "redis");
+      for (std::size_t i = 0; i < r->elements; ++i) out.emplace_back(text_of(r->element[i]));
+      return out;
+    });
+  }
+  std::vector<float> buffer;
+  for (std::size_t start = 0; start < ids.size(); start += chunk) {
+    const auto end = std::min(ids.size(), start + chunk);
+    std::vector<reply_ptr> replies;
+    {
+      // The callback runs unlocked: it may be slow (index building) and must not block others.
+      std::lock_guard lock(mutex_);
+      replies = with_retries([&] {
+        std::vector<std::pair<std::string, command>> loads;
+        for (auto n = start; n < end; ++n) loads.push_back({k.vec(ids[n]), {"HGET", k.vec(ids[n]), std::string(space)}});
+        return link_->run_many(loads);
+      });
+    }
+    for (auto n = start; n < end; ++n) {
+      const auto* r = replies[n - start].get();
+      if (is_error(r)) raise_reply(r, "HGET", "redis");
+      if (r->type != REDIS_REPLY_STRING) continue;  // removed meanwhile
+      if (r->len % sizeof(float) != 0)
+        fail(errc::internal, "item '{}': vector '{}' in redis has the wrong size", ids[n], space);
+      buffer.resize(r->len / sizeof(float));
+      if (!buffer.empty()) std::memcpy(buffer.data(), r->str, r->len);
+      f(ids[n], std::span<const float>(buffer));
+    }
+  }
+}
+
+std::vector<std::string> redis_store::search_tags(const tag_query& q) const {
+  const keys k{options_.prefix};
+  std::lock_guard lock(mutex_);
+  return with_retries([&] {
+    // Candidates come from the tag sets (which hold an id for any tagger and score); the exact
+    // test runs here on each candidate's stored tags, the same rules as the SQLite query.
+    std::vector<command> cmds;
+    if (!q.all_of.empty()) {
+      command c{"SINTER"};
+      for (const auto& t : q.all_of) c.push_back(k.tag(t));
+      cmds.push_back(std::move(c));
+    }
+    if (!q.any_of.empty()) {
+      command c{"SUNION"};
+      for (const auto& t : q.any_of) c.push_back(k.tag(t));
+      cmds.push_back(std::move(c));
+    }
+    if (cmds.empty()) cmds.push_back({"ZRANGE", k.order(), "0", "-1"});
+    auto got = link_->run(k.gen(), cmds);
+    std::vector<std::set<std::string>> sets;
+    for (const auto& r : got) {
+      if (is_error(r.get())) raise_reply(r.get(), "a tag query", "redis");
+      std::set<std::string> s;
+      const bool from_order = q.all_of.empty() && q.any_of.empty();
+      for (std::size_t i = 0; i < r->elements; ++i) {
+        const auto t = text_of(r->element[i]);
+        s.emplace(from_order ? t.substr(order_prefix) : t);
+      }
+      sets.push_back(std::move(s));
+    }
+    std::vector<std::string> candidates(sets[0].begin(), sets[0].end());
+    if (sets.size() == 2)
+      std::erase_if(candidates, [&](const std::string& id) { return sets[1].count(id) == 0; });
+
+    std::vector<std::pair<std::string, command>> loads;
+    for (const auto& id : candidates)
+      loads.push_back({k.item(id), {"HMGET", k.item(id), "created_at", "seq", "tags", "scores"}});
+    auto replies = link_->run_many(loads);
+
+    struct match {
+      std::int64_t created;
+      std::int64_t seq;
+      const std::string* id;
+    };
+    std::vector<match> matches;
+    const auto counts = [&](const std::string& tagger) { return !q.tagger || *q.tagger == tagger; };
+    for (std::size_t n = 0; n < candidates.size(); ++n) {
+      const auto* r = replies[n].get();
+      if (is_error(r)) raise_reply(r, "HMGET", "redis");
+      if (r->elements < 4 || r->element[0]->type == REDIS_REPLY_NIL) continue;
+      item it;
+      it.id = candidates[n];
+      read_tags(parse_json(text_of(r->element[2]), it.id, "tags"), it);
+      read_scores(parse_json(text_of(r->element[3]), it.id, "scores"), it);
+      const auto on = [&](const std::string& tag) {
+        for (const auto& [tagger, list] : it.tags) {
+          if (!counts(tagger)) continue;
+          for (const auto& [t, score] : list)
+            if (t == tag && score >= q.min_score) return true;
+        }
+        return false;
+      };
+      bool ok = std::all_of(q.all_of.begin(), q.all_of.end(), on);
+      if (ok && !q.any_of.empty()) ok = std::any_of(q.any_of.begin(), q.any_of.end(), on);
+      if (ok) ok = std::none_of(q.none_of.begin(), q.none_of.end(), on);
+      if (ok && q.rating) {
+        // Some tagger's highest-scoring rating:* tag is rating:<rating> (ties count).
+        bool rated = false;
+        for (const auto& [tagger, list] : it.tags) {
+          if (!counts(tagger)) continue;
+          std::optional<float> best;
+          for (const auto& [t, score] : list)
+            if (t.starts_with("rating:") && (!best || score > *best)) best = score;
+          for (const auto& [t, score] : list)
+            if (t == "rating:" + *q.rating && best && score == *best) rated = true;
+        }
+        ok = rated;
+      }
+      for (const auto& m : q.score_minimums) {
+        if (!ok) break;
+        const auto s = it.scores.find(m.scorer);
+        if (s == it.scores.end()) {
+          ok = false;
+          break;
+        }
+        const auto v = s->second.find(m.name);
+        ok = v != s->second.end() && v->second >= m.minimum;
+      }
+      if (ok) matches.push_back({parse_int(text_of(r->element[0])), parse_int(text_of(r->element[1])), &candidates[n]});
+    }
+    std::sort(matches.begin(), matches.end(), [](const match& a, const match& b) {
+      return a.created != b.created ? a.created > b.created : a.seq > b.seq;
+    });
+    std::vector<std::string> ids;
+    for (std::size_t n = q.offset; n < matches.size(); ++n) {
+      if (q.limit != 0 && ids.size() >= q.limit) break;
+      ids.push_back(*matches[n].id);
+    }
+    return ids;
+  });
+}
+
+std::map<std::string, space_count> redis_store::vector_counts() const {
+  const keys k{options_.prefix};
+  std::lock_guard lock(mutex_);
+  return with_retries([&] {
+    auto got = link_->run(k.gen(), {{"SMEMBERS", k.spaces()}});
+    const auto* r = got.front().get();
+    if (is_error(r)) raise_reply(r, "SMEMBERS", "redis");
+    std::vector<std::string> spaces;
+    for (std::size_t i = 0; i < r->elements; ++i) spaces.emplace_back(text_of(r->element[i]));
+    std::vector<command> cmds;
+    for (const auto& s : spaces) {
+      cmds.push_back({"ZCARD", k.space(s)});
+      cmds.push_back({"ZREVRANGE", k.space(s), "0", "0", "WITHSCORES"});
+    }
+    std::map<std::string, space_count> counts;
+    if (cmds.empty()) return counts;
+    auto replies = link_->run(k.gen(), cmds);
+    for (std::size_t n = 0; n < spaces.size(); ++n) {
+      const auto count = static_cast<std::size_t>(to_int(replies[2 * n].get(), "ZCARD"));
+      const auto* top = replies[2 * n + 1].get();
+      if (count == 0 || top->type != REDIS_REPLY_ARRAY || top->elements < 2) continue;
+      counts[spaces[n]] = {count, static_cast<int>(parse_int(text_of(top->element[1])))};
+    }
+    return counts;
+  });
+}
+
+std::uint64_t redis_store::generation() const {
+  const keys k{options_.prefix};
+  std::lock_guard lock(mutex_);
+  return with_retries([&] {
+    auto got = link_->run(k.gen(), {{"GET", k.gen()}});
+    if (is_error(got.front().get())) raise_reply(got.front().get(), "GET", "redis");
+    return static_cast<std::uint64_t>(to_int(got.front().get(), "GET"));
+  });
+}
+
+void redis_store::clear() {
+  std::lock_guard lock(mutex_);
+  with_retries([&] {
+    for (auto* node : link_->masters()) {
+      std::string cursor = "0";
+      do {
+        auto r = node->one({"SCAN", cursor, "MATCH", options_.prefix + ":*", "COUNT", "1000"});
+        if (is_error(r.get()) || r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+          raise_reply(r.get(), "SCAN", node->name());
+        cursor = std::string(text_of(r->element[0]));
+        std::vector<command> dels;
+        for (std::size_t i = 0; i < r->element[1]->elements; ++i)
+          dels.push_back({"UNLINK", std::string(text_of(r->element[1]->element[i]))});
+        if (!dels.empty()) node->pipeline(dels);
+      } while (cursor != "0");
+    }
+    return 0;
+  });
+}
+
+}  // namespace acg2vec::store
