@@ -70,6 +70,18 @@ json hits_json(const search_result& r) {
   return hits;
 }
 
+// The demo page expects pixiv-style records; the caller's extendInfo carries them.
+json demo_records(const search_result& result) {
+  json data = json::array();
+  for (const auto& h : result.hits) {
+    json j = h.item.metadata.is_object() ? h.item.metadata : json::object();
+    j.emplace("id", store::item_id_to_json(h.item));
+    j["score"] = h.score;
+    data.push_back(j);
+  }
+  return data;
+}
+
 // The seed's integer item id from the path: any 64-bit integer; anything else is a 400.
 std::string seed_item_id(const std::string& text) {
   std::int64_t v = 0;
@@ -236,15 +248,7 @@ void register_search_routes(http_server& server, search_route_context ctx) {
                r.k = static_cast<std::size_t>(int_param(req, "k", 30, 1, 1000));
                r.space = find_param(req, "space").value_or(seed_space(svc));
                auto result = svc.search(r);
-               json data = json::array();
-               for (const auto& h : result.hits) {
-                 // The demo expects pixiv-style records; the caller's extendInfo carries them.
-                 json j = h.item.metadata.is_object() ? h.item.metadata : json::object();
-                 j.emplace("id", store::item_id_to_json(h.item));
-                 j["score"] = h.score;
-                 data.push_back(j);
-               }
-               reply(res, data, "ok");
+               reply(res, demo_records(result), "ok");
              });
 
   server.add("GET", "/searchIllustByDCLIP", "seed.searchIllustByDCLIP", [&svc](const http_request& req, http_response& res) {
@@ -253,14 +257,7 @@ void register_search_routes(http_server& server, search_route_context ctx) {
     if (r.text->empty()) fail(errc::bad_parameter, "parameter 'text' is empty");
     r.k = static_cast<std::size_t>(int_param(req, "k", 30, 1, 1000));
     auto result = svc.search(r);
-    json data = json::array();
-    for (const auto& h : result.hits) {
-      json j = h.item.metadata.is_object() ? h.item.metadata : json::object();
-      j.emplace("id", store::item_id_to_json(h.item));
-      j["score"] = h.score;
-      data.push_back(j);
-    }
-    reply(res, data, "ok");
+    reply(res, demo_records(result), "ok");
   });
 
   // ---- the seed's item routes ----

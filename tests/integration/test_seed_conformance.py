@@ -195,6 +195,28 @@ class SeedConformanceTest(unittest.TestCase):
         self.assertEqual(body["data"]["space"], "dclip-test-image")
 
 
+    def test_tag_search_and_filters(self):
+        status, body = self.srv.multipart("/v1/items", files={"file": ("a.png", self.image, "image/png")},
+                                          fields={"id": "tagged"})
+        self.assertEqual(status, 201, body)
+        tags = body["data"]["tags"]["deepdanbooru-test"]
+        top = tags[0]["name"]
+        status, body = self.srv.json("POST", "/v1/search", {"tags": {"all": [top]}, "min_score": 0.05})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["data"]["space"], "tags")
+        self.assertIn("tagged", [h["id"] for h in body["data"]["hits"]])
+        status, body = self.srv.json("POST", "/v1/search", {"tags": {"all": [top], "none": [top]}})
+        self.assertEqual(body["data"]["hits"], [])
+        status, body = self.srv.json("GET", f"/v1/search?tags={top}&k=5")
+        self.assertIn("tagged", [h["id"] for h in body["data"]["hits"]])
+        # Vector search restricted by a tag filter that excludes the item.
+        status, body = self.srv.multipart("/v1/search", files={"image": ("q.png", self.image, "image/png")},
+                                          fields={"none": top, "k": "10"})
+        self.assertEqual(status, 200, body)
+        self.assertNotIn("tagged", [h["id"] for h in body["data"]["hits"]])
+        self.srv.json("DELETE", "/v1/items/tagged")
+
+
 class CaptionCommandTest(unittest.TestCase):
     def test_variant_b_from_the_spec(self):
         tags = [{"name": "hatsune_miku", "category": 4}, {"name": "vocaloid", "category": 3},
