@@ -118,6 +118,12 @@ void add_serve_command(CLI::App& app, global_options& global) {
   cmd->add_option("--intra-op-threads", *intra_threads, "threads per forward pass (0 = number of cores)")
       ->envname("ACG2VEC_INTRA_OP_THREADS")
       ->check(CLI::Range(0, 256));
+  cmd->add_option_function<int>(
+         "--read-timeout",
+         [opts](int seconds) { opts->read_timeout = std::chrono::seconds(seconds); },
+         "seconds a client may take to send its request before it gets 408 (default 15)")
+      ->envname("ACG2VEC_READ_TIMEOUT")
+      ->check(CLI::Range(1, 3600));
   cmd->add_option("--port-file", *port_file, "write the bound port to this file once listening (for tests)");
 
   cmd->callback([&global, opts, max_upload_mb, max_request_mb, port_file, max_pixels, intra_threads] {
