@@ -67,6 +67,9 @@ double percentile(std::vector<double>& v, double p) {
   return v[std::min(v.size() - 1, i)];
 }
 
+/// Rows appear as they are measured, also when stdout is a pipe (long runs, timeouts).
+void line_buffered_stdout() { std::setvbuf(stdout, nullptr, _IOLBF, 0); }
+
 /// The 1-minute load average: figures taken while other work runs are marked by it.
 std::string load_average() {
   std::ifstream in("/proc/loadavg");
@@ -261,6 +264,7 @@ std::vector<std::string> parse_name_list(const std::string& text) {
 }
 
 void run_bench_model(const model_options& o) {
+  line_buffered_stdout();
   if (o.onnx.empty() == o.pack.empty()) fail(errc::bad_parameter, "bench model: give exactly one of --onnx or --pack");
   const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   runtime::configure_threads(threads);
@@ -498,6 +502,7 @@ recall_qps measure_index(const index::vector_index& idx, const at::Tensor& queri
 }
 
 void run_bench_search(const search_options& o) {
+  line_buffered_stdout();
   if (o.n < o.k || o.queries == 0) fail(errc::bad_parameter, "bench search: need --n >= k and --queries > 0");
   const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   runtime::configure_threads(threads);
@@ -658,6 +663,10 @@ load_result generate_load(const std::string& host, int port, int clients, double
     }
     return c.Get(route.c_str());
   };
+  {
+    httplib::Client warm(host, port);
+    (void)send(warm);  // the server's first request (model warm-up) stays out of the figures
+  }
   for (int t = 0; t < clients; ++t) {
     pool.emplace_back([&, t] {
       auto& mine = per[static_cast<std::size_t>(t)];
@@ -665,7 +674,8 @@ load_result generate_load(const std::string& host, int port, int clients, double
       c.set_keep_alive(true);
       c.set_tcp_nodelay(true);
       c.set_read_timeout(60, 0);
-      (void)send(c);  // connect and warm up, untimed
+      // No warm-up request here: an idle kept-alive connection holds one server worker until
+      // its keep-alive timeout, so many waiting clients would stall the start by seconds.
       ready.count_down();
       while (!go.load()) std::this_thread::yield();
       while (clock_type::now() < deadline) {
@@ -712,6 +722,7 @@ fs::path pack_with_max_batch(const fs::path& pack, const fs::path& models_root, 
 }
 
 void run_bench_http(const http_options& o) {
+  line_buffered_stdout();
   auto levels = parse_int_list(o.concurrency, "--concurrency");
   for (auto c : levels) {
     if (c > 256) fail(errc::bad_parameter, "--concurrency: {} clients is more than this load generator allows (256)", c);
@@ -833,6 +844,7 @@ double ingest_once(const global_options& global, const fs::path& data_dir, const
 }
 
 void run_bench_ingest(const global_options& global, const ingest_options& o) {
+  line_buffered_stdout();
   std::vector<fs::path> files;
   for (auto it = fs::recursive_directory_iterator(o.dir, fs::directory_options::skip_permission_denied);
        it != fs::recursive_directory_iterator(); ++it) {
