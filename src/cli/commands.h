@@ -27,6 +27,8 @@ void add_model_commands(CLI::App& app, global_options& global);
 void add_collection_commands(CLI::App& app, global_options& global);
 /// @brief `acg2vec migrate --from STORE --to STORE`: copies every item between backends.
 void add_migrate_command(CLI::App& app, global_options& global);
+/// @brief `bench model|search|http|ingest`: bounded measurements against named peers.
+void add_bench_command(CLI::App& app, global_options& global);
 /// @brief Creates the data directory if needed.
 void prepare_data_dir(const global_options& global);
 /// Subcommands whose module has not landed yet: they explain that and exit non-zero.

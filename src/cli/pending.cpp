@@ -1,6 +1,8 @@
 #include "cli/commands.h"
 #include "core/error.h"
 
+#include <vector>
+
 namespace acg2vec::cli {
 
 void add_pending_commands(CLI::App& app) {
@@ -9,9 +11,8 @@ void add_pending_commands(CLI::App& app) {
     const char* help;
   };
   // Subcommands move out of this list as their modules land.
-  static constexpr pending list[] = {
-      {"bench", "benchmarks against peer runtimes and indexes"},
-  };
+  // Empty now that every module has landed; kept so a future subcommand can be announced early.
+  static const std::vector<pending> list;
   for (const auto& p : list) {
     auto* cmd = app.add_subcommand(p.name, p.help);
     cmd->allow_extras();

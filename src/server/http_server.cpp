@@ -50,6 +50,8 @@ http_server::http_server(server_options options)
   srv.set_read_timeout(options_.read_timeout);
   srv.set_write_timeout(options_.write_timeout);
   srv.set_keep_alive_timeout(5);
+  // Small JSON answers must not wait for Nagle: without this p99 on loopback was ~44 ms.
+  srv.set_tcp_nodelay(true);
 
   srv.set_pre_routing_handler([this](const http_request& req, http_response& res) {
     current_trace = request_trace{std::chrono::steady_clock::now(), "unmatched"};

@@ -1,0 +1,85 @@
+"""Smoke run of every `acg2vec bench` instrument with tiny sizes: each exits 0 and prints its
+table. Not a benchmark (CI only checks that the instruments work); the peers (onnxruntime-node,
+PyTorch eager) must be installed, and their outputs must match acg2vec's on the same input."""
+import os
+import re
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from packs import BUILD, SOURCE, installed_packs  # noqa: E402
+
+BIN = os.environ.get("ACG2VEC_BIN", os.path.join(BUILD, "acg2vec"))
+
+
+def run(*args, models_dir=None, timeout=300):
+    env = dict(os.environ, ACG2VEC_SOURCE_DIR=os.path.abspath(SOURCE))
+    cmd = [BIN, "--log-level", "warn"]
+    if models_dir:
+        cmd += ["--models-dir", models_dir]
+    p = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=timeout, env=env)
+    if p.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd + list(args))} exited {p.returncode}\n{p.stdout}\n{p.stderr}")
+    return p.stdout
+
+
+def tiny_onnx():
+    """A reduced ResNet-50 exported by python3-torch (tools/export_onnx_models.py), made once."""
+    out = os.path.join(BUILD, "bench-smoke", "onnx")
+    path = os.path.join(out, "resnet50.onnx")
+    if not os.path.exists(os.path.join(out, "manifest.json")):
+        subprocess.run(["/usr/bin/python3", os.path.join(SOURCE, "tools", "export_onnx_models.py"), "--out", out,
+                        "--profile", "ci", "--models", "resnet50"], check=True, capture_output=True)
+    return path
+
+
+class BenchSmokeTest(unittest.TestCase):
+    def test_model_against_both_peers(self):
+        out = run("bench", "model", "--onnx", tiny_onnx(), "--batch", "1,2", "--seconds", "0.3")
+        for col in ("RUNTIME", "BATCH", "ITEMS/S", "P50_MS", "P95_MS", "REL_DIFF", "GFLOP/S"):
+            self.assertIn(col, out)
+        self.assertRegex(out, r"measured peak \(after the models\): conv2d .* [\d.]+ GFLOP/s, mm .* [\d.]+ GFLOP/s")
+        for batch in (1, 2):
+            self.assertRegex(out, rf"ratio batch {batch}: acg2vec / onnxruntime-node [\d.]+ = [\d.]+x")
+            self.assertRegex(out, rf"ratio batch {batch}: acg2vec / pytorch [^=]+ = [\d.]+x")
+        # The peers ran the same file on the same input: their outputs agree with ours to 1e-4 of
+        # the output's largest magnitude (fp32 with different summation orders).
+        diffs = re.findall(r"^(?:onnxruntime-node|pytorch)\S*(?: \S+)*?\s+\d+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+(\S+)", out, re.M)
+        self.assertEqual(len(diffs), 4, out)
+        for d in diffs:
+            self.assertLessEqual(float(d), 1e-4, out)
+
+    def test_search_all_kinds(self):
+        out = run("bench", "search", "--n", "5000", "--dim", "32", "--queries", "100", "--brute-seconds", "0.5")
+        for col in ("INDEX", "BUILD_S", "RSS_MB", "QPS_1T", "QPS/CORE", "RECALL@1", "RECALL@10"):
+            self.assertIn(col, out)
+        rows = {m.group(1): m.group(0).split() for m in re.finditer(r"^(brute|flat|hnsw|ivf_pq)\s.*$", out, re.M)}
+        self.assertEqual(set(rows), {"brute", "flat", "hnsw", "ivf_pq"}, out)
+        # Flat search is exact: its recall against the independent matrix-product top-k is 1.
+        self.assertEqual(rows["flat"][6:8], ["1.000", "1.000"], out)
+
+    def test_http_plain_and_batched(self):
+        models = installed_packs(["nsfw-mobilenet-v2"])
+        out = run("bench", "http", "--seconds", "0.5", "--concurrency", "2", "--max-batch", "1,4", "--pack",
+                  os.path.join(models, "nsfw-mobilenet-v2"))
+        for col in ("SCENARIO", "CLIENTS", "REQ/S", "P50_MS", "P95_MS", "P99_MS", "ERRORS"):
+            self.assertIn(col, out)
+        for scenario in ("GET /health", "POST /v1/classify max_batch=1", "POST /v1/classify max_batch=4"):
+            m = re.search(rf"^{re.escape(scenario)}\s+2\s+(\d+)\s+\S+\s+\S+\s+\S+\s+\S+\s+(\d+)$", out, re.M)
+            self.assertIsNotNone(m, out)
+            self.assertGreater(int(m.group(1)), 0, out)
+            self.assertEqual(int(m.group(2)), 0, out)
+        self.assertRegex(out, r"batching gain at 2 clients \(max_batch=4 vs max_batch=1\): [\d.]+x")
+
+    def test_ingest_split(self):
+        models = installed_packs(["nsfw-mobilenet-v2"])
+        out = run("bench", "ingest", os.path.join(SOURCE, "tests", "data", "nsfw"), "--max-files", "4",
+                  "--workers", "2", models_dir=models)
+        for phase in ("decode", "preprocess", "inference", "store, index", "model-only", "ingest end to end"):
+            self.assertIn(phase, out)
+        self.assertRegex(out, r"ingest / model-only throughput: \d+%")
+
+
+if __name__ == "__main__":
+    unittest.main()
