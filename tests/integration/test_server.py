@@ -107,12 +107,19 @@ class ShutdownTest(unittest.TestCase):
 
 
 class CliTest(unittest.TestCase):
-    def test_pending_subcommand_is_clear_and_nonzero(self):
+    def test_errors_are_one_readable_line_and_nonzero(self):
         import subprocess
+        import tempfile
         from acg2vec_harness import BIN
-        r = subprocess.run([BIN, "bench"], capture_output=True, text=True)
-        self.assertNotEqual(r.returncode, 0)
-        self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+        with tempfile.TemporaryDirectory() as empty:
+            image = os.path.join(os.environ.get("ACG2VEC_SOURCE_DIR", "."), "tests", "data", "nsfw", "demo_bg_cave.png")
+            r = subprocess.run([BIN, "--models-dir", empty, "tag", image], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 7, r.stderr)  # unavailable: no tagger installed
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+            self.assertIn("tagger", r.stderr)
+            r = subprocess.run([BIN, "--log-level", "warn", "--data-dir", empty, "search", "--id", "x"], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 5, r.stderr)  # not found
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
 
     def test_help_lists_subcommands(self):
         import subprocess
