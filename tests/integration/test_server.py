@@ -117,7 +117,7 @@ class CliTest(unittest.TestCase):
             self.assertEqual(r.returncode, 7, r.stderr)  # unavailable: no tagger installed
             self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
             self.assertIn("tagger", r.stderr)
-            r = subprocess.run([BIN, "--log-level", "warn", "--data-dir", empty, "search", "--id", "x"], capture_output=True, text=True)
+            r = subprocess.run([BIN, "--log-level", "error", "--data-dir", empty, "--models-dir", empty, "search", "--id", "x"], capture_output=True, text=True)
             self.assertEqual(r.returncode, 5, r.stderr)  # not found
             self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
 
