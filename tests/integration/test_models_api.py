@@ -23,6 +23,19 @@ class ModelsApiTest(unittest.TestCase):
         os.makedirs(broken)
         with open(os.path.join(broken, "manifest.json"), "w") as f:
             json.dump({"name": "broken", "task": "tagger", "format": "onnx", "file": "missing.onnx"}, f)
+        # A label list whose length differs from the model's outputs must fail at load, naming both.
+        src_pack = os.path.join(src, "nsfw-mobilenet-v2")
+        mismatch = os.path.join(cls.models, "mismatch")
+        os.makedirs(mismatch)
+        for name in os.listdir(src_pack):
+            if name != "manifest.json":
+                os.symlink(os.path.join(src_pack, name), os.path.join(mismatch, name))
+        with open(os.path.join(src_pack, "manifest.json")) as f:
+            manifest = json.load(f)
+        manifest.update({"name": "mismatch", "labels": ["a", "b", "c"]})
+        manifest.pop("embedding", None)
+        with open(os.path.join(mismatch, "manifest.json"), "w") as f:
+            json.dump(manifest, f)
         cls.srv = Server(models_dir=cls.models)
         cls.srv.start()
         cls.srv.wait_ready()
@@ -45,6 +58,9 @@ class ModelsApiTest(unittest.TestCase):
         self.assertEqual(models["nsfw-mobilenet-v2-embedding"]["state"], "ready")
         self.assertEqual(models["broken"]["state"], "failed")
         self.assertIn("missing.onnx", models["broken"]["error"])
+        self.assertEqual(models["mismatch"]["state"], "failed")
+        self.assertIn("3 entries", models["mismatch"]["error"])
+        self.assertIn("5 values", models["mismatch"]["error"])
 
     def test_classify_real_image(self):
         status, body = self.classify(self.image)

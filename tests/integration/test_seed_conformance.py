@@ -217,6 +217,36 @@ class SeedConformanceTest(unittest.TestCase):
         self.srv.json("DELETE", "/v1/items/tagged")
 
 
+class ModelCommandsTest(unittest.TestCase):
+    def test_tag_and_embed_many_files(self):
+        packs = test_packs()
+        files = real_images()[:3]
+        r = subprocess.run([BIN, "--log-level", "warn", "--models-dir", packs, "tag", "--json", *files],
+                           capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = [json.loads(line) for line in r.stdout.splitlines()]
+        self.assertEqual([line["file"] for line in lines], files)
+        self.assertIn("rating", lines[0])
+        r = subprocess.run([BIN, "--log-level", "warn", "--models-dir", packs, "embed", "--model", "illust2vec", "--json",
+                            *files], capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        vectors = [json.loads(line)["vector"] for line in r.stdout.splitlines()]
+        self.assertEqual(len(vectors), 3)
+        # The CLI batches files together; each row must equal the served single-image answer.
+        srv = Server(models_dir=packs)
+        srv.start()
+        try:
+            srv.wait_ready()
+            status, body = srv.multipart("/models/illust2vec/feature", files={"image": ("a.png", read(files[1]), "image/png")})
+            self.assertEqual(status, 200, body)
+            self.assertLessEqual(max(abs(a - b) for a, b in zip(body["data"], vectors[1])), 1e-5)
+        finally:
+            srv.stop()
+            srv.tmp.cleanup()
+        r = subprocess.run([BIN, "--models-dir", packs, "tag", "/no/such/file.png"], capture_output=True, text=True)
+        self.assertNotEqual(r.returncode, 0)
+
+
 class CaptionCommandTest(unittest.TestCase):
     def test_variant_b_from_the_spec(self):
         tags = [{"name": "hatsune_miku", "category": 4}, {"name": "vocaloid", "category": 3},
