@@ -55,6 +55,8 @@ class model_registry {
   void load_all();
   /// @brief Blocks until loading has finished.
   void wait() const;
+  /// @brief Whether loading has finished (every pack is ready or failed).
+  [[nodiscard]] bool loaded() const noexcept { return done_.load(); }
 
   /// @brief A ready pack by name or alias. Unknown → not_found; loading or failed → unavailable.
   std::shared_ptr<const model_entry> get(std::string_view name) const;

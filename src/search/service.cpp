@@ -139,7 +139,7 @@ std::filesystem::path search_service::thumbnail_path(const std::string& hash) co
 }
 
 add_outcome search_service::add_image(std::string_view bytes, item_input input, write_mode mode) {
-  if (!models_.health().value("ready", false) || !spaces_.has(signature_space)) {
+  if (!models_.loaded() || !spaces_.has(signature_space)) {
     fail(errc::unavailable, "models and indexes are still loading; try again shortly");
   }
   std::string hash = content_hash(bytes);
@@ -327,6 +327,12 @@ search_result search_service::search(const search_request& req) const {
     if (auto it = store_.get(h.id)) result.hits.push_back({std::move(*it), h.score, h.distance});
   }
   return result;
+}
+
+std::vector<std::string> search_service::space_names() const {
+  std::vector<std::string> names;
+  for (const auto& s : spaces_.info()) names.push_back(s.name);
+  return names;
 }
 
 json search_service::stats() const {

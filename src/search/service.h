@@ -85,6 +85,8 @@ class search_service {
   /// @brief Answers a search; errc::bad_parameter for an empty or contradictory request.
   [[nodiscard]] search_result search(const search_request& request) const;
 
+  /// @brief Names of the vector spaces defined so far.
+  [[nodiscard]] std::vector<std::string> space_names() const;
   /// @brief Counts per space, models used, store size.
   [[nodiscard]] nlohmann::json stats() const;
   /// @brief A JPEG thumbnail of a stored item, or nullopt.

@@ -4,6 +4,7 @@
 
 #include <functional>
 
+#include "image/decode.h"
 #include "server/http_server.h"
 
 namespace acg2vec {
@@ -68,4 +69,12 @@ namespace acg2vec {
 /// @brief Text routes: the seed's acgvoc2vec/dclip feature routes, /v1/embed/text and the demo
 /// page's similar-tag suggestions (GET /acgvoc2vec?tag=).
 void register_text_routes(http_server& server, model_route_context context);
+}  // namespace acg2vec
+
+namespace acg2vec {
+/// @brief The decoder limits a route context carries (upload size and pixel count).
+template <class Context>
+image::decode_limits decode_limits_of(const Context& context) {
+  return {context.max_upload_bytes, context.max_pixels};
+}
 }  // namespace acg2vec

@@ -16,7 +16,7 @@ constexpr std::string_view msg_scores = "获取插画预测分数成功";
 
 image::image_rgb8 uploaded_image(const http_request& req, const model_route_context& ctx) {
   auto bytes = require_file(req, {"image", "file"}, ctx.max_upload_bytes);
-  return image::decode_image(bytes, image::decode_limits{ctx.max_upload_bytes, ctx.max_pixels});
+  return image::decode_image(bytes, decode_limits_of(ctx));
 }
 
 const graph_model& image_graph(const model_entry& e) {

@@ -204,10 +204,9 @@ search_request request_from_params(const http_request& req) {
 // The space the seed's reverse search used: illust2vec when installed, else any image embedding,
 // else the perceptual signature.
 std::string seed_space(const search_service& service) {
-  auto stats = service.stats();
-  const auto& spaces = stats["spaces"];
-  if (spaces.contains("illust2vec")) return "illust2vec";
-  for (const auto& [name, _] : spaces.items()) {
+  auto names = service.space_names();
+  if (std::find(names.begin(), names.end(), "illust2vec") != names.end()) return "illust2vec";
+  for (const auto& name : names) {
     if (name != signature_space) return name;
   }
   return std::string(signature_space);
@@ -222,7 +221,7 @@ void register_search_routes(http_server& server, search_route_context ctx) {
     return std::string(bytes);
   };
   auto decode = [ctx](std::string_view bytes) {
-    return image::decode_image(bytes, image::decode_limits{ctx.max_upload_bytes, ctx.max_pixels});
+    return image::decode_image(bytes, decode_limits_of(ctx));
   };
 
   // ---- the seed's search routes (registered before /images/{id}) ----

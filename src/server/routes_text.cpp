@@ -131,7 +131,7 @@ void register_text_routes(http_server& server, model_route_context ctx) {
 
   server.add("POST", "/models/dclip_image/feature", "seed.dclip_image", [&reg, ctx](const http_request& req, http_response& res) {
     auto bytes = require_file(req, {"image", "file"}, ctx.max_upload_bytes);
-    auto img = image::decode_image(bytes, image::decode_limits{ctx.max_upload_bytes, ctx.max_pixels});
+    auto img = image::decode_image(bytes, decode_limits_of(ctx));
     auto e = text_pack(reg, req, "dclip_image", model_task::clip_image);
     reply(res, to_json_array(e->run_image(img).at(0)), msg_clip_image);
   });

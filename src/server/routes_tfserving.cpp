@@ -55,7 +55,7 @@ json predict_other(const model_entry& e, const json& items, bool row, const mode
   if (e.clip_image) {
     for (const auto& inst : items) {
       auto bytes = instance_image_bytes(inst);
-      outs.push_back(e.clip_image->embed(image::decode_image(bytes, image::decode_limits{ctx.max_upload_bytes, ctx.max_pixels})));
+      outs.push_back(e.clip_image->embed(image::decode_image(bytes, decode_limits_of(ctx))));
     }
   } else {
     std::vector<at::Tensor> ids, masks;
@@ -122,7 +122,7 @@ void register_tfserving_routes(http_server& server, model_route_context ctx) {
                  if (model.takes_images()) {
                    auto bytes = instance_image_bytes(inst);
                    if (bytes.size() > ctx.max_upload_bytes) fail(errc::too_large, "image is larger than the upload limit");
-                   rows.push_back(model.image_tensor(image::decode_image(bytes, image::decode_limits{ctx.max_upload_bytes, ctx.max_pixels})));
+                   rows.push_back(model.image_tensor(image::decode_image(bytes, decode_limits_of(ctx))));
                  } else {
                    const auto& info = model.executor().inputs().at(0);
                    const json& v = inst.is_object() && inst.size() == 1 ? inst.begin().value() : inst;

@@ -1,6 +1,8 @@
 """Model packs for integration tests: the real nsfwjs classifiers installed by scripts/install-packs.sh."""
+import json
 import os
 import subprocess
+import tempfile
 
 SOURCE = os.environ.get("ACG2VEC_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("ACG2VEC_BUILD_DIR", os.path.join(SOURCE, "build", "release"))
@@ -38,3 +40,23 @@ def test_packs():
         subprocess.run(["/usr/bin/python3", os.path.join(SOURCE, "tools", "make_test_packs.py"), out], check=True)
         open(stamp, "w").close()
     return out
+
+
+def reference_ids(tokenizer_json, texts):
+    """Token ids from @huggingface/tokenizers (tools/tokenizer_reference.mjs), as the seed's clients
+    tokenised: special tokens included, no truncation or padding."""
+    with tempfile.TemporaryDirectory() as d:
+        corpus, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+        with open(corpus, "w") as f:
+            f.write("".join(json.dumps(t) + "\n" for t in texts))
+        subprocess.run(["node", os.path.join(SOURCE, "tools", "tokenizer_reference.mjs"), tokenizer_json, corpus, out],
+                       check=True, cwd=os.path.join(SOURCE, "tools"))
+        with open(out) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+
+def webapp_pad(ids, n):
+    """The seed webapp's rule: pad with 0 to n; if longer keep the first n-1 ids and the last one."""
+    if len(ids) >= n:
+        return ids[: n - 1] + [ids[-1]]
+    return ids + [0] * (n - len(ids))

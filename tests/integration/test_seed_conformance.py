@@ -14,30 +14,12 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from acg2vec_harness import BIN, Server  # noqa: E402
-from packs import SOURCE, real_images, test_packs  # noqa: E402
+from packs import real_images, reference_ids, test_packs, webapp_pad  # noqa: E402
 
 
 def read(path):
     with open(path, "rb") as f:
         return f.read()
-
-
-def reference_ids(tokenizer_json, texts):
-    with tempfile.TemporaryDirectory() as d:
-        corpus, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
-        with open(corpus, "w") as f:
-            f.write("".join(json.dumps(t) + "\n" for t in texts))
-        subprocess.run(["node", os.path.join(SOURCE, "tools", "tokenizer_reference.mjs"), tokenizer_json, corpus, out],
-                       check=True, cwd=os.path.join(SOURCE, "tools"))
-        with open(out) as f:
-            return [json.loads(line) for line in f if line.strip()]
-
-
-def webapp_pad(ids, n):
-    """The webapp's rule: pad with 0 to n; if longer keep the first n-1 and the last id."""
-    if len(ids) >= n:
-        return ids[: n - 1] + [ids[-1]]
-    return ids + [0] * (n - len(ids))
 
 
 class SeedConformanceTest(unittest.TestCase):

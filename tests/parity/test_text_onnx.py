@@ -5,7 +5,6 @@ safetensors; token ids come from @huggingface/tokenizers on the packs' tokenizer
 Tolerance: max abs diff <= 1e-4 * max|reference| (float32 on both sides)."""
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import unittest
@@ -18,24 +17,10 @@ sys.path.insert(0, os.path.join(SOURCE, "tools"))
 sys.path.insert(0, os.path.join(SOURCE, "tests", "integration"))
 import make_text_model_fixtures as ref  # noqa: E402
 from acg2vec_harness import Server  # noqa: E402
+from packs import reference_ids, webapp_pad as pad  # noqa: E402
 
 TEXTS = ["1girl, solo, long hair", "初音ミク 東方Project", "a photo of a cat sitting on a chair " * 3, "Ünïcödé ✨"]
 TOL = 1e-4
-
-
-def reference_ids(tokenizer_json, texts):
-    with tempfile.TemporaryDirectory() as d:
-        corpus, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
-        with open(corpus, "w") as f:
-            f.write("".join(json.dumps(t) + "\n" for t in texts))
-        subprocess.run(["node", os.path.join(SOURCE, "tools", "tokenizer_reference.mjs"), tokenizer_json, corpus, out],
-                       check=True, cwd=os.path.join(SOURCE, "tools"))
-        with open(out) as f:
-            return [json.loads(line) for line in f if line.strip()]
-
-
-def pad(ids, n):
-    return ids[: n - 1] + [ids[-1]] if len(ids) >= n else ids + [0] * (n - len(ids))
 
 
 def dump(path, obj):

@@ -139,60 +139,6 @@ TEST(StoreSqlite, FullDatabaseIsUnavailableDiskFullAndRollsBack) {
   EXPECT_TRUE(db.remove("big0"));  // the store stays usable
 }
 
-TEST(StoreSqlite, BadIdsAndFieldsAreRejected) {
-  const auto dir = fresh_dir("bad");
-  sqlite_store db(dir / "items.db");
-  EXPECT_EQ(code_of([&] { db.insert(make_item("")); }), errc::bad_parameter);
-  EXPECT_EQ(code_of([&] { db.insert(make_item(std::string(257, 'x'))); }), errc::bad_parameter);
-  db.insert(make_item(std::string(256, 'x')));
-  EXPECT_EQ(code_of([&] { db.insert(make_item("bad\xff")); }), errc::bad_parameter);
-  EXPECT_EQ(code_of([&] { db.insert(make_item("\xc0\xaf")); }), errc::bad_parameter);  // overlong '/'
-  EXPECT_EQ(code_of([&] { db.insert(make_item("\xed\xa0\x80")); }), errc::bad_parameter);  // surrogate
-  EXPECT_EQ(code_of([&] { db.insert(make_item("cut\xe6\xbc")); }), errc::bad_parameter);  // truncated
-  EXPECT_EQ(code_of([&] { db.insert(make_item(std::string("a\0b", 3))); }), errc::bad_parameter);
-  EXPECT_EQ(code_of([&] { (void)db.get(""); }), errc::bad_parameter);
-  item nan = make_item("nan");
-  nan.vectors["v"] = {1.0f, std::nanf("")};
-  EXPECT_EQ(code_of([&] { db.insert(nan); }), errc::bad_parameter);
-  item space = make_item("space");
-  space.vectors["../etc"] = {1.0f};
-  EXPECT_EQ(code_of([&] { db.insert(space); }), errc::bad_parameter);
-  item meta = make_item("meta");
-  meta.metadata = nlohmann::json::array({1, 2});
-  EXPECT_EQ(code_of([&] { db.insert(meta); }), errc::bad_parameter);
-  EXPECT_EQ(db.count(), 1u);
-}
-
-TEST(StoreSqlite, ConcurrentReadersAndWriter) {
-  const auto dir = fresh_dir("concurrent");
-  sqlite_store db(dir / "items.db");
-  std::atomic<bool> done{false};
-  std::atomic<int> reads{0};
-  std::vector<std::thread> readers;
-  for (int r = 0; r < 3; ++r) {
-    readers.emplace_back([&] {
-      while (!done) {
-        for (const auto& it : db.list(0, 5, true)) {
-          // An item is never seen half-written: every listed item has its tag and vector.
-          EXPECT_EQ(it.tags.at("t").size(), 1u);
-          EXPECT_EQ(it.vectors.at("v").size(), 3u);
-        }
-        ++reads;
-      }
-    });
-  }
-  for (int n = 0; n < 100; ++n) {
-    item it = make_item("w" + std::to_string(n));
-    it.tags["t"] = {{"x", 1.0f}};
-    it.vectors["v"] = {1, 2, 3};
-    db.insert(it);
-    if (n % 3 == 0) db.remove("w" + std::to_string(n / 2));
-  }
-  done = true;
-  for (auto& t : readers) t.join();
-  EXPECT_GT(reads.load(), 0);
-}
-
 // A writer process is killed with SIGKILL at random moments, ten times over. Every item whose
 // insert returned before the kill must be present and complete after reopening, nothing may be
 // half-written, and the vector index rebuilt on start must find every stored item.
