@@ -66,19 +66,7 @@ std::vector<hit> brute_index::search(std::span<const float> query, std::size_t k
     }
     scored.emplace_back(raw, row);
   }
-  const std::size_t n = std::min(k, scored.size());
-  const bool ip = metric_ == metric::inner_product;
-  std::partial_sort(scored.begin(), scored.begin() + static_cast<std::ptrdiff_t>(n), scored.end(),
-                    [ip](const auto& a, const auto& b) {
-                      if (a.first != b.first) return ip ? a.first > b.first : a.first < b.first;
-                      return a.second < b.second;
-                    });
-  std::vector<hit> hits(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    hits[i].id = ids_[scored[i].second];
-    fill_score(hits[i], metric_, scored[i].first);
-  }
-  return hits;
+  return top_hits(scored, k, metric_, ids_);
 }
 
 bool brute_index::contains(std::string_view id) const { return row_of_.find(id) != row_of_.end(); }

@@ -309,18 +309,7 @@ std::vector<hit> faiss_index::exact_search(const float* q, std::size_t k, const 
     const float* x = all + p * d;
     scored.emplace_back(ip ? faiss::fvec_inner_product(q, x, d) : faiss::fvec_L2sqr(q, x, d), p);
   }
-  const std::size_t n = std::min(k, scored.size());
-  std::partial_sort(scored.begin(), scored.begin() + static_cast<std::ptrdiff_t>(n), scored.end(),
-                    [ip](const auto& a, const auto& b) {
-                      if (a.first != b.first) return ip ? a.first > b.first : a.first < b.first;
-                      return a.second < b.second;
-                    });
-  std::vector<hit> hits(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    hits[i].id = id_at_[scored[i].second];
-    fill_score(hits[i], metric_, scored[i].first);
-  }
-  return hits;
+  return top_hits(scored, k, metric_, id_at_);
 }
 
 std::vector<hit> faiss_index::search(std::span<const float> query, std::size_t k,

@@ -61,4 +61,21 @@ index_kind parse_index_kind(std::string_view name) {
   fail(errc::bad_parameter, "unknown index kind '{}' (automatic, flat, hnsw, ivf_pq)", name);
 }
 
+std::vector<hit> top_hits(std::vector<std::pair<float, std::size_t>>& scored, std::size_t k, metric m,
+                          const std::vector<std::string>& ids) {
+  const std::size_t n = std::min(k, scored.size());
+  const bool ip = m == metric::inner_product;
+  std::partial_sort(scored.begin(), scored.begin() + static_cast<std::ptrdiff_t>(n), scored.end(),
+                    [ip](const auto& a, const auto& b) {
+                      if (a.first != b.first) return ip ? a.first > b.first : a.first < b.first;
+                      return a.second < b.second;
+                    });
+  std::vector<hit> hits(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    hits[i].id = ids[scored[i].second];
+    fill_score(hits[i], m, scored[i].first);
+  }
+  return hits;
+}
+
 }  // namespace acg2vec::index

@@ -61,6 +61,10 @@ void normalize(std::span<float> v);
 void check_vector(std::span<const float> v, int dim, std::string_view what);
 /// @brief Turns a raw FAISS distance (inner product, or squared L2) into a hit's score/distance.
 void fill_score(hit& h, metric m, float raw);
+/// @brief The k best of (raw FAISS distance, position) pairs as hits, best first (ties by
+/// position); ids[position] names each hit. Reorders `scored`.
+std::vector<hit> top_hits(std::vector<std::pair<float, std::size_t>>& scored, std::size_t k, metric m,
+                          const std::vector<std::string>& ids);
 /// @brief "inner_product" / "l2".
 std::string_view to_string(metric m) noexcept;
 /// @brief "automatic" / "flat" / "hnsw" / "ivf_pq".
