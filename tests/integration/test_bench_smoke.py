@@ -80,6 +80,25 @@ class BenchSmokeTest(unittest.TestCase):
             self.assertIn(phase, out)
         self.assertRegex(out, r"ingest / model-only throughput: \d+%")
 
+    def test_soak_mixed_load(self):
+        import json
+        import tempfile
+        models = installed_packs(["nsfw-mobilenet-v2"])
+        with tempfile.TemporaryDirectory() as tmp:
+            report = os.path.join(tmp, "soak.json")
+            out = run("bench", "soak", "--pack", os.path.join(models, "nsfw-mobilenet-v2"), "--clients", "4",
+                      "--seconds", "4", "--warmup", "0.25", "--report", report)
+            for op in ("classify", "embed/image", "search", "insert"):
+                self.assertIsNotNone(re.search(rf"^{re.escape(op)}\s+\d+", out, re.M), out)
+            self.assertRegex(out, r"server RSS after warm-up [\d.]+ MiB")
+            with open(report) as f:
+                r = json.load(f)
+        # Every request was answered without a server error; at least the reads got answers.
+        self.assertEqual(r["no_answer"], 0, r)
+        self.assertFalse([s for s in r["statuses"] if int(s) >= 500], r)
+        self.assertGreater(r["operations"]["classify"]["requests"] + r["operations"]["search"]["requests"], 0, r)
+        self.assertGreaterEqual(len(r["rss_samples"]), 3, r)
+
 
 if __name__ == "__main__":
     unittest.main()
