@@ -7,19 +7,24 @@
 
 namespace acg2vec {
 
-graph_model::graph_model(model_manifest manifest, const runtime::graph& graph, batcher::observer_fn observer)
-    : manifest_(std::move(manifest)) {
+graph_model::graph_model(model_manifest manifest, const runtime::graph& graph, batcher::observer_fn observer,
+                         std::vector<companion_output> companions)
+    : manifest_(std::move(manifest)), companions_(std::move(companions)) {
   std::vector<std::string> requested;
   runtime::graph g = graph;  // shallow: tensors are shared
   bool keras = manifest_.format == model_format::keras_h5 || manifest_.format == model_format::tfjs_layers;
-  if (manifest_.cut) {
-    if (keras && manifest_.cut->pool == "gap") {
+  auto request_cut = [&](const cut_spec& cut) {
+    if (keras && cut.pool == "gap") {
       // Keras layer values are NHWC views; the translator pools the layer's NCHW value for us.
-      requested.push_back(runtime::append_keras_gap(g, manifest_.cut->layer));
-      gap_in_graph_ = true;
+      requested.push_back(runtime::append_keras_gap(g, cut.layer));
+      pooled_in_graph_.push_back(true);
     } else {
-      requested.push_back(manifest_.cut->layer);
+      requested.push_back(cut.layer);
+      pooled_in_graph_.push_back(false);
     }
+  };
+  if (manifest_.cut) {
+    request_cut(*manifest_.cut);
   } else {
     for (const auto& o : manifest_.outputs) {
       if (!o.value.empty()) requested.push_back(o.value);
@@ -28,9 +33,15 @@ graph_model::graph_model(model_manifest manifest, const runtime::graph& graph, b
     if (!requested.empty() && requested.size() != manifest_.outputs.size()) {
       fail(errc::bad_parameter, "pack '{}': give a 'value' for every output or for none", manifest_.name);
     }
+    if (requested.empty() && !companions_.empty()) {
+      for (const auto& o : g.outputs) requested.push_back(o.name);
+    }
+    pooled_in_graph_.assign(requested.empty() ? g.outputs.size() : requested.size(), false);
   }
+  const std::size_t own = requested.empty() ? g.outputs.size() : requested.size();
+  for (const auto& c : companions_) request_cut(c.cut);
   executor_ = std::make_unique<runtime::executor>(std::move(g), requested);
-  for (const auto& o : executor_->outputs()) output_names_.push_back(o.name);
+  for (std::size_t i = 0; i < own; ++i) output_names_.push_back(executor_->outputs().at(i).name);
   if (!manifest_.outputs.empty() && manifest_.outputs.size() != output_names_.size()) {
     fail(errc::bad_parameter, "pack '{}': manifest lists {} outputs but the graph has {}", manifest_.name,
          manifest_.outputs.size(), output_names_.size());
@@ -63,24 +74,32 @@ at::Tensor graph_model::image_tensor(const image::image_rgb8& image) const {
 std::vector<at::Tensor> graph_model::forward(const at::Tensor& batch) const {
   c10::InferenceMode guard;
   auto outputs = executor_->run({batch});
-  if (manifest_.cut && manifest_.cut->pool == "gap" && !gap_in_graph_) {
-    auto& v = outputs.at(0);
+  const std::size_t own = output_names_.size();
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    const cut_spec* cut = i < own ? (manifest_.cut ? &*manifest_.cut : nullptr) : &companions_[i - own].cut;
+    auto& v = outputs[i];
     // ONNX graphs are NCHW: pool over the two spatial dimensions.
-    if (v.dim() == 4) v = v.mean({2, 3});
-  }
-  for (auto& o : outputs) {
-    if (o.dim() > 2 && manifest_.cut) o = o.flatten(1);
-    o = o.contiguous().to(at::kFloat);
+    if (cut != nullptr && cut->pool == "gap" && !pooled_in_graph_[i] && v.dim() == 4) v = v.mean({2, 3});
+    if (cut != nullptr && v.dim() > 2) v = v.flatten(1);
+    v = v.contiguous().to(at::kFloat);
   }
   return outputs;
 }
 
 std::vector<at::Tensor> graph_model::run_batch(const at::Tensor& input) const {
-  return batcher_->submit(input).get();
+  auto outputs = batcher_->submit(input).get();
+  outputs.resize(output_names_.size());  // companions are for run_image_shared only
+  return outputs;
 }
 
 std::vector<at::Tensor> graph_model::run_image(const image::image_rgb8& image) const {
   auto rows = run_batch(image_tensor(image));
+  for (auto& r : rows) r = r.squeeze(0);
+  return rows;
+}
+
+std::vector<at::Tensor> graph_model::run_image_shared(const image::image_rgb8& image) const {
+  auto rows = batcher_->submit(image_tensor(image)).get();
   for (auto& r : rows) r = r.squeeze(0);
   return rows;
 }

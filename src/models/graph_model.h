@@ -18,11 +18,21 @@
 
 namespace acg2vec {
 
+/// A value of the same network wanted by another pack (a derived "-embedding" pack or one that
+/// names this pack as its base): computed in this pack's forward pass, so that analysing an image
+/// for both packs costs one pass, not two.
+struct companion_output {
+  std::string pack;  ///< the pack that wants the value
+  cut_spec cut;
+};
+
 class graph_model {
  public:
   /// @param graph the loaded graph (shared between packs that reuse one file through "base").
   /// @param observer receives (rows, seconds) of each forward pass, for /metrics.
-  graph_model(model_manifest manifest, const runtime::graph& graph, batcher::observer_fn observer = {});
+  /// @param companions values of other packs to compute in the same pass (see run_image_shared).
+  graph_model(model_manifest manifest, const runtime::graph& graph, batcher::observer_fn observer = {},
+              std::vector<companion_output> companions = {});
 
   [[nodiscard]] const model_manifest& manifest() const noexcept { return manifest_; }
   /// @brief Names of the values this model returns, in order (after any cut).
@@ -32,6 +42,10 @@ class graph_model {
 
   /// @brief Decoded image → outputs, each with its batch row removed (e.g. [9176] scores).
   std::vector<at::Tensor> run_image(const image::image_rgb8& image) const;
+  /// @brief As run_image, plus the companions' values (in companions() order) from the same pass.
+  std::vector<at::Tensor> run_image_shared(const image::image_rgb8& image) const;
+  /// @brief The packs whose values run_image_shared also returns.
+  [[nodiscard]] const std::vector<companion_output>& companions() const noexcept { return companions_; }
   /// @brief Already-preprocessed input [N, ...] → outputs [N, ...] (goes through the batcher).
   std::vector<at::Tensor> run_batch(const at::Tensor& input) const;
   /// @brief The float input tensor [1, ...] this model would see for an image.
@@ -44,10 +58,11 @@ class graph_model {
   std::vector<at::Tensor> forward(const at::Tensor& batch) const;
 
   model_manifest manifest_;
+  std::vector<companion_output> companions_;
+  std::vector<bool> pooled_in_graph_;  ///< per executor output: a Keras GAP was appended to the graph
   std::unique_ptr<runtime::executor> executor_;
   std::vector<std::string> output_names_;
   bool takes_images_ = false;
-  bool gap_in_graph_ = false;
   image::preprocess_spec preprocess_{};
   std::unique_ptr<batcher> batcher_;
 };

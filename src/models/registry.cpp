@@ -153,7 +153,31 @@ void model_registry::load_everything() {
         obs(name, rows, s);
       })
                                 : batcher::observer_fn{};
-      entry->graph = std::make_shared<graph_model>(m, *g, observer);
+      // Packs cut from this one's network with the same preprocessing ride along in its pass.
+      std::vector<companion_output> companions;
+      if (m.base.empty()) {
+        for (const auto& other : manifests) {
+          if (other.base == m.name && other.cut && (other.input.empty() || other.input == m.input)) {
+            companions.push_back({other.name, *other.cut});
+          }
+        }
+      } else {
+        std::shared_lock lock(mutex_);
+        const auto& base = entries_.at(m.base);
+        for (const auto& c : base->graph ? base->graph->companions() : std::vector<companion_output>{}) {
+          if (c.pack == m.name) entry->shared_pass_of = m.base;
+        }
+      }
+      try {
+        entry->graph = std::make_shared<graph_model>(m, *g, observer, companions);
+      } catch (const std::exception& e) {
+        if (companions.empty()) throw;
+        // A derived pack with a bad cut must not take its base down: it fails on its own below.
+        spdlog::warn("model pack '{}': computing its derived packs in the same pass failed ({}); "
+                     "they run on their own",
+                     m.name, e.what());
+        entry->graph = std::make_shared<graph_model>(m, *g, observer);
+      }
       entry->state = model_state::ready;
     } catch (const std::exception& e) {
       entry->state = model_state::failed;

@@ -33,6 +33,9 @@ struct model_entry {
   std::shared_ptr<const graph_model> graph;  ///< set for onnx / keras_h5 / tfjs_layers packs
   std::shared_ptr<const text_model> text;    ///< set for text_embedding / clip_text packs
   std::shared_ptr<const clip_image_model> clip_image;  ///< set for the image tower of a CLIP pack
+  /// The pack whose forward pass also yields this pack's value (graph->companions() of that pack
+  /// names this one); empty when this pack needs a pass of its own.
+  std::string shared_pass_of;
 
   /// @brief Whether run_image() works for this pack.
   [[nodiscard]] bool takes_images() const noexcept { return (graph && graph->takes_images()) || clip_image; }

@@ -4,7 +4,9 @@
 #include <spdlog/spdlog.h>
 #include <vips/vips8>
 
+#include <algorithm>
 #include <chrono>
+#include <map>
 #include <fstream>
 #include <sstream>
 #include <unordered_set>
@@ -94,10 +96,27 @@ store::item search_service::analyse(const image::image_rgb8& img) const {
   };
   // A flat image has nothing to describe (zero signature); it is stored without that vector.
   if (auto sig = image::perceptual_signature(img); nonzero(sig)) it.vectors[std::string(signature_space)] = sig;
-  for (const auto& e : models_.entries()) {
+  // Packs with their own pass first: their passes also yield the values of the packs cut from
+  // the same network, which then need no pass of their own.
+  auto entries = models_.entries();
+  std::stable_partition(entries.begin(), entries.end(), [](const auto& e) { return e->shared_pass_of.empty(); });
+  std::map<std::string, at::Tensor, std::less<>> shared;  // pack name → its value from another pass
+  for (const auto& e : entries) {
     if (e->state != model_state::ready || !e->takes_images()) continue;
     const auto& m = e->manifest;
-    auto out = e->run_image(img);
+    std::vector<at::Tensor> out;
+    if (auto it = shared.find(m.name); it != shared.end()) {
+      out.push_back(it->second);
+    } else if (e->graph && !e->graph->companions().empty()) {
+      out = e->graph->run_image_shared(img);
+      const std::size_t own = e->graph->output_names().size();
+      for (std::size_t i = 0; i < e->graph->companions().size(); ++i) {
+        shared[e->graph->companions()[i].pack] = out.at(own + i);
+      }
+      out.resize(own);
+    } else {
+      out = e->run_image(img);
+    }
     switch (m.task) {
       case model_task::tagger: {
         auto& tags = it.tags[m.name];

@@ -346,7 +346,10 @@ void register_search_routes(http_server& server, search_route_context ctx) {
   server.add("GET", R"(/v1/items/([^/]+))", "v1.items.get", [&svc](const http_request& req, http_response& res) {
     auto it = svc.get(req.matches[1].str());
     if (!it) fail(errc::not_found, "item {} not found", req.matches[1].str());
-    reply(res, item_json(*it, true));
+    json j = item_json(*it, true);
+    // The stored vectors themselves, on request: they are large (KBs per space).
+    if (auto v = req.get_param_value("vectors"); v == "1" || v == "true") j["vectorValues"] = it->vectors;
+    reply(res, j);
   });
 
   server.add("PUT", R"(/v1/items/([^/]+))", "v1.items.replace", [&svc, upload](const http_request& req, http_response& res) {
