@@ -424,6 +424,10 @@ struct search_options {
   std::size_t k = 10;
   int threads = 0;
   double brute_seconds = 5.0;
+  std::size_t nlist = 0;
+  std::string nprobe;     ///< comma list swept on one IVF-PQ build ("" = the index's default)
+  std::string ef_search;  ///< comma list swept on one HNSW build ("" = the index's default)
+  float refine = 32.0f;
 };
 
 /// Unit vectors: isotropic Gaussian directions, or points around n/100 (at most 1000) centres.
@@ -530,7 +534,7 @@ void run_bench_search(const search_options& o) {
 
   fmt::print("bench search: {} {} vectors x {}-d (inner product), {} queries, k={}, {} threads, load average {}\n",
              o.n, o.clustered ? "clustered" : "random", o.dim, o.queries, o.k, threads, load_average());
-  fmt::print("\n{:<8} {:>9} {:>9} {:>10} {:>12} {:>9} {:>10} {:>8}\n", "INDEX", "BUILD_S", "RSS_MB", "QPS_1T",
+  fmt::print("\n{:<13} {:>9} {:>9} {:>10} {:>12} {:>9} {:>10} {:>8}\n", "INDEX", "BUILD_S", "RSS_MB", "QPS_1T",
              fmt::format("QPS_{}T", threads), "QPS/CORE", "RECALL@1", fmt::format("RECALL@{}", o.k));
 
   // Brute force: the reference scan, single thread, on as many queries as fit in brute_seconds.
@@ -552,7 +556,7 @@ void run_bench_search(const search_options& o) {
       ++done;
     }
     brute_qps = static_cast<double>(done) / seconds_since(start);
-    fmt::print("{:<8} {:>9.2f} {:>9.0f} {:>10.1f} {:>12} {:>9.1f} {:>10} {:>8}  ({} queries)\n", "brute", build, rss,
+    fmt::print("{:<13} {:>9.2f} {:>9.0f} {:>10.1f} {:>12} {:>9.1f} {:>10} {:>8}  ({} queries)\n", "brute", build, rss,
                brute_qps, "-", brute_qps, "1.000", "1.000", done);
   }
 
@@ -560,20 +564,34 @@ void run_bench_search(const search_options& o) {
     index::faiss_options fo;
     fo.kind = kind;
     fo.ivf_min_train = 1;  // build the requested structure whatever the size
+    fo.ivf_nlist = o.nlist;
+    fo.ivf_refine_factor = o.refine;
     auto before = resident_bytes();
     auto start = clock_type::now();
     auto idx = std::make_unique<index::faiss_index>(o.dim, index::metric::inner_product, fo);
     idx->assign(ids, std::vector<float>(data, data + o.n * static_cast<std::size_t>(o.dim)));
     double build = seconds_since(start);
     double rss = static_cast<double>(resident_bytes() - std::min(before, resident_bytes())) / 1e6;
-    auto r = measure_index(*idx, queries, truth, o.k, threads);
-    std::string note = fmt::format("{:.1f}x brute, 1 thread", r.qps_one / brute_qps);
-    if (idx->current_kind() != kind) {
-      note += fmt::format("; {} requested, too few vectors to train it", index::to_string(kind));
+    // One build, then each requested search effort (nprobe or efSearch) on it.
+    std::vector<std::int64_t> efforts{0};
+    if (kind == index::index_kind::ivf_pq && !o.nprobe.empty()) efforts = parse_int_list(o.nprobe, "--nprobe");
+    if (kind == index::index_kind::hnsw && !o.ef_search.empty()) efforts = parse_int_list(o.ef_search, "--ef-search");
+    for (auto effort : efforts) {
+      std::string name(index::to_string(idx->current_kind()));
+      if (effort > 0) {
+        const bool ivf = kind == index::index_kind::ivf_pq;
+        idx->set_search_options(ivf ? fo.hnsw_ef_search : static_cast<int>(effort), ivf ? static_cast<int>(effort) : 0,
+                                fo.ivf_refine_factor);
+        name += fmt::format("/{}{}", ivf ? "np" : "ef", effort);
+      }
+      auto r = measure_index(*idx, queries, truth, o.k, threads);
+      std::string note = fmt::format("{:.1f}x brute, 1 thread", r.qps_one / brute_qps);
+      if (idx->current_kind() != kind) {
+        note += fmt::format("; {} requested, too few vectors to train it", index::to_string(kind));
+      }
+      fmt::print("{:<13} {:>9.2f} {:>9.0f} {:>10.1f} {:>12.1f} {:>9.1f} {:>10.3f} {:>8.3f}  ({})\n", name, build, rss,
+                 r.qps_one, r.qps_all, r.qps_all / threads, r.recall1, r.recall10, note);
     }
-    fmt::print("{:<8} {:>9.2f} {:>9.0f} {:>10.1f} {:>12.1f} {:>9.1f} {:>10.3f} {:>8.3f}  ({})\n",
-               index::to_string(idx->current_kind()), build, rss, r.qps_one, r.qps_all,
-               r.qps_all / threads, r.recall1, r.recall10, note);
   }
 }
 
@@ -1036,6 +1054,7 @@ void run_bench_soak(const soak_options& o) {
     std::array<std::vector<double>, op_count> latency_ms;
     std::map<int, std::size_t> statuses;
     std::size_t no_answer = 0;
+    std::map<std::string, std::size_t> failures;  ///< transport errors by kind
   };
   std::vector<client_stats> per(static_cast<std::size_t>(o.clients));
   std::atomic<bool> stop{false};
@@ -1091,6 +1110,7 @@ void run_bench_soak(const soak_options& o) {
       const double ms = seconds_since(t0) * 1e3;
       if (!res) {
         ++mine.no_answer;
+        ++mine.failures[fmt::format("{} {}", op_names[kind], httplib::to_string(res.error()))];
         continue;
       }
       ++mine.statuses[res->status];
@@ -1125,6 +1145,7 @@ void run_bench_soak(const soak_options& o) {
     }
     for (auto [s, n] : c.statuses) all.statuses[s] += n;
     all.no_answer += c.no_answer;
+    for (const auto& [what, n] : c.failures) all.failures[what] += n;
   }
   fmt::print("\n{:<12} {:>9} {:>9} {:>9} {:>9} {:>9}\n", "OPERATION", "REQS", "REQ/S", "P50_MS", "P95_MS", "P99_MS");
   json report{{"clients", o.clients}, {"seconds", elapsed}, {"model", model}, {"operations", json::object()}};
@@ -1143,6 +1164,8 @@ void run_bench_soak(const soak_options& o) {
     report["statuses"][std::to_string(s)] = n;
   }
   report["no_answer"] = all.no_answer;
+  report["failures"] = all.failures;
+  for (const auto& [what, n] : all.failures) fmt::print("no answer: {} x {}\n", n, what);
 
   // Flatness: the RSS trend after warm-up, and the growth from the end of warm-up to the end.
   std::vector<std::pair<double, double>> after;
@@ -1208,6 +1231,12 @@ void add_bench_command(CLI::App& app, global_options& global) {
     cmd->add_flag("--clustered", o->clustered, "points around n/100 centres instead of isotropic noise");
     cmd->add_option("--threads", o->threads, "threads for the all-threads run (0 = cores)")->capture_default_str();
     cmd->add_option("--brute-seconds", o->brute_seconds, "time bound of the brute-force QPS measurement")
+        ->capture_default_str();
+    cmd->add_option("--nlist", o->nlist, "IVF-PQ inverted lists (0 = sqrt(n))")->capture_default_str();
+    cmd->add_option("--nprobe", o->nprobe, "IVF-PQ lists probed, comma-separated values swept on one build");
+    cmd->add_option("--ef-search", o->ef_search, "HNSW efSearch, comma-separated values swept on one build");
+    cmd->add_option("--refine", o->refine, "IVF-PQ candidates re-ranked exactly, as a multiple of k")
+        ->check(CLI::Range(1.0f, 1000.0f))
         ->capture_default_str();
     cmd->callback([o] { run_bench_search(*o); });
   }

@@ -96,7 +96,25 @@ std::size_t pq_subquantizers(int dim) {
   return 1;
 }
 
+/// The settings that only affect searching, applied to a built or loaded FAISS index.
+void apply_search_options(faiss::Index& index, const faiss_options& o) {
+  if (auto* h = dynamic_cast<faiss::IndexHNSW*>(&index)) h->hnsw.efSearch = o.hnsw_ef_search;
+  if (auto* refine = dynamic_cast<faiss::IndexRefine*>(&index)) {
+    refine->k_factor = o.ivf_refine_factor;
+    if (auto* ivf = dynamic_cast<faiss::IndexIVF*>(refine->base_index); ivf != nullptr && o.ivf_nprobe > 0) {
+      ivf->nprobe = static_cast<std::size_t>(o.ivf_nprobe);
+    }
+  }
+}
+
 }  // namespace
+
+void faiss_index::set_search_options(int hnsw_ef_search, int ivf_nprobe, float ivf_refine_factor) {
+  options_.hnsw_ef_search = hnsw_ef_search;
+  options_.ivf_nprobe = ivf_nprobe;
+  options_.ivf_refine_factor = ivf_refine_factor;
+  if (index_) apply_search_options(*index_, options_);
+}
 
 faiss_index::faiss_index(int dim, metric m, faiss_options options)
     : dim_(dim), metric_(m), options_(std::move(options)) {
@@ -144,8 +162,10 @@ void faiss_index::build(index_kind kind, std::vector<std::string> ids, std::vect
         break;
       }
       case index_kind::ivf_pq: {
-        const auto nlist = static_cast<std::size_t>(
-            std::clamp(std::sqrt(static_cast<double>(std::max<std::size_t>(n, 1))), 16.0, 65536.0));
+        const auto nlist = options_.ivf_nlist > 0 ? options_.ivf_nlist
+                                                  : static_cast<std::size_t>(std::clamp(
+                                                        std::sqrt(static_cast<double>(std::max<std::size_t>(n, 1))),
+                                                        16.0, 65536.0));
         auto quantizer = std::make_unique<faiss::IndexFlat>(dim_, mt);
         // 8-bit codes need ~10k training points for their 256 centroids; smaller sets get
         // fewer bits rather than undertrained centroids (the exact re-ranking hides the loss).
@@ -449,14 +469,7 @@ std::unique_ptr<faiss_index> faiss_index::load(const std::filesystem::path& file
        (kind == index_kind::ivf_pq && dynamic_cast<faiss::IndexRefine*>(loaded.get()) != nullptr));
   if (!shape_ok) fail(errc::internal, "index file {} does not match its header", file.string());
   // Search-time settings follow the current options rather than the saved ones.
-  if (auto* h = dynamic_cast<faiss::IndexHNSW*>(loaded.get())) h->hnsw.efSearch = result->options_.hnsw_ef_search;
-  if (auto* refine = dynamic_cast<faiss::IndexRefine*>(loaded.get())) {
-    refine->k_factor = result->options_.ivf_refine_factor;
-    if (result->options_.ivf_nprobe > 0) {
-      if (auto* ivf = dynamic_cast<faiss::IndexIVF*>(refine->base_index))
-        ivf->nprobe = static_cast<std::size_t>(result->options_.ivf_nprobe);
-    }
-  }
+  apply_search_options(*loaded, result->options_);
 
   std::vector<std::string> ids;
   ids.reserve(positions);

@@ -28,6 +28,8 @@ struct faiss_options {
   int hnsw_ef_search = 128;
   /// ivf_pq: stay flat (exact) until this many vectors exist to train on.
   std::size_t ivf_min_train = 10000;
+  /// ivf_pq: inverted lists; 0 = sqrt(vectors at training time).
+  std::size_t ivf_nlist = 0;
   /// ivf_pq: inverted lists probed per query; 0 = max(16, nlist / 8).
   int ivf_nprobe = 0;
   /// ivf_pq: candidates re-ranked with the exact vectors, as a multiple of k. PQ distances alone
@@ -63,6 +65,9 @@ class faiss_index final : public vector_index {
   [[nodiscard]] metric space_metric() const override { return metric_; }
   void save(const std::filesystem::path& file, std::uint64_t generation) const override;
 
+  /// @brief Changes the search-time settings (efSearch, nprobe, re-ranking factor) without a
+  /// rebuild; 0 for nprobe keeps the built default. Not to be called while searches run.
+  void set_search_options(int hnsw_ef_search, int ivf_nprobe, float ivf_refine_factor);
   /// @brief The structure in use now (never automatic).
   [[nodiscard]] index_kind current_kind() const noexcept { return kind_; }
   /// @brief Positions held by FAISS, dead ones included.
