@@ -106,7 +106,9 @@ std::vector<std::string> parse_key_file(std::string_view text, std::string_view 
     }
     keys.emplace_back(line);
   }
-  if (keys.empty()) fail(errc::bad_parameter, "API key file {} holds no keys (blank and '#' lines are skipped)", source);
+  if (keys.empty()) {
+    fail(errc::bad_parameter, "API key file {} holds no keys (blank and '#' lines are skipped)", source);
+  }
   return keys;
 }
 
@@ -174,7 +176,9 @@ bool origin_list::allows(std::string_view origin) const {
 
 rate_limiter::rate_limiter(double rate, double burst, std::size_t max_clients, clock_fn now)
     : rate_(rate), burst_(burst), max_clients_(std::max<std::size_t>(1, max_clients)), now_(std::move(now)) {
-  if (!(rate_ > 0) || !std::isfinite(rate_)) fail(errc::bad_parameter, "rate limit must be a positive number, got {}", rate);
+  if (!(rate_ > 0) || !std::isfinite(rate_)) {
+    fail(errc::bad_parameter, "rate limit must be a positive number, got {}", rate);
+  }
   if (!(burst_ >= 1) || !std::isfinite(burst_)) fail(errc::bad_parameter, "rate burst must be at least 1, got {}", burst);
 }
 

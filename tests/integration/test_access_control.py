@@ -354,8 +354,8 @@ class StartupErrorsTest(unittest.TestCase):
         import subprocess
         from acg2vec_harness import BIN
         with tempfile.TemporaryDirectory() as d:
-            return subprocess.run([BIN, "--log-level", "error", "--data-dir", os.path.join(d, "data"), "--models-dir", d, "serve",
-                                   "--port", "0", *[a.format(dir=d) for a in args]],
+            return subprocess.run([BIN, "--log-level", "error", "--data-dir", os.path.join(d, "data"),
+                                   "--models-dir", d, "serve", "--port", "0", *[a.format(dir=d) for a in args]],
                                   capture_output=True, text=True, timeout=60)
 
     def test_bad_key_files_stop_the_server_with_one_line(self):
