@@ -14,6 +14,7 @@
 #include "search/service.h"
 #include "store/open_store.h"
 #include "runtime/threads.h"
+#include "server/access.h"
 #include "server/http_server.h"
 #include "server/routes.h"
 
@@ -125,14 +126,43 @@ void add_serve_command(CLI::App& app, global_options& global) {
       ->envname("ACG2VEC_READ_TIMEOUT")
       ->check(CLI::Range(1, 3600));
   cmd->add_option("--port-file", *port_file, "write the bound port to this file once listening (for tests)");
+  auto api_key_file = std::make_shared<std::string>();
+  auto cors_origins = std::make_shared<std::vector<std::string>>();
+  cmd->add_option("--api-key-file", *api_key_file,
+                  "file of API keys, one per line ('#' comments); write routes then need a key")
+      ->envname("ACG2VEC_API_KEY_FILE");
+  cmd->add_flag("--protect-reads", opts->protect_reads,
+                "read routes (tag, embed, search, models, metrics...) need a key too; /health stays open")
+      ->envname("ACG2VEC_PROTECT_READS");
+  cmd->add_option("--cors-origin", *cors_origins,
+                  "origin allowed to call the API from a browser (repeatable or comma-separated; '*' = any)")
+      ->envname("ACG2VEC_CORS_ORIGINS")
+      ->delimiter(',');
+  cmd->add_option("--rate-limit", opts->rate_limit, "requests per second per client (API key, else address); 0 = off")
+      ->envname("ACG2VEC_RATE_LIMIT")
+      ->check(CLI::Range(0.0, 1e6))
+      ->capture_default_str();
+  cmd->add_option("--rate-burst", opts->rate_burst, "requests a client may make at once (default: the rate, at least 1)")
+      ->envname("ACG2VEC_RATE_BURST")
+      ->check(CLI::Range(0.0, 1e6));
 
-  cmd->callback([&global, opts, max_upload_mb, max_request_mb, port_file, max_pixels, intra_threads] {
+  cmd->callback([&global, opts, max_upload_mb, max_request_mb, port_file, max_pixels, intra_threads, api_key_file,
+                 cors_origins] {
     runtime::configure_threads(*intra_threads);
     server_options options = *opts;
     options.max_upload_bytes = *max_upload_mb << 20;
     // A request must be able to carry one full-size file plus its multipart framing.
     options.max_request_bytes = std::max(*max_request_mb << 20, options.max_upload_bytes + (64u << 10));
     if (options.web_root.empty()) options.web_root = default_web_root();
+    if (!api_key_file->empty()) {
+      options.api_keys = access::load_key_file(*api_key_file);
+      spdlog::info("API keys: {} loaded; writes need a key{}", options.api_keys.size(),
+                   options.protect_reads ? ", reads too" : "");
+    }
+    options.cors_origins = access::origin_list(*cors_origins);
+    if (options.rate_burst > 0 && options.rate_limit <= 0) {
+      fail(errc::bad_parameter, "--rate-burst needs --rate-limit");
+    }
 
     http_server server(options);
     std::filesystem::create_directories(global.data_dir);

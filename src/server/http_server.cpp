@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -53,6 +54,16 @@ http_server::http_server(server_options options)
   // Small JSON answers must not wait for Nagle: without this p99 on loopback was ~44 ms.
   srv.set_tcp_nodelay(true);
 
+  if (options_.protect_reads && options_.api_keys.empty()) {
+    fail(errc::bad_parameter, "--protect-reads needs API keys (--api-key-file)");
+  }
+  if (options_.rate_limit > 0) {
+    double burst = options_.rate_burst > 0 ? options_.rate_burst : std::max(1.0, std::ceil(options_.rate_limit));
+    limiter_ = std::make_unique<access::rate_limiter>(options_.rate_limit, burst);
+  } else if (options_.rate_limit < 0) {
+    fail(errc::bad_parameter, "rate limit must not be negative, got {}", options_.rate_limit);
+  }
+
   srv.set_pre_routing_handler([this](const http_request& req, http_response& res) {
     current_trace = request_trace{std::chrono::steady_clock::now(), "unmatched"};
     std::string id = req.get_header_value("X-Request-Id");
@@ -60,7 +71,8 @@ http_server::http_server(server_options options)
       id = fmt::format("{:08x}-{:x}", instance_tag_, next_request_id_.fetch_add(1));
     }
     res.set_header("X-Request-Id", id);
-    return httplib::Server::HandlerResponse::Unhandled;
+    return handle_cors(req, res) ? httplib::Server::HandlerResponse::Handled
+                                 : httplib::Server::HandlerResponse::Unhandled;
   });
 
   // Called for statuses >= 400 that no handler wrote a body for: unknown routes, httplib's own
@@ -104,9 +116,12 @@ http_server::http_server(server_options options)
 
 http_server::~http_server() { stop(); }
 
-void http_server::add(std::string_view method, const std::string& pattern, std::string name, http_handler handler) {
-  auto wrapped = [name = std::move(name), handler = std::move(handler)](const http_request& req, http_response& res) {
+void http_server::add(std::string_view method, const std::string& pattern, std::string name, http_handler handler,
+                      route_access access) {
+  auto wrapped = [this, access, name = std::move(name), handler = std::move(handler)](const http_request& req,
+                                                                                        http_response& res) {
     current_trace.route = name;
+    if (!admit(req, res, access)) return;
     try {
       handler(req, res);
     } catch (const error& e) {
@@ -136,14 +151,88 @@ void http_server::add(std::string_view method, const std::string& pattern, std::
   }
 }
 
+bool http_server::handle_cors(const http_request& req, http_response& res) const {
+  const auto& origins = options_.cors_origins;
+  if (origins.empty()) return false;
+  // With a list of origins the answer depends on the Origin header, so caches must key on it
+  // even for answers that carry no CORS headers.
+  if (!origins.allows_any()) res.set_header("Vary", "Origin");
+  std::string origin = req.get_header_value("Origin");
+  if (origin.empty()) return false;
+  bool allowed = origins.allows(origin);
+  if (allowed) {
+    res.set_header("Access-Control-Allow-Origin", origins.allows_any() ? std::string("*") : origin);
+    res.set_header("Access-Control-Expose-Headers", "Retry-After, WWW-Authenticate, X-Request-Id");
+  }
+  bool preflight = req.method == "OPTIONS" && req.has_header("Access-Control-Request-Method");
+  if (!preflight) return false;
+  current_trace.route = "preflight";
+  if (!allowed) {
+    reply_json(res, json{{"message", fmt::format("origin '{}' may not call this API", origin)}, {"error", "forbidden"}},
+               403);
+    return true;
+  }
+  res.status = 204;
+  res.set_header("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS");
+  res.set_header("Access-Control-Allow-Headers", "Authorization, X-API-Key, Content-Type, X-Request-Id");
+  res.set_header("Access-Control-Max-Age", "600");
+  return true;
+}
+
+bool http_server::admit(const http_request& req, http_response& res, route_access access) {
+  if (access == route_access::open) return true;
+  const auto& keys = options_.api_keys;
+  std::optional<std::size_t> key_index;
+  bool presented = false;
+  if (!keys.empty()) {
+    auto key = access::presented_key(req.get_header_value("Authorization"), req.get_header_value("X-API-Key"));
+    if (key) {
+      presented = true;
+      key_index = keys.find(*key);
+    }
+  }
+  // Throttling comes before the key check so that guessing keys is throttled too. A valid key
+  // is its own client (wherever it connects from); everything else is counted by address.
+  if (limiter_) {
+    std::string client = key_index ? fmt::format("key:{}", *key_index) : "addr:" + req.remote_addr;
+    auto decision = limiter_->acquire(client);
+    if (!decision.allowed) {
+      res.set_header("Retry-After", std::to_string(decision.retry_after_s));
+      reply_json(res,
+                 json{{"message", fmt::format("rate limit of {} requests per second exceeded; retry in {} s",
+                                              options_.rate_limit, decision.retry_after_s)},
+                      {"error", "rate_limited"}},
+                 429);
+      return false;
+    }
+  }
+  bool needs_key = !keys.empty() && (access == route_access::write || options_.protect_reads);
+  if (needs_key && !key_index) {
+    res.set_header("WWW-Authenticate",
+                   presented ? R"(Bearer realm="acg2vec", error="invalid_token")" : R"(Bearer realm="acg2vec")");
+    std::string message = presented ? "the API key is not valid"
+                                    : "this route needs an API key: send 'Authorization: Bearer <key>' or "
+                                      "'X-API-Key: <key>'";
+    reply_json(res, json{{"message", message}, {"error", "unauthorized"}}, 401);
+    return false;
+  }
+  return true;
+}
+
 void http_server::serve_static(const http_request& req, http_response& res) const {
   current_trace.route = "static";
   if (options_.web_root.empty()) {
     reply_error(res, errc::not_found, fmt::format("no route for GET {}", req.path));
     return;
   }
-  // req.path is already percent-decoded, so "%2e%2e" arrives here as "..".
+  // req.path is already percent-decoded, so "%2e%2e" arrives here as "..". A backslash is an
+  // ordinary file name byte on POSIX, but it never names a file of the page; refusing it keeps
+  // Windows-style "..\\" out of the resolution below altogether.
   std::string rel = req.path == "/" ? "index.html" : req.path.substr(1);
+  if (rel.find('\\') != std::string::npos) {
+    reply_error(res, errc::not_found, "path leaves the web root");
+    return;
+  }
   std::filesystem::path relative(rel);
   for (const auto& part : relative) {
     if (part == ".." || part.string().find('\0') != std::string::npos) {

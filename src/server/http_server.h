@@ -3,6 +3,11 @@
 // becomes a status code. Routes are added by the modules' register_*_routes functions.
 //
 // Thread safety: add()/serve_static() before listen(); stop() from any thread.
+//
+// Access control (see server/access.h and docs/access-control.md): every route declares whether
+// it is open, a read or a write. Writes need an API key whenever keys are configured, reads only
+// with protect_reads; CORS headers and preflights follow cors_origins; rate_limit throttles each
+// client (its API key, else its address). /health, static files and preflights are never throttled.
 
 #include <httplib.h>
 
@@ -18,6 +23,7 @@
 #include <string_view>
 
 #include "core/error.h"
+#include "server/access.h"
 #include "server/metrics.h"
 
 namespace acg2vec {
@@ -36,6 +42,18 @@ struct server_options {
   std::chrono::seconds read_timeout{15};       ///< a client that stalls mid-request gets 408
   std::chrono::seconds write_timeout{30};
   std::filesystem::path web_root;              ///< static files served at '/' (empty = none)
+  access::key_set api_keys;                    ///< empty = no authentication
+  bool protect_reads = false;                  ///< read routes need a key too (needs api_keys)
+  access::origin_list cors_origins;            ///< empty = no CORS headers, preflights not answered
+  double rate_limit = 0;                       ///< requests per second per client; 0 = unlimited
+  double rate_burst = 0;                       ///< bucket size; 0 = max(1, ceil(rate_limit))
+};
+
+/// Who may call a route.
+enum class route_access {
+  open,   ///< always answered (health)
+  read,   ///< needs a key only when server_options::protect_reads
+  write,  ///< needs a key whenever keys are configured
 };
 
 class http_server {
@@ -45,8 +63,10 @@ class http_server {
   http_server(const http_server&) = delete;
   http_server& operator=(const http_server&) = delete;
 
-  /// @brief Adds a route. pattern is a std::regex over the path; name labels metrics and logs.
-  void add(std::string_view method, const std::string& pattern, std::string name, http_handler handler);
+  /// @brief Adds a route. pattern is a std::regex over the path; name labels metrics and logs;
+  /// access decides whether it needs an API key (and whether it is rate limited).
+  void add(std::string_view method, const std::string& pattern, std::string name, http_handler handler,
+           route_access access = route_access::read);
 
   /// @brief Binds and serves until stop(). Throws errc::unavailable when the port cannot be bound.
   /// on_bound is called with the actual port (useful with port 0) once listening.
@@ -58,10 +78,15 @@ class http_server {
 
  private:
   void serve_static(const http_request& req, http_response& res) const;
+  /// Sets CORS headers on every response; answers preflights. True when the request is answered.
+  bool handle_cors(const http_request& req, http_response& res) const;
+  /// Rate limit and API key check of a matched route. False when res already holds the refusal.
+  bool admit(const http_request& req, http_response& res, route_access access);
 
   server_options options_;
   std::unique_ptr<httplib::Server> server_;
   metrics metrics_;
+  std::unique_ptr<access::rate_limiter> limiter_;  ///< null when rate limiting is off
   std::atomic<std::uint64_t> next_request_id_{1};
   std::uint32_t instance_tag_;
 };

@@ -268,7 +268,7 @@ void register_search_routes(http_server& server, search_route_context ctx) {
                in.metadata = parse_metadata(find_param(req, "extend"), "extend");
                svc.add_image(upload(req), std::move(in), write_mode::insert);
                reply(res, true, msg_inserted);
-             });
+             }, route_access::write);
   server.add("PUT", R"(/images/([^/]+))", "seed.images.update",
              [&svc, upload](const http_request& req, http_response& res) {
                item_input in;
@@ -277,12 +277,12 @@ void register_search_routes(http_server& server, search_route_context ctx) {
                in.metadata = parse_metadata(find_param(req, "extend"), "extend");
                svc.add_image(upload(req), std::move(in), write_mode::upsert);
                reply(res, true, msg_updated);
-             });
+             }, route_access::write);
   server.add("DELETE", R"(/images/([^/]+))", "seed.images.delete", [&svc](const http_request& req, http_response& res) {
     auto id = seed_item_id(req.matches[1].str());
     if (!svc.remove(id)) fail(errc::not_found, "item {} not found", id);
     reply(res, true, msg_deleted);
-  });
+  }, route_access::write);
 
   // ---- /v1/items ----
   server.add("POST", "/v1/items/batch", "v1.items.batch", [&svc, ctx](const http_request& req, http_response& res) {
@@ -309,7 +309,7 @@ void register_search_routes(http_server& server, search_route_context ctx) {
     }
     if (results.empty()) fail(errc::bad_parameter, "no file parts in the request");
     reply(res, results, "ok", static_cast<std::int64_t>(stored));
-  });
+  }, route_access::write);
 
   server.add("POST", "/v1/items", "v1.items.create", [&svc, upload](const http_request& req, http_response& res) {
     item_input in;
@@ -325,7 +325,7 @@ void register_search_routes(http_server& server, search_route_context ctx) {
     auto it = svc.get(out.id);
     reply(res, item_json(*it, true), "created");
     res.status = 201;
-  });
+  }, route_access::write);
 
   server.add("GET", "/v1/items", "v1.items.list", [&svc](const http_request& req, http_response& res) {
     auto offset = static_cast<std::size_t>(int_param(req, "offset", 0, 0, 10'000'000));
@@ -369,13 +369,13 @@ void register_search_routes(http_server& server, search_route_context ctx) {
       svc.update_metadata(id, body["metadata"]);
     }
     reply(res, item_json(*svc.get(id), true), "updated");
-  });
+  }, route_access::write);
 
   server.add("DELETE", R"(/v1/items/([^/]+))", "v1.items.delete", [&svc](const http_request& req, http_response& res) {
     std::string id = req.matches[1].str();
     if (!svc.remove(id)) fail(errc::not_found, "item {} not found", id);
     reply(res, json{{"id", id}, {"deleted", true}}, "deleted");
-  });
+  }, route_access::write);
 
   // ---- /v1/search ----
   auto search = [&svc, decode](const http_request& req, http_response& res) {
