@@ -40,8 +40,14 @@ class ApiError extends Error {
   constructor(status, message) { super(message); this.status = status; }
 }
 
+// The key (servers with --api-key-file) lives in sessionStorage: it survives a reload of this
+// tab but is not written to disk for other visitors of a shared browser profile.
+function apiKey() { return sessionStorage.getItem('acg2vec-api-key') || ''; }
+
 async function api(path, options = {}) {
   let res;
+  const key = apiKey();
+  if (key) options = { ...options, headers: { ...(options.headers || {}), 'X-API-Key': key } };
   try {
     res = await fetch(path, options);
   } catch (e) {
@@ -51,6 +57,11 @@ async function api(path, options = {}) {
   let body = null;
   if (type.includes('application/json')) {
     try { body = await res.json(); } catch (e) { body = null; }
+  }
+  if (res.status === 401) {
+    const box = $('#key-box');
+    if (box) box.open = true;
+    throw new ApiError(401, key ? 'The server refused this API key.' : 'This server needs an API key: enter it under "API key" at the top.');
   }
   if (!res.ok) {
     const msg = body && (body.message || body.error);
@@ -419,7 +430,18 @@ async function refreshHealth() {
   }
 }
 
+function setupKey() {
+  const input = $('#api-key');
+  input.value = apiKey();
+  input.addEventListener('change', () => {
+    const v = input.value.trim();
+    if (v) sessionStorage.setItem('acg2vec-api-key', v); else sessionStorage.removeItem('acg2vec-api-key');
+    refreshCollection();
+  });
+}
+
 async function main() {
+  setupKey();
   setupDrop();
   setupText();
   await refreshHealth();

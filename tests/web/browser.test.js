@@ -117,6 +117,8 @@ function preparePacks(tmp) {
   return models;
 }
 
+const API_KEY = 'browser-test-key-7f3a9c';
+
 async function startServer(tmp, models) {
   const data = path.join(tmp, 'data');
   const images = path.join(tmp, 'images');
@@ -125,8 +127,12 @@ async function startServer(tmp, models) {
   run(BIN, ['--data-dir', data, '--models-dir', models, 'ingest', images]);
   const portFile = path.join(tmp, 'port');
   const logFile = fs.openSync(path.join(tmp, 'server.log'), 'a');
+  // Writes need a key (reads stay open): the page must ask for it and send it.
+  const keyFile = path.join(tmp, 'keys');
+  fs.writeFileSync(keyFile, `# test key\n${API_KEY}\n`);
   const proc = spawn(BIN, ['--data-dir', data, '--models-dir', models, 'serve', '--host', '127.0.0.1',
-    '--port', '0', '--port-file', portFile, '--threads', '4', '--web-root', path.join(SOURCE, 'web')], { stdio: ['ignore', logFile, logFile] });
+    '--port', '0', '--port-file', portFile, '--threads', '4', '--web-root', path.join(SOURCE, 'web'),
+    '--api-key-file', keyFile], { stdio: ['ignore', logFile, logFile] });
   cleanups.push(() => new Promise((resolve) => {
     if (proc.exitCode !== null || proc.signalCode) { resolve(); return; }
     const kill = setTimeout(() => proc.kill('SIGKILL'), 10000);
@@ -219,7 +225,7 @@ async function main() {
     if (m.type() !== 'error') return;
     const text = m.text();
     // Chromium logs every 4xx/5xx fetch; only the steps that provoke one may produce it.
-    if (allowNetworkErrors && /^Failed to load resource: the server responded with a status of (400|415|503)\b/.test(text)) return;
+    if (allowNetworkErrors && /^Failed to load resource: the server responded with a status of (400|401|415|503)\b/.test(text)) return;
     consoleErrors.push(text);
   });
   page.on('pageerror', (e) => consoleErrors.push(`page error: ${e.message}`));
@@ -431,8 +437,21 @@ async function main() {
     assert.strictEqual(await page.$('.result.failed'), null);
   });
 
-  await step('"Add to collection" stores a new image and the collection view updates', async () => {
+  await step('"Add to collection" without the API key explains it and opens the key box', async () => {
+    allowNetworkErrors = true;
     await uploadThroughInput(path.join(REAL, FRESH));
+    await page.click('#results > .result:first-child .add');
+    await page.waitForFunction(() => /needs an API key/.test(document.querySelector('#results > .result:first-child .actions').textContent));
+    assert.ok(await page.$eval('#key-box', (d) => d.open), 'the key box did not open');
+    const stats = await request(port, 'GET', '/v1/stats');
+    assert.strictEqual(stats.json.data.items, INGESTED.length, 'nothing is stored without the key');
+    await shot('07a-api-key-needed');
+    allowNetworkErrors = false;
+    await page.type('#api-key', API_KEY);
+    await page.$eval('#api-key', (e) => e.dispatchEvent(new Event('change')));
+  });
+
+  await step('"Add to collection" stores a new image and the collection view updates', async () => {
     await page.click('#results > .result:first-child .add');
     await page.waitForFunction(() => /^Added to the collection$/.test(document.querySelector('#results > .result:first-child .add').textContent));
     await page.waitForFunction((n) => document.querySelector('#count-items').textContent === String(n), {}, INGESTED.length + 1);
