@@ -190,6 +190,7 @@ add_outcome search_service::add_image(std::string_view bytes, item_input input, 
   // The thumbnail is written before the item is acknowledged, so every stored item has one.
   auto thumb = thumbnail_path(hash);
   if (!std::filesystem::exists(thumb)) {
+    std::string jpeg;
     try {
       auto v = vips::VImage::new_from_memory(const_cast<std::uint8_t*>(img.pixels.data()), img.pixels.size(),
                                              img.width, img.height, 3, VIPS_FORMAT_UCHAR);
@@ -198,15 +199,29 @@ add_outcome search_service::add_image(std::string_view bytes, item_input input, 
       void* buf = nullptr;
       std::size_t len = 0;
       v.write_to_buffer(".jpg", &buf, &len, vips::VImage::option()->set("Q", 85));
-      std::string tmp = thumb.string() + ".tmp";
-      {
-        std::ofstream out(tmp, std::ios::binary);
-        out.write(static_cast<const char*>(buf), static_cast<std::streamsize>(len));
-      }
+      jpeg.assign(static_cast<const char*>(buf), len);
       g_free(buf);
-      std::filesystem::rename(tmp, thumb);
     } catch (const std::exception& e) {
       spdlog::warn("thumbnail for {} failed: {}", outcome.id, e.what());
+    }
+    // A thumbnail that cannot be written (disk full) refuses the item: a truncated file renamed
+    // into place would be served as a broken image, and the store write would fail next anyway.
+    if (!jpeg.empty()) {
+      const std::string tmp = thumb.string() + ".tmp";
+      bool written = false;
+      {
+        std::ofstream out(tmp, std::ios::binary);
+        out.write(jpeg.data(), static_cast<std::streamsize>(jpeg.size()));
+        out.flush();
+        written = static_cast<bool>(out);
+      }
+      std::error_code ec;
+      if (written) std::filesystem::rename(tmp, thumb, ec);
+      if (!written || ec) {
+        std::filesystem::remove(tmp, ec);
+        fail(errc::unavailable, "cannot write the thumbnail of {} in {} (disk full?)", outcome.id,
+             thumb.parent_path().string());
+      }
     }
   }
 
