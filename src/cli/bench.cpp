@@ -428,6 +428,7 @@ struct search_options {
   std::string nprobe;     ///< comma list swept on one IVF-PQ build ("" = the index's default)
   std::string ef_search;  ///< comma list swept on one HNSW build ("" = the index's default)
   float refine = 32.0f;
+  std::size_t pq_m = 0;
 };
 
 /// Unit vectors: isotropic Gaussian directions, or points around n/100 (at most 1000) centres.
@@ -566,6 +567,7 @@ void run_bench_search(const search_options& o) {
     fo.ivf_min_train = 1;  // build the requested structure whatever the size
     fo.ivf_nlist = o.nlist;
     fo.ivf_refine_factor = o.refine;
+    fo.ivf_pq_m = o.pq_m;
     auto before = resident_bytes();
     auto start = clock_type::now();
     auto idx = std::make_unique<index::faiss_index>(o.dim, index::metric::inner_product, fo);
@@ -1235,6 +1237,8 @@ void add_bench_command(CLI::App& app, global_options& global) {
     cmd->add_option("--nlist", o->nlist, "IVF-PQ inverted lists (0 = sqrt(n))")->capture_default_str();
     cmd->add_option("--nprobe", o->nprobe, "IVF-PQ lists probed, comma-separated values swept on one build");
     cmd->add_option("--ef-search", o->ef_search, "HNSW efSearch, comma-separated values swept on one build");
+    cmd->add_option("--pq-m", o->pq_m, "IVF-PQ sub-quantizers, bytes per code (0 = up to 64, dividing dim)")
+        ->capture_default_str();
     cmd->add_option("--refine", o->refine, "IVF-PQ candidates re-ranked exactly, as a multiple of k")
         ->check(CLI::Range(1.0f, 1000.0f))
         ->capture_default_str();

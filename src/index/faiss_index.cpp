@@ -20,6 +20,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <mutex>
 
 namespace acg2vec::index {
 namespace {
@@ -119,6 +120,12 @@ void faiss_index::set_search_options(int hnsw_ef_search, int ivf_nprobe, float i
 faiss_index::faiss_index(int dim, metric m, faiss_options options)
     : dim_(dim), metric_(m), options_(std::move(options)) {
   if (dim <= 0) fail(errc::bad_parameter, "vector dimension must be positive, not {}", dim);
+  // Debian builds FAISS for baseline x86-64, so its own distance loops are scalar, while OpenBLAS
+  // picks AVX2/AVX-512 kernels at run time. FAISS switches to BLAS only from 20 queries at once;
+  // from the first query on, a flat scan and IVF's coarse quantizer run several times faster.
+  // A process-wide FAISS setting, written once before the first index can be searched.
+  static std::once_flag blas_from_one_query;
+  std::call_once(blas_from_one_query, [] { faiss::distance_compute_blas_threshold = 1; });
   options_.ivf_min_train = std::max<std::size_t>(options_.ivf_min_train, 4096);
   build(wanted_kind(0), {}, {});
 }
@@ -170,7 +177,9 @@ void faiss_index::build(index_kind kind, std::vector<std::string> ids, std::vect
         // 8-bit codes need ~10k training points for their 256 centroids; smaller sets get
         // fewer bits rather than undertrained centroids (the exact re-ranking hides the loss).
         const std::size_t nbits = n >= 256 * 39 ? 8 : n >= 64 * 39 ? 6 : 4;
-        auto ivf = std::make_unique<faiss::IndexIVFPQ>(quantizer.get(), d, nlist, pq_subquantizers(dim_), nbits, mt);
+        const std::size_t m = options_.ivf_pq_m > 0 ? options_.ivf_pq_m : pq_subquantizers(dim_);
+        if (d % m != 0) fail(errc::bad_parameter, "IVF-PQ: {} sub-quantizers do not divide dimension {}", m, d);
+        auto ivf = std::make_unique<faiss::IndexIVFPQ>(quantizer.get(), d, nlist, m, nbits, mt);
         quantizer.release();
         ivf->own_fields = true;
         ivf->nprobe = options_.ivf_nprobe > 0 ? static_cast<std::size_t>(options_.ivf_nprobe)

@@ -30,6 +30,9 @@ struct faiss_options {
   std::size_t ivf_min_train = 10000;
   /// ivf_pq: inverted lists; 0 = sqrt(vectors at training time).
   std::size_t ivf_nlist = 0;
+  /// ivf_pq: sub-quantizers (bytes per code); must divide the dimension; 0 = the largest divisor
+  /// of the dimension up to min(64, dim / 4).
+  std::size_t ivf_pq_m = 0;
   /// ivf_pq: inverted lists probed per query; 0 = max(16, nlist / 8).
   int ivf_nprobe = 0;
   /// ivf_pq: candidates re-ranked with the exact vectors, as a multiple of k. PQ distances alone
