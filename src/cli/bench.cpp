@@ -669,6 +669,7 @@ class bench_server {
 struct load_result {
   std::size_t ok = 0;
   std::size_t errors = 0;
+  std::map<std::string, std::size_t> error_kinds;  ///< "HTTP 503", "Read", ...
   double seconds = 0;
   std::vector<double> latency_ms;
 };
@@ -712,6 +713,7 @@ load_result generate_load(const std::string& host, int port, int clients, double
           mine.latency_ms.push_back(ms);
         } else {
           ++mine.errors;
+          ++mine.error_kinds[res ? fmt::format("HTTP {}", res->status) : httplib::to_string(res.error())];
         }
       }
     });
@@ -726,6 +728,7 @@ load_result generate_load(const std::string& host, int port, int clients, double
   for (auto& r : per) {
     total.ok += r.ok;
     total.errors += r.errors;
+    for (const auto& [what, n] : r.error_kinds) total.error_kinds[what] += n;
     total.latency_ms.insert(total.latency_ms.end(), r.latency_ms.begin(), r.latency_ms.end());
   }
   return total;
@@ -809,6 +812,7 @@ void run_bench_http(const http_options& o) {
     fmt::print("{:<36} {:>7} {:>8} {:>10.1f} {:>9.3f} {:>9.3f} {:>9.3f} {:>7}\n", r.scenario, r.clients, r.r.ok,
                static_cast<double>(r.r.ok) / r.r.seconds, percentile(r.r.latency_ms, 0.5),
                percentile(r.r.latency_ms, 0.95), percentile(r.r.latency_ms, 0.99), r.r.errors);
+    for (const auto& [what, n] : r.r.error_kinds) fmt::print("    errors: {} x {}\n", n, what);
   }
   // Batching gain: each batched scenario against max_batch=1 at the same client count.
   for (const auto& b : rows) {
