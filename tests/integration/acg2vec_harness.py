@@ -3,6 +3,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -108,3 +109,15 @@ class Server:
                          f'Content-Type: {ctype}\r\n\r\n'.encode() + content + b"\r\n")
         body = b"".join(parts) + f"--{boundary}--\r\n".encode()
         return self.json(method, path, body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+
+
+def raw_get(port, raw_path):
+    """Sends the request line verbatim, so that no client library normalises the path ('..',
+    percent-encoding); returns (status, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"GET {raw_path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body

@@ -3,14 +3,13 @@ with --protect-reads), CORS answers for allowed and refused origins, the per-cli
 static files that must not leave the web root through dots, encodings, backslashes or symlinks."""
 import json
 import os
-import socket
 import sys
 import tempfile
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from acg2vec_harness import Server  # noqa: E402
+from acg2vec_harness import Server, raw_get  # noqa: E402
 from packs import real_images  # noqa: E402
 
 PNG = open(real_images()[0], "rb").read()
@@ -28,16 +27,6 @@ def write_key_file(directory):
 def bearer(key):
     return {"Authorization": "Bearer " + key}
 
-
-def raw_get(port, raw_path):
-    """Sends the request line verbatim, so no client library normalises the path."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(f"GET {raw_path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
 
 
 def multipart(files=None, fields=None):

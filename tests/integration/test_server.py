@@ -1,23 +1,12 @@
 """The foundation's server behaviour, driven over loopback against the real binary."""
 import os
 import signal
-import socket
 import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from acg2vec_harness import Server  # noqa: E402
+from acg2vec_harness import Server, raw_get  # noqa: E402
 
-
-def raw_get(port, raw_path):
-    """Sends a request line verbatim, so '..' is not normalised away by a client library."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(f"GET {raw_path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
 
 
 class ServerTest(unittest.TestCase):
