@@ -22,3 +22,13 @@ inline std::string_view as_text(const std::uint8_t* data, std::size_t size) {
 }
 
 }  // namespace acg2vec::fuzz
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace acg2vec::fuzz {
+
+/// @brief Runs the routes' nested-JSON-to-tensor conversion (models/postprocess.h) and returns the
+/// rank. Kept in its own file: it is the only target code that needs libtorch's headers.
+std::int64_t tensor_rank_from_json(const nlohmann::json& value, bool integer);
+
+}  // namespace acg2vec::fuzz

@@ -877,6 +877,9 @@ graph translate_keras_model(const json& model_config, keras_weights weights, con
     return translator(std::move(weights), source).run(model_config);
   } catch (const json::exception& e) {
     fail(errc::bad_parameter, "{}: malformed Keras model config: {}", source, e.what());
+  } catch (const c10::Error& e) {
+    // A libtorch check on weights whose stored shape does not fit the layer.
+    fail(errc::bad_parameter, "{}: malformed Keras model: {}", source, e.what_without_backtrace());
   }
 }
 

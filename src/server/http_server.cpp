@@ -323,7 +323,8 @@ json parse_json_body(const http_request& req) {
   };
   try {
     return json::parse(req.body, guard);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
+    // parse_error, and out_of_range for a number that does not fit a double ("1e999").
     fail(errc::bad_parameter, "body is not valid JSON: {}", e.what());
   }
 }

@@ -9,7 +9,7 @@
 #include <string_view>
 
 #include "image/decode.h"
-#include "search/service.h"
+#include "search/request.h"
 #include "server/http_server.h"
 
 namespace acg2vec {

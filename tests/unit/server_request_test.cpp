@@ -57,3 +57,20 @@ TEST(ServerRequest, TfPredictBodyForms) {
 
 }  // namespace
 }  // namespace acg2vec
+
+namespace acg2vec {
+namespace {
+
+TEST(ServerRequest, JsonNumberOutOfRangeIsBadParameter) {
+  http_request req;
+  req.body = R"({"instances": [1e999]})";
+  try {
+    parse_json_body(req);
+    FAIL() << "expected a bad_parameter error";
+  } catch (const error& e) {
+    EXPECT_EQ(e.code(), errc::bad_parameter);
+  }
+}
+
+}  // namespace
+}  // namespace acg2vec
