@@ -592,7 +592,9 @@ class translator {
     if (cfg.contains("shared_axes") && !cfg["shared_axes"].is_null()) {
       const auto& axes = cfg["shared_axes"];
       for (const auto& a : axes.is_array() ? axes : json::array({axes})) {
-        alpha_shape.at(static_cast<std::size_t>(a.get<std::int64_t>() - 1)) = 1;
+        const auto axis = a.get<std::int64_t>();
+        if (axis < 1 || axis > static_cast<std::int64_t>(alpha_shape.size())) bad("PReLU shared axis out of range");
+        alpha_shape[static_cast<std::size_t>(axis - 1)] = 1;
       }
     }
     for (auto d : alpha_shape) {
@@ -880,6 +882,9 @@ graph translate_keras_model(const json& model_config, keras_weights weights, con
   } catch (const c10::Error& e) {
     // A libtorch check on weights whose stored shape does not fit the layer.
     fail(errc::bad_parameter, "{}: malformed Keras model: {}", source, e.what_without_backtrace());
+  } catch (const std::out_of_range& e) {
+    // A bounds-checked lookup (.at()) with an index taken from the config.
+    fail(errc::bad_parameter, "{}: malformed Keras model config (index out of range): {}", source, e.what());
   }
 }
 

@@ -78,9 +78,11 @@ std::size_t element_size(const std::string& dtype, const std::string& source, co
 at::Tensor decode(const char* data, std::int64_t count, const std::vector<std::int64_t>& shape,
                   const std::string& dtype, const json* quant) {
   const std::string stored = quant ? quant->value("dtype", dtype) : dtype;
-  auto raw = [&](at::ScalarType t) {
-    return at::from_blob(const_cast<char*>(data), {count}, t).clone();  // data is unaligned
+  auto raw = [&](std::int64_t bytes) {
+    return at::from_blob(const_cast<char*>(data), {bytes}, at::kByte).clone();  // data is unaligned
   };
+  // An empty weight may sit at the end of an empty shard (data == nullptr): nothing to copy.
+  if (count == 0) return at::empty(shape, at::kFloat);
   at::Tensor t;
   if (stored == "float32") {
     t = at::empty({count}, at::kFloat);
@@ -94,9 +96,9 @@ at::Tensor decode(const char* data, std::int64_t count, const std::vector<std::i
     std::memcpy(t.data_ptr(), data, static_cast<std::size_t>(count) * 2);
     t = t.to(at::kFloat);
   } else if (stored == "uint8" || stored == "bool") {
-    t = raw(at::kByte).to(at::kDouble);
+    t = raw(count).to(at::kDouble);
   } else {  // uint16: libtorch 1.13 has no uint16, read as int32 from little-endian pairs
-    auto bytes = raw(at::kByte).to(at::kInt).reshape({count, 2});
+    auto bytes = raw(count * 2).to(at::kInt).reshape({count, 2});
     t = (bytes.select(1, 0) + bytes.select(1, 1) * 256).to(at::kDouble);
   }
   if (quant && (stored == "uint8" || stored == "uint16")) {
