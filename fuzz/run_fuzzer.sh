@@ -3,7 +3,7 @@
 #   fuzz/run_fuzzer.sh TARGET MAX_SECONDS [RUNS] [extra libFuzzer flags...]
 # New inputs go to build/fuzz/work/TARGET (the committed seeds in fuzz/corpus/TARGET are read only);
 # crashes are written to build/fuzz/crashes/TARGET/.
-set -euo pipefail
+set -uo pipefail
 cd "$(dirname "$0")/.."
 target=$1 seconds=$2 runs=${3:-1000000}
 shift $(( $# < 3 ? $# : 3 ))

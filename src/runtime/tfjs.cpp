@@ -41,11 +41,14 @@ json read_model_json(const std::filesystem::path& model_json) {
     fail(errc::not_found, "TF.js model file {} does not exist", model_json.string());
   }
   auto bytes = read_bytes(model_json);
+  json model;
   try {
-    return json::parse(bytes.begin(), bytes.end());
+    model = json::parse(bytes.begin(), bytes.end());
   } catch (const json::exception& e) {
     fail(errc::bad_parameter, "{}: not valid JSON: {}", model_json.filename().string(), e.what());
   }
+  if (!model.is_object()) fail(errc::bad_parameter, "{}: not a JSON object", model_json.filename().string());
+  return model;
 }
 
 // Shards are named in the manifest; converters and hosting setups differ on the ".bin" suffix.
