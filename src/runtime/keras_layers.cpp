@@ -65,6 +65,10 @@ struct window_dim {
 };
 
 window_dim window(std::int64_t in, std::int64_t k, std::int64_t s, std::int64_t d, bool same) {
+  // Sizes come from the model file; a zero stride would divide by zero below.
+  if (k < 1 || s < 1 || d < 1 || k > (std::int64_t{1} << 20) || d > (std::int64_t{1} << 20)) {
+    fail(errc::bad_parameter, "window of kernel {}, stride {}, dilation {} is invalid", k, s, d);
+  }
   const std::int64_t effective = (k - 1) * d + 1;
   if (in < 0) return {-1, 0, 0};
   if (!same) return {(in - effective) / s + 1, 0, 0};
