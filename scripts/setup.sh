@@ -26,6 +26,8 @@ if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 APT_PACKAGES=(
   # toolchain
   build-essential cmake ninja-build ccache pkg-config git
+  # fuzzing (the fuzz preset): clang with libFuzzer and its OpenMP runtime
+  clang-14 libclang-rt-14-dev libomp-14-dev
   # libraries (see cmake/dependencies.cmake)
   libtorch-dev libopenblas0-pthread libvips-dev libfaiss-dev libsqlite3-dev libcpp-httplib-dev
   nlohmann-json3-dev libutf8proc-dev libhiredis-dev libonnx-dev libhdf5-dev libcli11-dev

@@ -193,6 +193,87 @@ std::vector<float> bilinear_core(const image_rgb8& img, int out_width, int out_h
   return out;
 }
 
+// Area resize of the image centred in a side x side square of `fill`, without building the square:
+// a very elongated image (100000 x 1 passes the pixel limit) would need side^2 pixels. Pixels outside
+// the image contribute fill times their total weight, computed from the covered lengths, so the cost
+// is that of resizing the image itself. Equal to resize_area(pad_to_square(img, fill), ...) up to
+// the order of the floating-point sums.
+std::vector<float> resize_area_padded(const image_rgb8& img, std::uint8_t fill, int out_width, int out_height) {
+  const int side = std::max(img.width, img.height);
+  if (img.width == side && img.height == side) return resize_area(img, out_width, out_height);
+  const int left = (side - img.width) / 2;
+  const int top = (side - img.height) / 2;
+  // Per output index along one axis: the taps that fall on the image, and the weight of that part.
+  struct axis_taps {
+    std::vector<weighted_taps> taps;
+    std::vector<double> inside;
+  };
+  auto clipped = [side](int offset, int length, int out_size) {
+    axis_taps a;
+    a.taps.resize(static_cast<std::size_t>(out_size));
+    a.inside.resize(static_cast<std::size_t>(out_size));
+    const double scale = static_cast<double>(side) / static_cast<double>(out_size);
+    for (int i = 0; i < out_size; ++i) {
+      const double start = static_cast<double>(i) * side / out_size;
+      const double end = static_cast<double>(i + 1) * side / out_size;
+      const int first = std::max(static_cast<int>(std::floor(start)), offset);
+      const int last = std::min(static_cast<int>(std::ceil(end)), offset + length);
+      auto& tap = a.taps[static_cast<std::size_t>(i)];
+      tap.first = first - offset;
+      double sum = 0;
+      for (int j = first; j < last; ++j) {
+        const double overlap = std::min(end, static_cast<double>(j + 1)) - std::max(start, static_cast<double>(j));
+        tap.weights.push_back(std::max(overlap, 0.0) / scale);
+        sum += tap.weights.back();
+      }
+      a.inside[static_cast<std::size_t>(i)] = sum;
+    }
+    return a;
+  };
+  const auto xs = clipped(left, img.width, out_width);
+  const auto ys = clipped(top, img.height, out_height);
+  const std::size_t row_len = static_cast<std::size_t>(out_width) * 3;
+
+  std::vector<double> rows(static_cast<std::size_t>(img.height) * row_len);
+  for (int r = 0; r < img.height; ++r) {
+    const std::uint8_t* src = img.at(0, r);
+    double* dst = rows.data() + static_cast<std::size_t>(r) * row_len;
+    for (const auto& x : xs.taps) {
+      double acc[3] = {0, 0, 0};
+      const std::uint8_t* p = src + static_cast<std::size_t>(std::max(x.first, 0)) * 3;
+      for (double w : x.weights) {
+        acc[0] += w * p[0];
+        acc[1] += w * p[1];
+        acc[2] += w * p[2];
+        p += 3;
+      }
+      *dst++ = acc[0];
+      *dst++ = acc[1];
+      *dst++ = acc[2];
+    }
+  }
+
+  std::vector<float> out(static_cast<std::size_t>(out_height) * row_len);
+  std::vector<double> acc(row_len);
+  for (int i = 0; i < out_height; ++i) {
+    const auto& y = ys.taps[static_cast<std::size_t>(i)];
+    std::fill(acc.begin(), acc.end(), 0.0);
+    for (std::size_t j = 0; j < y.weights.size(); ++j) {
+      const double w = y.weights[j];
+      const double* src = rows.data() + static_cast<std::size_t>(y.first + static_cast<int>(j)) * row_len;
+      for (std::size_t k = 0; k < row_len; ++k) acc[k] += w * src[k];
+    }
+    const double wy = ys.inside[static_cast<std::size_t>(i)];
+    float* dst = out.data() + static_cast<std::size_t>(i) * row_len;
+    for (std::size_t k = 0; k < row_len; ++k) {
+      // The output's weights sum to 1; what does not fall on the image falls on the padding.
+      const double outside = 1.0 - wy * xs.inside[k / 3];
+      dst[k] = static_cast<float>(acc[k] + outside * fill);
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 std::vector<float> resize_bilinear(const image_rgb8& img, int out_width, int out_height, bool align_corners) {
@@ -338,7 +419,7 @@ float_image preprocess(const image_rgb8& img, const preprocess_spec& spec) {
       break;
     }
     case resize_mode::pad_square_area:
-      hwc = resize_area(pad_to_square(img, spec.pad_fill), spec.width, spec.height);
+      hwc = resize_area_padded(img, spec.pad_fill, spec.width, spec.height);
       break;
   }
 

@@ -3,6 +3,8 @@
 #include <hdf5.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cstdint>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -126,11 +128,19 @@ class h5_reader {
     handle type(H5Aget_type(attr.get()), H5Tclose);
     handle space(H5Aget_space(attr.get()), H5Sclose);
     if (!attr.ok() || !type.ok() || !space.ok()) fail(errc::bad_parameter, "{}: cannot read attribute '{}'", source_, name);
-    const auto n = static_cast<std::size_t>(H5Sget_simple_extent_npoints(space.get()));
+    const auto npoints = H5Sget_simple_extent_npoints(space.get());
+    if (npoints < 0) fail(errc::bad_parameter, "{}: cannot read attribute '{}'", source_, name);
+    const auto n = static_cast<std::size_t>(npoints);
     std::vector<std::string> out;
     if (n == 0) return out;  // an empty list may be stored with any element type
     if (H5Tget_class(type.get()) != H5T_STRING) {
       fail(errc::bad_parameter, "{}: attribute '{}' is not a string", source_, name);
+    }
+    // The element count comes from the file: it must be backed by the attribute's stored bytes
+    // (a variable-length element takes 16 bytes in the file) before buffers are sized by it.
+    const std::size_t stored_element = H5Tis_variable_str(type.get()) > 0 ? 16 : std::max<std::size_t>(1, H5Tget_size(type.get()));
+    if (n > H5Aget_storage_size(attr.get()) / stored_element) {
+      fail(errc::bad_parameter, "{}: attribute '{}' declares {} strings but stores fewer", source_, name, n);
     }
     if (H5Tis_variable_str(type.get()) > 0) {
       handle mem(H5Tcopy(H5T_C_S1), H5Tclose);
@@ -157,6 +167,32 @@ class h5_reader {
     return out;
   }
 
+  // A few hundred bytes of HDF5 can declare a dataset of any size (unwritten chunks read as the fill
+  // value), so the declared size must be backed by storage in the file before anything is allocated;
+  // filtered (compressed) data may expand up to deflate's best ratio, about 1032:1.
+  void check_backed_by_storage(hid_t set, const std::vector<hsize_t>& dims, const std::string& layer,
+                               const std::string& name) {
+    constexpr std::uint64_t max_elements = std::uint64_t{1} << 40;
+    std::uint64_t elements = 1;
+    for (auto d : dims) {
+      if (d != 0 && elements > max_elements / d) {
+        fail(errc::bad_parameter, "{}: layer '{}': weight '{}' declares an impossibly large shape", source_, layer, name);
+      }
+      elements *= d;
+    }
+    if (elements == 0) return;
+    handle type(H5Dget_type(set), H5Tclose);
+    handle plist(H5Dget_create_plist(set), H5Pclose);
+    if (!type.ok() || !plist.ok()) fail(errc::bad_parameter, "{}: layer '{}': weight '{}' is unreadable", source_, layer, name);
+    const std::uint64_t element_size = std::max<std::size_t>(1, H5Tget_size(type.get()));
+    const std::uint64_t stored = H5Dget_storage_size(set);
+    const std::uint64_t ratio = H5Pget_nfilters(plist.get()) > 0 ? 1032 : 1;
+    if (elements > max_elements / element_size || elements * element_size > stored * ratio) {
+      fail(errc::bad_parameter, "{}: layer '{}': weight '{}' declares {} values but the file holds {} bytes of them",
+           source_, layer, name, elements, stored);
+    }
+  }
+
   at::Tensor dataset(hid_t group, const std::string& layer, const std::string& name) {
     if (H5Lexists(group, name.c_str(), H5P_DEFAULT) <= 0 && name.find('/') == std::string::npos) {
       fail(errc::bad_parameter, "{}: layer '{}': weight '{}' is listed but missing", source_, layer, name);
@@ -168,6 +204,7 @@ class h5_reader {
     if (rank < 0) fail(errc::bad_parameter, "{}: layer '{}': weight '{}' has no readable shape", source_, layer, name);
     std::vector<hsize_t> dims(static_cast<std::size_t>(rank));
     H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+    check_backed_by_storage(set.get(), dims, layer, name);
     std::vector<std::int64_t> shape(dims.begin(), dims.end());
     auto t = at::empty(shape, at::kFloat);
     // HDF5 converts float16/float64 storage to float32 on read.

@@ -65,6 +65,10 @@ struct window_dim {
 };
 
 window_dim window(std::int64_t in, std::int64_t k, std::int64_t s, std::int64_t d, bool same) {
+  // Sizes come from the model file; a zero stride would divide by zero below.
+  if (k < 1 || s < 1 || d < 1 || k > (std::int64_t{1} << 20) || d > (std::int64_t{1} << 20)) {
+    fail(errc::bad_parameter, "window of kernel {}, stride {}, dilation {} is invalid", k, s, d);
+  }
   const std::int64_t effective = (k - 1) * d + 1;
   if (in < 0) return {-1, 0, 0};
   if (!same) return {(in - effective) / s + 1, 0, 0};
@@ -592,7 +596,9 @@ class translator {
     if (cfg.contains("shared_axes") && !cfg["shared_axes"].is_null()) {
       const auto& axes = cfg["shared_axes"];
       for (const auto& a : axes.is_array() ? axes : json::array({axes})) {
-        alpha_shape.at(static_cast<std::size_t>(a.get<std::int64_t>() - 1)) = 1;
+        const auto axis = a.get<std::int64_t>();
+        if (axis < 1 || axis > static_cast<std::int64_t>(alpha_shape.size())) bad("PReLU shared axis out of range");
+        alpha_shape[static_cast<std::size_t>(axis - 1)] = 1;
       }
     }
     for (auto d : alpha_shape) {
@@ -877,6 +883,12 @@ graph translate_keras_model(const json& model_config, keras_weights weights, con
     return translator(std::move(weights), source).run(model_config);
   } catch (const json::exception& e) {
     fail(errc::bad_parameter, "{}: malformed Keras model config: {}", source, e.what());
+  } catch (const c10::Error& e) {
+    // A libtorch check on weights whose stored shape does not fit the layer.
+    fail(errc::bad_parameter, "{}: malformed Keras model: {}", source, e.what_without_backtrace());
+  } catch (const std::out_of_range& e) {
+    // A bounds-checked lookup (.at()) with an index taken from the config.
+    fail(errc::bad_parameter, "{}: malformed Keras model config (index out of range): {}", source, e.what());
   }
 }
 

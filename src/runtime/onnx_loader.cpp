@@ -114,6 +114,10 @@ at::Tensor tensor_from_proto(const onnx::TensorProto& t, const fs::path& base_di
   for (std::int64_t d : t.dims()) {
     if (d < 0) fail(errc::bad_parameter, "tensor '{}': negative dimension {}", t.name(), d);
     const auto ud = static_cast<std::uint64_t>(d);
+    // Checked on its own too: after a zero dimension the product stays 0 whatever follows, but
+    // libtorch refuses sizes it cannot represent.
+    if (ud > max_tensor_bytes)
+      fail(errc::too_large, "tensor '{}': dimension {} is larger than {}", t.name(), d, max_tensor_bytes);
     if (ud != 0 && numel > max_tensor_bytes / esize / ud)
       fail(errc::too_large, "tensor '{}': declared shape is larger than {} bytes", t.name(), max_tensor_bytes);
     numel *= ud;
@@ -313,7 +317,12 @@ graph load_onnx_bytes(std::string_view bytes, const fs::path& base_dir, const on
   onnx::ModelProto model;
   if (bytes.empty() || !model.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())))
     fail(errc::bad_parameter, "not a valid ONNX model (protobuf parse failed; truncated or corrupt file?)");
-  return graph_from_model(model, base_dir, options);
+  try {
+    return graph_from_model(model, base_dir, options);
+  } catch (const c10::Error& e) {
+    // A libtorch check on a malformed tensor (e.g. a shape libtorch cannot represent).
+    fail(errc::bad_parameter, "malformed ONNX model: {}", e.what_without_backtrace());
+  }
 }
 
 graph load_onnx(const fs::path& file, const onnx_load_options& options) {

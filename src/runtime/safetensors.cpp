@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <unordered_map>
@@ -135,35 +136,50 @@ tensor_map parse_safetensors(std::string_view bytes, const std::string& origin) 
   const std::size_t data_size = bytes.size() - data_start;
   tensor_map out;
   std::vector<std::pair<std::size_t, std::size_t>> spans;
-  for (const auto& [name, entry] : header.items()) {
-    if (name == "__metadata__") continue;
-    if (!entry.is_object() || !entry.contains("dtype") || !entry.contains("shape") || !entry.contains("data_offsets")) {
-      fail(errc::bad_parameter, "{}: tensor {} lacks dtype/shape/data_offsets", origin, name);
+  try {
+    for (const auto& [name, entry] : header.items()) {
+      if (name == "__metadata__") continue;
+      if (!entry.is_object() || !entry.contains("dtype") || !entry.contains("shape") || !entry.contains("data_offsets")) {
+        fail(errc::bad_parameter, "{}: tensor {} lacks dtype/shape/data_offsets", origin, name);
+      }
+      const auto info = dtype_from_name(entry["dtype"].get<std::string>(), origin, name);
+      std::vector<std::int64_t> shape;
+      std::size_t numel = 1;
+      for (const auto& d : entry["shape"]) {
+        const auto v = d.get<std::int64_t>();
+        if (v < 0) fail(errc::bad_parameter, "{}: tensor {} has a negative dimension", origin, name);
+        shape.push_back(v);
+      }
+      // A wrapped-around product could match a small byte range: a non-empty shape may not hold
+      // more elements than there are data bytes.
+      if (std::find(shape.begin(), shape.end(), 0) != shape.end()) {
+        numel = 0;
+      } else {
+        for (auto v : shape) {
+          if (numel > data_size / static_cast<std::size_t>(v)) {
+            fail(errc::bad_parameter, "{}: tensor {} has a shape larger than the {} data bytes", origin, name, data_size);
+          }
+          numel *= static_cast<std::size_t>(v);
+        }
+      }
+      const auto& offsets = entry["data_offsets"];
+      if (!offsets.is_array() || offsets.size() != 2) fail(errc::bad_parameter, "{}: tensor {} has bad data_offsets", origin, name);
+      const auto begin = offsets[0].get<std::uint64_t>();
+      const auto end = offsets[1].get<std::uint64_t>();
+      if (begin > end || end > data_size) {
+        fail(errc::bad_parameter, "{}: tensor {} offsets [{}, {}) exceed the {} data bytes", origin, name, begin, end, data_size);
+      }
+      if (end - begin != numel * info.size) {
+        fail(errc::bad_parameter, "{}: tensor {} has {} bytes for {} elements of {} bytes", origin, name, end - begin, numel,
+             info.size);
+      }
+      spans.emplace_back(begin, end);
+      at::Tensor t = at::empty(shape, at::TensorOptions().dtype(info.type));
+      if (end > begin) std::memcpy(t.data_ptr(), bytes.data() + data_start + begin, end - begin);
+      out.emplace(name, std::move(t));
     }
-    const auto info = dtype_from_name(entry["dtype"].get<std::string>(), origin, name);
-    std::vector<std::int64_t> shape;
-    std::size_t numel = 1;
-    for (const auto& d : entry["shape"]) {
-      const auto v = d.get<std::int64_t>();
-      if (v < 0) fail(errc::bad_parameter, "{}: tensor {} has a negative dimension", origin, name);
-      shape.push_back(v);
-      numel *= static_cast<std::size_t>(v);
-    }
-    const auto& offsets = entry["data_offsets"];
-    if (!offsets.is_array() || offsets.size() != 2) fail(errc::bad_parameter, "{}: tensor {} has bad data_offsets", origin, name);
-    const auto begin = offsets[0].get<std::uint64_t>();
-    const auto end = offsets[1].get<std::uint64_t>();
-    if (begin > end || end > data_size) {
-      fail(errc::bad_parameter, "{}: tensor {} offsets [{}, {}) exceed the {} data bytes", origin, name, begin, end, data_size);
-    }
-    if (end - begin != numel * info.size) {
-      fail(errc::bad_parameter, "{}: tensor {} has {} bytes for {} elements of {} bytes", origin, name, end - begin, numel,
-           info.size);
-    }
-    spans.emplace_back(begin, end);
-    at::Tensor t = at::empty(shape, at::TensorOptions().dtype(info.type));
-    if (end > begin) std::memcpy(t.data_ptr(), bytes.data() + data_start + begin, end - begin);
-    out.emplace(name, std::move(t));
+  } catch (const nlohmann::json::exception& e) {
+    fail(errc::bad_parameter, "{}: malformed safetensors header entry: {}", origin, e.what());
   }
   std::sort(spans.begin(), spans.end());
   for (std::size_t i = 1; i < spans.size(); ++i) {

@@ -41,15 +41,26 @@ json read_model_json(const std::filesystem::path& model_json) {
     fail(errc::not_found, "TF.js model file {} does not exist", model_json.string());
   }
   auto bytes = read_bytes(model_json);
+  json model;
   try {
-    return json::parse(bytes.begin(), bytes.end());
+    model = json::parse(bytes.begin(), bytes.end());
   } catch (const json::exception& e) {
     fail(errc::bad_parameter, "{}: not valid JSON: {}", model_json.filename().string(), e.what());
   }
+  if (!model.is_object()) fail(errc::bad_parameter, "{}: not a JSON object", model_json.filename().string());
+  return model;
 }
 
 // Shards are named in the manifest; converters and hosting setups differ on the ".bin" suffix.
 std::filesystem::path shard_path(const std::filesystem::path& dir, const std::string& name, const std::string& source) {
+  // Shards live next to model.json; a manifest must not point elsewhere on the machine.
+  const std::filesystem::path rel(name);
+  if (name.empty() || rel.is_absolute() || name.find('\0') != std::string::npos) {
+    fail(errc::bad_parameter, "{}: weight shard path '{}' is not a file name next to the model", source, name);
+  }
+  for (const auto& part : rel) {
+    if (part == "..") fail(errc::bad_parameter, "{}: weight shard path '{}' leaves the model folder", source, name);
+  }
   std::filesystem::path p = dir / name;
   if (std::filesystem::is_regular_file(p)) return p;
   const bool has_bin = name.size() > 4 && name.compare(name.size() - 4, 4, ".bin") == 0;
@@ -70,9 +81,11 @@ std::size_t element_size(const std::string& dtype, const std::string& source, co
 at::Tensor decode(const char* data, std::int64_t count, const std::vector<std::int64_t>& shape,
                   const std::string& dtype, const json* quant) {
   const std::string stored = quant ? quant->value("dtype", dtype) : dtype;
-  auto raw = [&](at::ScalarType t) {
-    return at::from_blob(const_cast<char*>(data), {count}, t).clone();  // data is unaligned
+  auto raw = [&](std::int64_t bytes) {
+    return at::from_blob(const_cast<char*>(data), {bytes}, at::kByte).clone();  // data is unaligned
   };
+  // An empty weight may sit at the end of an empty shard (data == nullptr): nothing to copy.
+  if (count == 0) return at::empty(shape, at::kFloat);
   at::Tensor t;
   if (stored == "float32") {
     t = at::empty({count}, at::kFloat);
@@ -86,9 +99,9 @@ at::Tensor decode(const char* data, std::int64_t count, const std::vector<std::i
     std::memcpy(t.data_ptr(), data, static_cast<std::size_t>(count) * 2);
     t = t.to(at::kFloat);
   } else if (stored == "uint8" || stored == "bool") {
-    t = raw(at::kByte).to(at::kDouble);
+    t = raw(count).to(at::kDouble);
   } else {  // uint16: libtorch 1.13 has no uint16, read as int32 from little-endian pairs
-    auto bytes = raw(at::kByte).to(at::kInt).reshape({count, 2});
+    auto bytes = raw(count * 2).to(at::kInt).reshape({count, 2});
     t = (bytes.select(1, 0) + bytes.select(1, 1) * 256).to(at::kDouble);
   }
   if (quant && (stored == "uint8" || stored == "uint16")) {
@@ -119,11 +132,20 @@ keras_weights read_tfjs_weights(const std::filesystem::path& model_json) {
         const auto shape = w.at("shape").get<std::vector<std::int64_t>>();
         const auto dtype = w.value("dtype", "float32");
         const json* quant = w.contains("quantization") ? &w["quantization"] : nullptr;
+        const std::size_t esize = element_size(quant ? quant->value("dtype", dtype) : dtype, source, name);
+        // The manifest is untrusted: the shape is checked against the shard bytes before any
+        // allocation, without overflowing.
         std::int64_t count = 1;
-        for (auto d : shape) count *= d;
-        const std::size_t bytes =
-            static_cast<std::size_t>(count) * element_size(quant ? quant->value("dtype", dtype) : dtype, source, name);
-        if (offset + bytes > buffer.size()) {
+        for (auto d : shape) {
+          if (d < 0) fail(errc::bad_parameter, "{}: weight '{}' has a negative dimension {}", source, name, d);
+          if (d != 0 && count > static_cast<std::int64_t>(buffer.size() / esize) / d) {
+            fail(errc::bad_parameter, "{}: weight '{}' has a shape larger than its shards ({} bytes)", source, name,
+                 buffer.size());
+          }
+          count *= d;
+        }
+        const std::size_t bytes = static_cast<std::size_t>(count) * esize;
+        if (bytes > buffer.size() - offset) {
           fail(errc::bad_parameter, "{}: weight '{}' needs bytes {}..{} but the shards of its group hold {} (truncated?)",
                source, name, offset, offset + bytes, buffer.size());
         }
@@ -138,6 +160,8 @@ keras_weights read_tfjs_weights(const std::filesystem::path& model_json) {
     }
   } catch (const json::exception& e) {
     fail(errc::bad_parameter, "{}: malformed weightsManifest: {}", source, e.what());
+  } catch (const c10::Error& e) {
+    fail(errc::bad_parameter, "{}: malformed weightsManifest: {}", source, e.what_without_backtrace());
   }
   return out;
 }

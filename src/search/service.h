@@ -18,6 +18,7 @@
 #include "image/decode.h"
 #include "index/vector_spaces.h"
 #include "models/registry.h"
+#include "search/request.h"
 #include "store/item_store.h"
 
 namespace acg2vec {
@@ -40,17 +41,6 @@ struct add_outcome {
   std::string id;
   bool stored = false;           ///< false when skipped
   std::string duplicate_of;      ///< set when identical content is already stored
-};
-
-struct search_request {
-  std::optional<image::image_rgb8> image;       ///< query by upload
-  std::optional<std::string> item_id;    ///< "more like this"
-  std::optional<std::string> text;       ///< text → image through a CLIP pack
-  std::string space;                     ///< vector space; empty = the default for the query kind
-  store::tag_query filter;               ///< tag/rating/score filters (also a query on its own)
-  std::size_t k = 10;
-  std::size_t offset = 0;
-  float cutoff = -1.0f;                  ///< drop hits with a lower similarity (-1: keep all)
 };
 
 struct search_hit {

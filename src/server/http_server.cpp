@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -38,10 +39,50 @@ std::string_view mime_for(const std::filesystem::path& p) {
   return "application/octet-stream";
 }
 
+// httplib's request processing behind a socket, minus the socket: reads a byte string, collects
+// the response in another.
+class memory_stream final : public httplib::Stream {
+ public:
+  explicit memory_stream(std::string_view input) : input_(input) {}
+  bool is_readable() const override { return true; }
+  bool is_writable() const override { return true; }
+  ssize_t read(char* ptr, size_t size) override {
+    size_t n = std::min(size, input_.size() - position_);
+    std::memcpy(ptr, input_.data() + position_, n);
+    position_ += n;
+    return static_cast<ssize_t>(n);
+  }
+  ssize_t write(const char* ptr, size_t size) override {
+    output_.append(ptr, size);
+    return static_cast<ssize_t>(size);
+  }
+  void get_remote_ip_and_port(std::string& ip, int& port) const override {
+    ip = "127.0.0.1";
+    port = 0;
+  }
+  void get_local_ip_and_port(std::string& ip, int& port) const override {
+    ip = "127.0.0.1";
+    port = 0;
+  }
+  socket_t socket() const override { return INVALID_SOCKET; }
+  [[nodiscard]] const std::string& output() const noexcept { return output_; }
+
+ private:
+  std::string_view input_;
+  std::size_t position_ = 0;
+  std::string output_;
+};
+
+// Exposes httplib's protected per-request entry point for process_raw().
+class local_server final : public httplib::Server {
+ public:
+  using httplib::Server::process_request;
+};
+
 }  // namespace
 
 http_server::http_server(server_options options)
-    : options_(std::move(options)), server_(std::make_unique<httplib::Server>()) {
+    : options_(std::move(options)), server_(std::make_unique<local_server>()) {
   std::random_device rd;
   instance_tag_ = rd();
   auto& srv = *server_;
@@ -88,7 +129,9 @@ http_server::http_server(server_options options)
       case 414: message = "request URI is too long"; break;
       default: message = fmt::format("HTTP error {}", res.status); break;
     }
-    res.set_content(json{{"message", message}}.dump(), "application/json");
+    // The path may be any bytes after percent-decoding; a throwing dump() here would escape
+    // httplib's worker thread and end the process.
+    res.set_content(json{{"message", message}}.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
   });
 
   srv.set_exception_handler([](const http_request&, http_response& res, std::exception_ptr ep) {
@@ -280,6 +323,13 @@ void http_server::stop() {
   if (server_ && server_->is_running()) server_->stop();
 }
 
+std::string http_server::process_raw(std::string_view request) {
+  memory_stream stream(request);
+  bool closed = false;
+  static_cast<local_server&>(*server_).process_request(stream, true, closed, nullptr);
+  return stream.output();
+}
+
 // ---- helpers ---------------------------------------------------------------------------------
 
 void reply_json(http_response& res, const json& body, int status) {
@@ -362,7 +412,8 @@ json parse_json_body(const http_request& req) {
   };
   try {
     return json::parse(req.body, guard);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
+    // parse_error, and out_of_range for a number that does not fit a double ("1e999").
     fail(errc::bad_parameter, "body is not valid JSON: {}", e.what());
   }
 }

@@ -73,6 +73,10 @@ class http_server {
   void listen(const std::function<void(int)>& on_bound = {});
   void stop();
 
+  /// @brief Runs one raw HTTP/1.x request through the whole request path (httplib's parsers, the
+  /// hooks, routing, the handler) in-process and returns the raw response; for tests and fuzzing.
+  std::string process_raw(std::string_view request);
+
   [[nodiscard]] metrics& stats() noexcept { return metrics_; }
   [[nodiscard]] const server_options& options() const noexcept { return options_; }
 

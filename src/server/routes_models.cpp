@@ -3,6 +3,7 @@
 #include "image/decode.h"
 #include "models/postprocess.h"
 #include "models/registry.h"
+#include "server/request_parsing.h"
 #include "server/routes.h"
 
 namespace acg2vec {
@@ -24,24 +25,6 @@ const graph_model& image_graph(const model_entry& e) {
     fail(errc::bad_parameter, "model '{}' does not take images", e.manifest.name);
   }
   return *e.graph;
-}
-
-std::optional<float> float_param(const http_request& req, const std::string& name) {
-  auto v = find_param(req, name);
-  if (!v) return std::nullopt;
-  try {
-    std::size_t used = 0;
-    float f = std::stof(*v, &used);
-    if (used != v->size() || !(f >= 0.0f && f <= 1.0f)) throw std::invalid_argument("range");
-    return f;
-  } catch (const std::exception&) {
-    fail(errc::bad_parameter, "parameter '{}' must be a number in [0, 1]", name);
-  }
-}
-
-bool bool_param(const http_request& req, const std::string& name) {
-  auto v = find_param(req, name);
-  return v && (*v == "1" || *v == "true" || *v == "yes");
 }
 
 std::string model_param(const http_request& req) { return find_param(req, "model").value_or(""); }
@@ -79,9 +62,9 @@ void register_model_routes(http_server& server, model_route_context ctx) {
     opts.include_all = bool_param(req, "all");
     for (auto cat : {tag_category::general, tag_category::character, tag_category::copyright, tag_category::artist,
                      tag_category::meta}) {
-      if (auto t = float_param(req, "threshold_" + std::string(to_string(cat)))) opts.thresholds[cat] = *t;
+      if (auto t = unit_float_param(req, "threshold_" + std::string(to_string(cat)))) opts.thresholds[cat] = *t;
     }
-    if (auto t = float_param(req, "threshold")) {
+    if (auto t = unit_float_param(req, "threshold")) {
       for (auto cat : {tag_category::general, tag_category::character}) opts.thresholds.try_emplace(cat, *t);
     }
     reply(res, tag_report(e->manifest, out.at(0), opts));

@@ -4,6 +4,7 @@
 
 #include "image/decode.h"
 #include "search/service.h"
+#include "server/request_parsing.h"
 #include "server/routes.h"
 
 namespace acg2vec {
@@ -82,125 +83,6 @@ json demo_records(const search_result& result) {
   return data;
 }
 
-// The seed's integer item id from the path: any 64-bit integer; anything else is a 400.
-std::string seed_item_id(const std::string& text) {
-  std::int64_t v = 0;
-  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc{} || p != text.data() + text.size()) {
-    fail(errc::bad_parameter, "imageId must be an integer, got '{}'", text.substr(0, 64));
-  }
-  if (v < 0) fail(errc::bad_parameter, "imageId must not be negative, got {}", v);
-  return std::to_string(v);
-}
-
-json parse_metadata(const std::optional<std::string>& text, const char* field) {
-  if (!text || text->empty()) return json::object();
-  json j = json::parse(*text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) fail(errc::bad_parameter, "'{}' must be a JSON object", field);
-  return j;
-}
-
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::string cur;
-  for (char c : s) {
-    if (c == ',' || c == ' ') {
-      if (!cur.empty()) out.push_back(std::move(cur));
-      cur.clear();
-    } else {
-      cur += c;
-    }
-  }
-  if (!cur.empty()) out.push_back(std::move(cur));
-  return out;
-}
-
-std::vector<std::string> json_list(const json& j, const char* field) {
-  if (j.is_string()) return split_list(j.get<std::string>());
-  if (!j.is_array()) fail(errc::bad_parameter, "'{}' must be a list of tags", field);
-  std::vector<std::string> out;
-  for (const auto& e : j) {
-    if (!e.is_string()) fail(errc::bad_parameter, "'{}' must hold strings", field);
-    out.push_back(e.get<std::string>());
-  }
-  return out;
-}
-
-std::size_t size_field(const json& j, const char* name, std::size_t fallback) {
-  if (!j.contains(name)) return fallback;
-  const auto& v = j[name];
-  if (!v.is_number_integer()) fail(errc::bad_parameter, "'{}' must be an integer", name);
-  auto n = v.get<std::int64_t>();
-  if (n < 0) fail(errc::bad_parameter, "'{}' must not be negative", name);
-  return static_cast<std::size_t>(n);
-}
-
-// Reads search options from a JSON object (body) or, for multipart/query requests, from params.
-search_request request_from_json(const json& b) {
-  search_request r;
-  if (!b.is_object()) fail(errc::bad_parameter, "search body must be a JSON object");
-  if (b.contains("id")) r.item_id = store::item_id_from_json(b["id"]).first;
-  if (b.contains("text")) {
-    if (!b["text"].is_string() || b["text"].get<std::string>().empty()) fail(errc::bad_parameter, "'text' must be a non-empty string");
-    r.text = b["text"].get<std::string>();
-  }
-  if (b.contains("space")) r.space = b["space"].get<std::string>();
-  r.k = size_field(b, "k", 10);
-  r.offset = size_field(b, "offset", 0);
-  if (b.contains("cutoff")) {
-    if (!b["cutoff"].is_number()) fail(errc::bad_parameter, "'cutoff' must be a number");
-    r.cutoff = b["cutoff"].get<float>();
-  }
-  const json tags = b.value("tags", json::object());
-  if (tags.is_array() || tags.is_string()) {
-    r.filter.all_of = json_list(tags, "tags");
-  } else if (tags.is_object()) {
-    if (tags.contains("all")) r.filter.all_of = json_list(tags["all"], "tags.all");
-    if (tags.contains("any")) r.filter.any_of = json_list(tags["any"], "tags.any");
-    if (tags.contains("none")) r.filter.none_of = json_list(tags["none"], "tags.none");
-  } else {
-    fail(errc::bad_parameter, "'tags' must be a list or {{all, any, none}}");
-  }
-  if (b.contains("rating")) r.filter.rating = b["rating"].get<std::string>();
-  if (b.contains("tagger")) r.filter.tagger = b["tagger"].get<std::string>();
-  if (b.contains("min_score")) r.filter.min_score = b["min_score"].get<float>();
-  return r;
-}
-
-search_request request_from_params(const http_request& req) {
-  json b = json::object();
-  for (const char* f : {"id", "text", "space", "tags", "any", "none", "rating", "tagger"}) {
-    if (auto v = find_param(req, f)) b[f] = *v;
-  }
-  if (b.contains("any") || b.contains("none")) {
-    json t = json::object();
-    if (b.contains("tags")) t["all"] = b["tags"];
-    if (b.contains("any")) t["any"] = b["any"];
-    if (b.contains("none")) t["none"] = b["none"];
-    b.erase("any");
-    b.erase("none");
-    b["tags"] = t;
-  }
-  auto r = request_from_json(b);
-  r.k = static_cast<std::size_t>(int_param(req, "k", 10, 1, 1000));
-  r.offset = static_cast<std::size_t>(int_param(req, "offset", 0, 0, 100000));
-  if (auto c = find_param(req, "cutoff")) {
-    try {
-      r.cutoff = std::stof(*c);
-    } catch (const std::exception&) {
-      fail(errc::bad_parameter, "'cutoff' must be a number");
-    }
-  }
-  if (auto m = find_param(req, "min_score")) {
-    try {
-      r.filter.min_score = std::stof(*m);
-    } catch (const std::exception&) {
-      fail(errc::bad_parameter, "'min_score' must be a number");
-    }
-  }
-  return r;
-}
-
 // The space the seed's reverse search used: illust2vec when installed, else any image embedding,
 // else the perceptual signature.
 std::string seed_space(const search_service& service) {
@@ -263,23 +145,23 @@ void register_search_routes(http_server& server, search_route_context ctx) {
   server.add("POST", R"(/images/([^/]+))", "seed.images.insert",
              [&svc, upload](const http_request& req, http_response& res) {
                item_input in;
-               in.id = seed_item_id(req.matches[1].str());
+               in.id = parse_seed_item_id(req.matches[1].str());
                in.numeric_id = true;
-               in.metadata = parse_metadata(find_param(req, "extend"), "extend");
+               in.metadata = parse_metadata_param(find_param(req, "extend"), "extend");
                svc.add_image(upload(req), std::move(in), write_mode::insert);
                reply(res, true, msg_inserted);
              }, route_access::write);
   server.add("PUT", R"(/images/([^/]+))", "seed.images.update",
              [&svc, upload](const http_request& req, http_response& res) {
                item_input in;
-               in.id = seed_item_id(req.matches[1].str());
+               in.id = parse_seed_item_id(req.matches[1].str());
                in.numeric_id = true;
-               in.metadata = parse_metadata(find_param(req, "extend"), "extend");
+               in.metadata = parse_metadata_param(find_param(req, "extend"), "extend");
                svc.add_image(upload(req), std::move(in), write_mode::upsert);
                reply(res, true, msg_updated);
              }, route_access::write);
   server.add("DELETE", R"(/images/([^/]+))", "seed.images.delete", [&svc](const http_request& req, http_response& res) {
-    auto id = seed_item_id(req.matches[1].str());
+    auto id = parse_seed_item_id(req.matches[1].str());
     if (!svc.remove(id)) fail(errc::not_found, "item {} not found", id);
     reply(res, true, msg_deleted);
   }, route_access::write);
@@ -318,7 +200,7 @@ void register_search_routes(http_server& server, search_route_context ctx) {
       in.numeric_id = !id->empty() && std::all_of(id->begin(), id->end(), ::isdigit) && id->size() < 19;
     }
     in.source = find_param(req, "source").value_or("");
-    in.metadata = parse_metadata(find_param(req, "metadata"), "metadata");
+    in.metadata = parse_metadata_param(find_param(req, "metadata"), "metadata");
     auto bytes = upload(req);
     auto out = svc.add_image(bytes, std::move(in), write_mode::insert);
     res.status = 201;
@@ -360,7 +242,7 @@ void register_search_routes(http_server& server, search_route_context ctx) {
       in.id = id;
       in.numeric_id = existing ? existing->numeric_id : false;
       in.source = find_param(req, "source").value_or(existing ? existing->source : "");
-      in.metadata = find_param(req, "metadata") ? parse_metadata(find_param(req, "metadata"), "metadata")
+      in.metadata = find_param(req, "metadata") ? parse_metadata_param(find_param(req, "metadata"), "metadata")
                                                  : (existing ? existing->metadata : json::object());
       svc.add_image(upload(req), std::move(in), write_mode::upsert);
     } else {
@@ -379,18 +261,7 @@ void register_search_routes(http_server& server, search_route_context ctx) {
 
   // ---- /v1/search ----
   auto search = [&svc, decode](const http_request& req, http_response& res) {
-    search_request r;
-    if (req.is_multipart_form_data()) {
-      r = request_from_params(req);
-      if (req.has_file("image") || req.has_file("file")) {
-        auto part = req.has_file("image") ? req.get_file_value("image") : req.get_file_value("file");
-        if (!part.filename.empty() || !part.content.empty()) r.image = decode(part.content);
-      }
-    } else if (req.method == "POST" && !req.body.empty()) {
-      r = request_from_json(parse_json_body(req));
-    } else {
-      r = request_from_params(req);
-    }
+    search_request r = search_request_from_http(req, decode);
     auto result = svc.search(r);
     reply(res, json{{"space", result.space}, {"hits", hits_json(result)}}, "ok",
           static_cast<std::int64_t>(result.hits.size()));

@@ -4,6 +4,7 @@
 #include "image/decode.h"
 #include "models/postprocess.h"
 #include "models/registry.h"
+#include "server/request_parsing.h"
 #include "server/routes.h"
 
 namespace acg2vec {
@@ -30,31 +31,13 @@ std::string tf_output_name(const model_entry& e, std::size_t i) {
   return e.graph->output_names().at(i);
 }
 
-// One instance of an image model: {"b64_input_bytes": "<url-safe b64>"}, {"<input>": {"b64": ...}},
-// {"b64": ...} or a bare string.
-std::string instance_image_bytes(const json& instance) {
-  const json* v = &instance;
-  if (v->is_object() && !v->contains("b64")) {
-    if (v->size() != 1) fail(errc::bad_parameter, "an image instance must have exactly one field (b64_input_bytes)");
-    v = &v->begin().value();
-  }
-  if (v->is_object()) {
-    if (!v->contains("b64") || !(*v)["b64"].is_string()) fail(errc::bad_parameter, "expected {{\"b64\": \"...\"}}");
-    v = &(*v)["b64"];
-  }
-  if (!v->is_string()) fail(errc::bad_parameter, "an image instance must be a base64 string");
-  auto bytes = base64_decode(v->get<std::string>());
-  if (!bytes) fail(errc::bad_parameter, "image input is not valid base64");
-  return *bytes;
-}
-
 // Text packs take token ids (acgvoc2vec: {"input_ids", "attention_mask"} per instance; dclip_text:
 // a list of ids per instance); CLIP image packs take b64 images. Answers follow the row/columnar form.
 json predict_other(const model_entry& e, const json& items, bool row, const model_route_context& ctx) {
   std::vector<at::Tensor> outs;
   if (e.clip_image) {
     for (const auto& inst : items) {
-      auto bytes = instance_image_bytes(inst);
+      auto bytes = tf_instance_image_bytes(inst);
       outs.push_back(e.clip_image->embed(image::decode_image(bytes, decode_limits_of(ctx))));
     }
   } else {
@@ -99,17 +82,7 @@ void register_tfserving_routes(http_server& server, model_route_context ctx) {
              tf_style([&reg, ctx](const http_request& req, http_response& res) {
                auto e = reg.get(req.matches[1].str());
                auto body = parse_json_body(req);
-               if (!body.is_object()) fail(errc::bad_parameter, "request body must be a JSON object");
-               bool row = body.contains("instances");
-               if (!row && !body.contains("inputs")) {
-                 fail(errc::bad_parameter, "missing 'instances' or 'inputs' key in the request body");
-               }
-               json items = row ? body["instances"] : body["inputs"];
-               // Columnar form with a named input: {"inputs": {"b64_input_bytes": [...]}}.
-               if (!row && items.is_object() && items.size() == 1) items = items.begin().value();
-               if (!items.is_array()) items = json::array({items});
-               if (items.empty()) fail(errc::bad_parameter, "no instances in the request");
-               if (items.size() > 1024) fail(errc::too_large, "at most 1024 instances per request");
+               auto [row, items] = parse_tf_predict_body(body);
 
                if (e->text || e->clip_image) {
                  reply_json(res, predict_other(*e, items, row, ctx));
@@ -120,7 +93,7 @@ void register_tfserving_routes(http_server& server, model_route_context ctx) {
                std::vector<at::Tensor> rows;
                for (const auto& inst : items) {
                  if (model.takes_images()) {
-                   auto bytes = instance_image_bytes(inst);
+                   auto bytes = tf_instance_image_bytes(inst);
                    if (bytes.size() > ctx.max_upload_bytes) fail(errc::too_large, "image is larger than the upload limit");
                    rows.push_back(model.image_tensor(image::decode_image(bytes, decode_limits_of(ctx))));
                  } else {

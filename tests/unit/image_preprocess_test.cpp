@@ -233,5 +233,29 @@ TEST(ImagePreprocess, RejectsBadSpecAndImage) {
   EXPECT_THROW(preprocess(image_rgb8{}, spec), error);
 }
 
+
+// Found by fuzzing (fuzz/regressions/image): a 65535-pixel-wide GIF one row high passes the pixel
+// limit, and padding it to a square first needed 65535^2 pixels (12 GB). The padded area resize now
+// never builds the square; it must still equal resizing the explicitly padded image.
+TEST(ImagePreprocess, PadSquareAreaOfElongatedImages) {
+  preprocess_spec spec;
+  spec.mode = resize_mode::pad_square_area;
+  spec.width = 13;
+  spec.height = 11;
+  spec.pad_fill = 200;
+  for (auto [w, h] : {std::pair{301, 7}, std::pair{5, 97}, std::pair{40, 39}}) {
+    image_rgb8 img = make_image(w, h);
+    for (std::size_t i = 0; i < img.pixels.size(); ++i) img.pixels[i] = static_cast<std::uint8_t>((i * 37) % 251);
+    const auto got = preprocess(img, spec);
+    const auto want = resize_area(pad_to_square(img, spec.pad_fill), spec.width, spec.height);
+    ASSERT_EQ(got.data.size(), want.size());
+    for (std::size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got.data[i], want[i], 1e-4) << w << "x" << h << " at " << i;
+  }
+  const auto line = make_image(200000, 1, 10, 20, 30);
+  const auto out = preprocess(line, spec);
+  // The one image row is far thinner than an output row, so every output value is the fill.
+  for (float v : out.data) EXPECT_NEAR(v, 200.0f, 0.1f);
+}
+
 }  // namespace
 }  // namespace acg2vec::image
