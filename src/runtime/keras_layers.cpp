@@ -85,7 +85,7 @@ class translator {
     g_.name = model.contains("config") && model["config"].is_object() ? model["config"].value("name", "") : "";
     auto outputs = build(model, {});
     for (const auto& [name, t] : outputs) {
-      g_.outputs.push_back({t.keras_value, at::kFloat, t.shape});
+      g_.outputs.push_back({t.keras_value, at::kFloat, t.shape, true, {}});
     }
     return std::move(g_);
   }
@@ -694,7 +694,7 @@ class translator {
     if (auto d = cfg.find("dtype"); d != cfg.end() && d->is_string() && *d != "float32") {
       spdlog::debug("{}: input '{}' declared as {}, fed as float32", source_, name, d->get<std::string>());
     }
-    g_.inputs.push_back({name, at::kFloat, shape});
+    g_.inputs.push_back({name, at::kFloat, shape, true, {}});
     used_.insert(name);
     tensor t{name, name, shape};
     if (shape.size() == 4) {
@@ -940,7 +940,7 @@ void select_outputs(graph& g, const std::vector<std::string>& outputs) {
     if (old != g.outputs.end()) {
       new_outputs.push_back(*old);
     } else {
-      value_info v{o, at::kFloat, {}};
+      value_info v{o, at::kFloat, {}, true, {}};
       v.rank_known = false;  // a cut's shape is not recorded in the IR
       new_outputs.push_back(std::move(v));
     }
