@@ -22,9 +22,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 from acg2vec_harness import Server  # noqa: E402
 
 CLIENTS = 64
-STALL_S = 3.0       # server stopped while the clients connect
-LOAD_S = 3.0        # keep-alive load after the server resumes
-ROUNDS = 2
+STALL_S = 2.5       # server stopped while the clients connect
+LOAD_S = 2.5        # keep-alive load after the server resumes
+ROUNDS = 3
 
 
 def multipart_body(size):
@@ -72,8 +72,8 @@ def run_round(server, body, content_type):
 
 
 def main():
-    # 150 KB: more than two segments of the 64 KB loopback MSS.
-    body, content_type = multipart_body(150_000)
+    # 300 KB: several segments of the 64 KB loopback MSS.
+    body, content_type = multipart_body(300_000)
     with Server() as server:
         server.wait_ready()
         total = collections.Counter()
