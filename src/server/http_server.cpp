@@ -1,6 +1,7 @@
 #include "server/http_server.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <charconv>
@@ -94,6 +95,12 @@ http_server::http_server(server_options options)
   srv.set_keep_alive_timeout(5);
   // Small JSON answers must not wait for Nagle: without this p99 on loopback was ~44 ms.
   srv.set_tcp_nodelay(true);
+  // httplib keeps its own socket defaults; the callback only remembers which socket listens, so
+  // that listen() can widen the accept backlog (see there).
+  srv.set_socket_options([this](socket_t sock) {
+    httplib::default_socket_options(sock);
+    listen_fd_ = sock;
+  });
 
   if (options_.protect_reads && options_.api_keys.empty()) {
     fail(errc::bad_parameter, "--protect-reads needs API keys (--api-key-file)");
@@ -314,6 +321,15 @@ void http_server::listen(const std::function<void(int)>& on_bound) {
   }
   if (port < 0) fail(errc::unavailable, "cannot listen on {}:{} (address in use or not permitted)", options_.host,
                      options_.port);
+  // The packaged httplib listens with a backlog of 5. While inference keeps the CPU busy the
+  // accept thread runs late, so a burst of keep-alive clients (re)connecting overflows that queue:
+  // the kernel answers with SYN cookies and drops completed handshakes, and a client whose request
+  // spans several segments then has a later segment fail the cookie check and gets a reset
+  // instead of an answer. Calling listen() again on a listening socket only changes its backlog;
+  // the kernel caps it at net.core.somaxconn.
+  if (listen_fd_ < 0 || ::listen(listen_fd_, SOMAXCONN) != 0) {
+    spdlog::warn("cannot widen the accept backlog of the listening socket; bursts of connections may be reset");
+  }
   spdlog::info("listening on http://{}:{}", options_.host, port);
   if (on_bound) on_bound(port);
   server_->listen_after_bind();

@@ -93,6 +93,7 @@ class http_server {
   std::unique_ptr<access::rate_limiter> limiter_;  ///< null when rate limiting is off
   std::atomic<std::uint64_t> next_request_id_{1};
   std::uint32_t instance_tag_;
+  int listen_fd_ = -1;  ///< the listening socket once bound, to widen its accept backlog
 };
 
 // ---- helpers used by route handlers -------------------------------------------------------
