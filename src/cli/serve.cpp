@@ -202,16 +202,23 @@ void add_serve_command(CLI::App& app, global_options& global) {
     signal_waiter signals([&server] { server.stop(); });
     spdlog::info("data dir {}, models dir {}, store {}", global.data_dir.string(), global.models_dir.string(),
                  global.store.empty() ? "sqlite" : acg2vec::store::redact_store_uri(global.store));
-    server.listen([&port_file](int port) {
-      if (!port_file->empty()) {
-        std::string tmp = *port_file + ".tmp";
-        if (std::FILE* f = std::fopen(tmp.c_str(), "w")) {
-          std::fprintf(f, "%d\n", port);
-          std::fclose(f);
-          std::rename(tmp.c_str(), port_file->c_str());
+    try {
+      server.listen([&port_file](int port) {
+        if (!port_file->empty()) {
+          std::string tmp = *port_file + ".tmp";
+          if (std::FILE* f = std::fopen(tmp.c_str(), "w")) {
+            std::fprintf(f, "%d\n", port);
+            std::fclose(f);
+            std::rename(tmp.c_str(), port_file->c_str());
+          }
         }
-      }
-    });
+      });
+    } catch (...) {
+      // A port already in use must end with its one-line message, not with std::terminate from
+      // destroying a thread that is still joinable.
+      spaces_thread.join();
+      throw;
+    }
     spaces_thread.join();
     if (spaces_ready && spaces_error.empty()) service.save_indexes();
     spdlog::info("stopped");

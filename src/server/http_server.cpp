@@ -95,10 +95,13 @@ http_server::http_server(server_options options)
   srv.set_keep_alive_timeout(5);
   // Small JSON answers must not wait for Nagle: without this p99 on loopback was ~44 ms.
   srv.set_tcp_nodelay(true);
-  // httplib keeps its own socket defaults; the callback only remembers which socket listens, so
-  // that listen() can widen the accept backlog (see there).
+  // httplib's default on Linux is SO_REUSEPORT, which lets a second server bind the same port and
+  // silently take half of the connections. SO_REUSEADDR keeps quick restarts (TIME_WAIT) working
+  // while a port held by a running server stays an error. The socket is remembered so that
+  // listen() can widen the accept backlog (see there).
   srv.set_socket_options([this](socket_t sock) {
-    httplib::default_socket_options(sock);
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
     listen_fd_ = sock;
   });
 

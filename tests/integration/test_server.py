@@ -26,6 +26,20 @@ class ServerTest(unittest.TestCase):
         self.assertEqual(body["status"], "ready")
         self.assertIn("models", body)
 
+    def test_second_server_on_the_same_port_is_refused(self):
+        import subprocess
+        import tempfile
+        from acg2vec_harness import BIN
+        with tempfile.TemporaryDirectory() as d:
+            r = subprocess.run([BIN, "--data-dir", os.path.join(d, "data"), "--models-dir", d, "serve", "--host",
+                                "127.0.0.1", "--port", str(self.srv.port)], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 7, r.stderr)  # unavailable
+        self.assertIn("address in use", r.stderr)
+        # The first server still answers every request (no connection went to the refused one).
+        for _ in range(20):
+            status, _, _ = self.srv.request("GET", "/health")
+            self.assertEqual(status, 200)
+
     def test_request_id_generated_and_echoed(self):
         _, headers, _ = self.srv.request("GET", "/health")
         self.assertTrue(headers.get("X-Request-Id"))
