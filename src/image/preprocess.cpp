@@ -63,6 +63,31 @@ struct weighted_taps {
   std::vector<double> weights;
 };
 
+/// The horizontal pass of a separable resize: every source row resampled with taps (one per
+/// output column), as doubles [height][taps.size() * 3]. A tap with no weights gives 0.
+std::vector<double> resample_rows(const image_rgb8& img, const std::vector<weighted_taps>& taps) {
+  const std::size_t row_len = taps.size() * 3;
+  std::vector<double> rows(static_cast<std::size_t>(img.height) * row_len);
+  for (int r = 0; r < img.height; ++r) {
+    const std::uint8_t* src = img.at(0, r);
+    double* dst = rows.data() + static_cast<std::size_t>(r) * row_len;
+    for (const auto& x : taps) {
+      double acc[3] = {0, 0, 0};
+      const std::uint8_t* p = src + static_cast<std::size_t>(std::max(x.first, 0)) * 3;
+      for (double w : x.weights) {
+        acc[0] += w * p[0];
+        acc[1] += w * p[1];
+        acc[2] += w * p[2];
+        p += 3;
+      }
+      *dst++ = acc[0];
+      *dst++ = acc[1];
+      *dst++ = acc[2];
+    }
+  }
+  return rows;
+}
+
 std::vector<weighted_taps> area_taps(int in_size, int out_size) {
   std::vector<weighted_taps> taps(static_cast<std::size_t>(out_size));
   const double scale = static_cast<double>(in_size) / static_cast<double>(out_size);
@@ -234,24 +259,7 @@ std::vector<float> resize_area_padded(const image_rgb8& img, std::uint8_t fill, 
   const auto ys = clipped(top, img.height, out_height);
   const std::size_t row_len = static_cast<std::size_t>(out_width) * 3;
 
-  std::vector<double> rows(static_cast<std::size_t>(img.height) * row_len);
-  for (int r = 0; r < img.height; ++r) {
-    const std::uint8_t* src = img.at(0, r);
-    double* dst = rows.data() + static_cast<std::size_t>(r) * row_len;
-    for (const auto& x : xs.taps) {
-      double acc[3] = {0, 0, 0};
-      const std::uint8_t* p = src + static_cast<std::size_t>(std::max(x.first, 0)) * 3;
-      for (double w : x.weights) {
-        acc[0] += w * p[0];
-        acc[1] += w * p[1];
-        acc[2] += w * p[2];
-        p += 3;
-      }
-      *dst++ = acc[0];
-      *dst++ = acc[1];
-      *dst++ = acc[2];
-    }
-  }
+  const std::vector<double> rows = resample_rows(img, xs.taps);
 
   std::vector<float> out(static_cast<std::size_t>(out_height) * row_len);
   std::vector<double> acc(row_len);
@@ -287,24 +295,7 @@ std::vector<float> resize_area(const image_rgb8& img, int out_width, int out_hei
   const auto ys = area_taps(img.height, out_height);
   const std::size_t row_len = static_cast<std::size_t>(out_width) * 3;
 
-  std::vector<double> rows(static_cast<std::size_t>(img.height) * row_len);
-  for (int r = 0; r < img.height; ++r) {
-    const std::uint8_t* src = img.at(0, r);
-    double* dst = rows.data() + static_cast<std::size_t>(r) * row_len;
-    for (const auto& x : xs) {
-      double acc[3] = {0, 0, 0};
-      const std::uint8_t* p = src + static_cast<std::size_t>(x.first) * 3;
-      for (double w : x.weights) {
-        acc[0] += w * p[0];
-        acc[1] += w * p[1];
-        acc[2] += w * p[2];
-        p += 3;
-      }
-      *dst++ = acc[0];
-      *dst++ = acc[1];
-      *dst++ = acc[2];
-    }
-  }
+  const std::vector<double> rows = resample_rows(img, xs);
 
   std::vector<float> out(static_cast<std::size_t>(out_height) * row_len);
   std::vector<double> acc(row_len);
