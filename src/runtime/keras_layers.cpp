@@ -138,7 +138,18 @@ class translator {
     g_.initializers[name] = value.contiguous();
     return name;
   }
-  std::string scalar(const std::string& what, float v) { return constant(what, at::scalar_tensor(v, at::kFloat)); }
+  std::string scalar(const std::string& what, double v) {
+    return constant(what, at::scalar_tensor(to_float(v, what), at::kFloat));
+  }
+
+  /// A layer constant from model.json as float32: NaN, infinities and values beyond float32's
+  /// range are a malformed model, not something to convert (the conversion is undefined).
+  static float to_float(double v, const std::string& what) {
+    if (!std::isfinite(v) || std::abs(v) > static_cast<double>(std::numeric_limits<float>::max())) {
+      fail(errc::bad_parameter, "layer constant {} = {} is not a finite float32", what, v);
+    }
+    return static_cast<float>(v);
+  }
   std::string ints(const std::string& what, std::vector<std::int64_t> v) {
     return constant(what, at::tensor(v, at::kLong));
   }
@@ -392,18 +403,18 @@ class translator {
     const double max_value = has_max ? cfg["max_value"].get<double>() : 0.0;
     std::string y;
     if (threshold == 0.0 && slope == 0.0 && has_max) {
-      return {node("Clip", {x.value, scalar("min", 0.f), scalar("max", static_cast<float>(max_value))}), {}, x.shape};
+      return {node("Clip", {x.value, scalar("min", 0.f), scalar("max", max_value)}), {}, x.shape};
     }
     if (threshold == 0.0) {
       y = slope == 0.0 ? node("Relu", {x.value}) : node("LeakyRelu", {x.value}, {{"alpha", slope}});
     } else {
       // f(x) = x for x >= threshold, slope * (x - threshold) below it.
-      auto thr = scalar("threshold", static_cast<float>(threshold));
-      auto below = node("Mul", {node("Sub", {x.value, thr}), scalar("negative_slope", static_cast<float>(slope))});
+      auto thr = scalar("threshold", threshold);
+      auto below = node("Mul", {node("Sub", {x.value, thr}), scalar("negative_slope", slope)});
       y = node("Where", {node("GreaterOrEqual", {x.value, thr}), x.value, below});
     }
     if (has_max) {
-      y = node("Clip", {y, scalar("min", std::numeric_limits<float>::lowest()), scalar("max", static_cast<float>(max_value))});
+      y = node("Clip", {y, scalar("min", std::numeric_limits<float>::lowest()), scalar("max", max_value)});
     }
     return {y, {}, x.shape};
   }
@@ -462,8 +473,10 @@ class translator {
     auto param = [&](const char* key, double fallback) -> at::Tensor {
       auto it = cfg.find(key);
       if (it == cfg.end() || it->is_null()) return at::scalar_tensor(fallback, at::kFloat);
-      if (it->is_number()) return at::scalar_tensor(it->get<double>(), at::kFloat);
-      auto v = at::tensor(it->get<std::vector<double>>(), at::kDouble).to(at::kFloat);
+      if (it->is_number()) return at::scalar_tensor(to_float(it->get<double>(), key), at::kFloat);
+      std::vector<float> values;
+      for (double d : it->get<std::vector<double>>()) values.push_back(to_float(d, key));
+      auto v = at::tensor(values, at::kFloat);
       // Per-channel values broadcast over the last Keras axis, i.e. axis 1 of NCHW.
       return x.shape.size() == 4 ? v.reshape({-1, 1, 1}) : v;
     };
