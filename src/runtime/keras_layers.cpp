@@ -891,7 +891,25 @@ class translator {
 
 }  // namespace
 
+void check_json_numbers(const json& document, std::string_view source) {
+  // Explicit stack: a deeply nested document must not overflow the call stack either.
+  std::vector<const json*> todo{&document};
+  while (!todo.empty()) {
+    const json* j = todo.back();
+    todo.pop_back();
+    if (j->is_number_float()) {
+      const double v = j->get<double>();
+      if (!std::isfinite(v) || std::abs(v) >= 9.2e18) {
+        fail(errc::bad_parameter, "{}: the number {} is out of the supported range", source, v);
+      }
+    } else if (j->is_structured()) {
+      for (const auto& child : *j) todo.push_back(&child);
+    }
+  }
+}
+
 graph translate_keras_model(const json& model_config, keras_weights weights, const std::string& source) {
+  check_json_numbers(model_config, source);
   try {
     return translator(std::move(weights), source).run(model_config);
   } catch (const json::exception& e) {

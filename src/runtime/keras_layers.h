@@ -44,6 +44,11 @@ std::string keras_weight_short_name(std::string_view full_name);
 /// @brief Name of the layer that owns a weight: "block1/conv/kernel:0" -> "conv"; "" when unscoped.
 std::string keras_weight_owner(std::string_view full_name);
 
+/// @brief Refuses a JSON document holding a non-integral number beyond ±2^63 (or NaN/inf):
+/// reading one as an integer, as layer configs and weight manifests are read, is an undefined
+/// conversion inside nlohmann::json. Throws bad_parameter naming source.
+void check_json_numbers(const nlohmann::json& document, std::string_view source);
+
 /// @brief Translates a Keras model config ({"class_name": "Model"|"Functional"|"Sequential",
 /// "config": ...}) with its weights into a graph; `source` names the file in error messages.
 /// Throws acg2vec::error naming the layer for unknown classes, missing or mis-shaped weights.

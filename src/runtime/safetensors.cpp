@@ -146,6 +146,8 @@ tensor_map parse_safetensors(std::string_view bytes, const std::string& origin) 
       std::vector<std::int64_t> shape;
       std::size_t numel = 1;
       for (const auto& d : entry["shape"]) {
+        // Only integers: a float read as an integer is an undefined conversion in nlohmann::json.
+        if (!d.is_number_integer()) fail(errc::bad_parameter, "{}: tensor {} has a non-integer dimension", origin, name);
         const auto v = d.get<std::int64_t>();
         if (v < 0) fail(errc::bad_parameter, "{}: tensor {} has a negative dimension", origin, name);
         shape.push_back(v);
@@ -163,7 +165,10 @@ tensor_map parse_safetensors(std::string_view bytes, const std::string& origin) 
         }
       }
       const auto& offsets = entry["data_offsets"];
-      if (!offsets.is_array() || offsets.size() != 2) fail(errc::bad_parameter, "{}: tensor {} has bad data_offsets", origin, name);
+      if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
+          !offsets[1].is_number_unsigned()) {
+        fail(errc::bad_parameter, "{}: tensor {} has bad data_offsets", origin, name);
+      }
       const auto begin = offsets[0].get<std::uint64_t>();
       const auto end = offsets[1].get<std::uint64_t>();
       if (begin > end || end > data_size) {

@@ -120,6 +120,7 @@ keras_weights read_tfjs_weights(const std::filesystem::path& model_json) {
   const auto dir = model_json.parent_path();
   keras_weights out;
   if (!model.contains("weightsManifest")) return out;
+  check_json_numbers(model["weightsManifest"], source);
   try {
     for (const auto& group : model["weightsManifest"]) {
       std::vector<char> buffer;
