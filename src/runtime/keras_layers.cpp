@@ -53,7 +53,10 @@ std::vector<std::int64_t> pair_param(const json& cfg, const char* key, std::vect
   auto it = cfg.find(key);
   if (it == cfg.end() || it->is_null()) return fallback;
   if (it->is_number()) return {it->get<std::int64_t>(), it->get<std::int64_t>()};
-  return it->get<std::vector<std::int64_t>>();
+  auto pair = it->get<std::vector<std::int64_t>>();
+  // Callers index [0] and [1]: anything but a pair is a malformed config, not an overread.
+  if (pair.size() != 2) fail(errc::bad_parameter, "'{}' must be an int or a pair, not {} values", key, pair.size());
+  return pair;
 }
 
 // Output extent and (begin, end) padding of one spatial dimension, TF semantics: 'same' puts the
