@@ -3,6 +3,7 @@
 #include "core/error.h"
 
 #include <cmath>
+#include <set>
 
 namespace acg2vec::store {
 namespace {
@@ -71,6 +72,22 @@ void validate_space_name(std::string_view name) {
   if (!ok_length || !ok_chars)
     fail(errc::bad_parameter, "vector space name '{}' must be 1-64 characters of [A-Za-z0-9_.-]",
          name.substr(0, 80));
+}
+
+std::vector<std::string> prepare_write_batch(std::span<const item> items, bool insert) {
+  std::vector<std::string> metadata_text;
+  metadata_text.reserve(items.size());
+  std::set<std::string_view> seen;
+  for (const auto& it : items) {
+    validate_item(it);
+    if (insert && !seen.insert(it.id).second) fail(errc::conflict, "item '{}' appears twice in the batch", it.id);
+    try {
+      metadata_text.push_back(it.metadata.dump());
+    } catch (const nlohmann::json::exception& e) {
+      fail(errc::bad_parameter, "item '{}': metadata cannot be stored: {}", it.id, e.what());
+    }
+  }
+  return metadata_text;
 }
 
 void validate_item(const item& it) {

@@ -76,6 +76,10 @@ void validate_item_id(std::string_view id);
 void validate_space_name(std::string_view name);
 /// @brief Checks every field of an item (id, space names, finite vectors, tag names, metadata shape).
 void validate_item(const item& it);
+/// @brief The checks every backend makes on a write batch before touching storage: each item is
+/// validated, an insert batch may not name an id twice (conflict), and each item's metadata must
+/// serialise. Returns the serialised metadata, one per item, in order.
+std::vector<std::string> prepare_write_batch(std::span<const item> items, bool insert);
 /// @brief Reads an id from JSON: an integer (numeric_id = true) or a string. Throws bad_parameter.
 std::pair<std::string, bool> item_id_from_json(const nlohmann::json& value);
 /// @brief The id as JSON: an integer when it was given as one, a string otherwise.

@@ -703,19 +703,7 @@ std::uint64_t redis_store::insert_batch(std::span<const item> items) { return wr
 std::uint64_t redis_store::upsert_batch(std::span<const item> items) { return write(items, write_mode::upsert); }
 
 std::uint64_t redis_store::write(std::span<const item> items, write_mode mode) {
-  std::vector<std::string> metadata_text;
-  metadata_text.reserve(items.size());
-  std::set<std::string_view> seen;
-  for (const auto& it : items) {
-    validate_item(it);
-    if (mode == write_mode::insert && !seen.insert(it.id).second)
-      fail(errc::conflict, "item '{}' appears twice in the batch", it.id);
-    try {
-      metadata_text.push_back(it.metadata.dump());
-    } catch (const nlohmann::json::exception& e) {
-      fail(errc::bad_parameter, "item '{}': metadata cannot be stored: {}", it.id, e.what());
-    }
-  }
+  const std::vector<std::string> metadata_text = prepare_write_batch(items, mode == write_mode::insert);
   if (items.empty()) return generation();
   const keys k{options_.prefix};
   const std::int64_t now = now_ms();

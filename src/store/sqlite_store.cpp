@@ -423,19 +423,7 @@ std::uint64_t sqlite_store::upsert_batch(std::span<const item> items) {
 
 std::uint64_t sqlite_store::write(std::span<const item> items, write_mode mode) {
   // Everything that can be checked without the database is checked before the transaction.
-  std::vector<std::string> metadata_text;
-  metadata_text.reserve(items.size());
-  std::set<std::string_view> seen;
-  for (const auto& it : items) {
-    validate_item(it);
-    if (mode == write_mode::insert && !seen.insert(it.id).second)
-      fail(errc::conflict, "item '{}' appears twice in the batch", it.id);
-    try {
-      metadata_text.push_back(it.metadata.dump());
-    } catch (const nlohmann::json::exception& e) {
-      fail(errc::bad_parameter, "item '{}': metadata cannot be stored: {}", it.id, e.what());
-    }
-  }
+  const std::vector<std::string> metadata_text = prepare_write_batch(items, mode == write_mode::insert);
   if (items.empty()) return generation();
 
   std::lock_guard lock(write_mutex_);
