@@ -43,15 +43,24 @@ auto guarded(const std::string& label, F&& f) -> decltype(f()) {
 
 bool is_default_domain(const std::string& d) { return d.empty() || d == "ai.onnx"; }
 
+struct value_links {
+  std::unordered_map<std::string, int> readers;           ///< value -> number of node inputs reading it
+  std::unordered_map<std::string, std::size_t> producer;  ///< value -> index of the node writing it
+};
+
+value_links link_values(const graph& g) {
+  value_links l;
+  for (const auto& n : g.nodes)
+    for (const auto& in : n.inputs) ++l.readers[in];
+  for (std::size_t i = 0; i < g.nodes.size(); ++i)
+    for (const auto& out : g.nodes[i].outputs) l.producer[out] = i;
+  return l;
+}
+
 // Folds y = BN(Conv(x)) into Conv(x) with rescaled weights when every parameter is a constant
 // and the Conv result feeds nothing else: one fewer pass over the activations.
 void fold_batch_norms(graph& g, const std::set<std::string>& keep) {
-  std::unordered_map<std::string, int> readers;
-  for (const auto& n : g.nodes)
-    for (const auto& in : n.inputs) ++readers[in];
-  std::unordered_map<std::string, std::size_t> producer;
-  for (std::size_t i = 0; i < g.nodes.size(); ++i)
-    for (const auto& out : g.nodes[i].outputs) producer[out] = i;
+  auto [readers, producer] = link_values(g);
   auto init = [&](const std::string& name) -> const at::Tensor* {
     auto it = g.initializers.find(name);
     return it == g.initializers.end() ? nullptr : &it->second;
@@ -112,12 +121,7 @@ void fold_batch_norms(graph& g, const std::set<std::string>& keep) {
 //  - MatMul(x, W) + b with constant W [K, N] and b [N]               -> MatMulAdd (one GEMM)
 // Intermediate values must have a single reader and must not be requested outputs.
 void fuse_patterns(graph& g, const std::set<std::string>& keep) {
-  std::unordered_map<std::string, int> readers;
-  for (const auto& n : g.nodes)
-    for (const auto& in : n.inputs) ++readers[in];
-  std::unordered_map<std::string, std::size_t> producer;
-  for (std::size_t i = 0; i < g.nodes.size(); ++i)
-    for (const auto& out : g.nodes[i].outputs) producer[out] = i;
+  auto [readers, producer] = link_values(g);
   std::unordered_map<std::string, at::Tensor> constant_nodes;
   for (const auto& n : g.nodes) {
     if (n.op_type == "Constant" && is_default_domain(n.domain) && n.outputs.size() == 1) {
