@@ -82,13 +82,16 @@ std::string load_average() {
   return one.empty() ? "unknown" : one + " " + five;
 }
 
-/// Resident set size in bytes.
-std::size_t resident_bytes() {
-  std::ifstream in("/proc/self/statm");
+/// Resident set size of a process in bytes (0 once it is gone).
+std::size_t resident_bytes_of(pid_t pid) {
+  std::ifstream in(fmt::format("/proc/{}/statm", pid));
   std::size_t pages = 0, resident = 0;
   in >> pages >> resident;
   return resident * static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
 }
+
+/// Resident set size of this process in bytes.
+std::size_t resident_bytes() { return resident_bytes_of(getpid()); }
 
 std::string shell_quote(const std::string& s) {
   std::string out = "'";
@@ -988,14 +991,6 @@ struct soak_options {
   int server_threads = 0;
   std::string report;
 };
-
-/// Resident set size of another process in bytes (0 once it is gone).
-std::size_t resident_bytes_of(pid_t pid) {
-  std::ifstream in(fmt::format("/proc/{}/statm", pid));
-  std::size_t pages = 0, resident = 0;
-  in >> pages >> resident;
-  return resident * static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
-}
 
 /// Least-squares slope of y over x.
 double slope(const std::vector<std::pair<double, double>>& xy) {
