@@ -167,6 +167,7 @@ struct model_options {
   int threads = 0;
   int warmup = 2;
   bool skip_peak = false;
+  bool profile = false;
 };
 
 struct model_row {
@@ -270,6 +271,22 @@ std::vector<std::string> parse_name_list(const std::string& text) {
   return out;
 }
 
+// Where a run's time goes, by op type: three timed runs after the measurement, so warm.
+void print_op_profile(const runtime::executor& ex, const at::Tensor& input, std::int64_t batch) {
+  constexpr int runs = 3;
+  runtime::op_profile profile;
+  for (int i = 0; i < runs; ++i) (void)ex.run_profiled({input}, profile);
+  std::vector<std::pair<std::string, runtime::op_profile::entry>> ops(profile.by_op.begin(), profile.by_op.end());
+  std::sort(ops.begin(), ops.end(), [](const auto& a, const auto& b) { return a.second.ms > b.second.ms; });
+  double total = 0;
+  for (const auto& [name, e] : ops) total += e.ms;
+  fmt::print("profile batch {} (acg2vec, mean of {} runs, {:.2f} ms per run in kernels):\n", batch, runs, total / runs);
+  fmt::print("  {:<24} {:>8} {:>10} {:>7}\n", "OP", "CALLS", "MS/RUN", "SHARE");
+  for (const auto& [name, e] : ops) {
+    fmt::print("  {:<24} {:>8} {:>10.3f} {:>6.1f}%\n", name, e.calls / runs, e.ms / runs, 100.0 * e.ms / std::max(total, 1e-9));
+  }
+}
+
 void run_bench_model(const model_options& o) {
   line_buffered_stdout();
   if (o.onnx.empty() == o.pack.empty()) fail(errc::bad_parameter, "bench model: give exactly one of --onnx or --pack");
@@ -343,6 +360,7 @@ void run_bench_model(const model_options& o) {
       model_row r{"acg2vec", b, static_cast<double>(b) * static_cast<double>(lat.size()) / total,
                   percentile(lat, 0.5), percentile(lat, 0.95), -1, {}};
       rows.push_back(r);
+      if (o.profile) print_op_profile(ex, input, b);
     }
     const double scale = std::max(1e-12, ours.abs().max().item<double>());
 
@@ -1219,6 +1237,7 @@ void add_bench_command(CLI::App& app, global_options& global) {
     cmd->add_option("--threads", o->threads, "intra-op threads for every runtime (0 = cores)")->capture_default_str();
     cmd->add_option("--warmup", o->warmup, "untimed runs first")->check(CLI::Range(1, 100))->capture_default_str();
     cmd->add_flag("--skip-peak", o->skip_peak, "skip the conv/gemm peak microbenchmarks");
+    cmd->add_flag("--profile", o->profile, "after each acg2vec measurement, print the time per op type");
     cmd->callback([o] { run_bench_model(*o); });
   }
   {

@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <fmt/ranges.h>
 #include <deque>
@@ -467,6 +468,16 @@ executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset
     if (last_reader[s] >= 0 && !out_set.count(static_cast<int>(s)))
       steps_[static_cast<std::size_t>(last_reader[s])].release.push_back(static_cast<int>(s));
   }
+  // A value read for the last time, and only once by that step, is moved into the call: an
+  // element-wise kernel can then write its result into it instead of allocating (see reusable()).
+  for (step& st : steps_) {
+    st.hand_over.assign(st.inputs.size(), false);
+    for (std::size_t k = 0; k < st.inputs.size(); ++k) {
+      const int in = st.inputs[k];
+      if (in < 0 || std::find(st.release.begin(), st.release.end(), in) == st.release.end()) continue;
+      st.hand_over[k] = std::count(st.inputs.begin(), st.inputs.end(), in) == 1;
+    }
+  }
 
   std::unordered_map<std::string, const value_info*> declared;
   for (const auto& v : g.outputs) declared[v.name] = &v;
@@ -494,6 +505,16 @@ std::map<std::string, int> executor::run_histogram() const {
 }
 
 std::vector<at::Tensor> executor::run(const std::vector<at::Tensor>& inputs) const {
+  check_inputs(inputs);
+  return execute(inputs, nullptr);
+}
+
+std::vector<at::Tensor> executor::run_profiled(const std::vector<at::Tensor>& inputs, op_profile& profile) const {
+  check_inputs(inputs);
+  return execute(inputs, &profile);
+}
+
+void executor::check_inputs(const std::vector<at::Tensor>& inputs) const {
   if (inputs.size() != inputs_.size())
     fail(errc::bad_parameter, "the model takes {} inputs, got {}", inputs_.size(), inputs.size());
   std::map<std::string_view, std::int64_t> named_sizes;
@@ -519,7 +540,6 @@ std::vector<at::Tensor> executor::run(const std::vector<at::Tensor>& inputs) con
       }
     }
   }
-  return execute(inputs);
 }
 
 std::map<std::string, at::Tensor> executor::run(const std::map<std::string, at::Tensor>& inputs) const {
@@ -539,7 +559,7 @@ std::map<std::string, at::Tensor> executor::run(const std::map<std::string, at::
   return named;
 }
 
-std::vector<at::Tensor> executor::execute(std::vector<at::Tensor> feeds) const {
+std::vector<at::Tensor> executor::execute(std::vector<at::Tensor> feeds, op_profile* profile) const {
   c10::InferenceMode inference;
   std::vector<at::Tensor> slots(slot_count_);
   for (const auto& [index, value] : constants_) slots[static_cast<std::size_t>(index)] = value;
@@ -548,8 +568,19 @@ std::vector<at::Tensor> executor::execute(std::vector<at::Tensor> feeds) const {
   tensor_list args;
   for (const step& s : steps_) {
     args.clear();
-    for (int in : s.inputs) args.push_back(in >= 0 ? slots[static_cast<std::size_t>(in)] : at::Tensor());
+    for (std::size_t k = 0; k < s.inputs.size(); ++k) {
+      const int in = s.inputs[k];
+      if (in < 0) args.emplace_back();
+      else if (s.hand_over[k]) args.push_back(std::move(slots[static_cast<std::size_t>(in)]));
+      else args.push_back(slots[static_cast<std::size_t>(in)]);
+    }
+    const auto started = profile ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     tensor_list results = guarded(s.label, [&] { return s.fn(args); });
+    if (profile) {
+      auto& e = profile->by_op[s.op_type];
+      e.ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+      ++e.calls;
+    }
     args.clear();
     for (std::size_t k = 0; k < s.outputs.size(); ++k) {
       if (s.outputs[k] < 0) continue;

@@ -22,6 +22,15 @@
 
 namespace acg2vec::runtime {
 
+/// Wall time per op type, summed over the runs that were given it (see executor::run_profiled).
+struct op_profile {
+  struct entry {
+    double ms = 0;
+    std::int64_t calls = 0;
+  };
+  std::map<std::string, entry> by_op;
+};
+
 class executor {
  public:
   /// @brief Prepares g for execution; outputs may name any value of the graph (default: the
@@ -31,6 +40,9 @@ class executor {
 
   /// @brief Runs on inputs given in graph input order; returns outputs in requested order.
   [[nodiscard]] std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs) const;
+  /// @brief As run(), adding each step's wall time to profile under its op type (fused kernels
+  /// are named by their fused type). Timing every step costs a clock read per node.
+  [[nodiscard]] std::vector<at::Tensor> run_profiled(const std::vector<at::Tensor>& inputs, op_profile& profile) const;
   /// @brief Runs on inputs given by name; every graph input must be supplied.
   [[nodiscard]] std::map<std::string, at::Tensor> run(const std::map<std::string, at::Tensor>& inputs) const;
 
@@ -52,9 +64,11 @@ class executor {
     std::vector<int> inputs;       // slot per node input, -1 when omitted
     std::vector<int> outputs;      // slot per node output, -1 when unused
     std::vector<int> release;      // slots whose last reader is this step
+    std::vector<bool> hand_over;   // per input: moved into the call (last read, read once here)
   };
 
-  std::vector<at::Tensor> execute(std::vector<at::Tensor> feeds) const;
+  void check_inputs(const std::vector<at::Tensor>& inputs) const;
+  std::vector<at::Tensor> execute(std::vector<at::Tensor> feeds, op_profile* profile) const;
 
   std::int64_t opset_ = 17;
   std::vector<value_info> inputs_;

@@ -98,6 +98,15 @@ const at::Tensor& need(const tensor_list& in, std::size_t i, std::string_view op
   return in[i];
 }
 
+bool reusable(const tensor_list& in, std::size_t i) {
+  if (!present(in, i)) return false;
+  const at::Tensor& t = in[i];
+  // One handle (the call's argument list) and one tensor on the storage: not a graph input the
+  // caller holds, not a constant, not a view of a value that is still live.
+  return t.use_count() == 1 && t.storage().use_count() == 1 && t.is_non_overlapping_and_dense() &&
+         t.layout() == at::kStrided;
+}
+
 std::vector<std::int64_t> to_ints(const at::Tensor& t) {
   if (t.dim() > 1) fail(errc::bad_parameter, "expected a 1-D integer tensor, got rank {}", t.dim());
   at::Tensor c = t.to(at::kCPU, at::kLong).contiguous();
