@@ -13,12 +13,18 @@
 
 namespace {
 
-// libgomp reads OMP_WAIT_POLICY once, when it loads, so the process restarts itself with it set.
-// Spinning OpenMP workers steal the cores that the HTTP, batcher and decode threads need: measured
-// here, ResNet-50 at batch 1 took 500 ms per run with the default policy and 91 ms with PASSIVE.
-void ensure_passive_openmp(char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
-  ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+// libgomp reads its wait policy once, when it loads, so the process restarts itself with it set.
+// Idle OpenMP workers spin by default (300k rounds, ~0.1 ms) and steal the cores that the HTTP,
+// batcher and decode threads need: ResNet-50 at batch 1 on 2 busy cores ran 2.6 items/s. Not
+// spinning at all (OMP_WAIT_POLICY=PASSIVE) fixed that but cost 25 % on a quiet machine, where a
+// worker put to sleep between two kernels is woken by a futex every time. A short spin of
+// kOpenmpSpin rounds keeps the quiet machine's speed and almost all of PASSIVE's under load
+// (figures in BENCHMARKS.md). An explicit OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
+constexpr const char* kOpenmpSpin = "3000";
+
+void bound_openmp_spinning(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr || std::getenv("GOMP_SPINCOUNT") != nullptr) return;
+  ::setenv("GOMP_SPINCOUNT", kOpenmpSpin, 1);
   ::execv("/proc/self/exe", argv);
   // If the restart is impossible the process simply goes on with the default policy.
 }
@@ -46,7 +52,7 @@ void tune_malloc() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  ensure_passive_openmp(argv);
+  bound_openmp_spinning(argv);
   tune_malloc();
   namespace cli = acg2vec::cli;
   CLI::App app{"acg2vec: tag, embed and search anime/illustration images", "acg2vec"};

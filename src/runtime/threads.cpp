@@ -22,13 +22,12 @@ void configure_threads(int intra_op) {
   using set_threads_fn = void (*)(int);
   auto set_blas_threads = reinterpret_cast<set_threads_fn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
   if (set_blas_threads) set_blas_threads(1);
-  // libgomp's idle threads spin by default. On a loaded or shared 2-core machine that is
-  // ruinous: ResNet-50 (224 px, batch 1, 2 threads) took 500 ms/run with the default policy
-  // and 91 ms/run with OMP_WAIT_POLICY=PASSIVE (1 thread: 91 ms) in the same minute. libgomp
-  // reads the policy when it is loaded, so it must be set in the environment that starts the
-  // process; say so when it is not.
+  // libgomp's idle threads spin for ~0.1 ms by default, which is ruinous on a loaded or shared
+  // 2-core machine (the binary bounds it at start, see cli/main.cpp). libgomp reads the policy
+  // when it is loaded, so it must be in the environment that starts the process; say so when a
+  // library user's process has none.
   if (!std::getenv("OMP_WAIT_POLICY") && !std::getenv("GOMP_SPINCOUNT"))
-    spdlog::info("runtime: OMP_WAIT_POLICY is not set; PASSIVE avoids spinning threads on shared cores");
+    spdlog::info("runtime: neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT is set; idle OpenMP threads spin on shared cores");
   at::set_num_threads(threads);
   try {
     at::set_num_interop_threads(1);

@@ -490,3 +490,113 @@ TEST(RuntimeExecutor, ConcurrentRunsAgreeWithSequentialRuns) {
   for (auto& th : threads) th.join();
   EXPECT_EQ(mismatches.load(), 0);
 }
+
+namespace {
+
+onnx::TensorProto* add_int64_init(onnx::GraphProto* g, const std::string& name, std::vector<std::int64_t> values) {
+  auto* t = g->add_initializer();
+  t->set_name(name);
+  t->set_data_type(onnx::TensorProto::INT64);
+  t->add_dims(static_cast<std::int64_t>(values.size()));
+  for (auto v : values) t->add_int64_data(v);
+  return t;
+}
+
+}  // namespace
+
+TEST(RuntimeExecutor, InPlaceKernelsNeverWriteIntoSharedValues) {
+  // Values handed over at their last read may be overwritten, but never a graph input, a
+  // constant, a value read twice by one node, or the storage of a view that is still live.
+  onnx::ModelProto m;
+  m.add_opset_import()->set_version(13);
+  auto* g = m.mutable_graph();
+  add_value(g->add_input(), "X", {2, 4});
+  for (const char* out : {"R", "V", "C", "S", "P", "Q"}) add_value(g->add_output(), out, {});
+  add_float_init(g, "W", {4}, 0.25f);
+  add_int64_init(g, "flat", {8});
+  add_node(g, "Neg", {"X"}, {"A"});
+  add_node(g, "Relu", {"X"}, {"R"});           // graph input: the caller's tensor
+  add_node(g, "Reshape", {"A", "flat"}, {"V"});  // a view of A that stays live (an output)
+  add_node(g, "Relu", {"A"}, {"B"});           // last read of A, but V shares its memory
+  add_node(g, "Add", {"B", "B"}, {"C"});       // one node reading B twice
+  add_node(g, "Neg", {"X"}, {"D"});
+  add_node(g, "Sigmoid", {"D"}, {"S"});        // D is free: may be reused
+  add_node(g, "Neg", {"X"}, {"E"});
+  add_node(g, "Add", {"W", "E"}, {"P"});       // E is free, W a constant on the left
+  add_node(g, "Neg", {"X"}, {"F"});
+  add_node(g, "Mul", {"F", "W"}, {"Q"});       // F is free, W a constant on the right
+  runtime::executor ex(load(m));
+  const at::Tensor x = at::randn({2, 4});
+  const at::Tensor x_before = x.clone();
+  for (int run = 0; run < 2; ++run) {  // a second run sees the same constants
+    auto out = ex.run(std::vector<at::Tensor>{x});
+    ASSERT_EQ(out.size(), 6u);
+    EXPECT_TRUE(at::equal(x, x_before));
+    EXPECT_TRUE(at::equal(out[0], at::relu(x_before)));
+    EXPECT_TRUE(at::equal(out[1], (-x_before).reshape({8})));
+    EXPECT_TRUE(at::equal(out[2], 2 * at::relu(-x_before)));
+    EXPECT_TRUE(at::allclose(out[3], at::sigmoid(-x_before)));
+    EXPECT_TRUE(at::allclose(out[4], 0.25 - x_before));
+    EXPECT_TRUE(at::allclose(out[5], -x_before * 0.25));
+  }
+}
+
+TEST(RuntimeExecutor, ClipTakesScalarBoundsFromInputsOrAttributes) {
+  for (int opset : {6, 13}) {
+    onnx::ModelProto m;
+    m.add_opset_import()->set_version(opset);
+    auto* g = m.mutable_graph();
+    add_value(g->add_input(), "X", {3, 5});
+    add_value(g->add_output(), "Y", {3, 5});
+    add_node(g, "Neg", {"X"}, {"N"});
+    if (opset >= 11) {
+      add_float_init(g, "lo", {}, -0.5f);
+      add_float_init(g, "hi", {}, 0.75f);
+      add_node(g, "Clip", {"N", "lo", "hi"}, {"Y"});
+    } else {
+      auto* clip = add_node(g, "Clip", {"N"}, {"Y"});
+      for (auto [name, v] : {std::pair{"min", -0.5f}, std::pair{"max", 0.75f}}) {
+        auto* a = clip->add_attribute();
+        a->set_name(name);
+        a->set_type(onnx::AttributeProto::FLOAT);
+        a->set_f(v);
+      }
+    }
+    runtime::executor ex(load(m));
+    const at::Tensor x = at::randn({3, 5}) * 2;
+    EXPECT_TRUE(at::equal(ex.run(std::vector<at::Tensor>{x})[0], at::clamp(-x, -0.5, 0.75))) << "opset " << opset;
+  }
+  // A bound with more than one value is not the scalar ONNX defines.
+  onnx::ModelProto m;
+  m.add_opset_import()->set_version(13);
+  auto* g = m.mutable_graph();
+  add_value(g->add_input(), "X", {3});
+  add_value(g->add_input(), "lo", {2});
+  add_value(g->add_output(), "Y", {3});
+  add_node(g, "Clip", {"X", "lo"}, {"Y"});
+  runtime::executor ex(load(m));
+  EXPECT_THROW(ex.run(std::vector<at::Tensor>{at::randn({3}), at::zeros({2})}), error);
+}
+
+TEST(RuntimeExecutor, BatchNormFoldsPastReadersThatNothingNeeds) {
+  // The Keras loader gives each layer an NHWC view nobody runs; it must not block folding.
+  onnx::ModelProto m = conv_model();
+  auto* g = m.mutable_graph();
+  g->mutable_node(1)->set_input(0, "BN");
+  add_float_init(g, "scale", {3}, 2.0f);
+  add_float_init(g, "shift", {3}, -0.25f);
+  add_float_init(g, "mean", {3}, 0.125f);
+  add_float_init(g, "var", {3}, 4.0f);
+  add_node(g, "BatchNormalization", {"C", "scale", "shift", "mean", "var"}, {"BN"});
+  auto* view = add_node(g, "Transpose", {"C"}, {"C_nhwc"});
+  auto* perm = view->add_attribute();
+  perm->set_name("perm");
+  perm->set_type(onnx::AttributeProto::INTS);
+  for (int p : {0, 2, 3, 1}) perm->add_ints(p);
+  runtime::executor ex(load(m));
+  EXPECT_EQ(ex.run_histogram().count("BatchNormalization"), 0u);
+  const at::Tensor x = at::randn({2, 2, 5, 5});
+  at::Tensor c = at::conv2d(x, at::full({3, 2, 3, 3}, 0.1f), at::full({3}, 0.5f), 1, 1);
+  at::Tensor ref = at::relu((c - 0.125) / std::sqrt(4.0 + 1e-5) * 2.0 - 0.25);
+  EXPECT_TRUE(at::allclose(ex.run(std::vector<at::Tensor>{x})[0], ref, 1e-5, 1e-5));
+}
