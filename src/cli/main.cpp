@@ -14,13 +14,14 @@
 namespace {
 
 // libgomp reads its wait policy once, when it loads, so the process restarts itself with it set.
-// Idle OpenMP workers spin by default (300k rounds, ~0.1 ms) and steal the cores that the HTTP,
-// batcher and decode threads need: ResNet-50 at batch 1 on 2 busy cores ran 2.6 items/s. Not
-// spinning at all (OMP_WAIT_POLICY=PASSIVE) fixed that but cost 25 % on a quiet machine, where a
-// worker put to sleep between two kernels is woken by a futex every time. A short spin of
-// kOpenmpSpin rounds keeps the quiet machine's speed and almost all of PASSIVE's under load
-// (figures in BENCHMARKS.md). An explicit OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
-constexpr const char* kOpenmpSpin = "3000";
+// Idle OpenMP workers spin by default (300k rounds) and steal the cores that the HTTP, batcher
+// and decode threads need: ResNet-50 at batch 1 on 2 busy cores ran 2.6 items/s. Not spinning at
+// all (OMP_WAIT_POLICY=PASSIVE) fixed that but cost 25 % on a quiet machine, where a worker put
+// to sleep between two kernels is woken by a futex every time. Spinning kOpenmpSpin rounds gave
+// the quiet machine's full speed (23.6 items/s, as fully active; passive 18.1) and 92 % of
+// passive's under load (9.4 vs 10.2; BENCHMARKS.md). An explicit OMP_WAIT_POLICY or
+// GOMP_SPINCOUNT wins.
+constexpr const char* kOpenmpSpin = "10000";
 
 void bound_openmp_spinning(char** argv) {
   if (std::getenv("OMP_WAIT_POLICY") != nullptr || std::getenv("GOMP_SPINCOUNT") != nullptr) return;

@@ -98,8 +98,12 @@ std::vector<at::Tensor> graph_model::run_image(const image::image_rgb8& image) c
   return rows;
 }
 
+std::future<std::vector<at::Tensor>> graph_model::submit_image(const image::image_rgb8& image) const {
+  return batcher_->submit(image_tensor(image));
+}
+
 std::vector<at::Tensor> graph_model::run_image_shared(const image::image_rgb8& image) const {
-  auto rows = batcher_->submit(image_tensor(image)).get();
+  auto rows = submit_image(image).get();
   for (auto& r : rows) r = r.squeeze(0);
   return rows;
 }

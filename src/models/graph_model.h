@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 
+#include <future>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -44,6 +45,9 @@ class graph_model {
   std::vector<at::Tensor> run_image(const image::image_rgb8& image) const;
   /// @brief As run_image, plus the companions' values (in companions() order) from the same pass.
   std::vector<at::Tensor> run_image_shared(const image::image_rgb8& image) const;
+  /// @brief Queues the image for the next batch without waiting: the future yields what
+  /// run_image_shared returns, batch row included ([1, ...] per value).
+  [[nodiscard]] std::future<std::vector<at::Tensor>> submit_image(const image::image_rgb8& image) const;
   /// @brief The packs whose values run_image_shared also returns.
   [[nodiscard]] const std::vector<companion_output>& companions() const noexcept { return companions_; }
   /// @brief Already-preprocessed input [N, ...] → outputs [N, ...] (goes through the batcher).

@@ -101,14 +101,23 @@ store::item search_service::analyse(const image::image_rgb8& img) const {
   auto entries = models_.entries();
   std::stable_partition(entries.begin(), entries.end(), [](const auto& e) { return e->shared_pass_of.empty(); });
   std::map<std::string, at::Tensor, std::less<>> shared;  // pack name → its value from another pass
+  // Every network's pass is queued before any is awaited: a worker waiting on one model would
+  // otherwise be missing from the other models' next batch (with 8 ingest workers and two
+  // networks, batches then held about half the images they could).
+  std::map<const model_entry*, std::future<std::vector<at::Tensor>>> queued;
+  for (const auto& e : entries) {
+    if (e->state == model_state::ready && e->shared_pass_of.empty() && e->graph && e->graph->takes_images())
+      queued.emplace(e.get(), e->graph->submit_image(img));
+  }
   for (const auto& e : entries) {
     if (e->state != model_state::ready || !e->takes_images()) continue;
     const auto& m = e->manifest;
     std::vector<at::Tensor> out;
     if (auto it = shared.find(m.name); it != shared.end()) {
       out.push_back(it->second);
-    } else if (e->graph && !e->graph->companions().empty()) {
-      out = e->graph->run_image_shared(img);
+    } else if (auto q = queued.find(e.get()); q != queued.end()) {
+      out = q->second.get();
+      for (auto& r : out) r = r.squeeze(0);
       const std::size_t own = e->graph->output_names().size();
       for (std::size_t i = 0; i < e->graph->companions().size(); ++i) {
         shared[e->graph->companions()[i].pack] = out.at(own + i);
