@@ -600,3 +600,54 @@ TEST(RuntimeExecutor, BatchNormFoldsPastReadersThatNothingNeeds) {
   at::Tensor ref = at::relu((c - 0.125) / std::sqrt(4.0 + 1e-5) * 2.0 - 0.25);
   EXPECT_TRUE(at::allclose(ex.run(std::vector<at::Tensor>{x})[0], ref, 1e-5, 1e-5));
 }
+
+TEST(RuntimeExecutor, ConvolutionsWithWeightsLargerThanTheirInputMatchTorch) {
+  // Small images under large weights take oneDNN's pre-reordered weights; large images the plain
+  // path. Both, with strides, groups and asymmetric padding, must equal torch's convolution.
+  struct conv_case {
+    std::int64_t cin, cout, k, stride, group;
+    std::vector<std::int64_t> pads;  // top, left, bottom, right
+  };
+  for (const conv_case& c : {conv_case{64, 128, 3, 1, 1, {1, 1, 1, 1}}, conv_case{64, 64, 3, 2, 4, {0, 0, 1, 1}},
+                             conv_case{32, 256, 1, 1, 1, {0, 0, 0, 0}}}) {
+    onnx::ModelProto m;
+    m.add_opset_import()->set_version(13);
+    auto* g = m.mutable_graph();
+    add_value(g->add_input(), "X", {-1, c.cin, -1, -1});
+    add_value(g->add_output(), "Y", {});
+    at::manual_seed(7);
+    const at::Tensor weight = at::randn({c.cout, c.cin / c.group, c.k, c.k});
+    const at::Tensor bias = at::randn({c.cout});
+    for (auto [name, t] : {std::pair{"W", weight}, std::pair{"B", bias}}) {
+      auto* init = g->add_initializer();
+      init->set_name(name);
+      init->set_data_type(onnx::TensorProto::FLOAT);
+      for (auto d : t.sizes()) init->add_dims(d);
+      init->set_raw_data(std::string(static_cast<const char*>(t.data_ptr()), static_cast<std::size_t>(t.numel()) * 4));
+    }
+    auto* conv = add_node(g, "Conv", {"X", "W", "B"}, {"Y"});
+    auto add_ints = [&](const char* name, std::vector<std::int64_t> v) {
+      auto* a = conv->add_attribute();
+      a->set_name(name);
+      a->set_type(onnx::AttributeProto::INTS);
+      for (auto x : v) a->add_ints(x);
+    };
+    add_ints("strides", {c.stride, c.stride});
+    add_ints("pads", {c.pads[0], c.pads[1], c.pads[2], c.pads[3]});
+    auto* group = conv->add_attribute();
+    group->set_name("group");
+    group->set_type(onnx::AttributeProto::INT);
+    group->set_i(c.group);
+    runtime::executor ex(load(m));
+    for (std::int64_t side : {5, 6, 48, 5}) {  // small, small, large (plain path), small again
+      const at::Tensor x = at::randn({side, c.cin, side, side});  // one symbolic size for batch, height, width
+      const at::Tensor padded = at::constant_pad_nd(x, {c.pads[1], c.pads[3], c.pads[0], c.pads[2]}, 0);
+      const std::vector<std::int64_t> stride{c.stride, c.stride}, zero{0, 0}, one{1, 1};
+      const at::Tensor ref = at::conv2d(padded, weight, bias, stride, zero, one, c.group);
+      const at::Tensor y = ex.run(std::vector<at::Tensor>{x})[0];
+      ASSERT_EQ(y.sizes(), ref.sizes());
+      EXPECT_TRUE(at::allclose(y, ref, 1e-4, 1e-4)) << "cin " << c.cin << " side " << side << " max diff "
+                                                    << (y - ref).abs().max().item<float>();
+    }
+  }
+}
