@@ -50,6 +50,18 @@ class BenchSmokeTest(unittest.TestCase):
         for d in diffs:
             self.assertLessEqual(float(d), 1e-4, out)
 
+    def test_model_profile_by_op_type(self):
+        out = run("bench", "model", "--onnx", tiny_onnx(), "--batch", "2", "--seconds", "0.2", "--peers", "none",
+                  "--skip-peak", "--profile")
+        self.assertRegex(out, r"profile batch 2 \(acg2vec, mean of 3 runs, [\d.]+ ms per run in kernels\):")
+        rows = dict((m[0], (int(m[1]), float(m[3]))) for m in
+                    re.findall(r"^  (\w+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)%$", out, re.M))
+        # The tiny ResNet's convolutions (BatchNormalization folded into them) are all counted.
+        self.assertIn("Conv", rows, out)
+        self.assertNotIn("BatchNormalization", rows, out)
+        self.assertGreater(rows["Conv"][0], 10, out)
+        self.assertAlmostEqual(sum(share for _, share in rows.values()), 100.0, delta=0.5)
+
     def test_search_all_kinds(self):
         out = run("bench", "search", "--n", "5000", "--dim", "32", "--queries", "100", "--brute-seconds", "0.5")
         for col in ("INDEX", "BUILD_S", "RSS_MB", "QPS_1T", "QPS/CORE", "RECALL@1", "RECALL@10"):
