@@ -14,7 +14,7 @@ parameters are randomised so that BatchNorm folding in a runtime is actually exe
 Profiles: "ci" keeps every architecture's structure (and so its ONNX op types) at reduced
 width/depth and 64x64 images so that the parity test runs in seconds on 2 cores; "full" uses
 the published sizes at 224x224 (ResNet-50, MobileNetV2, ConvNeXt-T, ViT-B/16, Swin-T, BERT-base)
-for benchmarks.
+and DeepDanbooru v3 at 512x512 with its 9176 tags, for benchmarks.
 """
 
 import argparse
@@ -81,6 +81,34 @@ class ResNet(nn.Module):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+# ---------------------------------------------------------------- DeepDanbooru v3
+class DeepDanbooru(nn.Module):
+    """DeepDanbooru's resnet_custom_v3 (as tools/keras_reference.js builds it) in torch, for the
+    runtime benchmarks and parity against ONNX Runtime and PyTorch: a 7x7/2 stem and 3x3/2 max-pool,
+    then per stage one projection bottleneck (stride 1 in the first stage, 2 after) and N identity
+    bottlenecks (1x1 f/4, 3x3 f/4, 1x1 f, BatchNorm after each conv), a bias-free 1x1 conv to the
+    tags, global average pooling and a sigmoid. Padding is symmetric (torch's), where Keras 'same'
+    pads strided layers on one side only: same shapes and FLOPs, not interchangeable weights."""
+
+    def __init__(self, stem=64, filters=(256, 512, 1024, 1024, 2048, 4096), repeats=(2, 7, 19, 19, 2, 2),
+                 classes=9176):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, stem, 7, 2, 3, bias=False), nn.BatchNorm2d(stem),
+                                  nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
+        blocks, inplanes = [], stem
+        for i, (f, r) in enumerate(zip(filters, repeats)):
+            stride = 1 if i == 0 else 2
+            down = nn.Sequential(nn.Conv2d(inplanes, f, 1, stride, bias=False), nn.BatchNorm2d(f))
+            blocks.append(Bottleneck(inplanes, f // 4, stride, down))
+            inplanes = f
+            blocks += [Bottleneck(f, f // 4) for _ in range(r)]
+        self.blocks = nn.Sequential(*blocks)
+        self.tags = nn.Conv2d(inplanes, classes, 1, bias=False)
+
+    def forward(self, x):
+        return torch.sigmoid(self.tags(self.blocks(self.stem(x))).mean((2, 3)))
 
 
 # ---------------------------------------------------------------- MobileNetV2
@@ -419,6 +447,9 @@ def specs(profile):
     return {
         "resnet50": dict(opset=11, image=img, keep_bn=True,
                          build=lambda: ResNet([3, 4, 6, 3], width=16 if ci else 64, num_classes=100 if ci else 1000)),
+        "deepdanbooru": dict(opset=11, image=64 if ci else 512, keep_bn=True,
+                             build=lambda: DeepDanbooru(16, (32, 48, 64, 64, 96, 128), (1, 1, 2, 2, 1, 1), 37)
+                             if ci else DeepDanbooru()),
         "mobilenetv2": dict(opset=13, image=img, keep_bn=True,
                             build=lambda: MobileNetV2(0.35 if ci else 1.0, 100 if ci else 1000, 0.34 if ci else 1.0)),
         "convnext_t": dict(opset=17, image=img,
