@@ -58,9 +58,10 @@ value_links link_values(const graph& g) {
   return l;
 }
 
-// Drops the nodes that no kept value depends on before anything counts readers: a converter
-// may give every layer a named view (the Keras loader's NHWC Transposes) that nothing runs, and
-// such a reader would stop a BatchNormalization from folding into its convolution.
+// Drops the nodes that no kept value depends on: only those run. It also comes before anything
+// counts readers: a converter may give every layer a named view (the Keras loader's NHWC
+// Transposes) that nothing runs, and such a reader would stop a BatchNormalization from folding
+// into its convolution.
 void drop_unneeded(graph& g, const std::set<std::string>& keep) {
   const auto producer = link_values(g).producer;
   std::vector<bool> needed(g.nodes.size(), false);
@@ -282,6 +283,7 @@ executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset
   drop_unneeded(g, keep);
   fold_batch_norms(g, keep);
   fuse_patterns(g, keep);
+  drop_unneeded(g, keep);  // e.g. a Constant node that only a fused chain read
   producer.clear();
   for (std::size_t i = 0; i < g.nodes.size(); ++i)
     for (const auto& out : g.nodes[i].outputs)
@@ -314,22 +316,6 @@ executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset
   if (order.size() != count) {
     for (std::size_t i = 0; i < count; ++i)
       if (pending[i] > 0) fail(errc::bad_parameter, "the graph has a cycle through node {}", label_of(g.nodes[i]));
-  }
-
-  // Only nodes that some requested output depends on run.
-  std::vector<bool> needed(count, false);
-  {
-    std::vector<std::string> stack(requested.begin(), requested.end());
-    std::unordered_set<std::string> seen;
-    while (!stack.empty()) {
-      std::string v = std::move(stack.back());
-      stack.pop_back();
-      if (v.empty() || !seen.insert(v).second) continue;
-      auto it = producer.find(v);
-      if (it == producer.end() || needed[it->second]) continue;
-      needed[it->second] = true;
-      for (const auto& in : g.nodes[it->second].inputs) stack.push_back(in);
-    }
   }
 
   // Slots: one per value that exists at run time. Constants are values known now.
@@ -365,7 +351,6 @@ executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset
   for (const auto& [name, t] : constant_values) shapes[name] = static_shape::of(t);
 
   for (std::size_t i : order) {
-    if (!needed[i]) continue;
     node& n = g.nodes[i];
     const std::string label = label_of(n);
     build_context ctx{n, g.opset, {}};
