@@ -102,9 +102,10 @@ bool reusable(const tensor_list& in, std::size_t i) {
   if (!present(in, i)) return false;
   const at::Tensor& t = in[i];
   // One handle (the call's argument list) and one tensor on the storage: not a graph input the
-  // caller holds, not a constant, not a view of a value that is still live.
+  // caller holds, not a constant, not a view of a value that is still live. Floating point only,
+  // the type every in-place kernel keeps its result in.
   return t.use_count() == 1 && t.storage().use_count() == 1 && t.is_non_overlapping_and_dense() &&
-         t.layout() == at::kStrided;
+         t.layout() == at::kStrided && at::isFloatingType(t.scalar_type());
 }
 
 std::vector<std::int64_t> to_ints(const at::Tensor& t) {

@@ -68,8 +68,9 @@ std::optional<at::Tensor> attr_tensor(const node& n, std::string_view name);
 
 /// @brief The defined input i, or a bad_parameter error naming the op.
 const at::Tensor& need(const tensor_list& in, std::size_t i, std::string_view op);
-/// @brief True when input i was handed over by the executor (its last read) and no other tensor,
-/// view or constant shares its memory, so the kernel may overwrite it with its result.
+/// @brief True when input i is a floating-point tensor handed over by the executor (its last
+/// read) and no other tensor, view or constant shares its memory, so the kernel may overwrite
+/// it with its result.
 bool reusable(const tensor_list& in, std::size_t i);
 /// @brief True when input i was supplied (defined tensor).
 inline bool present(const tensor_list& in, std::size_t i) { return i < in.size() && in[i].defined(); }

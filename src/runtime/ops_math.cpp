@@ -24,7 +24,7 @@ using binary_inplace_fn = void (*)(at::Tensor&, const at::Tensor&);
 void add_unary(kernel_registry& r, std::string name, unary_fn f, unary_inplace_fn in_place = nullptr) {
   r[name] = [f, in_place, name](const build_context&) -> kernel {
     return [f, in_place, name](const tensor_list& in) {
-      if (in_place && reusable(in, 0) && at::isFloatingType(in[0].scalar_type())) {
+      if (in_place && reusable(in, 0)) {
         at::Tensor x = in[0];
         in_place(x);
         return tensor_list{x};
@@ -39,7 +39,7 @@ bool binary_in_place(const tensor_list& in, std::size_t target, binary_inplace_f
   if (!in_place || !reusable(in, target) || !present(in, 1 - target)) return false;
   const at::Tensor& t = in[target];
   const at::Tensor& other = in[1 - target];
-  if (!at::isFloatingType(t.scalar_type()) || at::result_type(t, other) != t.scalar_type()) return false;
+  if (at::result_type(t, other) != t.scalar_type()) return false;
   if (at::infer_size(t.sizes(), other.sizes()) != t.sizes()) return false;
   at::Tensor x = t;
   in_place(x, other);
@@ -259,7 +259,7 @@ void register_elementwise(kernel_registry& r) {
         }
       }
       if (!low && !high) return tensor_list{x};
-      if (reusable(in, 0) && at::isFloatingType(x.scalar_type())) {
+      if (reusable(in, 0)) {
         at::Tensor y = x;
         at::clamp_(y, low, high);
         return tensor_list{y};
@@ -320,7 +320,7 @@ void register_elementwise(kernel_registry& r) {
     if (approximate != "none" && approximate != "tanh")
       fail(errc::bad_parameter, "node '{}' (Gelu): unknown approximate '{}'", ctx.n.name, approximate);
     return [approximate](const tensor_list& in) {
-      if (reusable(in, 0) && at::isFloatingType(in[0].scalar_type())) {
+      if (reusable(in, 0)) {
         at::Tensor x = in[0];
         at::gelu_(x, approximate);
         return tensor_list{x};
