@@ -88,7 +88,7 @@ std::vector<at::Tensor> graph_model::forward(const at::Tensor& batch) const {
 
 std::vector<at::Tensor> graph_model::run_batch(const at::Tensor& input) const {
   auto outputs = batcher_->submit(input).get();
-  outputs.resize(output_names_.size());  // companions are for run_image_shared only
+  outputs.resize(output_names_.size());  // companions are for submit_image only
   return outputs;
 }
 
@@ -100,12 +100,6 @@ std::vector<at::Tensor> graph_model::run_image(const image::image_rgb8& image) c
 
 std::future<std::vector<at::Tensor>> graph_model::submit_image(const image::image_rgb8& image) const {
   return batcher_->submit(image_tensor(image));
-}
-
-std::vector<at::Tensor> graph_model::run_image_shared(const image::image_rgb8& image) const {
-  auto rows = submit_image(image).get();
-  for (auto& r : rows) r = r.squeeze(0);
-  return rows;
 }
 
 nlohmann::json graph_model::describe() const {

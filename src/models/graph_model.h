@@ -31,7 +31,7 @@ class graph_model {
  public:
   /// @param graph the loaded graph (shared between packs that reuse one file through "base").
   /// @param observer receives (rows, seconds) of each forward pass, for /metrics.
-  /// @param companions values of other packs to compute in the same pass (see run_image_shared).
+  /// @param companions values of other packs to compute in the same pass (see submit_image).
   graph_model(model_manifest manifest, const runtime::graph& graph, batcher::observer_fn observer = {},
               std::vector<companion_output> companions = {});
 
@@ -43,12 +43,11 @@ class graph_model {
 
   /// @brief Decoded image → outputs, each with its batch row removed (e.g. [9176] scores).
   std::vector<at::Tensor> run_image(const image::image_rgb8& image) const;
-  /// @brief As run_image, plus the companions' values (in companions() order) from the same pass.
-  std::vector<at::Tensor> run_image_shared(const image::image_rgb8& image) const;
-  /// @brief Queues the image for the next batch without waiting: the future yields what
-  /// run_image_shared returns, batch row included ([1, ...] per value).
+  /// @brief Queues the image for the next batch without waiting: the future yields this model's
+  /// outputs, then the companions' values (in companions() order) from the same pass, each with
+  /// its batch row ([1, ...]).
   [[nodiscard]] std::future<std::vector<at::Tensor>> submit_image(const image::image_rgb8& image) const;
-  /// @brief The packs whose values run_image_shared also returns.
+  /// @brief The packs whose values submit_image also returns.
   [[nodiscard]] const std::vector<companion_output>& companions() const noexcept { return companions_; }
   /// @brief Already-preprocessed input [N, ...] → outputs [N, ...] (goes through the batcher).
   std::vector<at::Tensor> run_batch(const at::Tensor& input) const;
