@@ -27,32 +27,32 @@ void add_routes(http_server& server) {
       if (auto t = unit_float_param(req, name)) out[name] = *t;
     }
     reply(res, out);
-  });
+  }, route_access::read);
 
   server.add("POST", R"(/images/([^/]+))", "seed.images.insert", [](const http_request& req, http_response& res) {
     auto id = parse_seed_item_id(req.matches[1].str());
     auto metadata = parse_metadata_param(find_param(req, "extend"), "extend");
     auto bytes = require_file(req, {"file", "image"}, max_upload);
     reply(res, json{{"id", id}, {"metadata", metadata}, {"bytes", bytes.size()}});
-  });
+  }, route_access::read);
 
   server.add("POST", "/v1/items", "v1.items.create", [](const http_request& req, http_response& res) {
     json out{{"id", find_param(req, "id").value_or("")}, {"source", find_param(req, "source").value_or("")}};
     out["metadata"] = parse_metadata_param(find_param(req, "metadata"), "metadata");
     out["bytes"] = require_file(req, {"file", "image"}, max_upload).size();
     reply(res, out);
-  });
+  }, route_access::read);
 
   server.add("POST", "/v1/items/batch", "v1.items.batch", [](const http_request& req, http_response& res) {
     if (!req.is_multipart_form_data()) fail(errc::bad_parameter, "expected multipart/form-data with 'file' parts");
     json out = json::array();
     for (const auto& [name, part] : req.files) out.push_back({{"name", name}, {"filename", part.filename}});
     reply(res, out);
-  });
+  }, route_access::read);
 
   server.add("GET", "/v1/items", "v1.items.list", [](const http_request& req, http_response& res) {
     reply(res, json{{"offset", int_param(req, "offset", 0, 0, 10'000'000)}, {"limit", int_param(req, "limit", 20, 1, 1000)}});
-  });
+  }, route_access::read);
 
   server.add("PUT", R"(/v1/items/([^/]+))", "v1.items.replace", [](const http_request& req, http_response& res) {
     if (req.is_multipart_form_data() && (req.has_file("file") || req.has_file("image"))) {
@@ -62,19 +62,19 @@ void add_routes(http_server& server) {
       if (!body.is_object() || !body.contains("metadata")) fail(errc::bad_parameter, "expected {{\"metadata\": {{...}}}}");
       reply(res, body["metadata"]);
     }
-  });
+  }, route_access::read);
 
   auto search = [decode](const http_request& req, http_response& res) {
     auto r = search_request_from_http(req, decode);
     reply(res, json{{"k", r.k}, {"offset", r.offset}, {"space", r.space}, {"all", r.filter.all_of},
                     {"image", r.image.has_value()}});
   };
-  server.add("POST", "/v1/search", "v1.search", search);
-  server.add("GET", "/v1/search", "v1.search", search);
+  server.add("POST", "/v1/search", "v1.search", search, route_access::read);
+  server.add("GET", "/v1/search", "v1.search", search, route_access::read);
 
   server.add("POST", "/models/acgvoc2vec/feature", "seed.acgvoc2vec", [](const http_request& req, http_response& res) {
     reply(res, json{{"text", require_param(req, "text")}});
-  });
+  }, route_access::read);
 
   server.add("POST", R"(/v1/models/([A-Za-z0-9_.\-]+)(?:/versions/(\d+))?:predict)", "tfserving.predict",
              [](const http_request& req, http_response& res) {
@@ -82,13 +82,13 @@ void add_routes(http_server& server) {
                json sizes = json::array();
                for (const auto& inst : items) sizes.push_back(tf_instance_image_bytes(inst).size());
                reply_json(res, json{{"row", row}, {"sizes", sizes}});
-             });
+             }, route_access::read);
 
   server.add("POST", R"(/v1/models/([^/:]+)/infer)", "v1.models.infer", [](const http_request& req, http_response& res) {
     auto body = parse_json_body(req);
     if (!body.is_object() || !body.contains("inputs")) fail(errc::bad_parameter, "expected a JSON object with \"inputs\"");
     reply(res, json{{"rank", tensor_rank_from_json(body["inputs"], false)}});
-  });
+  }, route_access::read);
 }
 
 http_server& server() {

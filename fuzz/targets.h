@@ -28,6 +28,13 @@ int fuzz_keras_h5(const std::uint8_t* data, std::size_t size);
 int fuzz_tfjs(const std::uint8_t* data, std::size_t size);
 /// @brief A .safetensors file through the safetensors parser.
 int fuzz_safetensors(const std::uint8_t* data, std::size_t size);
+/// @brief Bytes as they arrive on a connection: request heads and chunked bodies under the wire
+/// limits, fed in pieces, and the request rebuilt for the handler layer.
+int fuzz_http_wire(const std::uint8_t* data, std::size_t size);
+/// @brief Bytes as the JSON-carrying multipart fields (metadata, extend) of the write routes.
+int fuzz_multipart_fields(const std::uint8_t* data, std::size_t size);
+/// @brief Bytes as an API key file, and the keys then presented in headers.
+int fuzz_key_file(const std::uint8_t* data, std::size_t size);
 
 struct target {
   std::string_view name;
@@ -38,6 +45,7 @@ inline constexpr target all_targets[] = {
     {"image", fuzz_image},         {"http_parse", fuzz_http_parse},   {"json_body", fuzz_json_body},
     {"wordpiece", fuzz_wordpiece}, {"clip_bpe", fuzz_clip_bpe},       {"onnx_loader", fuzz_onnx_loader},
     {"keras_h5", fuzz_keras_h5},   {"tfjs", fuzz_tfjs},               {"safetensors", fuzz_safetensors},
+    {"http_wire", fuzz_http_wire}, {"multipart_fields", fuzz_multipart_fields}, {"key_file", fuzz_key_file},
 };
 
 }  // namespace acg2vec::fuzz

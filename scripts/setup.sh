@@ -8,6 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# Paths under the checkout's parent are hashed relative to it, so checkouts in other folders
+# (CI's fresh clone) reuse the same ccache entries.
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$(dirname "$ROOT")}
 
 serve=0
 build=1

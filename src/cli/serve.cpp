@@ -9,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/source_dir.h"
 #include "index/open_index.h"
 #include "models/registry.h"
 #include "search/service.h"
@@ -25,7 +26,7 @@ namespace {
 std::filesystem::path default_web_root() {
   // An installed binary finds its page under share/; a build tree uses the source checkout.
   for (std::filesystem::path p : {std::filesystem::path("/usr/local/share/acg2vec/web"),
-                                  std::filesystem::path(ACG2VEC_SOURCE_DIR) / "web"}) {
+                                  std::filesystem::path(source_dir()) / "web"}) {
     if (std::filesystem::is_directory(p)) return p;
   }
   return {};
@@ -145,14 +146,61 @@ void add_serve_command(CLI::App& app, global_options& global) {
   cmd->add_option("--rate-burst", opts->rate_burst, "requests a client may make at once (default: the rate, at least 1)")
       ->envname("ACG2VEC_RATE_BURST")
       ->check(CLI::Range(0.0, 1e6));
+  // Bounds on what one client can make the server hold (see RELIABILITY.md, "Limits").
+  auto seconds_option = [cmd](const char* name, std::chrono::seconds& target, const char* env, const char* help) {
+    cmd->add_option_function<int>(name, [&target](int s) { target = std::chrono::seconds(s); }, help)
+        ->envname(env)
+        ->check(CLI::Range(1, 86400));
+  };
+  seconds_option("--request-timeout", opts->request_timeout, "ACG2VEC_REQUEST_TIMEOUT",
+                 "seconds a client may take to send a whole request, body included, before 408 (default 120)");
+  seconds_option("--keep-alive-timeout", opts->keep_alive_timeout, "ACG2VEC_KEEP_ALIVE_TIMEOUT",
+                 "seconds an idle keep-alive connection stays open (default 5)");
+  seconds_option("--write-timeout", opts->write_timeout, "ACG2VEC_WRITE_TIMEOUT",
+                 "seconds a client may read nothing of its answer before it is dropped (default 30)");
+  cmd->add_option("--max-header-bytes", opts->max_header_bytes, "largest request head (request line and headers); else 431")
+      ->envname("ACG2VEC_MAX_HEADER_BYTES")
+      ->check(CLI::Range(1024, 16 << 20))
+      ->capture_default_str();
+  cmd->add_option("--max-headers", opts->max_headers, "most header fields per request; else 431")
+      ->envname("ACG2VEC_MAX_HEADERS")
+      ->check(CLI::Range(8, 100000))
+      ->capture_default_str();
+  cmd->add_option("--max-request-line", opts->max_request_line, "longest request line in bytes; else 414")
+      ->envname("ACG2VEC_MAX_REQUEST_LINE")
+      ->check(CLI::Range(256, 1 << 20))
+      ->capture_default_str();
+  cmd->add_option("--max-connections", opts->max_connections, "open connections in all; more are answered 503 and closed")
+      ->envname("ACG2VEC_MAX_CONNECTIONS")
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  cmd->add_option("--max-connections-per-client", opts->max_connections_per_client,
+                  "open connections per client address; more are answered 503 and closed")
+      ->envname("ACG2VEC_MAX_CONNECTIONS_PER_CLIENT")
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  auto body_budget_mb = std::make_shared<std::size_t>(512);
+  cmd->add_option("--body-budget-mb", *body_budget_mb,
+                  "request bodies held in memory at once, all clients together, in MB; beyond it 503 (at least "
+                  "--max-request-mb)")
+      ->envname("ACG2VEC_BODY_BUDGET_MB")
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  auto max_instances = std::make_shared<std::size_t>(64);
+  cmd->add_option("--max-instances", *max_instances,
+                  "instances per TF-Serving predict request and rows per /v1/models/{m}/infer request; else 413")
+      ->envname("ACG2VEC_MAX_INSTANCES")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
 
   cmd->callback([&global, opts, max_upload_mb, max_request_mb, port_file, max_pixels, intra_threads, api_key_file,
-                 cors_origins] {
+                 cors_origins, body_budget_mb, max_instances] {
     runtime::configure_threads(*intra_threads);
     server_options options = *opts;
     options.max_upload_bytes = *max_upload_mb << 20;
     // A request must be able to carry one full-size file plus its multipart framing.
     options.max_request_bytes = std::max(*max_request_mb << 20, options.max_upload_bytes + (64u << 10));
+    options.body_budget_bytes = std::max(*body_budget_mb << 20, options.max_request_bytes);
     if (options.web_root.empty()) options.web_root = default_web_root();
     if (!api_key_file->empty()) {
       options.api_keys = access::load_key_file(*api_key_file);
@@ -172,6 +220,8 @@ void add_serve_command(CLI::App& app, global_options& global) {
       server.stats().observe_model(model, rows, s);
     });
     search_service service(global.data_dir, *store, spaces, registry);
+    // Every route that decodes an upload, inserts included, applies the same limits.
+    service.set_decode_limits(image::decode_limits{options.max_upload_bytes, *max_pixels});
     registry.start();
     // Vector spaces depend on which embedding models loaded; they are defined (and rebuilt from
     // the store when stale) once loading is over. Until then /health answers 503.
@@ -186,6 +236,12 @@ void add_serve_command(CLI::App& app, global_options& global) {
         spdlog::error("vector spaces could not be opened: {}", e.what());
       }
       spaces_ready = true;
+      // Thumbnails whose item was deleted by a process that died before removing the file.
+      try {
+        if (auto n = service.sweep_thumbnails()) spdlog::info("removed {} orphaned thumbnails", n);
+      } catch (const std::exception& e) {
+        spdlog::warn("thumbnail sweep failed: {}", e.what());
+      }
     });
     register_core_routes(server, core_route_context{[&registry, &spaces_ready, &spaces_error] {
       auto h = registry.health();
@@ -193,7 +249,7 @@ void add_serve_command(CLI::App& app, global_options& global) {
       if (spaces_ready && !spaces_error.empty()) h["index_error"] = spaces_error;
       return h;
     }});
-    model_route_context models{&registry, options.max_upload_bytes, *max_pixels};
+    model_route_context models{&registry, options.max_upload_bytes, *max_pixels, *max_instances};
     register_model_routes(server, models);
     register_tfserving_routes(server, models);
     register_text_routes(server, models);

@@ -1,5 +1,7 @@
 #include "models/manifest.h"
 
+#include "core/json_guard.h"
+
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -160,7 +162,7 @@ std::vector<tag_label> load_labels(const std::filesystem::path& file, const std:
       out.push_back(std::move(l));
     }
   } else if (format == "json") {
-    json j = json::parse(text, nullptr, false);
+    json j = parse_json_guarded(text, file.string());
     if (!j.is_array()) fail(errc::bad_parameter, "{}: expected a JSON array of tags", file.string());
     for (const auto& e : j) {
       if (e.is_string()) {
@@ -177,8 +179,8 @@ std::vector<tag_label> load_labels(const std::filesystem::path& file, const std:
 
 model_manifest load_manifest(const std::filesystem::path& dir) {
   auto path = dir / "manifest.json";
-  json j = json::parse(read_file(path), nullptr, false);
-  if (j.is_discarded() || !j.is_object()) fail(errc::bad_parameter, "{} is not a JSON object", path.string());
+  json j = parse_json_guarded(read_file(path), path.string());
+  if (!j.is_object()) fail(errc::bad_parameter, "{} is not a JSON object", path.string());
   model_manifest m;
   m.raw = j;
   m.dir = std::filesystem::absolute(dir);

@@ -173,7 +173,7 @@ add_outcome search_service::add_image(std::string_view bytes, item_input input, 
   std::string hash = content_hash(bytes);
   add_outcome outcome;
   outcome.id = input.id.value_or(hash.substr(0, 16));
-  store::validate_item_id(outcome.id);
+  store::validate_new_item_id(outcome.id);
   if (mode == write_mode::skip_existing) {
     if (store_.contains(outcome.id)) return outcome;
     if (auto dup = store_.find_by_hash(hash)) {
@@ -187,7 +187,7 @@ add_outcome search_service::add_image(std::string_view bytes, item_input input, 
     fail(errc::bad_parameter, "metadata (extendInfo) must be a JSON object");
   }
 
-  auto img = image::decode_image(bytes);
+  auto img = image::decode_image(bytes, decode_limits_);
   store::item it = analyse(img);
   it.id = outcome.id;
   it.numeric_id = input.numeric_id;
@@ -235,17 +235,51 @@ add_outcome search_service::add_image(std::string_view bytes, item_input input, 
   }
 
   std::lock_guard lock(write_mutex_);
+  std::optional<std::string> replaced_hash;
   if (mode == write_mode::upsert) {
+    if (auto old = store_.get(it.id); old && old->content_hash != it.content_hash) replaced_hash = old->content_hash;
     store_.upsert(it);
   } else {
     store_.insert(it);
   }
   spaces_.apply(it);
+  if (replaced_hash) drop_thumbnail_if_unused(*replaced_hash);
   outcome.stored = true;
+  outcome.item = std::move(it);
   return outcome;
 }
 
-void search_service::update_metadata(std::string_view id, const json& metadata) {
+void search_service::drop_thumbnail_if_unused(const std::string& hash) {
+  if (hash.empty() || store_.find_by_hash(hash)) return;
+  std::error_code ec;
+  std::filesystem::remove(thumbnail_path(hash), ec);
+  if (ec) spdlog::warn("cannot remove thumbnail {}: {}", thumbnail_path(hash).string(), ec.message());
+}
+
+std::size_t search_service::sweep_thumbnails() {
+  std::size_t removed = 0;
+  std::error_code ec;
+  std::vector<std::filesystem::path> files;
+  for (const auto& entry : std::filesystem::directory_iterator(data_dir_ / "thumbs", ec)) files.push_back(entry.path());
+  for (const auto& path : files) {
+    std::string name = path.filename().string();
+    bool stray_tmp = name.size() > 4 && name.ends_with(".tmp");
+    bool orphan = false;
+    if (!stray_tmp && name.ends_with(".jpg")) {
+      std::lock_guard lock(write_mutex_);
+      orphan = !store_.find_by_hash(name.substr(0, name.size() - 4));
+      if (orphan && std::filesystem::remove(path, ec)) ++removed;
+      continue;
+    }
+    if (stray_tmp) {
+      std::lock_guard lock(write_mutex_);
+      if (std::filesystem::remove(path, ec)) ++removed;
+    }
+  }
+  return removed;
+}
+
+store::item search_service::update_metadata(std::string_view id, const json& metadata) {
   if (!metadata.is_object()) fail(errc::bad_parameter, "metadata (extendInfo) must be a JSON object");
   std::lock_guard lock(write_mutex_);
   auto it = store_.get(id);
@@ -253,14 +287,19 @@ void search_service::update_metadata(std::string_view id, const json& metadata) 
   it->metadata = metadata;
   it->updated_at = now_ms();
   store_.upsert(*it);
+  return *it;
 }
 
 bool search_service::remove(std::string_view id) {
   store::validate_item_id(id);
   std::lock_guard lock(write_mutex_);
+  auto old = store_.get(id);
   bool existed = store_.remove(id);
   // Removed from every index before the caller hears back: no search started later can return it.
   spaces_.remove_everywhere(id);
+  // The file goes after the store commit: a crash in between leaves an orphan that the start-up
+  // sweep removes, never an item without its thumbnail.
+  if (old) drop_thumbnail_if_unused(old->content_hash);
   return existed;
 }
 

@@ -41,6 +41,7 @@ struct add_outcome {
   std::string id;
   bool stored = false;           ///< false when skipped
   std::string duplicate_of;      ///< set when identical content is already stored
+  std::optional<store::item> item;  ///< the item as written, when stored (no read-after-write race)
 };
 
 struct search_hit {
@@ -65,10 +66,16 @@ class search_service {
 
   /// @brief Analyses image bytes with every installed image model and stores the item.
   add_outcome add_image(std::string_view bytes, item_input input, write_mode mode);
-  /// @brief Replaces only the metadata (extendInfo) of a stored item.
-  void update_metadata(std::string_view id, const nlohmann::json& metadata);
-  /// @brief Deletes an item everywhere; false when it did not exist.
+  /// @brief Replaces only the metadata (extendInfo) of a stored item; returns the item as written.
+  store::item update_metadata(std::string_view id, const nlohmann::json& metadata);
+  /// @brief Deletes an item everywhere, its thumbnail included; false when it did not exist.
   bool remove(std::string_view id);
+
+  /// @brief The size and pixel limits every decode of an uploaded image applies.
+  void set_decode_limits(image::decode_limits limits) { decode_limits_ = limits; }
+  /// @brief Removes thumbnails that no stored item references (left by a crash between a
+  /// delete and its file removal) and stray temporary files; returns how many were removed.
+  std::size_t sweep_thumbnails();
   [[nodiscard]] std::optional<store::item> get(std::string_view id) const;
   [[nodiscard]] std::vector<store::item> list(std::size_t offset, std::size_t limit) const;
 
@@ -97,7 +104,11 @@ class search_service {
   store::item_store& store_;
   index::vector_spaces& spaces_;
   model_registry& models_;
+  /// Removes the thumbnail of hash unless another item still uses it (call under write_mutex_).
+  void drop_thumbnail_if_unused(const std::string& hash);
+
   std::mutex write_mutex_;
+  image::decode_limits decode_limits_;
 };
 
 /// Name of the model-free near-duplicate space.

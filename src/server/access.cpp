@@ -171,7 +171,12 @@ origin_list::origin_list(const std::vector<std::string>& entries) {
 bool origin_list::allows(std::string_view origin) const {
   if (origin.empty()) return false;
   if (any_) return true;
-  return std::find(origins_.begin(), origins_.end(), origin) != origins_.end();
+  // Entries are kept in lower case; scheme and host are case-insensitive (RFC 6454), so a client
+  // that sends "HTTP://Example.com" is the same origin.
+  std::string lowered(origin);
+  std::transform(lowered.begin(), lowered.end(), lowered.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return std::find(origins_.begin(), origins_.end(), lowered) != origins_.end();
 }
 
 rate_limiter::rate_limiter(double rate, double burst, std::size_t max_clients, clock_fn now)

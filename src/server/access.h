@@ -77,8 +77,7 @@ class origin_list {
 
   [[nodiscard]] bool empty() const noexcept { return origins_.empty() && !any_; }
   [[nodiscard]] bool allows_any() const noexcept { return any_; }
-  /// @brief Whether a request's Origin header value is allowed (exact, case-sensitive match
-  /// as browsers serialise origins in lower case).
+  /// @brief Whether a request's Origin header value is allowed (ASCII case-insensitive match).
   [[nodiscard]] bool allows(std::string_view origin) const;
 
  private:

@@ -19,11 +19,14 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <regex>
+#include <vector>
 #include <string>
 #include <string_view>
 
 #include "core/error.h"
 #include "server/access.h"
+#include "server/connection_loop.h"
 #include "server/metrics.h"
 
 namespace acg2vec {
@@ -39,8 +42,16 @@ struct server_options {
   std::size_t max_request_bytes = 100u << 20;  ///< whole body, as the seed's 100 MB request limit
   std::size_t max_upload_bytes = 20u << 20;    ///< one file part, as the seed's 20 MB
   std::size_t threads = 8;                     ///< HTTP worker threads (they mostly wait on models)
-  std::chrono::seconds read_timeout{15};       ///< a client that stalls mid-request gets 408
-  std::chrono::seconds write_timeout{30};
+  std::chrono::seconds read_timeout{15};       ///< the whole request head must arrive within this (else 408)
+  std::chrono::seconds request_timeout{120};   ///< the whole request, head and body (else 408)
+  std::chrono::seconds keep_alive_timeout{5};  ///< an idle keep-alive connection is closed after this
+  std::chrono::seconds write_timeout{30};      ///< a client that reads nothing of its answer for this long is dropped
+  std::size_t max_header_bytes = 64u << 10;    ///< request line and header fields together (else 431)
+  std::size_t max_headers = 100;               ///< header fields per request (else 431)
+  std::size_t max_request_line = 8u << 10;     ///< method, target and version (else 414)
+  std::size_t max_connections = 1024;          ///< open connections in all (else 503 and close)
+  std::size_t max_connections_per_client = 128;  ///< open connections per client address (else 503 and close)
+  std::size_t body_budget_bytes = 512u << 20;  ///< request bodies held in memory at once, all clients (else 503)
   std::filesystem::path web_root;              ///< static files served at '/' (empty = none)
   access::key_set api_keys;                    ///< empty = no authentication
   bool protect_reads = false;                  ///< read routes need a key too (needs api_keys)
@@ -49,7 +60,8 @@ struct server_options {
   double rate_burst = 0;                       ///< bucket size; 0 = max(1, ceil(rate_limit))
 };
 
-/// Who may call a route.
+/// Who may call a route. Every route states it: there is no default, so a new write route cannot
+/// ship unauthenticated by omission.
 enum class route_access {
   open,   ///< always answered (health)
   read,   ///< needs a key only when server_options::protect_reads
@@ -66,16 +78,34 @@ class http_server {
   /// @brief Adds a route. pattern is a std::regex over the path; name labels metrics and logs;
   /// access decides whether it needs an API key (and whether it is rate limited).
   void add(std::string_view method, const std::string& pattern, std::string name, http_handler handler,
-           route_access access = route_access::read);
+           route_access access);
+
+  /// One registered route, as the route table holds it.
+  struct route_entry {
+    std::string method;
+    std::string pattern;
+    std::string name;
+    route_access access;
+  };
+  /// @brief Every registered route, in registration order.
+  [[nodiscard]] std::vector<route_entry> routes() const;
+  /// @brief The methods registered for a path (for 405 answers and their Allow header).
+  [[nodiscard]] std::vector<std::string> methods_for(const std::string& path) const;
 
   /// @brief Binds and serves until stop(). Throws errc::unavailable when the port cannot be bound.
   /// on_bound is called with the actual port (useful with port 0) once listening.
   void listen(const std::function<void(int)>& on_bound = {});
   void stop();
 
-  /// @brief Runs one raw HTTP/1.x request through the whole request path (httplib's parsers, the
-  /// hooks, routing, the handler) in-process and returns the raw response; for tests and fuzzing.
+  /// @brief Runs one raw HTTP/1.x request through the whole request path (framing and limits,
+  /// httplib's parsers, the hooks, routing, the handler) in-process and returns the raw response;
+  /// for tests and fuzzing.
   std::string process_raw(std::string_view request);
+
+  /// Counters of the connection loop (accepted, refused, timed out, open).
+  [[nodiscard]] const connection_loop::counters* connection_stats() const noexcept {
+    return loop_ ? &loop_->stats() : nullptr;
+  }
 
   [[nodiscard]] metrics& stats() noexcept { return metrics_; }
   [[nodiscard]] const server_options& options() const noexcept { return options_; }
@@ -86,14 +116,35 @@ class http_server {
   bool handle_cors(const http_request& req, http_response& res) const;
   /// Rate limit and API key check of a matched route. False when res already holds the refusal.
   bool admit(const http_request& req, http_response& res, route_access access);
+  /// The key check for a request that announces a body, made before the body is read.
+  std::optional<wire::refusal> admit_head(const wire::request_head& head, const std::string& peer_ip);
+  /// Runs one complete request (already framed by the connection loop) on a worker thread.
+  wire_response process(const wire_request& request);
+  /// The access level of the route a method and path reach, if any.
+  [[nodiscard]] std::optional<route_access> access_of(const std::string& method, const std::string& path) const;
+  std::string next_request_id();
+  [[nodiscard]] connection_limits loop_limits() const;
+  /// Adds the static-file fallback after every API route (once).
+  void finish_routes();
+  /// A 405 with Allow when the path is served under other methods; false when it is not.
+  bool method_not_allowed(const http_request& req, http_response& res) const;
+
+  struct compiled_route {
+    route_entry entry;
+    std::regex re;
+  };
 
   server_options options_;
+  std::vector<compiled_route> routes_;
+  std::unique_ptr<connection_loop> loop_;
   std::unique_ptr<httplib::Server> server_;
   metrics metrics_;
   std::unique_ptr<access::rate_limiter> limiter_;  ///< null when rate limiting is off
   std::atomic<std::uint64_t> next_request_id_{1};
   std::uint32_t instance_tag_;
-  int listen_fd_ = -1;  ///< the listening socket once bound, to widen its accept backlog
+  int listen_fd_ = -1;  ///< the listening socket once bound
+  bool routes_finished_ = false;
+  std::atomic<bool> stopped_{false};
 };
 
 // ---- helpers used by route handlers -------------------------------------------------------

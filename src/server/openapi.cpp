@@ -1,4 +1,10 @@
 // GET /openapi.json: an OpenAPI 3.0 description of every route, kept beside the route table.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <mutex>
+#include <set>
+
 #include "server/routes.h"
 
 namespace acg2vec {
@@ -6,73 +12,139 @@ namespace acg2vec {
 namespace {
 
 struct route_doc {
-  const char* method;
-  const char* path;
-  const char* summary;
-  const char* body;  // "multipart", "json", "form" or ""
-  std::vector<const char*> params;  // query/form/multipart field names
-  route_access access = route_access::read;  // as registered: decides security and 401/429
+  std::string method;
+  std::string name;  // the name the route is registered under (several paths may share one)
+  std::string path;
+  std::string summary;
+  std::string body;  // "multipart", "json", "form" or ""
+  std::vector<std::string> params;  // query/form/multipart field names
 };
 
 const std::vector<route_doc>& route_docs() {
   static const std::vector<route_doc> docs = {
-      {"get", "/health", "Readiness and per-model state (503 while loading)", "", {}, route_access::open},
-      {"get", "/metrics", "Prometheus metrics", "", {}},
-      {"get", "/v1/version", "Name and version", "", {}},
-      {"get", "/openapi.json", "This document", "", {}, route_access::open},
-      {"post", "/images/labelsByDeepDanbooru", "Seed: tags with score >= 0.5 in label order", "multipart", {"image", "model"}},
-      {"post", "/models/illust2vec/feature", "Seed: illust2vec float[1024]", "multipart", {"image"}},
-      {"post", "/images/socresByPix2Score", "Seed: pix2score bucket probabilities", "multipart", {"image", "model"}},
-      {"post", "/pix2score", "Demo page: pix2score bucket probabilities", "multipart", {"image", "model"}},
-      {"post", "/v1/tag", "Every tag with its score, grouped by category, thresholds per category", "multipart",
+      {"get", "health", "/health", "Readiness and per-model state (503 while loading)", "", {}},
+      {"get", "metrics", "/metrics", "Prometheus metrics", "", {}},
+      {"get", "version", "/v1/version", "Name and version", "", {}},
+      {"get", "openapi", "/openapi.json", "This document", "", {}},
+      {"post", "seed.labelsByDeepDanbooru", "/images/labelsByDeepDanbooru", "Seed: tags with score >= 0.5 in label order", "multipart", {"image", "model"}},
+      {"post", "seed.illust2vec", "/models/illust2vec/feature", "Seed: illust2vec float[1024]", "multipart", {"image"}},
+      {"post", "seed.socresByPix2Score", "/images/socresByPix2Score", "Seed: pix2score bucket probabilities", "multipart", {"image", "model"}},
+      {"post", "seed.pix2score", "/pix2score", "Demo page: pix2score bucket probabilities", "multipart", {"image", "model"}},
+      {"post", "v1.tag", "/v1/tag", "Every tag with its score, grouped by category, thresholds per category", "multipart",
        {"image", "model", "threshold", "threshold_general", "threshold_character", "all"}},
-      {"post", "/v1/classify", "Class probabilities of a classifier pack (e.g. NSFW)", "multipart", {"image", "model"}},
-      {"post", "/v1/embed/image", "Image embedding", "multipart", {"image", "model"}},
-      {"get", "/v1/models", "Installed packs with inputs, outputs and state", "", {}},
-      {"post", "/v1/models/{name}/infer", "Raw inference: an image or {\"inputs\": nested array}", "multipart", {"image"}},
-      {"post", "/v1/models/{name}:predict", "TF-Serving predict (instances or inputs)", "json", {}},
-      {"post", "/v1/models/{name}/versions/{version}:predict", "TF-Serving predict, versioned path", "json", {}},
-      {"get", "/v1/models/{name}", "TF-Serving model status", "", {}},
-      {"get", "/v1/models/{name}/metadata", "TF-Serving signature metadata", "", {}},
-      {"post", "/images/{imageId}", "Seed: insert an item (409 if it exists)", "multipart", {"file", "extend"}, route_access::write},
-      {"put", "/images/{imageId}", "Seed: replace an item", "multipart", {"file", "extend"}, route_access::write},
-      {"delete", "/images/{imageId}", "Seed: delete an item", "", {}, route_access::write},
-      {"post", "/images/similarImages", "Seed: reverse image search, [{itemId, feature, extendInfo}]", "multipart",
+      {"post", "v1.classify", "/v1/classify", "Class probabilities of a classifier pack (e.g. NSFW)", "multipart", {"image", "model"}},
+      {"post", "v1.embed.image", "/v1/embed/image", "Image embedding", "multipart", {"image", "model"}},
+      {"get", "v1.models", "/v1/models", "Installed packs with inputs, outputs and state", "", {}},
+      {"post", "v1.models.infer", "/v1/models/{name}/infer", "Raw inference: an image or {\"inputs\": nested array}", "multipart", {"image"}},
+      {"post", "tfserving.predict", "/v1/models/{name}:predict", "TF-Serving predict (instances or inputs)", "json", {}},
+      {"post", "tfserving.predict", "/v1/models/{name}/versions/{version}:predict", "TF-Serving predict, versioned path", "json", {}},
+      {"get", "tfserving.status", "/v1/models/{name}", "TF-Serving model status", "", {}},
+      {"get", "tfserving.metadata", "/v1/models/{name}/metadata", "TF-Serving signature metadata", "", {}},
+      {"post", "seed.images.insert", "/images/{imageId}", "Seed: insert an item (409 if it exists)", "multipart", {"file", "extend"}},
+      {"put", "seed.images.update", "/images/{imageId}", "Seed: replace an item", "multipart", {"file", "extend"}},
+      {"delete", "seed.images.delete", "/images/{imageId}", "Seed: delete an item", "", {}},
+      {"post", "seed.similarImages", "/images/similarImages", "Seed: reverse image search, [{itemId, feature, extendInfo}]", "multipart",
        {"file", "k", "space"}},
-      {"post", "/similarityImages", "Demo page: reverse image search", "multipart", {"image", "k", "space"}},
-      {"get", "/searchIllustByDCLIP", "Demo page: text to image search (CLIP)", "", {"text", "k"}},
-      {"post", "/v1/items", "Add an item", "multipart", {"file", "id", "metadata", "source"}, route_access::write},
-      {"post", "/v1/items/batch", "Add many files; identical content and existing ids are skipped", "multipart", {"file"}, route_access::write},
-      {"get", "/v1/items", "List items, newest first", "", {"offset", "limit"}},
-      {"get", "/v1/items/{id}", "One item with tags, scores and vector dimensions (vectors=1: their values)", "",
+      {"post", "seed.similarityImages", "/similarityImages", "Demo page: reverse image search", "multipart", {"image", "k", "space"}},
+      {"get", "seed.searchIllustByDCLIP", "/searchIllustByDCLIP", "Demo page: text to image search (CLIP)", "", {"text", "k"}},
+      {"post", "v1.items.create", "/v1/items", "Add an item", "multipart", {"file", "id", "metadata", "source"}},
+      {"post", "v1.items.batch", "/v1/items/batch", "Add many files; identical content and existing ids are skipped", "multipart", {"file"}},
+      {"get", "v1.items.list", "/v1/items", "List items, newest first", "", {"offset", "limit"}},
+      {"get", "v1.items.get", "/v1/items/{id}", "One item with tags, scores and vector dimensions (vectors=1: their values)", "",
        {"vectors"}},
-      {"put", "/v1/items/{id}", "Replace the image (multipart) or the metadata ({\"metadata\": {...}})", "multipart",
-       {"file", "metadata", "source"}, route_access::write},
-      {"delete", "/v1/items/{id}", "Delete an item", "", {}, route_access::write},
-      {"get", "/v1/items/{id}/thumbnail", "JPEG thumbnail", "", {}},
-      {"post", "/v1/search", "Search by image, id, text or tags, with filters, k, offset and cutoff", "json",
+      {"put", "v1.items.replace", "/v1/items/{id}", "Replace the image (multipart) or the metadata ({\"metadata\": {...}})", "multipart",
+       {"file", "metadata", "source"}},
+      {"delete", "v1.items.delete", "/v1/items/{id}", "Delete an item", "", {}},
+      {"get", "v1.items.thumbnail", "/v1/items/{id}/thumbnail", "JPEG thumbnail", "", {}},
+      {"post", "v1.search", "/v1/search", "Search by image, id, text or tags, with filters, k, offset and cutoff", "json",
        {"image", "id", "text", "space", "tags", "any", "none", "rating", "tagger", "min_score", "k", "offset", "cutoff"}},
-      {"get", "/v1/search", "Search by id, text or tags (query string)", "",
+      {"get", "v1.search", "/v1/search", "Search by id, text or tags (query string)", "",
        {"id", "text", "space", "tags", "any", "none", "rating", "k", "offset", "cutoff"}},
-      {"get", "/v1/stats", "Item count and vector spaces", "", {}},
+      {"get", "v1.stats", "/v1/stats", "Item count and vector spaces", "", {}},
+      {"post", "seed.acgvoc2vec", "/models/acgvoc2vec/feature", "Seed: acgvoc2vec text embedding", "multipart", {"text", "model"}},
+      {"post", "seed.dclip_text", "/models/dclip_text/feature", "Seed: DanbooruCLIP text embedding", "multipart", {"text", "model"}},
+      {"post", "seed.dclip_image", "/models/dclip_image/feature", "Seed: DanbooruCLIP image embedding", "multipart", {"image", "model"}},
+      {"post", "v1.embed.text", "/v1/embed/text", "Text embeddings: {\"texts\": [...], \"model\": name}", "json", {}},
+      {"get", "seed.acgvoc2vec.similar", "/acgvoc2vec", "Demo page: tags similar to a tag (acgvoc2vec)", "", {"tag", "k"}},
   };
   return docs;
 }
 
-json build_openapi() {
+// The path a registered pattern serves, for a route no documentation entry names: capture
+// groups become {p1}, {p2}, ... and optional groups are dropped.
+std::string template_of(const std::string& pattern) {
+  std::string out;
+  int n = 0;
+  for (std::size_t i = 0; i < pattern.size(); ++i) {
+    if (pattern.compare(i, 3, "(?:") == 0) {
+      int depth = 0;
+      for (; i < pattern.size(); ++i) {
+        if (pattern[i] == '(') ++depth;
+        if (pattern[i] == ')' && --depth == 0) break;
+      }
+      if (i + 1 < pattern.size() && pattern[i + 1] == '?') ++i;
+      continue;
+    }
+    if (pattern[i] == '(') {
+      int depth = 0;
+      for (; i < pattern.size(); ++i) {
+        if (pattern[i] == '(') ++depth;
+        if (pattern[i] == ')' && --depth == 0) break;
+      }
+      out += "{p" + std::to_string(++n) + "}";
+      continue;
+    }
+    if (pattern[i] == '\\' && i + 1 < pattern.size()) {
+      out += pattern[++i];
+      continue;
+    }
+    out += pattern[i];
+  }
+  return out;
+}
+
+struct documented_route {
+  route_doc doc;
+  route_access access;
+  bool documented;
+};
+
+// Every registered route, with its documentation entry (or a placeholder that says it has none).
+std::vector<documented_route> documented_routes(const http_server& server) {
+  std::vector<documented_route> out;
+  std::set<std::pair<std::string, std::string>> done;
+  for (const auto& r : server.routes()) {
+    std::string method = r.method;
+    std::transform(method.begin(), method.end(), method.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (!done.insert({method, r.name}).second) continue;
+    bool found = false;
+    for (const auto& d : route_docs()) {
+      if (method == d.method && r.name == d.name) {
+        out.push_back({d, r.access, true});
+        found = true;
+      }
+    }
+    if (!found) out.push_back({route_doc{method, r.name, template_of(r.pattern), "(undocumented)", "", {}}, r.access, false});
+  }
+  return out;
+}
+
+json build_openapi(const http_server& server) {
   json paths = json::object();
-  for (const auto& r : route_docs()) {
+  for (const auto& [r, access, documented] : documented_routes(server)) {
     json op{{"summary", r.summary},
             {"responses",
              {{"200", {{"description", "success: {message, data[, total]}"}}},
               {"4XX", {{"description", "bad request: {message, error}"}}},
               {"503", {{"description", "model or index not available: {message, error}"}}}}}};
-    if (r.access != route_access::open) {
+    op["x-route-name"] = r.name;
+    op["x-access"] = access == route_access::open ? "open" : access == route_access::write ? "write" : "read";
+    if (access != route_access::open) {
       json www_authenticate{{"schema", {{"type", "string"}}}};
       json retry_after{{"description", "seconds to wait"}, {"schema", {{"type", "integer"}}}};
       op["responses"]["401"] = {
           {"description",
-           r.access == route_access::write
+           access == route_access::write
                ? "API key missing or not valid (when the server has --api-key-file): {message, error}"
                : "API key missing or not valid (when the server has --api-key-file and --protect-reads)"},
           {"headers", {{"WWW-Authenticate", www_authenticate}}}};
@@ -83,7 +155,7 @@ json build_openapi() {
       json security = json::array();
       security.push_back({{"bearer", json::array()}});
       security.push_back({{"apiKey", json::array()}});
-      if (r.access == route_access::read) security.push_back(json::object());
+      if (access == route_access::read) security.push_back(json::object());
       op["security"] = security;
     } else {
       op["security"] = json::array();
@@ -98,14 +170,13 @@ json build_openapi() {
     std::string body = r.body;
     if (body == "multipart") {
       json props = json::object();
-      for (const char* p : r.params) {
-        std::string name = p;
+      for (const auto& name : r.params) {
         bool file = name == "image" || name == "file";
         props[name] = file ? json{{"type", "string"}, {"format", "binary"}} : json{{"type", "string"}};
       }
       op["requestBody"] = {{"content", {{"multipart/form-data", {{"schema", {{"type", "object"}, {"properties", props}}}}}}}};
     } else {
-      for (const char* p : r.params) {
+      for (const auto& p : r.params) {
         params.push_back({{"name", p}, {"in", "query"}, {"required", false}, {"schema", {{"type", "string"}}}});
       }
       if (body == "json") op["requestBody"] = {{"content", {{"application/json", {{"schema", {{"type", "object"}}}}}}}};
@@ -131,8 +202,16 @@ json build_openapi() {
 }  // namespace
 
 void register_openapi_route(http_server& server) {
-  auto doc = std::make_shared<std::string>(build_openapi().dump(2));
-  server.add("GET", "/openapi.json", "openapi", [doc](const http_request&, http_response& res) {
+  // Registered first so the document lists itself; built on first use, when every route is in.
+  auto doc = std::make_shared<std::string>();
+  auto once = std::make_shared<std::once_flag>();
+  server.add("GET", "/openapi.json", "openapi", [doc, once, &server](const http_request&, http_response& res) {
+    std::call_once(*once, [&] {
+      for (const auto& r : documented_routes(server)) {
+        if (!r.documented) spdlog::warn("route {} {} has no entry in the OpenAPI table", r.doc.method, r.doc.name);
+      }
+      *doc = build_openapi(server).dump(2);
+    });
     res.set_content(*doc, "application/json");
   }, route_access::open);
 }

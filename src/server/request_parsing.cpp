@@ -1,5 +1,7 @@
 #include "server/request_parsing.h"
 
+#include "core/json_guard.h"
+
 #include <charconv>
 
 #include "core/base64.h"
@@ -79,8 +81,8 @@ std::string tf_instance_image_bytes(const json& instance) {
 
 json parse_metadata_param(const std::optional<std::string>& text, const char* field) {
   if (!text || text->empty()) return json::object();
-  json j = json::parse(*text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) fail(errc::bad_parameter, "'{}' must be a JSON object", field);
+  json j = parse_json_guarded(*text, fmt::format("'{}'", field));
+  if (!j.is_object()) fail(errc::bad_parameter, "'{}' must be a JSON object", field);
   return j;
 }
 

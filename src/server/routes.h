@@ -5,6 +5,7 @@
 #include <functional>
 
 #include "image/decode.h"
+#include "runtime/graph.h"
 #include "server/http_server.h"
 
 namespace acg2vec {
@@ -28,7 +29,11 @@ struct model_route_context {
   model_registry* registry = nullptr;
   std::size_t max_upload_bytes = 20u << 20;
   std::uint64_t max_pixels = 100'000'000;
+  std::size_t max_instances = 64;  ///< instances per predict request, rows per infer request (else 413)
 };
+
+/// @brief 400 unless t (batch dimension first) has the rank and fixed dimensions of a model input.
+void check_input_shape(const runtime::value_info& info, const at::Tensor& t, std::size_t instance);
 
 /// @brief Image model routes: the seed's paths (labelsByDeepDanbooru, illust2vec feature,
 /// socresByPix2Score, pix2score) and /v1 (tag, classify, embed/image, models, infer).

@@ -11,7 +11,7 @@ void register_core_routes(http_server& server, core_route_context context) {
   }, route_access::open);
   server.add("GET", "/v1/version", "version", [](const http_request&, http_response& res) {
     reply(res, json{{"name", "acg2vec"}, {"version", ACG2VEC_VERSION}});
-  });
+  }, route_access::read);
 }
 
 }  // namespace acg2vec

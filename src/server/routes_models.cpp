@@ -52,7 +52,7 @@ void register_model_routes(http_server& server, model_route_context ctx) {
                auto tags = tags_above(e->manifest, out.at(0), 0.5f);
                // The seed drops an empty data member (Jackson NON_EMPTY).
                reply(res, tags.empty() ? json() : json(tags), msg_tags);
-             });
+             }, route_access::read);
 
   server.add("POST", "/v1/tag", "v1.tag", [&reg, ctx](const http_request& req, http_response& res) {
     auto img = uploaded_image(req, ctx);
@@ -68,7 +68,7 @@ void register_model_routes(http_server& server, model_route_context ctx) {
       for (auto cat : {tag_category::general, tag_category::character}) opts.thresholds.try_emplace(cat, *t);
     }
     reply(res, tag_report(e->manifest, out.at(0), opts));
-  });
+  }, route_access::read);
 
   server.add("POST", "/models/illust2vec/feature", "seed.illust2vec",
              [&reg, ctx](const http_request& req, http_response& res) {
@@ -76,7 +76,7 @@ void register_model_routes(http_server& server, model_route_context ctx) {
                auto e = reg.get(find_param(req, "model").value_or("illust2vec"));
                auto out = image_graph(*e).run_image(img);
                reply(res, to_json_array(out.at(0)), msg_illust2vec);
-             });
+             }, route_access::read);
 
   auto pix2score = [&reg, ctx](const http_request& req, http_response& res) {
     auto img = uploaded_image(req, ctx);
@@ -84,8 +84,8 @@ void register_model_routes(http_server& server, model_route_context ctx) {
     auto out = image_graph(*e).run_image(img);
     reply(res, score_heads(*e, out), msg_scores);
   };
-  server.add("POST", "/images/socresByPix2Score", "seed.socresByPix2Score", pix2score);
-  server.add("POST", "/pix2score", "seed.pix2score", pix2score);
+  server.add("POST", "/images/socresByPix2Score", "seed.socresByPix2Score", pix2score, route_access::read);
+  server.add("POST", "/pix2score", "seed.pix2score", pix2score, route_access::read);
 
   server.add("POST", "/v1/classify", "v1.classify", [&reg, ctx](const http_request& req, http_response& res) {
     auto img = uploaded_image(req, ctx);
@@ -93,7 +93,7 @@ void register_model_routes(http_server& server, model_route_context ctx) {
     auto out = image_graph(*e).run_image(img);
     auto classes = class_report(e->manifest, out.at(0));
     reply(res, json{{"model", e->manifest.name}, {"top", classes.at(0).at("name")}, {"classes", classes}});
-  });
+  }, route_access::read);
 
   server.add("POST", "/v1/embed/image", "v1.embed.image", [&reg, ctx](const http_request& req, http_response& res) {
     auto img = uploaded_image(req, ctx);
@@ -103,7 +103,7 @@ void register_model_routes(http_server& server, model_route_context ctx) {
     auto out = e->run_image(img);
     auto v = to_json_array(out.at(0));
     reply(res, json{{"model", e->manifest.name}, {"dim", v.size()}, {"vector", v}});
-  });
+  }, route_access::read);
 
   server.add("GET", "/v1/models", "v1.models", [&reg](const http_request&, http_response& res) {
     json list = json::array();
@@ -115,7 +115,7 @@ void register_model_routes(http_server& server, model_route_context ctx) {
       list.push_back(m);
     }
     reply(res, list, "ok", static_cast<std::int64_t>(list.size()));
-  });
+  }, route_access::read);
 
   // Raw inference: a multipart image, or JSON {"inputs": [nested numbers]} for a model's first input.
   server.add("POST", R"(/v1/models/([^/:]+)/infer)", "v1.models.infer",
@@ -133,16 +133,21 @@ void register_model_routes(http_server& server, model_route_context ctx) {
                  }
                  const auto& info = e->graph->executor().inputs().at(0);
                  auto t = tensor_from_json(body["inputs"], info.dtype);
-                 if (t.dim() != static_cast<std::int64_t>(info.shape.size())) {
-                   fail(errc::bad_parameter, "input '{}' must have rank {}, got {}", info.name, info.shape.size(), t.dim());
+                 if (t.dim() > 0 && static_cast<std::size_t>(t.size(0)) > ctx.max_instances) {
+                   fail(errc::too_large, "batch of {} rows in one request; the limit is {} (--max-instances)", t.size(0),
+                        ctx.max_instances);
                  }
-                 for (std::size_t d = 1; d < info.shape.size(); ++d) {
-                   if (info.shape[d] > 0 && info.shape[d] != t.size(static_cast<std::int64_t>(d))) {
-                     fail(errc::bad_parameter, "input '{}' dimension {} must be {}, got {}", info.name, d,
-                          info.shape[d], t.size(static_cast<std::int64_t>(d)));
-                   }
+                 check_input_shape(info, t, 0);
+                 // Rows run in passes of the pack's max_batch, as predict does.
+                 std::int64_t pass = std::max(1, e->manifest.max_batch);
+                 std::vector<std::vector<at::Tensor>> parts;
+                 std::int64_t rows = t.dim() > 0 ? t.size(0) : 1;
+                 for (std::int64_t start = 0; start < rows; start += pass) {
+                   auto outs = e->graph->run_batch(t.dim() > 0 ? t.narrow(0, start, std::min(pass, rows - start)) : t);
+                   if (parts.empty()) parts.resize(outs.size());
+                   for (std::size_t o = 0; o < outs.size(); ++o) parts[o].push_back(std::move(outs[o]));
                  }
-                 out = e->graph->run_batch(t);
+                 for (auto& p : parts) out.push_back(p.size() == 1 ? p[0] : at::cat(p, 0));
                }
                json outputs = json::object();
                for (std::size_t i = 0; i < out.size(); ++i) {
@@ -151,7 +156,7 @@ void register_model_routes(http_server& server, model_route_context ctx) {
                  outputs[name] = to_nested_json(out[i]);
                }
                reply(res, json{{"model", e->manifest.name}, {"outputs", outputs}});
-             });
+             }, route_access::read);
 }
 
 }  // namespace acg2vec

@@ -120,7 +120,7 @@ void register_search_routes(http_server& server, search_route_context ctx) {
                                  {"extendInfo", h.item.metadata}});
                }
                reply(res, data, msg_similar);
-             });
+             }, route_access::read);
 
   server.add("POST", "/similarityImages", "seed.similarityImages",
              [&svc, upload, decode](const http_request& req, http_response& res) {
@@ -130,7 +130,7 @@ void register_search_routes(http_server& server, search_route_context ctx) {
                r.space = find_param(req, "space").value_or(seed_space(svc));
                auto result = svc.search(r);
                reply(res, demo_records(result), "ok");
-             });
+             }, route_access::read);
 
   server.add("GET", "/searchIllustByDCLIP", "seed.searchIllustByDCLIP", [&svc](const http_request& req, http_response& res) {
     search_request r;
@@ -139,7 +139,7 @@ void register_search_routes(http_server& server, search_route_context ctx) {
     r.k = static_cast<std::size_t>(int_param(req, "k", 30, 1, 1000));
     auto result = svc.search(r);
     reply(res, demo_records(result), "ok");
-  });
+  }, route_access::read);
 
   // ---- the seed's item routes ----
   server.add("POST", R"(/images/([^/]+))", "seed.images.insert",
@@ -203,9 +203,9 @@ void register_search_routes(http_server& server, search_route_context ctx) {
     in.metadata = parse_metadata_param(find_param(req, "metadata"), "metadata");
     auto bytes = upload(req);
     auto out = svc.add_image(bytes, std::move(in), write_mode::insert);
-    res.status = 201;
-    auto it = svc.get(out.id);
-    reply(res, item_json(*it, true), "created");
+    // The answer is the item as this request wrote it: reading it back could meet a DELETE of the
+    // same id that committed in between.
+    reply(res, item_json(*out.item, true), "created");
     res.status = 201;
   }, route_access::write);
 
@@ -215,7 +215,7 @@ void register_search_routes(http_server& server, search_route_context ctx) {
     json data = json::array();
     for (const auto& it : svc.list(offset, limit)) data.push_back(item_json(it, false));
     reply(res, data, "ok", svc.stats()["items"].get<std::int64_t>());
-  });
+  }, route_access::read);
 
   server.add("GET", R"(/v1/items/([^/]+)/thumbnail)", "v1.items.thumbnail",
              [&svc](const http_request& req, http_response& res) {
@@ -223,7 +223,7 @@ void register_search_routes(http_server& server, search_route_context ctx) {
                if (!t) fail(errc::not_found, "no thumbnail for item {}", req.matches[1].str());
                res.set_content(*t, "image/jpeg");
                res.set_header("Cache-Control", "max-age=3600");
-             });
+             }, route_access::read);
 
   server.add("GET", R"(/v1/items/([^/]+))", "v1.items.get", [&svc](const http_request& req, http_response& res) {
     auto it = svc.get(req.matches[1].str());
@@ -232,10 +232,11 @@ void register_search_routes(http_server& server, search_route_context ctx) {
     // The stored vectors themselves, on request: they are large (KBs per space).
     if (auto v = req.get_param_value("vectors"); v == "1" || v == "true") j["vectorValues"] = it->vectors;
     reply(res, j);
-  });
+  }, route_access::read);
 
   server.add("PUT", R"(/v1/items/([^/]+))", "v1.items.replace", [&svc, upload](const http_request& req, http_response& res) {
     std::string id = req.matches[1].str();
+    std::optional<store::item> written;
     if (req.is_multipart_form_data() && (req.has_file("file") || req.has_file("image"))) {
       auto existing = svc.get(id);
       item_input in;
@@ -244,13 +245,13 @@ void register_search_routes(http_server& server, search_route_context ctx) {
       in.source = find_param(req, "source").value_or(existing ? existing->source : "");
       in.metadata = find_param(req, "metadata") ? parse_metadata_param(find_param(req, "metadata"), "metadata")
                                                  : (existing ? existing->metadata : json::object());
-      svc.add_image(upload(req), std::move(in), write_mode::upsert);
+      written = std::move(svc.add_image(upload(req), std::move(in), write_mode::upsert).item);
     } else {
       auto body = parse_json_body(req);
       if (!body.is_object() || !body.contains("metadata")) fail(errc::bad_parameter, "expected {{\"metadata\": {{...}}}}");
-      svc.update_metadata(id, body["metadata"]);
+      written = svc.update_metadata(id, body["metadata"]);
     }
-    reply(res, item_json(*svc.get(id), true), "updated");
+    reply(res, item_json(*written, true), "updated");
   }, route_access::write);
 
   server.add("DELETE", R"(/v1/items/([^/]+))", "v1.items.delete", [&svc](const http_request& req, http_response& res) {
@@ -266,10 +267,10 @@ void register_search_routes(http_server& server, search_route_context ctx) {
     reply(res, json{{"space", result.space}, {"hits", hits_json(result)}}, "ok",
           static_cast<std::int64_t>(result.hits.size()));
   };
-  server.add("POST", "/v1/search", "v1.search", search);
-  server.add("GET", "/v1/search", "v1.search", search);
+  server.add("POST", "/v1/search", "v1.search", search, route_access::read);
+  server.add("GET", "/v1/search", "v1.search", search, route_access::read);
 
-  server.add("GET", "/v1/stats", "v1.stats", [&svc](const http_request&, http_response& res) { reply(res, svc.stats()); });
+  server.add("GET", "/v1/stats", "v1.stats", [&svc](const http_request&, http_response& res) { reply(res, svc.stats()); }, route_access::read);
 }
 
 }  // namespace acg2vec

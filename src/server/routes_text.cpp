@@ -121,20 +121,20 @@ void register_text_routes(http_server& server, model_route_context ctx) {
     auto text = checked_text(require_param(req, "text"), "text");
     auto e = text_pack(reg, req, "acgvoc2vec", model_task::text_embedding);
     reply(res, to_json_array(e->text->embed({text})[0]), msg_acgvoc2vec);
-  });
+  }, route_access::read);
 
   server.add("POST", "/models/dclip_text/feature", "seed.dclip_text", [&reg](const http_request& req, http_response& res) {
     auto text = checked_text(require_param(req, "text"), "text");
     auto e = text_pack(reg, req, "dclip_text", model_task::clip_text);
     reply(res, to_json_array(e->text->embed({text})[0]), msg_clip_text);
-  });
+  }, route_access::read);
 
   server.add("POST", "/models/dclip_image/feature", "seed.dclip_image", [&reg, ctx](const http_request& req, http_response& res) {
     auto bytes = require_file(req, {"image", "file"}, ctx.max_upload_bytes);
     auto img = image::decode_image(bytes, decode_limits_of(ctx));
     auto e = text_pack(reg, req, "dclip_image", model_task::clip_image);
     reply(res, to_json_array(e->run_image(img).at(0)), msg_clip_image);
-  });
+  }, route_access::read);
 
   server.add("POST", "/v1/embed/text", "v1.embed.text", [&reg](const http_request& req, http_response& res) {
     std::vector<std::string> texts;
@@ -168,7 +168,7 @@ void register_text_routes(http_server& server, model_route_context ctx) {
     for (std::int64_t i = 0; i < v.size(0); ++i) vectors.push_back(to_json_array(v[i]));
     reply(res, json{{"model", e->manifest.name}, {"dim", v.size(1)}, {"vectors", vectors}}, "ok",
           static_cast<std::int64_t>(texts.size()));
-  });
+  }, route_access::read);
 
   auto vocab = std::make_shared<std::map<std::string, std::unique_ptr<tag_vocabulary>>>();
   auto vocab_mutex = std::make_shared<std::mutex>();
@@ -184,7 +184,7 @@ void register_text_routes(http_server& server, model_route_context ctx) {
       v = slot.get();
     }
     reply(res, v->nearest(*e, tag, k), "ok");
-  });
+  }, route_access::read);
 }
 
 }  // namespace acg2vec

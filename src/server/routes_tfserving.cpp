@@ -55,12 +55,24 @@ json predict_other(const model_entry& e, const json& items, bool row, const mode
         fail(errc::bad_parameter, "at most {} token ids per instance", e.text->max_length());
       }
     }
-    auto batch = at::stack(ids);
+    // Ragged instances would reach at::stack, whose message carries a backtrace: say it plainly.
+    for (std::size_t i = 1; i < ids.size(); ++i) {
+      if (ids[i].size(0) != ids[0].size(0)) {
+        fail(errc::bad_parameter, "every instance needs the same number of token ids (instance 0 has {}, instance {} has {}); pad them",
+             ids[0].size(0), i, ids[i].size(0));
+      }
+    }
     at::Tensor mask;
     if (!masks.empty()) {
       if (masks.size() != ids.size()) fail(errc::bad_parameter, "give attention_mask for every instance or none");
+      for (std::size_t i = 0; i < masks.size(); ++i) {
+        if (masks[i].dim() != 1 || masks[i].size(0) != ids[i].size(0)) {
+          fail(errc::bad_parameter, "attention_mask of instance {} must be a flat list as long as its input_ids", i);
+        }
+      }
       mask = at::stack(masks);
     }
+    auto batch = at::stack(ids);
     auto v = e.text->embed_ids(batch, mask);
     for (std::int64_t i = 0; i < v.size(0); ++i) outs.push_back(v[i]);
   }
@@ -74,6 +86,20 @@ json predict_other(const model_entry& e, const json& items, bool row, const mode
 
 }  // namespace
 
+void check_input_shape(const runtime::value_info& info, const at::Tensor& t, std::size_t instance) {
+  if (info.rank_known && t.dim() != static_cast<std::int64_t>(info.shape.size())) {
+    fail(errc::bad_parameter, "instance {}: input '{}' must have rank {} (batch included), got {}", instance, info.name,
+         info.shape.size(), t.dim());
+  }
+  if (!info.rank_known) return;
+  for (std::size_t d = 1; d < info.shape.size(); ++d) {
+    if (info.shape[d] > 0 && info.shape[d] != t.size(static_cast<std::int64_t>(d))) {
+      fail(errc::bad_parameter, "instance {}: input '{}' dimension {} must be {}, got {}", instance, info.name, d,
+           info.shape[d], t.size(static_cast<std::int64_t>(d)));
+    }
+  }
+}
+
 void register_tfserving_routes(http_server& server, model_route_context ctx) {
   auto& reg = *ctx.registry;
   const std::string name_re = R"(([A-Za-z0-9_.\-]+))";
@@ -83,6 +109,10 @@ void register_tfserving_routes(http_server& server, model_route_context ctx) {
                auto e = reg.get(req.matches[1].str());
                auto body = parse_json_body(req);
                auto [row, items] = parse_tf_predict_body(body);
+               if (items.size() > ctx.max_instances) {
+                 fail(errc::too_large, "{} instances in one request; the limit is {} (--max-instances)", items.size(),
+                      ctx.max_instances);
+               }
 
                if (e->text || e->clip_image) {
                  reply_json(res, predict_other(*e, items, row, ctx));
@@ -90,19 +120,37 @@ void register_tfserving_routes(http_server& server, model_route_context ctx) {
                }
                if (!e->graph) fail(errc::bad_parameter, "model '{}' cannot be called through predict", e->manifest.name);
                const auto& model = *e->graph;
-               std::vector<at::Tensor> rows;
-               for (const auto& inst : items) {
-                 if (model.takes_images()) {
-                   auto bytes = tf_instance_image_bytes(inst);
-                   if (bytes.size() > ctx.max_upload_bytes) fail(errc::too_large, "image is larger than the upload limit");
-                   rows.push_back(model.image_tensor(image::decode_image(bytes, decode_limits_of(ctx))));
-                 } else {
-                   const auto& info = model.executor().inputs().at(0);
-                   const json& v = inst.is_object() && inst.size() == 1 ? inst.begin().value() : inst;
-                   rows.push_back(tensor_from_json(v, info.dtype).unsqueeze(0));
+               // Instances are run in passes of the pack's max_batch: memory follows the pass, not
+               // the request (512 tiny PNGs as one tensor took the process from 0.75 to 6 GB).
+               std::size_t pass = static_cast<std::size_t>(std::max(1, e->manifest.max_batch));
+               std::vector<std::vector<at::Tensor>> parts;  // per output, one tensor per pass
+               std::vector<std::int64_t> row_shape;
+               for (std::size_t start = 0; start < items.size(); start += pass) {
+                 std::vector<at::Tensor> rows;
+                 for (std::size_t i = start; i < std::min(items.size(), start + pass); ++i) {
+                   const json& inst = items[i];
+                   if (model.takes_images()) {
+                     auto bytes = tf_instance_image_bytes(inst);
+                     if (bytes.size() > ctx.max_upload_bytes) fail(errc::too_large, "image is larger than the upload limit");
+                     rows.push_back(model.image_tensor(image::decode_image(bytes, decode_limits_of(ctx))));
+                   } else {
+                     const auto& info = model.executor().inputs().at(0);
+                     const json& v = inst.is_object() && inst.size() == 1 ? inst.begin().value() : inst;
+                     auto t = tensor_from_json(v, info.dtype).unsqueeze(0);
+                     check_input_shape(info, t, i);
+                     if (row_shape.empty()) row_shape = t.sizes().vec();
+                     if (t.sizes().vec() != row_shape) {
+                       fail(errc::bad_parameter, "instance {} has a different shape from instance 0", i);
+                     }
+                     rows.push_back(std::move(t));
+                   }
                  }
+                 auto outs = model.run_batch(at::cat(rows, 0));
+                 if (parts.empty()) parts.resize(outs.size());
+                 for (std::size_t o = 0; o < outs.size(); ++o) parts[o].push_back(std::move(outs[o]));
                }
-               auto outputs = model.run_batch(at::cat(rows, 0));
+               std::vector<at::Tensor> outputs;
+               for (auto& p : parts) outputs.push_back(at::cat(p, 0));
                json answer;
                if (row) {
                  json predictions = json::array();
@@ -124,7 +172,7 @@ void register_tfserving_routes(http_server& server, model_route_context ctx) {
                  answer = {{"outputs", obj}};
                }
                reply_json(res, answer);
-             }));
+             }), route_access::read);
 
   server.add("GET", "/v1/models/" + name_re + R"((?:/versions/(\d+))?)", "tfserving.status",
              tf_style([&reg](const http_request& req, http_response& res) {
@@ -139,7 +187,7 @@ void register_tfserving_routes(http_server& server, model_route_context ctx) {
                }
                reply_json(res, json{{"model_version_status",
                                      json::array({{{"version", "1"}, {"state", state}, {"status", status}}})}});
-             }));
+             }), route_access::read);
 
   server.add("GET", "/v1/models/" + name_re + R"((?:/versions/(\d+))?/metadata)", "tfserving.metadata",
              tf_style([&reg](const http_request& req, http_response& res) {
@@ -182,7 +230,7 @@ void register_tfserving_routes(http_server& server, model_route_context ctx) {
                json sig{{"inputs", inputs}, {"outputs", outputs}, {"method_name", "tensorflow/serving/predict"}};
                reply_json(res, json{{"model_spec", {{"name", req.matches[1].str()}, {"signature_name", ""}, {"version", "1"}}},
                                     {"metadata", {{"signature_def", {{"signature_def", {{"serving_default", sig}}}}}}}});
-             }));
+             }), route_access::read);
 }
 
 }  // namespace acg2vec

@@ -62,6 +62,17 @@ void validate_item_id(std::string_view id) {
   }
 }
 
+void validate_new_item_id(std::string_view id) {
+  validate_item_id(id);
+  // Every id that can be stored must be reachable as one path segment of /v1/items/{id} and
+  // /images/{id}. A '/' splits the segment once the path is decoded, browsers turn '\\' into '/',
+  // and clients collapse "." and ".." segments: such an item could never be fetched or deleted.
+  if (id == "." || id == "..") fail(errc::bad_parameter, "item id must not be '.' or '..'");
+  if (id.find_first_of("/\\") != std::string_view::npos) {
+    fail(errc::bad_parameter, "item id must not contain '/' or '\\'");
+  }
+}
+
 void validate_space_name(std::string_view name) {
   const bool ok_length = !name.empty() && name.size() <= 64 && name != "." && name != "..";
   bool ok_chars = true;

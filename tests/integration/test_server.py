@@ -1,11 +1,14 @@
 """The foundation's server behaviour, driven over loopback against the real binary."""
 import os
+import re
 import signal
 import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from acg2vec_harness import Server, raw_get  # noqa: E402
+
+SOURCE = os.environ.get("ACG2VEC_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
 
@@ -92,6 +95,30 @@ class ServerTest(unittest.TestCase):
         self.assertEqual(body["openapi"], "3.0.3")
         for path in ["/v1/search", "/images/similarImages", "/v1/models/{name}:predict", "/health"]:
             self.assertIn(path, body["paths"])
+
+    def test_openapi_is_the_route_table_and_matches_the_readme(self):
+        """/openapi.json is generated from the routes the server registered; every one must have a
+        documentation entry, and README's route tables must list exactly the same routes."""
+        status, body = self.srv.json("GET", "/openapi.json")
+        self.assertEqual(status, 200)
+        served = set()
+        for path, ops in body["paths"].items():
+            for method, op in ops.items():
+                self.assertNotEqual(op["summary"], "(undocumented)", f"{method} {path} has no OpenAPI entry")
+                self.assertIn(op["x-access"], ("open", "read", "write"))
+                served.add((method.upper(), re.sub(r"\{[^}]*\}", "{}", path)))
+        readme = open(os.path.join(SOURCE, "README.md"), encoding="utf-8").read()
+        section = readme[readme.index("## HTTP API"):]
+        section = section[:section.index("\n## ", 5)]
+        listed = set()
+        for methods, path in re.findall(r"`((?:GET|POST|PUT|DELETE|PATCH)(?:/(?:GET|POST|PUT|DELETE|PATCH))*) (/[^`\s?]*)", section):
+            for m in methods.split("/"):
+                listed.add((m, re.sub(r"\{[^}]*\}", "{}", re.sub(r"\[/versions/\{v\}\]", "", path))))
+        # The optional version segment is written once in README for both predict paths.
+        if ("POST", "/v1/models/{}:predict") in listed:
+            listed.add(("POST", "/v1/models/{}/versions/{}:predict"))
+        self.assertEqual(sorted(served - listed), [], "served but missing from README")
+        self.assertEqual(sorted(listed - served), [], "in README but not served")
 
     def test_version(self):
         status, body = self.srv.json("GET", "/v1/version")
