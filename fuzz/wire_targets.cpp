@@ -6,8 +6,8 @@
 #include "core/json_guard.h"
 #include "fuzz_util.h"
 #include "server/access.h"
+#include <nlohmann/json.hpp>
 #include "server/http_wire.h"
-#include "server/request_parsing.h"
 #include "targets.h"
 
 namespace acg2vec::fuzz {
@@ -63,15 +63,14 @@ int fuzz_http_wire(const std::uint8_t* data, std::size_t size) {
 
 int fuzz_multipart_fields(const std::uint8_t* data, std::size_t size) {
   quiet_logs();
-  std::string text(as_text(data, size));
-  for (const char* field : {"metadata", "extend"}) {
-    try {
-      auto j = parse_metadata_param(text, field);
-      if (!j.is_object()) std::abort();
-      // What the routes do next with the value: store it (dump) and answer it.
-      (void)j.dump(-1, ' ', false, json::error_handler_t::replace);
-    } catch (const error&) {
-    }
+  // The write routes' metadata/extend fields go through exactly this guard
+  // (parse_metadata_param in server/request_parsing.cpp), then are stored and answered.
+  try {
+    auto j = parse_json_guarded(as_text(data, size), "'metadata'");
+    (void)j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    auto again = parse_json_guarded(j.dump(), "'metadata'");  // what is stored must read back
+    if (again != j) std::abort();
+  } catch (const error&) {
   }
   return 0;
 }

@@ -196,45 +196,26 @@ add_outcome search_service::add_image(std::string_view bytes, item_input input, 
   it.metadata = input.metadata.is_null() ? json::object() : std::move(input.metadata);
   it.created_at = it.updated_at = now_ms();
 
-  // The thumbnail is written before the item is acknowledged, so every stored item has one.
+  // The thumbnail is encoded outside the write lock (it is the slow part) into a file of this
+  // call's own, and renamed into place under the lock just before the store commit: a DELETE of
+  // another item with the same content, which removes unreferenced thumbnails under the same
+  // lock, can then never leave a stored item without one, and concurrent writers of the same
+  // content never share a temporary file.
   auto thumb = thumbnail_path(hash);
-  if (!std::filesystem::exists(thumb)) {
-    std::string jpeg;
-    try {
-      auto v = vips::VImage::new_from_memory(const_cast<std::uint8_t*>(img.pixels.data()), img.pixels.size(),
-                                             img.width, img.height, 3, VIPS_FORMAT_UCHAR);
-      double scale = std::min(1.0, static_cast<double>(thumbnail_side) / std::max(img.width, img.height));
-      if (scale < 1.0) v = v.resize(scale);
-      void* buf = nullptr;
-      std::size_t len = 0;
-      v.write_to_buffer(".jpg", &buf, &len, vips::VImage::option()->set("Q", 85));
-      jpeg.assign(static_cast<const char*>(buf), len);
-      g_free(buf);
-    } catch (const std::exception& e) {
-      spdlog::warn("thumbnail for {} failed: {}", outcome.id, e.what());
-    }
-    // A thumbnail that cannot be written (disk full) refuses the item: a truncated file renamed
-    // into place would be served as a broken image, and the store write would fail next anyway.
-    if (!jpeg.empty()) {
-      const std::string tmp = thumb.string() + ".tmp";
-      bool written = false;
-      {
-        std::ofstream out(tmp, std::ios::binary);
-        out.write(jpeg.data(), static_cast<std::streamsize>(jpeg.size()));
-        out.flush();
-        written = static_cast<bool>(out);
-      }
-      std::error_code ec;
-      if (written) std::filesystem::rename(tmp, thumb, ec);
-      if (!written || ec) {
-        std::filesystem::remove(tmp, ec);
-        fail(errc::unavailable, "cannot write the thumbnail of {} in {} (disk full?)", outcome.id,
-             thumb.parent_path().string());
-      }
-    }
-  }
+  std::string tmp;
+  if (!std::filesystem::exists(thumb)) tmp = write_thumbnail_tmp(img, thumb, outcome.id);
 
   std::lock_guard lock(write_mutex_);
+  if (tmp.empty() && !std::filesystem::exists(thumb)) tmp = write_thumbnail_tmp(img, thumb, outcome.id);
+  if (!tmp.empty()) {
+    std::error_code ec;
+    std::filesystem::rename(tmp, thumb, ec);
+    if (ec) {
+      std::filesystem::remove(tmp, ec);
+      fail(errc::unavailable, "cannot write the thumbnail of {} in {} (disk full?)", outcome.id,
+           thumb.parent_path().string());
+    }
+  }
   std::optional<std::string> replaced_hash;
   if (mode == write_mode::upsert) {
     if (auto old = store_.get(it.id); old && old->content_hash != it.content_hash) replaced_hash = old->content_hash;
@@ -247,6 +228,41 @@ add_outcome search_service::add_image(std::string_view bytes, item_input input, 
   outcome.stored = true;
   outcome.item = std::move(it);
   return outcome;
+}
+
+std::string search_service::write_thumbnail_tmp(const image::image_rgb8& img, const std::filesystem::path& thumb,
+                                                const std::string& id) {
+  std::string jpeg;
+  try {
+    auto v = vips::VImage::new_from_memory(const_cast<std::uint8_t*>(img.pixels.data()), img.pixels.size(), img.width,
+                                           img.height, 3, VIPS_FORMAT_UCHAR);
+    double scale = std::min(1.0, static_cast<double>(thumbnail_side) / std::max(img.width, img.height));
+    if (scale < 1.0) v = v.resize(scale);
+    void* buf = nullptr;
+    std::size_t len = 0;
+    v.write_to_buffer(".jpg", &buf, &len, vips::VImage::option()->set("Q", 85));
+    jpeg.assign(static_cast<const char*>(buf), len);
+    g_free(buf);
+  } catch (const std::exception& e) {
+    spdlog::warn("thumbnail for {} failed: {}", id, e.what());
+    return {};
+  }
+  // A thumbnail that cannot be written (disk full) refuses the item: a truncated file renamed
+  // into place would be served as a broken image, and the store write would fail next anyway.
+  const std::string tmp = fmt::format("{}.tmp.{}", thumb.string(), next_tmp_.fetch_add(1));
+  bool written = false;
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    out.write(jpeg.data(), static_cast<std::streamsize>(jpeg.size()));
+    out.flush();
+    written = static_cast<bool>(out);
+  }
+  if (!written) {
+    std::error_code ec;
+    std::filesystem::remove(tmp, ec);
+    fail(errc::unavailable, "cannot write the thumbnail of {} in {} (disk full?)", id, thumb.parent_path().string());
+  }
+  return tmp;
 }
 
 void search_service::drop_thumbnail_if_unused(const std::string& hash) {
@@ -263,7 +279,10 @@ std::size_t search_service::sweep_thumbnails() {
   for (const auto& entry : std::filesystem::directory_iterator(data_dir_ / "thumbs", ec)) files.push_back(entry.path());
   for (const auto& path : files) {
     std::string name = path.filename().string();
-    bool stray_tmp = name.size() > 4 && name.ends_with(".tmp");
+    // A temporary file of a write still running is young; one from a crashed process is old.
+    bool stray_tmp = name.find(".tmp") != std::string::npos &&
+                     std::filesystem::last_write_time(path, ec) < std::filesystem::file_time_type::clock::now() -
+                                                                       std::chrono::minutes(10);
     bool orphan = false;
     if (!stray_tmp && name.ends_with(".jpg")) {
       std::lock_guard lock(write_mutex_);

@@ -7,6 +7,7 @@
 // rebuilt from the store when their saved copy is stale. Thread safety: every method may be
 // called concurrently; writes are serialised, searches run beside them.
 
+#include <atomic>
 #include <filesystem>
 #include <functional>
 #include <mutex>
@@ -106,9 +107,14 @@ class search_service {
   model_registry& models_;
   /// Removes the thumbnail of hash unless another item still uses it (call under write_mutex_).
   void drop_thumbnail_if_unused(const std::string& hash);
+  /// Encodes a thumbnail into a temporary file of its own next to thumb; empty when the image
+  /// cannot be encoded, errc::unavailable when the file cannot be written.
+  std::string write_thumbnail_tmp(const image::image_rgb8& img, const std::filesystem::path& thumb,
+                                  const std::string& id);
 
   std::mutex write_mutex_;
   image::decode_limits decode_limits_;
+  std::atomic<std::uint64_t> next_tmp_{0};
 };
 
 /// Name of the model-free near-duplicate space.

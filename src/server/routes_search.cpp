@@ -217,7 +217,7 @@ void register_search_routes(http_server& server, search_route_context ctx) {
     reply(res, data, "ok", svc.stats()["items"].get<std::int64_t>());
   }, route_access::read);
 
-  server.add("GET", R"(/v1/items/([^/]+)/thumbnail)", "v1.items.thumbnail",
+  server.add("GET", R"(/v1/items/(.+)/thumbnail)", "v1.items.thumbnail",
              [&svc](const http_request& req, http_response& res) {
                auto t = svc.thumbnail(req.matches[1].str());
                if (!t) fail(errc::not_found, "no thumbnail for item {}", req.matches[1].str());
@@ -225,7 +225,7 @@ void register_search_routes(http_server& server, search_route_context ctx) {
                res.set_header("Cache-Control", "max-age=3600");
              }, route_access::read);
 
-  server.add("GET", R"(/v1/items/([^/]+))", "v1.items.get", [&svc](const http_request& req, http_response& res) {
+  server.add("GET", R"(/v1/items/(.+))", "v1.items.get", [&svc](const http_request& req, http_response& res) {
     auto it = svc.get(req.matches[1].str());
     if (!it) fail(errc::not_found, "item {} not found", req.matches[1].str());
     json j = item_json(*it, true);
@@ -234,7 +234,7 @@ void register_search_routes(http_server& server, search_route_context ctx) {
     reply(res, j);
   }, route_access::read);
 
-  server.add("PUT", R"(/v1/items/([^/]+))", "v1.items.replace", [&svc, upload](const http_request& req, http_response& res) {
+  server.add("PUT", R"(/v1/items/(.+))", "v1.items.replace", [&svc, upload](const http_request& req, http_response& res) {
     std::string id = req.matches[1].str();
     std::optional<store::item> written;
     if (req.is_multipart_form_data() && (req.has_file("file") || req.has_file("image"))) {
@@ -254,7 +254,7 @@ void register_search_routes(http_server& server, search_route_context ctx) {
     reply(res, item_json(*written, true), "updated");
   }, route_access::write);
 
-  server.add("DELETE", R"(/v1/items/([^/]+))", "v1.items.delete", [&svc](const http_request& req, http_response& res) {
+  server.add("DELETE", R"(/v1/items/(.+))", "v1.items.delete", [&svc](const http_request& req, http_response& res) {
     std::string id = req.matches[1].str();
     if (!svc.remove(id)) fail(errc::not_found, "item {} not found", id);
     reply(res, json{{"id", id}, {"deleted", true}}, "deleted");

@@ -64,12 +64,21 @@ void validate_item_id(std::string_view id) {
 
 void validate_new_item_id(std::string_view id) {
   validate_item_id(id);
-  // Every id that can be stored must be reachable as one path segment of /v1/items/{id} and
-  // /images/{id}. A '/' splits the segment once the path is decoded, browsers turn '\\' into '/',
-  // and clients collapse "." and ".." segments: such an item could never be fetched or deleted.
-  if (id == "." || id == "..") fail(errc::bad_parameter, "item id must not be '.' or '..'");
-  if (id.find_first_of("/\\") != std::string_view::npos) {
-    fail(errc::bad_parameter, "item id must not contain '/' or '\\'");
+  // Every id that can be stored must be reachable as /v1/items/{percent-encoded id}. Ids may hold
+  // '/' (ingest names items by their path under the folder), but clients collapse "." and ".."
+  // segments and empty ones, and ".../thumbnail" would name the thumbnail route.
+  std::string_view rest = id;
+  while (true) {
+    auto slash = rest.find('/');
+    auto segment = rest.substr(0, slash);
+    if (segment.empty() || segment == "." || segment == "..") {
+      fail(errc::bad_parameter, "item id '{}' has an empty, '.' or '..' path segment", id);
+    }
+    if (slash == std::string_view::npos) break;
+    rest.remove_prefix(slash + 1);
+  }
+  if (id.size() >= 10 && id.substr(id.size() - 10) == "/thumbnail") {
+    fail(errc::bad_parameter, "item id must not end with '/thumbnail'");
   }
 }
 

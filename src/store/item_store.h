@@ -72,7 +72,7 @@ struct space_count {
 /// @brief Throws errc::bad_parameter unless id is non-empty, at most 256 bytes and valid UTF-8.
 void validate_item_id(std::string_view id);
 /// @brief validate_item_id plus what a new item's id must also satisfy to be reachable over HTTP:
-/// no '/' or '\\', and not "." or "..".
+/// no empty, "." or ".." path segment, and no "/thumbnail" ending.
 void validate_new_item_id(std::string_view id);
 /// @brief Throws errc::bad_parameter unless name matches [A-Za-z0-9_.-]{1,64} and is not "." or "..".
 /// Space names become file names of the index files, hence the strict alphabet.

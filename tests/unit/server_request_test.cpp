@@ -27,7 +27,7 @@ TEST(ServerRequest, ParamsFromQueryAndMultipart) {
   server.add("POST", "/p", "p", [](const http_request& req, http_response& res) {
     reply(res, json{{"k", int_param(req, "k", 1, 1, 9)}, {"t", find_param(req, "t").value_or("")},
                     {"f", require_file(req, {"image", "file"}, 100).size()}});
-  });
+  }, route_access::read);
   std::string part = "--b\r\nContent-Disposition: form-data; name=\"t\"\r\n\r\nhello\r\n"
                      "--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\nabc\r\n--b--\r\n";
   auto response = server.process_raw("POST /p?k=7 HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
