@@ -17,7 +17,8 @@ void register_core_routes(http_server& server, core_route_context context) {
     bool ready = state.value("ready", false);
     json models = json::object();
     bool models_up = true;
-    for (const auto& [name, m] : state.value("models", json::object()).items()) {
+    const json packs = state.value("models", json::object());
+    for (const auto& [name, m] : packs.items()) {
       std::string s = m.value("state", "");
       bool up = s == "ready";
       models_up = models_up && up;

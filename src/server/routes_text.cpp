@@ -219,3 +219,5 @@ text_route_tasks register_text_routes(http_server& server, model_route_context c
   tasks.cancel = [stop] { stop->store(true); };
   return tasks;
 }
+
+}  // namespace acg2vec

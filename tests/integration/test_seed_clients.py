@@ -380,16 +380,25 @@ class SeedClientsTest(unittest.TestCase):
         self.assertEqual(body["_links"]["health"]["href"], f"{self.base}/actuator/health")
 
     def test_tag_index_is_built_at_start_up(self):
-        # No request has asked for similar tags yet; the index is built (or being built) regardless.
+        # No request has asked for similar tags yet; the index is built regardless.
+        built = re.compile(r"tag vocabulary of 'acgvoc2vec-test': (\d+) tags")
+
+        def whole_log():
+            with open(self.srv.log_path, encoding="utf-8", errors="replace") as f:
+                return f.read()
         deadline = time.time() + 60
-        while time.time() < deadline and "tag vocabulary of 'acgvoc2vec-test'" not in self.srv.read_log():
+        while time.time() < deadline and not built.search(whole_log()):
             time.sleep(0.2)
-        log = self.srv.read_log()
-        self.assertIn("tag vocabulary of 'acgvoc2vec-test'", log)
+        log = whole_log()
+        match = built.search(log)
+        self.assertIsNotNone(match, log[-2000:])
+        vocab = read(os.path.join(self.packs, "acgvoc2vec-test", "vocabulary.txt")).decode().split()
+        self.assertEqual(int(match.group(1)), len(vocab))
         self.assertNotIn("GET /acgvoc2vec", log, "a request built the index")
         status, body = self.srv.json("GET", "/acgvoc2vec?tag=long_hair&k=3")
         self.assertEqual(status, 200, body)
         self.assertEqual(len(body["data"]), 3)
+        self.assertTrue(set(body["data"]) <= set(vocab))
 
 
 class MissingSeedModelsTest(unittest.TestCase):
