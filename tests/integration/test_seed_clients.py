@@ -442,6 +442,10 @@ class MissingSeedModelsTest(unittest.TestCase):
             self.assertEqual(status, 503, (path, body))
             self.assertEqual(body["error"], "unavailable")
             self.assertIn(f"'{pack}'", body["message"], path)
+        # A pack without deepix's heads cannot stand in for it.
+        status, body = self.upload("/images/labels", "file", model="pix2score-test")
+        self.assertEqual(status, 503, body)
+        self.assertIn("no 'bookmark' head", body["message"])
         # A pack named explicitly and unknown stays a 404, as on /v1.
         status, body = self.upload("/models/illust2vec/feature", "image", model="no-such-pack")
         self.assertEqual(status, 404, body)
