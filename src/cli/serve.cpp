@@ -252,7 +252,19 @@ void add_serve_command(CLI::App& app, global_options& global) {
     model_route_context models{&registry, options.max_upload_bytes, *max_pixels, *max_instances};
     register_model_routes(server, models);
     register_tfserving_routes(server, models);
-    register_text_routes(server, models);
+    auto text_tasks = register_text_routes(server, models);
+    // GET /acgvoc2vec's tag index is built once the models are in, not on the first call.
+    std::thread vocabulary_thread([&text_tasks] {
+      try {
+        text_tasks.warm_up();
+      } catch (const std::exception& e) {
+        spdlog::warn("the tag vocabulary could not be built at start-up: {}", e.what());
+      }
+    });
+    auto join_vocabulary = [&] {
+      text_tasks.cancel();
+      if (vocabulary_thread.joinable()) vocabulary_thread.join();
+    };
     register_search_routes(server, search_route_context{&service, options.max_upload_bytes, *max_pixels});
     register_openapi_route(server);
     signal_waiter signals([&server] { server.stop(); });
@@ -273,9 +285,11 @@ void add_serve_command(CLI::App& app, global_options& global) {
       // A port already in use must end with its one-line message, not with std::terminate from
       // destroying a thread that is still joinable.
       spaces_thread.join();
+      join_vocabulary();
       throw;
     }
     spaces_thread.join();
+    join_vocabulary();
     if (spaces_ready && spaces_error.empty()) service.save_indexes();
     spdlog::info("stopped");
   });

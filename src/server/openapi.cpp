@@ -66,6 +66,16 @@ const std::vector<route_doc>& route_docs() {
       {"post", "seed.dclip_image", "/models/dclip_image/feature", "Seed: DanbooruCLIP image embedding", "multipart", {"image", "model"}},
       {"post", "v1.embed.text", "/v1/embed/text", "Text embeddings: {\"texts\": [...], \"model\": name}", "json", {}},
       {"get", "seed.acgvoc2vec.similar", "/acgvoc2vec", "Demo page: tags similar to a tag (acgvoc2vec)", "", {"tag", "k"}},
+      {"post", "seed.images.features", "/images/features", "Seed 1.0.0: illust2vec vector", "multipart", {"file", "model"}},
+      {"post", "seed.texts.features", "/texts/features", "Seed 1.0.0: acgvoc2vec text vector", "multipart", {"text", "model"}},
+      {"post", "seed.images.labels", "/images/labels",
+       "Seed 1.0.0: deepix heads (bookmark, view, sanity, restrict, xRestrict) as labels", "multipart", {"file", "model"}},
+      {"post", "seed.images.textLabels", "/images/textLabels", "Seed 1.0.0: DeepDanbooru tags as text", "multipart",
+       {"file", "model"}},
+      {"get", "actuator", "/actuator", "Spring Boot Actuator index", "", {}},
+      {"get", "actuator.health", "/actuator/health", "Actuator health: {status: UP|DOWN, components} (503 when DOWN)", "", {}},
+      {"get", "actuator.liveness", "/actuator/health/liveness", "Actuator liveness: the process answers", "", {}},
+      {"get", "actuator.prometheus", "/actuator/prometheus", "Prometheus metrics (as /metrics)", "", {}},
   };
   return docs;
 }

@@ -71,9 +71,15 @@ void register_openapi_route(http_server& server);
 }  // namespace acg2vec
 
 namespace acg2vec {
-/// @brief Text routes: the seed's acgvoc2vec/dclip feature routes, /v1/embed/text and the demo
-/// page's similar-tag suggestions (GET /acgvoc2vec?tag=).
-void register_text_routes(http_server& server, model_route_context context);
+/// Background work of the text routes, run by the serve command.
+struct text_route_tasks {
+  std::function<void()> warm_up;  ///< waits for the models, then builds GET /acgvoc2vec's tag index
+  std::function<void()> cancel;   ///< makes a warm_up in progress return soon (shutdown)
+};
+
+/// @brief Text routes: the seed's acgvoc2vec/dclip feature routes (and 1.0.0's /texts/features),
+/// /v1/embed/text and the demo page's similar-tag suggestions (GET /acgvoc2vec?tag=).
+text_route_tasks register_text_routes(http_server& server, model_route_context context);
 }  // namespace acg2vec
 
 namespace acg2vec {

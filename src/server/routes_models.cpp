@@ -1,10 +1,14 @@
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <array>
+
 #include "image/decode.h"
 #include "models/postprocess.h"
 #include "models/registry.h"
 #include "server/request_parsing.h"
 #include "server/routes.h"
+#include "server/seed_records.h"
 
 namespace acg2vec {
 
@@ -14,6 +18,7 @@ namespace {
 constexpr std::string_view msg_tags = "获取插画预测标签成功";
 constexpr std::string_view msg_illust2vec = "获取illust2vec图片特征向量成功";
 constexpr std::string_view msg_scores = "获取插画预测分数成功";
+constexpr std::string_view msg_labels = "获取插画预测标签成功";
 
 image::image_rgb8 uploaded_image(const http_request& req, const model_route_context& ctx) {
   auto bytes = require_file(req, {"image", "file"}, ctx.max_upload_bytes);
@@ -28,6 +33,31 @@ const graph_model& image_graph(const model_entry& e) {
 }
 
 std::string model_param(const http_request& req) { return find_param(req, "model").value_or(""); }
+
+// A pack the seed's routes call by the seed's TF-Serving name (first of `names` that is installed).
+// Missing is 503 naming the pack to install, as for every seed model: the route exists, the
+// model behind it is what is unavailable.
+std::shared_ptr<const model_entry> seed_model(const model_registry& reg, std::initializer_list<std::string_view> names) {
+  for (auto name : names) {
+    try {
+      return reg.get(name);
+    } catch (const error& e) {
+      if (e.code() != errc::not_found) throw;
+    }
+  }
+  fail(errc::unavailable, "the seed's '{}' model is not installed: add a pack named or aliased '{}' to {}",
+       *names.begin(), *names.begin(), reg.dir().string());
+}
+
+// ?model= names a pack explicitly (404 when unknown); otherwise the seed's pack.
+std::shared_ptr<const model_entry> seed_or_named(const model_registry& reg, const http_request& req,
+                                                 std::initializer_list<std::string_view> names) {
+  auto name = model_param(req);
+  return name.empty() ? seed_model(reg, names) : reg.get(name);
+}
+
+// The heads of the 1.0.0 "deepix" model behind POST /images/labels, by their API names.
+constexpr std::array<std::string_view, 5> deepix_heads = {"bookmark", "view", "sanity", "restrict", "xRestrict"};
 
 // pix2score's three heads, by the manifest's output names or, failing that, by position.
 json score_heads(const model_entry& e, const std::vector<at::Tensor>& outputs) {
@@ -47,11 +77,15 @@ void register_model_routes(http_server& server, model_route_context ctx) {
   server.add("POST", "/images/labelsByDeepDanbooru", "seed.labelsByDeepDanbooru",
              [&reg, ctx](const http_request& req, http_response& res) {
                auto img = uploaded_image(req, ctx);
-               auto e = reg.resolve(model_param(req), model_task::tagger);
+               // The DeepDanbooru pack, not whichever tagger loaded first: its vocabulary and its
+               // rating:* names are what the seed's clients expect.
+               auto e = seed_or_named(reg, req, {"deepdanbooru"});
+               if (e->manifest.task != model_task::tagger) {
+                 fail(errc::bad_parameter, "model '{}' is not a tagger", e->manifest.name);
+               }
                auto out = image_graph(*e).run_image(img);
-               auto tags = tags_above(e->manifest, out.at(0), 0.5f);
                // The seed drops an empty data member (Jackson NON_EMPTY).
-               reply(res, tags.empty() ? json() : json(tags), msg_tags);
+               reply_seed(res, tags_above(e->manifest, out.at(0), 0.5f), msg_tags);
              }, route_access::read);
 
   server.add("POST", "/v1/tag", "v1.tag", [&reg, ctx](const http_request& req, http_response& res) {
@@ -73,14 +107,83 @@ void register_model_routes(http_server& server, model_route_context ctx) {
   server.add("POST", "/models/illust2vec/feature", "seed.illust2vec",
              [&reg, ctx](const http_request& req, http_response& res) {
                auto img = uploaded_image(req, ctx);
-               auto e = reg.get(find_param(req, "model").value_or("illust2vec"));
+               auto e = seed_or_named(reg, req, {"illust2vec", "img_semantics_feature_extract_model"});
                auto out = image_graph(*e).run_image(img);
                reply(res, to_json_array(out.at(0)), msg_illust2vec);
              }, route_access::read);
 
+  // ---- the 1.0.0 release's routes (seed-spec §1.2), registered before the item routes ----
+  server.add("POST", "/images/features", "seed.images.features",
+             [&reg, ctx](const http_request& req, http_response& res) {
+               auto img = uploaded_image(req, ctx);
+               auto e = seed_or_named(reg, req, {"illust2vec", "img_semantics_feature_extract_model"});
+               reply(res, to_json_array(image_graph(*e).run_image(img).at(0)), msg_illust2vec);
+             }, route_access::read);
+
+  // deepix's five softmax heads, each answered as the label of its best class. Only a pack with
+  // those heads can answer; DeepDanbooru or pix2score cannot stand in for it.
+  server.add("POST", "/images/labels", "seed.images.labels", [&reg, ctx](const http_request& req, http_response& res) {
+    auto img = uploaded_image(req, ctx);
+    auto e = seed_or_named(reg, req, {"deepix"});
+    const auto& outs = e->manifest.outputs;
+    auto head_index = [&](std::string_view head) -> std::optional<std::size_t> {
+      for (std::size_t i = 0; i < outs.size(); ++i) {
+        if (outs[i].name == head) return i;
+      }
+      return std::nullopt;
+    };
+    for (auto head : deepix_heads) {
+      if (!head_index(head)) {
+        fail(errc::unavailable, "pack '{}' has no '{}' head; /images/labels needs a deepix-style pack with the heads "
+             "bookmark, view, sanity, restrict and xRestrict (manifest \"outputs\")", e->manifest.name, head);
+      }
+    }
+    auto out = image_graph(*e).run_image(img);
+    json data = json::object();
+    for (std::size_t i = 0; i < outs.size() && i < out.size(); ++i) {
+      auto probs = out[i].detach().to(at::kFloat).contiguous().flatten();
+      auto best = probs.argmax().item<std::int64_t>();
+      const auto& labels = outs[i].labels;
+      data[outs[i].name] = static_cast<std::size_t>(best) < labels.size() ? json(labels[static_cast<std::size_t>(best)])
+                                                                          : json(std::to_string(best));
+    }
+    reply(res, data, msg_labels);
+  }, route_access::read);
+
+  // A stub in the seed (it answered no data). Here: the DeepDanbooru tags as text, underscores
+  // read as spaces and ratings left out, which is what a caller of "text labels" can use.
+  server.add("POST", "/images/textLabels", "seed.images.textLabels",
+             [&reg, ctx](const http_request& req, http_response& res) {
+               auto img = uploaded_image(req, ctx);
+               auto e = seed_or_named(reg, req, {"deepdanbooru"});
+               if (e->manifest.task != model_task::tagger) {
+                 fail(errc::bad_parameter, "model '{}' is not a tagger", e->manifest.name);
+               }
+               auto out = image_graph(*e).run_image(img);
+               json data = json::array();
+               for (auto& t : label_scores(e->manifest, out.at(0))) {
+                 if (t.category == tag_category::rating || t.score < 0.5f) continue;
+                 // Kaomoji such as ^_^ keep their underscore; words are joined by it.
+                 if (std::any_of(t.name.begin(), t.name.end(), [](unsigned char c) { return std::isalpha(c); })) {
+                   std::replace(t.name.begin(), t.name.end(), '_', ' ');
+                 }
+                 data.push_back(t.name);
+               }
+               reply_seed(res, data, msg_tags);
+             }, route_access::read);
+
   auto pix2score = [&reg, ctx](const http_request& req, http_response& res) {
     auto img = uploaded_image(req, ctx);
-    auto e = reg.resolve(model_param(req), model_task::scores);
+    // The pack answering to the seed's name, else the first scores pack (503 when there is none).
+    std::shared_ptr<const model_entry> e;
+    if (model_param(req).empty()) {
+      try {
+        e = reg.get("pix2score");
+      } catch (const error& err) {
+        if (err.code() != errc::not_found) throw;
+      }
+    }
+    if (!e) e = reg.resolve(model_param(req), model_task::scores);
     auto out = image_graph(*e).run_image(img);
     reply(res, score_heads(*e, out), msg_scores);
   };

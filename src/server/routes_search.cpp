@@ -6,6 +6,7 @@
 #include "search/service.h"
 #include "server/request_parsing.h"
 #include "server/routes.h"
+#include "server/seed_records.h"
 
 namespace acg2vec {
 
@@ -71,17 +72,25 @@ json hits_json(const search_result& r) {
   return hits;
 }
 
-// The demo page expects pixiv-style records; the caller's extendInfo carries them.
-json demo_records(const search_result& result) {
+// The demo page reads pixiv-style Illust records; every hit gets one, stored extend or not.
+json demo_records(const search_result& result, const http_request& req) {
   json data = json::array();
+  const std::string base = public_base_url(req);
   for (const auto& h : result.hits) {
-    json j = h.item.metadata.is_object() ? h.item.metadata : json::object();
-    j.emplace("id", store::item_id_to_json(h.item));
+    json j = seed_illust(h.item, base);
     j["score"] = h.score;
-    data.push_back(j);
+    data.push_back(std::move(j));
   }
   return data;
 }
+
+// The seed's item routes take every name under /images/ except the fixed routes beside them, so
+// that (say) POST /images/features is never read as an item id, whatever the registration order.
+const std::string seed_item_route =
+    R"(/images/((?!(?:features|labels|textLabels|similarImages|labelsByDeepDanbooru|socresByPix2Score)$)[^/]+))";
+
+constexpr std::string_view msg_kept = "item {} already exists and was kept, not replaced (PUT /images/{} replaces it)";
+constexpr std::string_view msg_absent = "item {} did not exist; nothing was deleted";
 
 // The space the seed's reverse search used: illust2vec when installed, else any image embedding,
 // else the perceptual signature.
@@ -114,12 +123,13 @@ void register_search_routes(http_server& server, search_route_context ctx) {
                r.k = static_cast<std::size_t>(int_param(req, "k", 10, 1, 1000));
                r.space = find_param(req, "space").value_or(seed_space(svc));
                auto result = svc.search(r);
+               const std::string base = public_base_url(req);
                json data = json::array();
                for (const auto& h : result.hits) {
-                 data.push_back({{"itemId", store::item_id_to_json(h.item)}, {"feature", nullptr},
-                                 {"extendInfo", h.item.metadata}});
+                 data.push_back({{"itemId", seed_id_json(h.item.id)}, {"feature", nullptr},
+                                 {"extendInfo", seed_illust(h.item, base)}});
                }
-               reply(res, data, msg_similar);
+               reply_seed(res, data, msg_similar);
              }, route_access::read);
 
   server.add("POST", "/similarityImages", "seed.similarityImages",
@@ -129,7 +139,7 @@ void register_search_routes(http_server& server, search_route_context ctx) {
                r.k = static_cast<std::size_t>(int_param(req, "k", 30, 1, 1000));
                r.space = find_param(req, "space").value_or(seed_space(svc));
                auto result = svc.search(r);
-               reply(res, demo_records(result), "ok");
+               reply_seed(res, demo_records(result, req), "ok");
              }, route_access::read);
 
   server.add("GET", "/searchIllustByDCLIP", "seed.searchIllustByDCLIP", [&svc](const http_request& req, http_response& res) {
@@ -138,20 +148,35 @@ void register_search_routes(http_server& server, search_route_context ctx) {
     if (r.text->empty()) fail(errc::bad_parameter, "parameter 'text' is empty");
     r.k = static_cast<std::size_t>(int_param(req, "k", 30, 1, 1000));
     auto result = svc.search(r);
-    reply(res, demo_records(result), "ok");
+    reply_seed(res, demo_records(result, req), "ok");
   }, route_access::read);
 
   // ---- the seed's item routes ----
-  server.add("POST", R"(/images/([^/]+))", "seed.images.insert",
+  // The seed skipped an insert whose id existed (answering data: true) and deleted without looking;
+  // scripts written for it re-run both. /v1/items keeps the strict 409 and 404.
+  server.add("POST", seed_item_route, "seed.images.insert",
              [&svc, upload](const http_request& req, http_response& res) {
                item_input in;
                in.id = parse_seed_item_id(req.matches[1].str());
                in.numeric_id = true;
                in.metadata = parse_metadata_param(find_param(req, "extend"), "extend");
-               svc.add_image(upload(req), std::move(in), write_mode::insert);
+               std::string id = *in.id;
+               auto bytes = upload(req);
+               if (svc.get(id)) {
+                 reply(res, true, fmt::format(msg_kept, id, id));
+                 return;
+               }
+               try {
+                 svc.add_image(bytes, std::move(in), write_mode::insert);
+               } catch (const error& e) {
+                 // Another request stored the same id in between: the same answer as above.
+                 if (e.code() != errc::conflict) throw;
+                 reply(res, true, fmt::format(msg_kept, id, id));
+                 return;
+               }
                reply(res, true, msg_inserted);
              }, route_access::write);
-  server.add("PUT", R"(/images/([^/]+))", "seed.images.update",
+  server.add("PUT", seed_item_route, "seed.images.update",
              [&svc, upload](const http_request& req, http_response& res) {
                item_input in;
                in.id = parse_seed_item_id(req.matches[1].str());
@@ -160,10 +185,9 @@ void register_search_routes(http_server& server, search_route_context ctx) {
                svc.add_image(upload(req), std::move(in), write_mode::upsert);
                reply(res, true, msg_updated);
              }, route_access::write);
-  server.add("DELETE", R"(/images/([^/]+))", "seed.images.delete", [&svc](const http_request& req, http_response& res) {
+  server.add("DELETE", seed_item_route, "seed.images.delete", [&svc](const http_request& req, http_response& res) {
     auto id = parse_seed_item_id(req.matches[1].str());
-    if (!svc.remove(id)) fail(errc::not_found, "item {} not found", id);
-    reply(res, true, msg_deleted);
+    reply(res, true, svc.remove(id) ? std::string(msg_deleted) : fmt::format(msg_absent, id));
   }, route_access::write);
 
   // ---- /v1/items ----

@@ -3,12 +3,14 @@
 #include <spdlog/spdlog.h>
 
 #include <fstream>
+#include <atomic>
 #include <mutex>
 
 #include "image/decode.h"
 #include "models/postprocess.h"
 #include "models/registry.h"
 #include "server/routes.h"
+#include "server/seed_records.h"
 #include "text/unicode.h"
 
 namespace acg2vec {
@@ -52,8 +54,13 @@ std::string spaced(std::string s) {
 /// first use and kept for the life of the server.
 class tag_vocabulary {
  public:
+  /// Builds the vector matrix now (once); stop makes a build in progress give up between batches.
+  void build_once(const model_entry& e, const std::atomic<bool>* stop = nullptr) {
+    std::call_once(built_, [&] { build(e, stop); });
+  }
+
   std::vector<std::string> nearest(const model_entry& e, const std::string& query, std::size_t k) {
-    std::call_once(built_, [&] { build(e); });
+    build_once(e);
     if (!error_.empty()) fail(errc::unavailable, "{}", error_);
     auto q = e.text->embed({spaced(query)})[0];
     q = q / q.norm().clamp_min(1e-12);
@@ -70,7 +77,7 @@ class tag_vocabulary {
   }
 
  private:
-  void build(const model_entry& e) {
+  void build(const model_entry& e, const std::atomic<bool>* stop) {
     const auto& raw = e.manifest.raw;
     if (!raw.contains("vocabulary")) {
       error_ = fmt::format("pack '{}' has no tag vocabulary (add \"vocabulary\": {{\"file\": ...}} to its manifest)",
@@ -95,6 +102,10 @@ class tag_vocabulary {
       for (auto& l : labels) {
         batch.push_back(l.name);
         if (batch.size() == 64) flush();
+        if (stop && stop->load()) {
+          error_ = "the server is shutting down";
+          return;
+        }
       }
       flush();
       if (parts.empty()) fail(errc::bad_parameter, "the vocabulary is empty");
@@ -114,14 +125,18 @@ class tag_vocabulary {
 
 }  // namespace
 
-void register_text_routes(http_server& server, model_route_context ctx) {
+text_route_tasks register_text_routes(http_server& server, model_route_context ctx) {
   auto& reg = *ctx.registry;
 
-  server.add("POST", "/models/acgvoc2vec/feature", "seed.acgvoc2vec", [&reg](const http_request& req, http_response& res) {
+  auto acgvoc2vec_feature = [&reg](const http_request& req, http_response& res) {
     auto text = checked_text(require_param(req, "text"), "text");
     auto e = text_pack(reg, req, "acgvoc2vec", model_task::text_embedding);
     reply(res, to_json_array(e->text->embed({text})[0]), msg_acgvoc2vec);
-  }, route_access::read);
+  };
+  server.add("POST", "/models/acgvoc2vec/feature", "seed.acgvoc2vec", acgvoc2vec_feature, route_access::read);
+  // The 1.0.0 release's text route. The seed sent word ids to the image model there; here the
+  // text goes through the acgvoc2vec tokenizer and model, as /models/acgvoc2vec/feature does.
+  server.add("POST", "/texts/features", "seed.texts.features", acgvoc2vec_feature, route_access::read);
 
   server.add("POST", "/models/dclip_text/feature", "seed.dclip_text", [&reg](const http_request& req, http_response& res) {
     auto text = checked_text(require_param(req, "text"), "text");
@@ -172,19 +187,37 @@ void register_text_routes(http_server& server, model_route_context ctx) {
 
   auto vocab = std::make_shared<std::map<std::string, std::unique_ptr<tag_vocabulary>>>();
   auto vocab_mutex = std::make_shared<std::mutex>();
-  server.add("GET", "/acgvoc2vec", "seed.acgvoc2vec.similar", [&reg, vocab, vocab_mutex](const http_request& req, http_response& res) {
+  auto vocabulary_of = [vocab, vocab_mutex](const model_entry& e) {
+    std::lock_guard lock(*vocab_mutex);
+    auto& slot = (*vocab)[e.manifest.name];
+    if (!slot) slot = std::make_unique<tag_vocabulary>();
+    return slot.get();
+  };
+  server.add("GET", "/acgvoc2vec", "seed.acgvoc2vec.similar", [&reg, vocabulary_of](const http_request& req, http_response& res) {
     auto tag = checked_text(require_param(req, "tag"), "tag");
     auto k = static_cast<std::size_t>(int_param(req, "k", 20, 1, 200));
     auto e = text_pack(reg, req, "acgvoc2vec", model_task::text_embedding);
-    tag_vocabulary* v = nullptr;
-    {
-      std::lock_guard lock(*vocab_mutex);
-      auto& slot = (*vocab)[e->manifest.name];
-      if (!slot) slot = std::make_unique<tag_vocabulary>();
-      v = slot.get();
-    }
-    reply(res, v->nearest(*e, tag, k), "ok");
+    reply_seed(res, vocabulary_of(*e)->nearest(*e, tag, k), "ok");
   }, route_access::read);
+
+  // The demo page gives up after 50 s; embedding a full tag vocabulary can take longer than that
+  // on a CPU, so the default pack's index is built as soon as the models have loaded.
+  auto stop = std::make_shared<std::atomic<bool>>(false);
+  text_route_tasks tasks;
+  tasks.warm_up = [&reg, vocabulary_of, stop] {
+    reg.wait();
+    std::shared_ptr<const model_entry> e;
+    try {
+      e = reg.get("acgvoc2vec");
+    } catch (const error&) {
+      e = reg.first(model_task::text_embedding);
+    }
+    if (!e || !e->text || !e->manifest.raw.contains("vocabulary")) return;
+    spdlog::info("building the tag vocabulary of '{}' in the background", e->manifest.name);
+    vocabulary_of(*e)->build_once(*e, stop.get());
+  };
+  tasks.cancel = [stop] { stop->store(true); };
+  return tasks;
 }
 
 }  // namespace acg2vec

@@ -80,7 +80,7 @@ CASES = [
     ("POST", "/images/abc", img(name="file"), 400),
     ("POST", "/images/-1", img(name="file"), 400),
     ("PUT", "/images/99999999999999999999999", img(name="file"), 400),
-    ("DELETE", "/images/12345", NONE, 404),
+    ("DELETE", "/v1/items/12345", NONE, 404),
     ("POST", "/images/similarImages", img(name="file", k="0"), 400),
     ("POST", "/images/similarImages", img(name="file", k="abc"), 400),
     ("POST", "/images/similarImages", img(name="file", k="100000"), 400),
