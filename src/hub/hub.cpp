@@ -99,12 +99,13 @@ class byte_progress {
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
     const double rate = elapsed > 0 ? static_cast<double>(done_ - std::min(done_, base_)) / elapsed : 0;
     std::string eta;
-    if (total_ > done_ && rate > 0) eta = " ETA " + format_duration(static_cast<double>(total_ - done_) / rate);
+    if (total_ > done_ && rate > 0) eta = fmt::format(" ETA {}", format_duration(static_cast<double>(total_ - done_) / rate));
     std::string bar;
     if (total_ > 0) {
       constexpr int width = 24;
-      const int filled = static_cast<int>(width * std::min(1.0, static_cast<double>(done_) / static_cast<double>(total_)));
-      bar = "[" + std::string(static_cast<std::size_t>(filled), '#') + std::string(static_cast<std::size_t>(width - filled), '.') + "] ";
+      const int filled = std::clamp(
+          static_cast<int>(width * std::min(1.0, static_cast<double>(done_) / static_cast<double>(total_))), 0, width);
+      bar = fmt::format("[{:#<{}}{:.<{}}] ", "", filled, "", width - filled);
     }
     const std::string text = fmt::format("{} {}{} / {} {:.1f} MB/s{}", label_, bar, mib(done_), mib(total_), rate / 1e6, eta);
     if (tty_) {
@@ -186,7 +187,15 @@ void fetch_verified(const std::string& url, const std::vector<std::string>& head
       if (size == 0 && total > 0) size = total;
       bar.update(done, at_start);
     });
-    if (!r.transport_failed() && r.status >= 200 && r.status < 300) break;
+    if (!r.transport_failed() && r.status >= 200 && r.status < 300) {
+      // The Hub names the LFS object it redirected to; it must be the one the revision listed.
+      const std::string linked = strip_etag(r.header("x-linked-etag"));
+      if (!sha256.empty() && !linked.empty() && linked != sha256) {
+        fail(errc::unavailable, "{}: the Hub served object {} but the revision lists {}; nothing was installed", label,
+             linked, sha256);
+      }
+      break;
+    }
     if (!r.transport_failed()) hub_failure(r, s, repo, rev, label);
     if (r.error.find("disk full") != std::string::npos) {
       fail(errc::unavailable, "{}: {} — nothing was installed", label, r.error);
@@ -449,7 +458,7 @@ pull_result pull_hub(const source& src, const pull_options& o, const fs::path& m
     }
     for (auto it = fs::recursive_directory_iterator(snap); it != fs::recursive_directory_iterator(); ++it) {
       if (fs::is_directory(it->path())) continue;
-      const std::string path = fs::relative(it->path(), snap).generic_string();
+      const std::string path = it->path().lexically_relative(snap).generic_string();
       if (!wanted(path, src, o)) continue;
       wanted_file f;
       f.path = path;

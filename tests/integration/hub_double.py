@@ -29,8 +29,8 @@ def git_blob_id(data):
 class Repo:
     def __init__(self, files, commit=None, gated_token=None, lfs_suffixes=(".onnx", ".h5", ".bin", ".safetensors")):
         self.files = dict(files)  # path -> bytes
-        self.commit = commit or hashlib.sha1(b"".join(sorted(self.files)) + b"".join(
-            hashlib.sha256(v).digest() for _, v in sorted(self.files.items()))).hexdigest()
+        self.commit = commit or hashlib.sha1(b"".join(
+            p.encode() + hashlib.sha256(v).digest() for p, v in sorted(self.files.items()))).hexdigest()
         self.gated_token = gated_token
         self.lfs = {p for p in self.files if p.endswith(lfs_suffixes)}
 
@@ -50,6 +50,7 @@ class HubDouble:
         self.requests = []
         self.lock = threading.Lock()
         self.blobs = {}  # sha256 -> (path, bytes)
+        self.assets = {}  # GitHub-style release assets: file name -> bytes
         self.hub = self._server("hub")
         self.cdn = self._server("cdn")
         self.endpoint = f"http://127.0.0.1:{self.hub.server_address[1]}"
@@ -157,6 +158,12 @@ class HubDouble:
     def _hub(self, h, head):
         url = urllib.parse.urlsplit(h.path)
         parts = url.path.strip("/").split("/")
+        if len(parts) == 6 and parts[2:4] == ["releases", "download"]:
+            # As github.com does: a 302 to the asset store.
+            if parts[5] not in self.assets:
+                return self._send(h, 404, b"Not Found", {}, head)
+            cdn = f"http://127.0.0.1:{self.cdn.server_address[1]}/asset/{parts[5]}?sig=double"
+            return self._send(h, 302, b"", {"Location": cdn}, head)
         if len(parts) >= 6 and parts[:2] == ["api", "models"] and parts[4] == "revision":
             repo = self._repo(h, parts[2], parts[3])
             if repo is None:
@@ -191,6 +198,8 @@ class HubDouble:
     def _cdn(self, h, head):
         url = urllib.parse.urlsplit(h.path)
         parts = url.path.strip("/").split("/")
+        if len(parts) == 2 and parts[0] == "asset" and parts[1] in self.assets:
+            return self._serve_bytes(h, self.assets[parts[1]], {"Accept-Ranges": "bytes"}, head, parts[1])
         if len(parts) != 2 or parts[0] != "blob" or parts[1] not in self.blobs:
             return self._send(h, 404, b"NoSuchKey", {}, head)
         path, data = self.blobs[parts[1]]

@@ -35,7 +35,7 @@ class DropInLayoutsTest(unittest.TestCase):
         cls.tmp = tempfile.TemporaryDirectory(prefix="acg2vec-dropin-")
         cls.models = os.path.join(cls.tmp.name, "models")
         os.makedirs(cls.models)
-        layouts = layout_packs(wd_size=64)
+        layouts = layout_packs(wd_size=448)
         shutil.copytree(os.path.join(layouts, "wd-tagger"), os.path.join(cls.models, "my-wd"))
         shutil.copytree(os.path.join(layouts, "immich-clip"), os.path.join(cls.models, "my-clip"))
         ddb = os.path.join(cls.models, "my-ddb")

@@ -19,7 +19,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(__file__))
 from acg2vec_harness import BIN, Server  # noqa: E402
 from hub_double import HubDouble, Repo  # noqa: E402
-from packs import layout_packs  # noqa: E402
+from packs import TAGS, keras_packs, layout_packs  # noqa: E402
 
 
 def read(path):
@@ -48,8 +48,8 @@ def png(seed=1, size=(96, 64)):
 class ModelsPullTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        # The WD pack at 64 px keeps the pulls quick; test_shipped_manifests runs the 448 px one.
-        packs = layout_packs(wd_size=64)
+        # WD v3 taggers all take 448 px, which the WD folder layout assumes.
+        packs = layout_packs(wd_size=448)
         cls.wd = folder_files(os.path.join(packs, "wd-tagger"))
         cls.clip = folder_files(os.path.join(packs, "immich-clip"))
 
@@ -228,6 +228,31 @@ class ModelsPullTest(unittest.TestCase):
         self.assertIn("MB", r.stdout)  # sizes are said before downloading
         for d in ("wd-vit-tagger-v3", "clip-vit-b-32"):
             self.assertTrue(os.path.exists(os.path.join(self.models, d, ".acg2vec-pull.json")), r.stdout + r.stderr)
+
+    def test_github_release_zip(self):
+        import zipfile
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("ddb-v3/project.json", json.dumps({"image_width": 512, "image_height": 512,
+                                                          "model": "resnet_custom_v3"}))
+            z.write(os.path.join(keras_packs(), "deepdanbooru-v3.h5"), "ddb-v3/model-resnet_custom_v3.h5")
+            z.write(TAGS, "ddb-v3/tags.txt")
+            z.writestr("ddb-v3/stored.txt", "kept as is", compress_type=zipfile.ZIP_STORED)
+        data = buf.getvalue()
+        self.hub.assets["ddb-v3.zip"] = data
+        self.hub.cut_once["ddb-v3.zip"] = len(data) // 3
+        url = f"{self.hub.endpoint}/KichangKim/DeepDanbooru/releases/download/v3/ddb-v3.zip"
+        r = self.pull(url, "--name", "ddb")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        d = os.path.join(self.models, "ddb")
+        self.assertEqual(read(os.path.join(d, "tags.txt")), read(TAGS))
+        self.assertEqual(read(os.path.join(d, "stored.txt")), b"kept as is")
+        record = json.loads(read(os.path.join(d, ".acg2vec-pull.json")))
+        self.assertEqual(record["sha256"], hashlib.sha256(data).hexdigest())
+        check = subprocess.run([BIN, "models", "check", d], capture_output=True, text=True)
+        self.assertEqual(check.returncode, 0, check.stderr)
+        self.assertIn("deepdanbooru layout", check.stdout)
+        self.assertIn('"add_43"', check.stdout)
 
     def test_disk_full_leaves_no_pack(self):
         mnt = os.path.join(self.tmp.name, "mnt")

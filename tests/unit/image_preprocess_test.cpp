@@ -260,9 +260,6 @@ TEST(ImagePreprocess, PadSquareAreaOfElongatedImages) {
   for (float v : out.data) EXPECT_NEAR(v, 200.0f, 0.1f);
 }
 
-}  // namespace
-}  // namespace acg2vec::image
-
 TEST(ImagePreprocess, PadIsTheDocumentedNameAndUnknownKeysAreNamed) {
   EXPECT_EQ(parse_preprocess_spec(json::parse(R"({"size": 8, "resize": "pad_square_area", "pad": 17})")).pad_fill, 17);
   EXPECT_EQ(parse_preprocess_spec(json::parse(R"({"size": 8, "pad_fill": 3})")).pad_fill, 3);
@@ -294,3 +291,6 @@ TEST(ImagePreprocess, PadSquareBicubicIsPaddingThenPilBicubic) {
     }
   }
 }
+
+}  // namespace
+}  // namespace acg2vec::image
