@@ -571,11 +571,16 @@ preprocess_spec parse_preprocess_spec(const nlohmann::json& input) {
     }
     spec.pad_fill = static_cast<std::uint8_t>(it->get<long long>());
   }
-  static const char* const known[] = {"size", "resize", "layout", "channels", "scale", "mean", "std", "pad", "pad_fill"};
+  // Decoding always composites alpha on white (image/decode.h); manifests may say so explicitly.
+  if (auto it = input.find("alpha"); it != input.end() && json_string(*it, "alpha") != "composite_white") {
+    fail(errc::bad_parameter, "preprocess \"alpha\" must be \"composite_white\" (the only behaviour), got {}", it->dump());
+  }
+  static const char* const known[] = {"size", "resize", "layout", "channels", "scale", "mean", "std", "pad", "pad_fill",
+                                      "alpha"};
   for (const auto& [key, _] : input.items()) {
     if (std::find(std::begin(known), std::end(known), key) == std::end(known)) {
       fail(errc::bad_parameter,
-           "unknown preprocess key \"input.{}\" (size, resize, layout, channels, scale, mean, std, pad)", key);
+           "unknown preprocess key \"input.{}\" (size, resize, layout, channels, scale, mean, std, pad, alpha)", key);
     }
   }
   return spec;
