@@ -196,6 +196,8 @@ void fetch_verified(const std::string& url, const std::vector<std::string>& head
       }
       break;
     }
+    // 416: the earlier run had fetched every byte but stopped before verifying; verify now.
+    if (!r.transport_failed() && r.status == 416 && size > 0 && fs::file_size(partial, ec) == size) break;
     if (!r.transport_failed()) hub_failure(r, s, repo, rev, label);
     if (r.error.find("disk full") != std::string::npos) {
       fail(errc::unavailable, "{}: {} — nothing was installed", label, r.error);

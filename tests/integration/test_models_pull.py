@@ -147,6 +147,20 @@ class ModelsPullTest(unittest.TestCase):
         ranges = [h.get("Range") for n, _, p, h in self.hub.requests if n == "cdn"]
         self.assertIn(f"bytes={size // 2}-", ranges, f"no resume request: {ranges}")
 
+    def test_partial_download_of_an_earlier_run_is_resumed(self):
+        data = self.wd["model.onnx"]
+        sha = hashlib.sha256(data).hexdigest()
+        blobs = os.path.join(self.cache_repo("SmilingWolf/wd-vit-tagger-v3"), "blobs")
+        os.makedirs(blobs)
+        with open(os.path.join(blobs, sha + ".incomplete"), "wb") as f:
+            f.write(data[:len(data) // 3])
+        r = self.pull("wd-vit-tagger-v3")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        ranges = [h.get("Range") for n, _, p, h in self.hub.requests if n == "cdn"]
+        self.assertEqual(ranges, [f"bytes={len(data) // 3}-"])
+        self.assertEqual(read(os.path.join(self.models, "wd-vit-tagger-v3", "model.onnx")), data)
+        self.assertFalse(os.path.exists(os.path.join(blobs, sha + ".incomplete")))
+
     def test_sha256_mismatch_installs_nothing(self):
         self.hub.corrupt.add("model.onnx")
         r = self.pull("wd-vit-tagger-v3")
@@ -164,7 +178,14 @@ class ModelsPullTest(unittest.TestCase):
         self.assertIn("HF_TOKEN", r.stderr)
         self.assertIn("licence", r.stderr)
         self.assert_nothing_installed("gated-tagger")
-        r = self.pull("hf://acme/gated-tagger", env={"HF_TOKEN": "hf_secret_token"})
+        r = self.pull("hf://acme/gated-tagger", env={"HF_TOKEN": "hf_wrong"})
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("HF_TOKEN", r.stderr)
+        # The token saved by `huggingface-cli login` ($HF_HOME/token) is used too.
+        os.makedirs(self.hf_home, exist_ok=True)
+        with open(os.path.join(self.hf_home, "token"), "w") as f:
+            f.write("hf_secret_token\n")
+        r = self.pull("hf://acme/gated-tagger")
         self.assertEqual(r.returncode, 0, r.stderr)
         # The token goes to the Hub, never to the CDN.
         cdn_auth = [h.get("Authorization") for n, _, _, h in self.hub.requests if n == "cdn"]
