@@ -197,7 +197,7 @@ void add_model_commands(CLI::App& app, global_options& global) {
 
   // ---- models ----
   {
-    auto* cmd = app.add_subcommand("models", "list installed model packs or check one");
+    auto* cmd = app.add_subcommand("models", "list, check and pull model packs");
     cmd->require_subcommand(1);
     auto* list = cmd->add_subcommand("list", "list packs in --models-dir with their state");
     auto as_json = std::make_shared<bool>(false);
