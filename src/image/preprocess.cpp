@@ -412,6 +412,11 @@ float_image preprocess(const image_rgb8& img, const preprocess_spec& spec) {
     case resize_mode::pad_square_area:
       hwc = resize_area_padded(img, spec.pad_fill, spec.width, spec.height);
       break;
+    case resize_mode::pad_square_bicubic: {
+      const image_rgb8 resized = resize_bicubic_pil(pad_to_square(img, spec.pad_fill), spec.width, spec.height);
+      hwc.assign(resized.pixels.begin(), resized.pixels.end());
+      break;
+    }
   }
 
   float_image out;
@@ -437,9 +442,10 @@ resize_mode parse_resize_mode(std::string_view name) {
   if (name == "stretch_bilinear_align_corners") return resize_mode::stretch_bilinear_align_corners;
   if (name == "clip_center_crop_bicubic") return resize_mode::clip_center_crop_bicubic;
   if (name == "pad_square_area" || name == "pad_square") return resize_mode::pad_square_area;
+  if (name == "pad_square_bicubic") return resize_mode::pad_square_bicubic;
   fail(errc::bad_parameter,
-       "unknown resize \"{}\" (expected stretch_bilinear_tf, stretch_bilinear_align_corners, clip_center_crop_bicubic or "
-       "pad_square_area)",
+       "unknown resize \"{}\" (expected stretch_bilinear_tf, stretch_bilinear_align_corners, clip_center_crop_bicubic, "
+       "pad_square_bicubic or pad_square_area)",
        name);
 }
 
@@ -453,6 +459,8 @@ std::string_view to_string(resize_mode mode) noexcept {
       return "clip_center_crop_bicubic";
     case resize_mode::pad_square_area:
       return "pad_square_area";
+    case resize_mode::pad_square_bicubic:
+      return "pad_square_bicubic";
   }
   return "?";
 }
@@ -551,11 +559,29 @@ preprocess_spec parse_preprocess_spec(const nlohmann::json& input) {
       if (s == 0) fail(errc::bad_parameter, "preprocess \"std\" entries must be non-zero");
     }
   }
-  if (auto it = input.find("pad_fill"); it != input.end()) {
+  // "pad" is the documented name; "pad_fill" (the field's name here) is accepted too.
+  if (input.contains("pad") && input.contains("pad_fill")) {
+    fail(errc::bad_parameter, "preprocess \"pad\" and \"pad_fill\" are the same setting; give one");
+  }
+  for (const char* key : {"pad", "pad_fill"}) {
+    auto it = input.find(key);
+    if (it == input.end()) continue;
     if (!it->is_number_integer() || it->get<long long>() < 0 || it->get<long long>() > 255) {
-      fail(errc::bad_parameter, "preprocess \"pad_fill\" must be an integer 0..255, got {}", it->dump());
+      fail(errc::bad_parameter, "preprocess \"{}\" must be an integer 0..255, got {}", key, it->dump());
     }
     spec.pad_fill = static_cast<std::uint8_t>(it->get<long long>());
+  }
+  // Decoding always composites alpha on white (image/decode.h); manifests may say so explicitly.
+  if (auto it = input.find("alpha"); it != input.end() && json_string(*it, "alpha") != "composite_white") {
+    fail(errc::bad_parameter, "preprocess \"alpha\" must be \"composite_white\" (the only behaviour), got {}", it->dump());
+  }
+  static const char* const known[] = {"size", "resize", "layout", "channels", "scale", "mean", "std", "pad", "pad_fill",
+                                      "alpha"};
+  for (const auto& [key, _] : input.items()) {
+    if (std::find(std::begin(known), std::end(known), key) == std::end(known)) {
+      fail(errc::bad_parameter,
+           "unknown preprocess key \"input.{}\" (size, resize, layout, channels, scale, mean, std, pad, alpha)", key);
+    }
   }
   return spec;
 }

@@ -16,7 +16,11 @@
 //   pipeline CLIP was trained with.
 // - pad_square_area: pad to a max(H, W) square of pad_fill (image centred at floor offsets), then area
 //   resize (each output pixel is the mean of the input area it covers, partial pixels weighted by the
-//   covered fraction, as cv2 INTER_AREA does when shrinking), float not rounded. (WD taggers: BGR, scale 1.)
+//   covered fraction, as cv2 INTER_AREA does when shrinking), float not rounded. (What WD tagger tools
+//   built on cv2.INTER_AREA do: BGR, scale 1.)
+// - pad_square_bicubic: SmilingWolf's reference WD v3 app: pad to a max(H, W) square of pad_fill (image
+//   centred at floor offsets), then PIL Image.resize(BICUBIC) as in clip_center_crop_bicubic, so the
+//   values before / scale are integers 0..255. (WD v3 taggers: BGR, scale 1.)
 //
 // After resizing, every mode applies (v / scale - mean[c]) / std[c] per RGB channel, then reorders to
 // BGR if asked, then lays the values out NHWC or NCHW.
@@ -32,7 +36,13 @@
 
 namespace acg2vec::image {
 
-enum class resize_mode { stretch_bilinear_tf, stretch_bilinear_align_corners, clip_center_crop_bicubic, pad_square_area };
+enum class resize_mode {
+  stretch_bilinear_tf,
+  stretch_bilinear_align_corners,
+  clip_center_crop_bicubic,
+  pad_square_area,
+  pad_square_bicubic
+};
 
 struct preprocess_spec {
   resize_mode mode = resize_mode::stretch_bilinear_tf;
@@ -74,9 +84,9 @@ std::string_view to_string(resize_mode mode) noexcept;
 ///
 /// Keys: "size": [height, width] or one number (square; required), "resize" (default stretch_bilinear_tf),
 /// "layout": "NHWC"|"NCHW" (default NHWC), "channels": "RGB"|"BGR" (default RGB), "scale" (> 0, default 1),
-/// "mean"/"std": three numbers or one (default 0 / 1), "pad_fill": 0..255 (default 255). With
+/// "mean"/"std": three numbers or one (default 0 / 1), "pad" (or "pad_fill"): 0..255 (default 255). With
 /// "resize": "clip_center_crop_bicubic" the defaults are CLIP's: NCHW, scale 255, CLIP mean/std.
-/// Other keys are ignored.
+/// Any other key is an error naming it.
 preprocess_spec parse_preprocess_spec(const nlohmann::json& input);
 
 /// @brief The CLIP image constants of seed-spec Appendix A (224, ÷255, mean/std, NCHW, RGB).

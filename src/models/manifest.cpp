@@ -3,10 +3,12 @@
 #include "core/json_guard.h"
 
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
 #include "core/error.h"
+#include "image/preprocess.h"
 
 namespace acg2vec {
 
@@ -68,6 +70,35 @@ std::vector<std::string> split_csv(const std::string& line) {
     }
   }
   return out;
+}
+
+// Every key a manifest may hold, per object. A misspelt key would otherwise be dropped silently
+// and the pack would run with a default the author did not mean (e.g. "pad" vs "pad_fill").
+const std::set<std::string>& known_keys(std::string_view where) {
+  static const std::map<std::string_view, std::set<std::string>> keys{
+      {"", {"name", "task", "format", "file", "base", "input", "labels", "thresholds", "cut", "embedding", "outputs",
+            "aliases", "max_batch", "max_wait_ms", "tokenizer", "max_length", "space", "image_aliases", "vocabulary",
+            "description", "license", "source"}},
+      {"labels", {"file", "format", "character_file", "character_range"}},
+      {"cut", {"layer", "pool"}},
+      {"embedding", {"layer", "pool"}},
+      {"outputs[]", {"name", "value", "labels", "tf_name"}},
+      {"vocabulary", {"file", "format", "limit"}},
+  };
+  return keys.at(where);
+}
+
+void check_keys(const json& obj, std::string_view where, const std::string& pack) {
+  if (!obj.is_object()) return;
+  const auto& allowed = known_keys(where);
+  for (const auto& [key, _] : obj.items()) {
+    if (allowed.count(key) == 0) {
+      std::string list;
+      for (const auto& k : allowed) list += (list.empty() ? "" : ", ") + k;
+      fail(errc::bad_parameter, "pack '{}': unknown manifest key \"{}{}{}\" (known: {})", pack, where,
+           where.empty() ? "" : ".", key, list);
+    }
+  }
 }
 
 tag_category category_from_int(long v) {
@@ -181,10 +212,23 @@ model_manifest load_manifest(const std::filesystem::path& dir) {
   auto path = dir / "manifest.json";
   json j = parse_json_guarded(read_file(path), path.string());
   if (!j.is_object()) fail(errc::bad_parameter, "{} is not a JSON object", path.string());
+  return manifest_from_json(j, dir);
+}
+
+model_manifest manifest_from_json(const nlohmann::json& j, const std::filesystem::path& dir) {
+  if (!j.is_object()) fail(errc::bad_parameter, "the manifest of {} is not a JSON object", dir.string());
   model_manifest m;
   m.raw = j;
   m.dir = std::filesystem::absolute(dir);
-  m.name = j.value("name", dir.filename().string());
+  m.name = j.contains("name") && j["name"].is_string() ? j["name"].get<std::string>() : dir.filename().string();
+  check_keys(j, "", m.name);
+  // "input" keys are checked by image::parse_preprocess_spec below.
+  for (const char* sub : {"labels", "cut", "embedding", "vocabulary"}) {
+    if (j.contains(sub)) check_keys(j[sub], sub, m.name);
+  }
+  if (j.contains("outputs") && j["outputs"].is_array()) {
+    for (const auto& o : j["outputs"]) check_keys(o, "outputs[]", m.name);
+  }
   try {
     m.task = parse_task(j.at("task").get<std::string>(), m.name);
     m.base = j.value("base", "");
@@ -249,6 +293,14 @@ model_manifest load_manifest(const std::filesystem::path& dir) {
     fail(errc::bad_parameter, "pack '{}': invalid manifest field: {}", m.name, e.what());
   }
   if (m.max_batch < 1 || m.max_batch > 1024) fail(errc::bad_parameter, "pack '{}': max_batch out of range", m.name);
+  // Preprocessing errors surface at load time, with the pack's name, not at the first request.
+  if (!m.input.empty()) {
+    try {
+      (void)image::parse_preprocess_spec(m.input);
+    } catch (const error& e) {
+      fail(e.code(), "pack '{}': {}", m.name, e.what());
+    }
+  }
   return m;
 }
 

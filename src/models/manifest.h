@@ -62,6 +62,10 @@ struct model_manifest {
 /// @brief Reads DIR/manifest.json (and the label file it names). Errors name the pack and field.
 model_manifest load_manifest(const std::filesystem::path& dir);
 
+/// @brief The manifest described by J for the pack directory DIR (file names are relative to it).
+/// Unknown keys are an error naming the key and the pack.
+model_manifest manifest_from_json(const nlohmann::json& j, const std::filesystem::path& dir);
+
 /// @brief Reads a tag list: "lines" (one tag per line; DeepDanbooru tags.txt), "csv" (WD
 /// selected_tags.csv: tag_id,name,category,count) or "json" (array of names or {name,category}).
 std::vector<tag_label> load_labels(const std::filesystem::path& file, const std::string& format);

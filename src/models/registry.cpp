@@ -7,6 +7,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "models/layouts.h"
 #include "runtime/keras_h5.h"
 #include "runtime/onnx_loader.h"
 #include "runtime/tfjs.h"
@@ -53,22 +54,27 @@ void model_registry::load_everything() {
   if (std::filesystem::is_directory(dir_, ec)) {
     std::vector<std::filesystem::path> dirs;
     for (const auto& e : std::filesystem::directory_iterator(dir_, ec)) {
-      if (e.is_directory() && std::filesystem::exists(e.path() / "manifest.json")) dirs.push_back(e.path());
+      // Hidden folders are work in progress (models pull assembles packs in .pull-*).
+      if (e.path().filename().string().starts_with(".")) continue;
+      if (e.is_directory() && is_pack_dir(e.path())) dirs.push_back(e.path());
     }
     std::sort(dirs.begin(), dirs.end());
     for (const auto& d : dirs) {
       try {
-        manifests.push_back(load_manifest(d));
-        if (const auto& emb = manifests.back().embedding) {
-          model_manifest derived;
-          derived.name = manifests.back().name + "-embedding";
-          derived.task = model_task::image_embedding;
-          derived.base = manifests.back().name;
-          derived.dir = manifests.back().dir;
-          derived.cut = *emb;
-          derived.max_batch = manifests.back().max_batch;
-          derived.max_wait_ms = manifests.back().max_wait_ms;
-          manifests.push_back(std::move(derived));
+        // A manifest.json, or the manifests inferred from a drop-in layout (models/layouts.h).
+        for (auto& m : load_packs(d)) {
+          manifests.push_back(std::move(m));
+          if (const auto& emb = manifests.back().embedding) {
+            model_manifest derived;
+            derived.name = manifests.back().name + "-embedding";
+            derived.task = model_task::image_embedding;
+            derived.base = manifests.back().name;
+            derived.dir = manifests.back().dir;
+            derived.cut = *emb;
+            derived.max_batch = manifests.back().max_batch;
+            derived.max_wait_ms = manifests.back().max_wait_ms;
+            manifests.push_back(std::move(derived));
+          }
         }
       } catch (const std::exception& e) {
         auto entry = std::make_shared<model_entry>();

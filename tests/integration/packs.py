@@ -60,3 +60,32 @@ def webapp_pad(ids, n):
     if len(ids) >= n:
         return ids[: n - 1] + [ids[-1]]
     return ids + [0] * (n - len(ids))
+
+
+def layout_packs(wd_size=448):
+    """Random-weight folders in publishers' layouts without manifests (tools/make_layout_packs.py):
+    wd-tagger/ (model.onnx + selected_tags.csv) and immich-clip/ (visual/ + textual/), made once."""
+    out = os.path.join(BUILD, "test-packs", f"layouts-{wd_size}")
+    stamp = os.path.join(out, ".made")
+    if not os.path.exists(stamp):
+        subprocess.run(["/usr/bin/python3", os.path.join(SOURCE, "tools", "make_layout_packs.py"), out,
+                        "--wd-size", str(wd_size)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        open(stamp, "w").close()
+    return out
+
+
+TAGS = os.path.join(SOURCE, "tests", "data", "tags", "deepdanbooru-v3-20211112_tags.txt")
+
+
+def keras_packs():
+    """Full-depth narrow DeepDanbooru v3 and pix2score as .h5 files, made once per build tree."""
+    out = os.path.join(BUILD, "test-packs", "keras-full-depth")
+    stamp = os.path.join(out, ".made")
+    if not os.path.exists(stamp):
+        tools = os.path.join(SOURCE, "tools")
+        subprocess.run(["node", "keras_reference.js", "packs", out], check=True, cwd=tools, stdout=subprocess.DEVNULL)
+        for name in ("deepdanbooru-v3", "pix2score"):
+            subprocess.run(["/usr/bin/python3", os.path.join(tools, "tfjs_to_keras_h5.py"),
+                            os.path.join(out, name, "model.json"), os.path.join(out, name + ".h5")], check=True)
+        open(stamp, "w").close()
+    return out

@@ -15,6 +15,9 @@ the SAME decoded pixels, so only the resampling and normalisation are compared:
                                   a tap weight by up to ~1 ulp of the coordinate
   clip_center_crop_bicubic        PIL crop + Image.resize(BICUBIC), / 255                1/255 before mean/std
                                   then CLIP mean/std                                     (observed: 0), 1e-5 after
+  pad_square_bicubic              SmilingWolf's WD v3 app in PIL: white RGB square of    1/255 on 0..255 / 255
+  (WD v3 reference)               max(H, W), paste at floor offsets, Image.resize(       (observed: 0)
+                                  BICUBIC) unless already that size, float32, RGB→BGR
   pad_square_area                 numpy exact-coverage box filter (float64) on the       1e-3 on 0..255 values
                                   padded square; torch interpolate(mode='area') where
                                   the ratio is an integer (where both agree exactly)
@@ -182,6 +185,8 @@ def main():
         "wd448": {"size": 448, "resize": "pad_square_area", "channels": "BGR", "scale": 1},
         "wd_odd": {"size": [61, 61], "resize": "pad_square_area", "channels": "BGR", "scale": 1, "pad_fill": 0},
         "wd32": {"size": 32, "resize": "pad_square_area", "channels": "BGR", "scale": 1},
+        "wdv3": {"size": 448, "resize": "pad_square_bicubic", "channels": "BGR", "scale": 1, "pad": 255},
+        "wdv3_small": {"size": 64, "resize": "pad_square_bicubic", "channels": "BGR", "scale": 1, "pad": 255},
     }
     jobs = []
     for i, path in enumerate(images):
@@ -266,6 +271,18 @@ def main():
                 diff = np.abs(ours(key) - tref).max()
                 record("pad_square_area vs torch area (integer ratio)", diff)
                 check(f"{key} torch-area {base}", diff <= TOL_AREA, f"max diff {diff:.2e}")
+
+        # SmilingWolf's wd-tagger app (prepare_image), step by step in PIL on the same decoded pixels.
+        for key, size in (("wdv3", 448), ("wdv3_small", 64)):
+            side = max(h, w)
+            canvas = Image.new("RGB", (side, side), (255, 255, 255))
+            canvas.paste(Image.fromarray(rgb, "RGB"), ((side - w) // 2, (side - h) // 2))
+            if side != size:
+                canvas = canvas.resize((size, size), Image.BICUBIC)
+            ref = np.asarray(canvas, np.float32)[:, :, ::-1]
+            diff = np.abs(ours(key) - ref).max()
+            record("pad_square_bicubic (WD v3 reference app)", diff / 255.0)
+            check(f"{key} {base}", diff / 255.0 <= TOL_CLIP_PRE, f"max diff {diff:.2f} levels")
 
         sig = np.fromfile(os.path.join(work, f"{i}_tf224.sig"), np.float32)
         ref = signature_reference(rgb)

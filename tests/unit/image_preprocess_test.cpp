@@ -94,6 +94,9 @@ TEST(ImagePreprocessSpec, RejectsBadValues) {
       R"({"size": 8, "std": [0, 1, 1]})",
       R"({"size": 8, "pad_fill": 300})",
       R"({"size": 8, "pad_fill": 1.5})",
+      R"({"size": 8, "pad": 256})",
+      R"({"size": 8, "pad": 0, "pad_fill": 0})",
+      R"({"size": 8, "pading": 0})",
   };
   for (const char* text : bad) {
     try {
@@ -255,6 +258,38 @@ TEST(ImagePreprocess, PadSquareAreaOfElongatedImages) {
   const auto out = preprocess(line, spec);
   // The one image row is far thinner than an output row, so every output value is the fill.
   for (float v : out.data) EXPECT_NEAR(v, 200.0f, 0.1f);
+}
+
+TEST(ImagePreprocess, PadIsTheDocumentedNameAndUnknownKeysAreNamed) {
+  EXPECT_EQ(parse_preprocess_spec(json::parse(R"({"size": 8, "resize": "pad_square_area", "pad": 17})")).pad_fill, 17);
+  EXPECT_EQ(parse_preprocess_spec(json::parse(R"({"size": 8, "pad_fill": 3})")).pad_fill, 3);
+  try {
+    parse_preprocess_spec(json::parse(R"({"size": 8, "pad_colour": 0})"));
+    ADD_FAILURE() << "an unknown key was accepted";
+  } catch (const error& e) {
+    EXPECT_NE(std::string(e.what()).find("input.pad_colour"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ImagePreprocess, PadSquareBicubicIsPaddingThenPilBicubic) {
+  image_rgb8 img;
+  img.width = 37;
+  img.height = 20;
+  img.pixels.resize(37 * 20 * 3);
+  for (std::size_t i = 0; i < img.pixels.size(); ++i) img.pixels[i] = static_cast<std::uint8_t>((i * 37) % 251);
+  preprocess_spec spec = parse_preprocess_spec(
+      json::parse(R"({"size": 16, "resize": "pad_square_bicubic", "channels": "BGR", "scale": 1, "pad": 255})"));
+  EXPECT_EQ(spec.mode, resize_mode::pad_square_bicubic);
+  const auto out = preprocess(img, spec);
+  const auto want = resize_bicubic_pil(pad_to_square(img, 255), 16, 16);
+  for (int y = 0; y < 16; ++y) {
+    for (int x = 0; x < 16; ++x) {
+      for (int c = 0; c < 3; ++c) {
+        // BGR: output channel c holds input channel 2 - c; values stay integers 0..255.
+        ASSERT_EQ(out.at(c, y, x), static_cast<float>(want.at(x, y)[2 - c])) << x << "," << y << "," << c;
+      }
+    }
+  }
 }
 
 }  // namespace
