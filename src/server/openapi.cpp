@@ -55,6 +55,10 @@ const std::vector<route_doc>& route_docs() {
       {"get", "/v1/search", "Search by id, text or tags (query string)", "",
        {"id", "text", "space", "tags", "any", "none", "rating", "k", "offset", "cutoff"}},
       {"get", "/v1/stats", "Item count and vector spaces", "", {}},
+      {"post", "/tagger/v1/interrogate", "A1111 WD14 tagger: tags and ratings of a base64 image", "json",
+       {"image", "model", "threshold", "queue", "name_in_queue", "caption_format", "replace_underscore", "escape_tag"}},
+      {"get", "/tagger/v1/interrogators", "A1111 WD14 tagger: the tagger pack names", "", {}},
+      {"post", "/tagger/v1/unload-interrogators", "A1111 WD14 tagger: packs stay loaded (answers 0)", "", {}},
   };
   return docs;
 }
