@@ -5,6 +5,8 @@ import base64
 import hashlib
 import os
 import sys
+import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import caption_reference as ref  # noqa: E402
@@ -119,6 +121,21 @@ def main():
         # The packs stay loaded.
         status, body = srv.json("POST", "/tagger/v1/interrogate", {"image": b64(img), "model": "fixed-tagger"})
         assert status == 200, body
+    # Read routes: with --protect-reads they need a key like every other read route.
+    with tempfile.TemporaryDirectory() as tmp:
+        keys = os.path.join(tmp, "keys")
+        with open(keys, "w") as f:
+            f.write("secret-key-1\n")
+        with Server("--api-key-file", keys, "--protect-reads", models_dir=ref.caption_packs()) as srv:
+            deadline = time.time() + 120
+            while srv.request("GET", "/health")[0] != 200 and time.time() < deadline:
+                time.sleep(0.2)
+            body = {"image": b64(IMAGES[0]), "model": "fixed-tagger"}
+            status, answer = srv.json("POST", "/tagger/v1/interrogate", body)
+            assert status == 401, (status, answer)
+            assert srv.json("GET", "/tagger/v1/interrogators")[0] == 401
+            status, answer = srv.json("POST", "/tagger/v1/interrogate", body, {"X-API-Key": "secret-key-1"})
+            assert status == 200 and "tag" in answer["caption"], answer
     print("tagger api: ok")
 
 
