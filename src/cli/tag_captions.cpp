@@ -25,6 +25,10 @@ namespace acg2vec::cli {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
+namespace {
+constexpr const char* kCaptionGroup = "Captions (with --captions)";
+}  // namespace
+
 struct caption_cli_options {
   bool captions = false;
   bool recursive = false;
@@ -55,7 +59,7 @@ struct caption_cli_options {
 
 std::shared_ptr<caption_cli_options> add_caption_options(CLI::App& cmd) {
   auto o = std::make_shared<caption_cli_options>();
-  const std::string g = "Captions (with --captions)";
+  const std::string g = kCaptionGroup;
   cmd.add_flag("--captions", o->captions, "write one caption file per image (paths may be directories)")->group(g);
   cmd.add_flag("--recursive", o->recursive, "also caption images in subdirectories")->group(g);
   cmd.add_option("--caption-extension", o->extension, "caption file extension")->capture_default_str()->group(g);
@@ -222,11 +226,15 @@ std::string read_file_text(const fs::path& p) {
 
 }  // namespace
 
-bool captions_requested(CLI::App& cmd, const caption_cli_options& options) {
-  auto& o = const_cast<caption_cli_options&>(options);
+bool captions_requested(CLI::App& cmd, caption_cli_options& o) {
   if (!o.config.empty() && !o.config_applied) {
     o.config_applied = true;
     apply_config(cmd, o.config);
+  }
+  if (!o.captions) {
+    for (const auto* opt : cmd.get_options([](const CLI::Option* x) { return x->get_group() == kCaptionGroup; })) {
+      if (opt->count() > 0) fail(errc::bad_parameter, "{} needs --captions", opt->get_name());
+    }
   }
   return o.captions;
 }

@@ -16,8 +16,9 @@ struct caption_cli_options;
 
 /// @brief Adds the --captions options to the tag subcommand; the returned object is filled by parsing.
 std::shared_ptr<caption_cli_options> add_caption_options(CLI::App& cmd);
-/// @brief Whether --captions was given (directly or in --config).
-bool captions_requested(CLI::App& cmd, const caption_cli_options& options);
+/// @brief Applies --config (once) and says whether --captions was given, on the command line or
+/// in the file. Caption options without --captions are a bad_parameter.
+bool captions_requested(CLI::App& cmd, caption_cli_options& options);
 /// @brief Runs the captioning job over paths (directories or files) with the named packs
 /// ("" = the first installed tagger; "a,b" = an ensemble). Throws acg2vec::error on failure.
 void run_caption_job(const global_options& global, CLI::App& cmd, caption_cli_options& options,

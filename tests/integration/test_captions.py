@@ -203,6 +203,8 @@ def main():
             assert not os.path.exists(out), args
         p = run(root, "--model", "fixed-tagger")
         assert p.returncode != 0 and "--captions" in p.stderr, p.stderr
+        p = run(images[0], "--model", "fixed-tagger", "--recursive")
+        assert p.returncode != 0 and "--recursive needs --captions" in p.stderr, p.stderr
     print("captions: ok")
 
 
