@@ -6,6 +6,7 @@
 
 #include "cli/commands.h"
 #include "cli/model_pull.h"
+#include "cli/tag_captions.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/thread_pool.h"
@@ -124,13 +125,24 @@ void add_model_commands(CLI::App& app, global_options& global) {
       bool all = false;
     };
     auto o = std::make_shared<opts_t>();
-    cmd->add_option("files", o->files, "image files")->required()->check(CLI::ExistingFile);
-    cmd->add_option("--model", o->model, "tagger pack name (default: the first installed tagger)");
+    cmd->add_option("files", o->files, "image files (with --captions also directories)")
+        ->required()
+        ->check(CLI::ExistingPath);
+    cmd->add_option("--model", o->model,
+                    "tagger pack name (default: the first installed tagger); with --captions 'a,b' combines several");
     cmd->add_option("--threshold", o->threshold, "score threshold for general and character tags")
         ->check(CLI::Range(0.0, 1.0));
     cmd->add_flag("--json", o->as_json, "one JSON object per line");
     cmd->add_flag("--all", o->all, "report every tag with its score");
-    cmd->callback([&global, o] {
+    auto captions = add_caption_options(*cmd);
+    cmd->callback([&global, o, cmd, captions] {
+      if (captions_requested(*cmd, *captions)) {
+        run_caption_job(global, *cmd, *captions, o->files, o->model, o->threshold);
+        return;
+      }
+      for (const auto& f : o->files) {
+        if (std::filesystem::is_directory(f)) fail(errc::bad_parameter, "{} is a directory (use --captions to caption a folder)", f);
+      }
       std::unique_ptr<model_registry> holder;
       auto& reg = loaded_registry(global, holder);
       auto e = reg.resolve(o->model, model_task::tagger);

@@ -252,6 +252,7 @@ void add_serve_command(CLI::App& app, global_options& global) {
     model_route_context models{&registry, options.max_upload_bytes, *max_pixels, *max_instances};
     register_model_routes(server, models);
     register_tfserving_routes(server, models);
+    register_tagger_routes(server, models);
     auto text_tasks = register_text_routes(server, models);
     // GET /acgvoc2vec's tag index is built once the models are in, not on the first call.
     std::thread vocabulary_thread([&text_tasks] {

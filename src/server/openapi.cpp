@@ -76,6 +76,10 @@ const std::vector<route_doc>& route_docs() {
       {"get", "actuator.health", "/actuator/health", "Actuator health: {status: UP|DOWN, components} (503 when DOWN)", "", {}},
       {"get", "actuator.liveness", "/actuator/health/liveness", "Actuator liveness: the process answers", "", {}},
       {"get", "actuator.prometheus", "/actuator/prometheus", "Prometheus metrics (as /metrics)", "", {}},
+      {"post", "tagger.interrogate", "/tagger/v1/interrogate", "A1111 WD14 tagger: tags and ratings of a base64 image", "json",
+       {"image", "model", "threshold", "queue", "name_in_queue", "caption_format", "replace_underscore", "escape_tag"}},
+      {"get", "tagger.interrogators", "/tagger/v1/interrogators", "A1111 WD14 tagger: the tagger pack names", "", {}},
+      {"post", "tagger.unload", "/tagger/v1/unload-interrogators", "A1111 WD14 tagger: packs stay loaded (answers 0)", "", {}},
   };
   return docs;
 }

@@ -83,6 +83,12 @@ text_route_tasks register_text_routes(http_server& server, model_route_context c
 }  // namespace acg2vec
 
 namespace acg2vec {
+/// @brief The A1111 WD14 tagger extension's API: /tagger/v1/interrogate, /interrogators and
+/// /unload-interrogators (docs/tagger-api.md).
+void register_tagger_routes(http_server& server, model_route_context context);
+}  // namespace acg2vec
+
+namespace acg2vec {
 /// @brief The decoder limits a route context carries (upload size and pixel count).
 template <class Context>
 image::decode_limits decode_limits_of(const Context& context) {
