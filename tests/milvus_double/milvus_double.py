@@ -56,8 +56,9 @@ Usage: milvus_double.py [--port N] [--port-file F] [--token T] [--staleness-ms M
 
 Test hooks (not Milvus endpoints):
   POST /double/fault {"path": "entities/search" | "*", "times": n, "code": c, "status": s,
-                      "text": "plain body"}  -- the next n matching requests answer HTTP s (default
-                      200) with code c, or with the plain text body when "text" is given.
+                      "text": "plain body", "delay_ms": d}  -- the next n matching requests answer
+                      HTTP s (default 200) with code c, or with the plain text body when "text" is
+                      given; with only delay_ms they are handled normally after d ms.
   POST /double/restart   -- every collection released (as after a Milvus restart); data kept.
   POST /double/stats     -- {"requests": {path: count}}; POST /double/stats/reset clears it.
 """
@@ -669,7 +670,9 @@ def make_handler(state):
                 if self.path == "/double/fault":
                     state.faults.append({"path": cfg.get("path", "*"), "times": int(cfg.get("times", 1)),
                                          "code": int(cfg.get("code", CODE_UNEXPECTED)),
-                                         "status": int(cfg.get("status", 200)), "text": cfg.get("text")})
+                                         "status": int(cfg.get("status", 200)), "text": cfg.get("text"),
+                                         "delay": float(cfg.get("delay_ms", 0)) / 1000.0,
+                                         "answer": "code" in cfg or "text" in cfg or "status" in cfg})
                 elif self.path == "/double/restart":
                     for colls in state.databases.values():
                         for coll in colls.values():
@@ -702,7 +705,9 @@ def make_handler(state):
             with state.lock:
                 state.requests[short] = state.requests.get(short, 0) + 1
             fault = self.injected(short)
-            if fault is not None:
+            if fault is not None and fault["delay"] > 0:
+                time.sleep(fault["delay"])  # a slow request; handled normally afterwards unless it also fails
+            if fault is not None and (fault["answer"] or fault["delay"] == 0):
                 if fault["text"] is not None:
                     return self.send(fault["status"], fault["text"].encode(), "text/plain")
                 return self.reply(fault["status"], {"code": fault["code"], "message": f"injected fault {fault['code']}"})
