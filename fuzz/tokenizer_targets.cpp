@@ -1,6 +1,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/source_dir.h"
 #include "fuzz_util.h"
 #include "targets.h"
 #include "text/clip_bpe.h"
@@ -11,7 +12,7 @@ namespace acg2vec::fuzz {
 namespace {
 
 // The fixtures the tokenizer unit tests use (see fuzz/corpus/README.md).
-std::filesystem::path source_dir() { return std::filesystem::path(ACG2VEC_SOURCE_DIR); }
+std::filesystem::path source_dir() { return std::filesystem::path(acg2vec::source_dir()); }
 
 const text::wordpiece_tokenizer& wordpiece() {
   static const auto tok =

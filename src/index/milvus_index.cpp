@@ -419,7 +419,9 @@ void milvus_index::verify_schema(const nlohmann::json& info) const {
     mismatch(fmt::format("description '{}' (another space)", description));
   const nlohmann::json* id = nullptr;
   const nlohmann::json* vec = nullptr;
-  for (const auto& f : info.value("fields", nlohmann::json::array())) {
+  const auto fields = info.value("fields", nlohmann::json::array());  // id and vec point into it
+  for (const auto& f : fields) {
+    if (!f.is_object()) continue;
     const auto name = f.value("name", "");
     if (name == id_field) id = &f;
     if (name == vector_field) vec = &f;

@@ -40,12 +40,6 @@ class vector_index {
   /// @brief Adds or replaces the vector of an id. Throws bad_parameter on a wrong dimension,
   /// a non-finite value or a zero vector in an inner_product space.
   virtual void add(std::string_view id, std::span<const float> v) = 0;
-  /// @brief Adds or replaces many rows (data: ids.size() rows of dim() floats). A remote index
-  /// sends them in a few requests instead of one per row; the default adds them one by one.
-  virtual void add_many(const std::vector<std::string>& ids, std::span<const float> data) {
-    const auto d = static_cast<std::size_t>(dim());
-    for (std::size_t i = 0; i < ids.size(); ++i) add(ids[i], data.subspan(i * d, d));
-  }
   /// @brief Removes an id; false if it was not there.
   virtual bool remove(std::string_view id) = 0;
   /// @brief Up to k nearest live ids, best first; filter (optional) restricts the candidates.
@@ -59,6 +53,12 @@ class vector_index {
   /// @brief Writes the index to file (atomically: a temporary file renamed over it), stamped with
   /// the store generation it reflects.
   virtual void save(const std::filesystem::path& file, std::uint64_t generation) const = 0;
+  /// @brief Adds or replaces many rows (data: ids.size() rows of dim() floats). A remote index
+  /// sends them in a few requests instead of one per row; the default adds them one by one.
+  virtual void add_many(const std::vector<std::string>& ids, std::span<const float> data) {
+    const auto d = static_cast<std::size_t>(dim());
+    for (std::size_t i = 0; i < ids.size(); ++i) add(ids[i], data.subspan(i * d, d));
+  }
 };
 
 /// @brief L2-normalises v in place; throws bad_parameter for a zero or non-finite vector.
