@@ -119,7 +119,8 @@ class MilvusIndexTest(DoubleFixture, unittest.TestCase):
         as a collection name; they are stored under the escaped name, and a Milvus restart (every
         collection released) does not stop acg2vec from serving."""
         models = installed_packs(["nsfw-mobilenet-v2"])
-        image = open(real_images()[0], "rb").read()
+        with open(real_images()[0], "rb") as f:
+            image = f.read()
         env = {"ACG2VEC_INDEX": f"milvus://127.0.0.1:{self.port}?ef=16"}
         with Server(models_dir=models, env=env) as srv:
             srv.wait_ready()
