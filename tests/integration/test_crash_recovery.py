@@ -246,9 +246,15 @@ class MilvusCrashRecoveryTest(unittest.TestCase):
                         if status == 201:
                             acked.add(item)
 
+                before = len(acked)
                 t = threading.Thread(target=writer)
                 t.start()
-                time.sleep(rng.uniform(0.05, 1.2))
+                # At least one acknowledged write per cycle (inference is slow on a busy machine),
+                # then the kill lands at a random point of the following ones.
+                deadline = time.time() + 60
+                while len(acked) == before and time.time() < deadline and t.is_alive():
+                    time.sleep(0.02)
+                time.sleep(rng.uniform(0.0, 0.8))
                 srv.proc.send_signal(signal.SIGKILL)
                 srv.proc.wait()
                 stop.set()

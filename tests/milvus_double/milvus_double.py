@@ -655,11 +655,14 @@ def make_handler(state):
             pass
 
         def send(self, status, body, content_type):
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the client died (tests kill it on purpose)
 
         def reply(self, status, payload):
             self.send(status, json.dumps(payload).encode(), "application/json")
@@ -736,6 +739,16 @@ def make_handler(state):
     return Handler
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        import sys
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return  # a client killed mid-request (the crash tests do it on purpose)
+        super().handle_error(request, client_address)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--port", type=int, default=0)
@@ -746,7 +759,7 @@ def main():
     ap.add_argument("--load-ms", type=float, default=200.0, help="how long loading a collection takes")
     args = ap.parse_args()
     state = State(args.token, args.staleness_ms / 1000.0, args.load_ms / 1000.0)
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(state))
+    server = Server(("127.0.0.1", args.port), make_handler(state))
     if args.port_file:
         with open(args.port_file + ".tmp", "w") as f:
             f.write(f"{server.server_address[1]}\n")
