@@ -68,6 +68,7 @@ import json
 import math
 import os
 import re
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -650,6 +651,11 @@ TAKES_INT64_FLAG = {"/v2/vectordb/entities/insert", "/v2/vectordb/entities/upser
 def make_handler(state):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+
+        def setup(self):
+            super().setup()
+            # Headers and body are separate writes; without this each reply waits on delayed ACKs.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def log_message(self, fmt, *args):
             pass
