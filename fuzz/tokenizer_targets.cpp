@@ -1,7 +1,6 @@
 #include <filesystem>
 
 #include "core/error.h"
-#include "core/source_dir.h"
 #include "fuzz_util.h"
 #include "targets.h"
 #include "text/clip_bpe.h"
@@ -12,7 +11,7 @@ namespace acg2vec::fuzz {
 namespace {
 
 // The fixtures the tokenizer unit tests use (see fuzz/corpus/README.md).
-std::filesystem::path source_dir() { return std::filesystem::path(acg2vec::source_dir()); }
+std::filesystem::path source_dir() { return std::filesystem::path(ACG2VEC_SOURCE_DIR); }
 
 const text::wordpiece_tokenizer& wordpiece() {
   static const auto tok =

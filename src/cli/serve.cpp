@@ -9,7 +9,6 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
-#include "core/source_dir.h"
 #include "index/open_index.h"
 #include "models/registry.h"
 #include "search/service.h"
@@ -26,7 +25,7 @@ namespace {
 std::filesystem::path default_web_root() {
   // An installed binary finds its page under share/; a build tree uses the source checkout.
   for (std::filesystem::path p : {std::filesystem::path("/usr/local/share/acg2vec/web"),
-                                  std::filesystem::path(source_dir()) / "web"}) {
+                                  std::filesystem::path(ACG2VEC_SOURCE_DIR) / "web"}) {
     if (std::filesystem::is_directory(p)) return p;
   }
   return {};
