@@ -174,7 +174,10 @@ class MilvusCrashRecoveryTest(unittest.TestCase):
 
     def test_sigkill_during_milvus_upserts_loses_no_acknowledged_item(self):
         rng = random.Random(4321)
-        images = [open(p, "rb").read() for p in real_images()]
+        images = []
+        for path in real_images():
+            with open(path, "rb") as f:
+                images.append(f.read())
         models = installed_packs(["nsfw-mobilenet-v2"])
         collections = {"signature": "acg2vec_signature",
                        "nsfw-mobilenet-v2-embedding": "acg2vec_nsfw_2dmobilenet_2dv2_2dembedding"}
