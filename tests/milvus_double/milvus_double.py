@@ -53,6 +53,7 @@ Not modelled: segments, approximate search (this searches exactly), partitions, 
 other data types, TTL, the gRPC API.
 
 Usage: milvus_double.py [--port N] [--port-file F] [--token T] [--staleness-ms MS] [--load-ms MS]
+                        [--int64-as-string]
 
 Test hooks (not Milvus endpoints):
   POST /double/fault {"path": "entities/search" | "*", "times": n, "code": c, "status": s,
@@ -732,7 +733,8 @@ def make_handler(state):
                     raise MilvusError(CODE_INCORRECT_PARAMETER_FORMAT,
                                       "can only accept json format request, the request body should be nil, however "
                                       "{} is valid")
-                allow_int64 = self.headers.get("Accept-Type-Allow-Int64", "").lower() in ("true", "1")
+                allow_int64 = (self.headers.get("Accept-Type-Allow-Int64", "").lower() in ("true", "1")
+                               and not getattr(state, "int64_as_string", False))
                 with state.lock:
                     data = route(state, body, allow_int64) if self.path in TAKES_INT64_FLAG else route(state, body)
                 self.reply(200, {"code": 0, "cost": 0, "data": data})
@@ -763,8 +765,11 @@ def main():
     ap.add_argument("--staleness-ms", type=float, default=1000.0,
                     help="how old a write must be before a Bounded read sees it")
     ap.add_argument("--load-ms", type=float, default=200.0, help="how long loading a collection takes")
+    ap.add_argument("--int64-as-string", action="store_true",
+                    help="ignore Accept-Type-Allow-Int64 (servers without it send Int64 values as strings)")
     args = ap.parse_args()
     state = State(args.token, args.staleness_ms / 1000.0, args.load_ms / 1000.0)
+    state.int64_as_string = args.int64_as_string
     server = Server(("127.0.0.1", args.port), make_handler(state))
     if args.port_file:
         with open(args.port_file + ".tmp", "w") as f:

@@ -46,12 +46,13 @@ errc code_of(const std::function<void()>& f) {
 // The Milvus double, started once for the test run and killed with it.
 class milvus_double_process {
  public:
-  explicit milvus_double_process(const std::string& token = "", int load_ms = 150) {
+  explicit milvus_double_process(const std::string& token = "", int load_ms = 150, bool int64_as_string = false) {
     const fs::path script = fs::path(ACG2VEC_TEST_DATA) / ".." / "milvus_double" / "milvus_double.py";
     const fs::path dir = fs::path(ACG2VEC_TEST_WORK) / "milvus_double";
     fs::create_directories(dir);
     // Per process: ctest runs test cases as parallel processes, each with its own double.
-    const fs::path port_file = dir / ("port-" + std::to_string(::getpid()) + token + "-" + std::to_string(load_ms));
+    const fs::path port_file = dir / ("port-" + std::to_string(::getpid()) + token + "-" + std::to_string(load_ms) +
+                                      (int64_as_string ? "-s" : ""));
     fs::remove(port_file);
     pid_ = ::fork();
     if (pid_ == 0) {
@@ -60,6 +61,7 @@ class milvus_double_process {
       // Strong consistency fails the read-your-writes checks below.
       std::vector<std::string> args{"/usr/bin/python3", script.string(), "--port-file", port_file.string(),
                                     "--staleness-ms", "2000", "--load-ms", std::to_string(load_ms)};
+      if (int64_as_string) args.push_back("--int64-as-string");
       if (!token.empty()) {
         args.push_back("--token");
         args.push_back(token);
@@ -620,6 +622,21 @@ TEST(MilvusIndex, BadTokenIsAClearCredentialsError) {
   nowhere.retry_backoff = std::chrono::milliseconds(5);
   nowhere.connect_timeout = std::chrono::milliseconds(200);
   EXPECT_EQ(code_of([&] { milvus_index unreachable(nowhere, "space", 2, metric::l2); }), errc::unavailable);
+}
+
+TEST(MilvusIndex, CountSentAsAStringIsAccepted) {
+  // A server that ignores Accept-Type-Allow-Int64 sends count(*) (an Int64) as a JSON string.
+  milvus_double_process strings("", 150, true);
+  milvus_options o;
+  o.port = strings.port();
+  milvus_index index(o, "space", 2, metric::l2);
+  index.add_many({"a", "b", "c"}, std::vector<float>{1, 1, 2, 2, 3, 3});
+  const auto raw = strings.call("entities/query", {{"collectionName", index.collection()},
+                                                   {"filter", ""},
+                                                   {"outputFields", {"count(*)"}},
+                                                   {"consistencyLevel", "Strong"}});
+  EXPECT_TRUE(raw.at("data").at(0).at("count(*)").is_string()) << raw.dump();
+  EXPECT_EQ(index.size(), 3u);
 }
 
 TEST(MilvusIndex, EfIsKeptAtLeastTheLimit) {
