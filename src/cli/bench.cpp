@@ -48,6 +48,7 @@
 #include "runtime/executor.h"
 #include "runtime/onnx_loader.h"
 #include "runtime/threads.h"
+#include "index/milvus_index.h"
 #include "search/service.h"
 #include "store/sqlite_store.h"
 
@@ -450,6 +451,7 @@ struct search_options {
   std::string ef_search;  ///< comma list swept on one HNSW build ("" = the index's default)
   float refine = 32.0f;
   std::size_t pq_m = 0;
+  std::string milvus;  ///< milvus://... : one more row through the Milvus REST client ("" = none)
 };
 
 /// Unit vectors: isotropic Gaussian directions, or points around n/100 (at most 1000) centres.
@@ -615,6 +617,25 @@ void run_bench_search(const search_options& o) {
       fmt::print("{:<13} {:>9.2f} {:>9.0f} {:>10.1f} {:>12.1f} {:>9.1f} {:>10.3f} {:>8.3f}  ({})\n", name, build, rss,
                  r.qps_one, r.qps_all, r.qps_all / threads, r.recall1, r.recall10, note);
     }
+  }
+
+  if (!o.milvus.empty()) {
+    // The same vectors through the Milvus REST client: upserts in batches, then the same queries.
+    // Against tests/milvus_double this measures the client's protocol overhead (JSON, HTTP, one
+    // request per search) on a brute-force Python server; it says nothing about Milvus's speed.
+    auto mo = index::parse_milvus_uri(o.milvus);
+    mo.collection_prefix = "acg2vec_bench_";
+    index::milvus_index(mo, "search", o.dim, index::metric::inner_product).drop();
+    auto start = clock_type::now();
+    index::milvus_index idx(mo, "search", o.dim, index::metric::inner_product);
+    idx.add_batch(ids, std::span<const float>(data, o.n * static_cast<std::size_t>(o.dim)));
+    const double build = seconds_since(start);
+    auto r = measure_index(idx, queries, truth, o.k, threads);
+    fmt::print("{:<13} {:>9.2f} {:>9} {:>10.1f} {:>12.1f} {:>9.1f} {:>10.3f} {:>8.3f}  ({} {}:{}; protocol overhead, "
+               "not a Milvus measurement)\n",
+               "milvus", build, "-", r.qps_one, r.qps_all, r.qps_all / threads, r.recall1, r.recall10,
+               "REST v2 at", mo.host, mo.port);
+    idx.drop();
   }
 }
 
@@ -1263,6 +1284,9 @@ void add_bench_command(CLI::App& app, global_options& global) {
     cmd->add_option("--refine", o->refine, "IVF-PQ candidates re-ranked exactly, as a multiple of k")
         ->check(CLI::Range(1.0f, 1000.0f))
         ->capture_default_str();
+    cmd->add_option("--milvus", o->milvus,
+                    "also measure a Milvus collection through the REST client (milvus://host:port[?...]); against "
+                    "tests/milvus_double this is the client's protocol overhead only");
     cmd->callback([o] { run_bench_search(*o); });
   }
   {

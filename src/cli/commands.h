@@ -16,7 +16,7 @@ struct global_options {
   std::filesystem::path models_dir = "var/models";
   /// Item store address: "" / sqlite (data_dir/acg2vec.db), sqlite:PATH or redis://...
   std::string store;
-  /// Vector index: "" / faiss (files in data_dir/index) or milvus://host:port[?token=...]
+  /// Vector index: "" / faiss (files in data_dir/index) or milvus://host:port[?...] (parse_milvus_uri)
   std::string index;
 };
 

@@ -78,7 +78,7 @@ int main(int argc, char** argv) {
   app.add_option("--store", global.store,
                  "item store: sqlite (in --data-dir), sqlite:PATH or redis://[[user]:password@]host:port[,host:port][/db]")
       ->envname("ACG2VEC_STORE");
-  app.add_option("--index", global.index, "vector index: faiss (in --data-dir) or milvus://host:port[?token=...]")
+  app.add_option("--index", global.index, "vector index: faiss (in --data-dir) or milvus://host:port[?index=HNSW&M=&efConstruction=&ef=&nlist=&nprobe=&db=&prefix=&token=&timeout_ms=&load_timeout_ms=&retries=] (docs/scale-out.md)")
       ->envname("ACG2VEC_INDEX");
 
   cli::add_serve_command(app, global);

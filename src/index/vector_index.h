@@ -53,6 +53,12 @@ class vector_index {
   /// @brief Writes the index to file (atomically: a temporary file renamed over it), stamped with
   /// the store generation it reflects.
   virtual void save(const std::filesystem::path& file, std::uint64_t generation) const = 0;
+  /// @brief Adds or replaces many rows (data: ids.size() rows of dim() floats). A remote index
+  /// sends them in a few requests instead of one per row; the default adds them one by one.
+  virtual void add_many(const std::vector<std::string>& ids, std::span<const float> data) {
+    const auto d = static_cast<std::size_t>(dim());
+    for (std::size_t i = 0; i < ids.size(); ++i) add(ids[i], data.subspan(i * d, d));
+  }
 };
 
 /// @brief L2-normalises v in place; throws bad_parameter for a zero or non-finite vector.

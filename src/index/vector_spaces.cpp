@@ -25,14 +25,38 @@ vector_spaces::vector_spaces(std::filesystem::path data_dir, const store::item_s
 void vector_spaces::refill_remote(const space_config& config, vector_index& index) const {
   const auto started = std::chrono::steady_clock::now();
   std::size_t n = 0;
-  store_.for_each_vector(config.name, [&](const std::string& id, std::span<const float> v) {
+  // Rows go out in batches (one request per batch on a remote index). A batch holding an unusable
+  // stored vector is retried row by row so that only that vector is skipped, as for FAISS.
+  constexpr std::size_t batch_rows = 500;
+  std::vector<std::string> ids;
+  std::vector<float> data;
+  const auto flush = [&] {
+    if (ids.empty()) return;
     try {
-      index.add(id, v);
-      ++n;
+      index.add_many(ids, data);
+      n += ids.size();
     } catch (const error& e) {
-      if (e.code() != errc::bad_parameter) throw;  // unusable stored vectors are skipped, as for FAISS
+      if (e.code() != errc::bad_parameter) throw;
+      const auto d = static_cast<std::size_t>(index.dim());
+      for (std::size_t i = 0; i < ids.size(); ++i) {
+        try {
+          index.add(ids[i], std::span<const float>(data).subspan(i * d, d));
+          ++n;
+        } catch (const error& row_error) {
+          if (row_error.code() != errc::bad_parameter) throw;
+        }
+      }
     }
+    ids.clear();
+    data.clear();
+  };
+  store_.for_each_vector(config.name, [&](const std::string& id, std::span<const float> v) {
+    if (v.size() != static_cast<std::size_t>(index.dim())) return;  // wrong shape: skipped
+    ids.push_back(id);
+    data.insert(data.end(), v.begin(), v.end());
+    if (ids.size() == batch_rows) flush();
   });
+  flush();
   spdlog::info("vector space {}: refilled the remote index with {} vectors from the store in {:.2f} s",
                config.name, n, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
 }

@@ -1,6 +1,8 @@
 """acg2vec serve with --index milvus://... against tests/milvus_double (a local DOUBLE of Milvus's
-REST v2 protocol, not Milvus): items added through the API land in a Milvus collection, searches
-go through it, and they return the same neighbours as the embedded FAISS index on the same data."""
+REST v2 protocol built from Milvus's server code, not Milvus): items added through the API land in
+a Milvus collection, searches go through it and return the same neighbours as the embedded FAISS
+index on the same data; the default packs' spaces get valid collection names; a Milvus restart
+(every collection released) is survived; a bad token is reported in /health."""
 import io
 import json
 import os
@@ -15,6 +17,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
 from acg2vec_harness import Server  # noqa: E402
+from packs import installed_packs, real_images  # noqa: E402
 
 from PIL import Image  # noqa: E402
 
@@ -30,11 +33,15 @@ def noise_png(seed, size=(64, 48)):
     return out.getvalue()
 
 
-class MilvusIndexTest(unittest.TestCase):
+class DoubleFixture:
+    """Starts the Milvus double (with TOKEN when set) for each test."""
+    TOKEN = None
+
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="acg2vec-milvus-")
         port_file = os.path.join(self.tmp, "double.port")
-        self.double = subprocess.Popen(["/usr/bin/python3", DOUBLE, "--port-file", port_file])
+        extra = ["--token", self.TOKEN] if self.TOKEN else []
+        self.double = subprocess.Popen(["/usr/bin/python3", DOUBLE, "--port-file", port_file, *extra])
         deadline = time.time() + 10
         while not os.path.exists(port_file):
             if time.time() > deadline:
@@ -48,14 +55,29 @@ class MilvusIndexTest(unittest.TestCase):
         self.double.wait()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def milvus(self, path, body):
+    def milvus(self, path, body, expect=0):
+        # Strong reads: the double, like Milvus, hides recent writes from Bounded ones.
+        if path in ("entities/query", "entities/search"):
+            body = dict(body, consistencyLevel="Strong")
+        headers = {"Content-Type": "application/json", "Accept-Type-Allow-Int64": "true"}
+        if self.TOKEN:
+            headers["Authorization"] = f"Bearer {self.TOKEN}"
         req = urllib.request.Request(f"http://127.0.0.1:{self.port}/v2/vectordb/{path}", json.dumps(body).encode(),
-                                     {"Content-Type": "application/json"})
+                                     headers)
         with urllib.request.urlopen(req, timeout=10) as r:
             reply = json.loads(r.read())
-        self.assertEqual(reply["code"], 0, reply)
-        return reply["data"]
+        self.assertEqual(reply["code"], expect, reply)
+        return reply.get("data")
 
+    def hook(self, name):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/double/{name}", b"{}",
+                                     {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+
+
+class MilvusIndexTest(DoubleFixture, unittest.TestCase):
     def search(self, srv, item_id):
         status, body = srv.json("POST", "/v1/search", {"id": item_id, "k": 4, "space": "signature"})
         self.assertEqual(status, 200, body)
@@ -90,6 +112,62 @@ class MilvusIndexTest(unittest.TestCase):
         self.assertEqual([h for h, _ in with_milvus], [h for h, _ in with_faiss])
         for (_, a), (_, b) in zip(with_milvus, with_faiss):
             self.assertAlmostEqual(a, b, delta=1e-4)
+
+
+    def test_default_pack_spaces_and_a_milvus_restart(self):
+        """The packs setup installs name spaces like nsfw-mobilenet-v2-embedding, which Milvus refuses
+        as a collection name; they are stored under the escaped name, and a Milvus restart (every
+        collection released) does not stop acg2vec from serving."""
+        models = installed_packs(["nsfw-mobilenet-v2"])
+        with open(real_images()[0], "rb") as f:
+            image = f.read()
+        env = {"ACG2VEC_INDEX": f"milvus://127.0.0.1:{self.port}?ef=16"}
+        with Server(models_dir=models, env=env) as srv:
+            srv.wait_ready()
+            status, body = srv.multipart("/v1/items", files={"file": ("a.png", image, "image/png")}, fields={"id": "a"})
+            self.assertEqual(status, 201, body)
+            status, body = srv.multipart("/v1/items", files={"file": ("b.png", noise_png(7), "image/png")},
+                                         fields={"id": "b"})
+            self.assertEqual(status, 201, body)
+            name = "acg2vec_nsfw_2dmobilenet_2dv2_2dembedding"
+            described = self.milvus("collections/describe", {"collectionName": name})
+            self.assertEqual(described["description"], "acg2vec vector space: nsfw-mobilenet-v2-embedding")
+            self.assertEqual(described["load"], "LoadStateLoaded")
+            count = self.milvus("entities/query", {"collectionName": name, "filter": "", "outputFields": ["count(*)"]})
+            self.assertEqual(count, [{"count(*)": 2}])
+            self.hook("restart")
+            self.assertEqual(self.milvus("collections/get_load_state", {"collectionName": name})["loadState"],
+                             "LoadStateNotLoad")
+            for space in ("nsfw-mobilenet-v2-embedding", "signature"):
+                status, body = srv.json("POST", "/v1/search", {"id": "a", "k": 2, "space": space})
+                self.assertEqual(status, 200, (space, body))
+                self.assertEqual([h["id"] for h in body["data"]["hits"]], ["b"], space)
+            self.assertEqual(self.milvus("collections/get_load_state", {"collectionName": name})["loadState"],
+                             "LoadStateLoaded")
+
+
+class MilvusBadTokenTest(DoubleFixture, unittest.TestCase):
+    """A Milvus with authentication and a wrong token: /health says so in words."""
+    TOKEN = "root:Milvus"
+
+    def test_bad_token_is_reported(self):
+        env = {"ACG2VEC_INDEX": f"milvus://127.0.0.1:{self.port}?token=root:wrong&retries=5"}
+        with Server(env=env) as srv:
+            deadline = time.time() + 60
+            body = {}
+            while time.time() < deadline:
+                status, _, raw = srv.request("GET", "/health")
+                body = json.loads(raw)
+                if "index_error" in body.get("data", body):
+                    break
+                time.sleep(0.2)
+            health = body.get("data", body)
+            self.assertIn("index_error", health, body)
+            self.assertIn("rejected the credentials", health["index_error"])
+            self.assertIn("HTTP 401", health["index_error"])
+            self.assertNotIn("root:wrong", health["index_error"])
+        # One attempt per start, not a retry storm: retries=5 is not spent on a 401.
+        self.assertEqual(self.hook("stats")["data"]["requests"].get("collections/describe"), 1)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <random>
+#include <set>
 #include <thread>
 #include <unordered_set>
 
@@ -43,17 +46,22 @@ errc code_of(const std::function<void()>& f) {
 // The Milvus double, started once for the test run and killed with it.
 class milvus_double_process {
  public:
-  explicit milvus_double_process(const std::string& token = "") {
+  explicit milvus_double_process(const std::string& token = "", int load_ms = 150, bool int64_as_string = false) {
     const fs::path script = fs::path(ACG2VEC_TEST_DATA) / ".." / "milvus_double" / "milvus_double.py";
     const fs::path dir = fs::path(ACG2VEC_TEST_WORK) / "milvus_double";
     fs::create_directories(dir);
     // Per process: ctest runs test cases as parallel processes, each with its own double.
-    const fs::path port_file = dir / ("port-" + std::to_string(::getpid()) + token);
+    const fs::path port_file = dir / ("port-" + std::to_string(::getpid()) + token + "-" + std::to_string(load_ms) +
+                                      (int64_as_string ? "-s" : ""));
     fs::remove(port_file);
     pid_ = ::fork();
     if (pid_ == 0) {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      std::vector<std::string> args{"/usr/bin/python3", script.string(), "--port-file", port_file.string()};
+      // Bounded reads miss writes younger than 2 s here, so a client that forgot to ask for
+      // Strong consistency fails the read-your-writes checks below.
+      std::vector<std::string> args{"/usr/bin/python3", script.string(), "--port-file", port_file.string(),
+                                    "--staleness-ms", "2000", "--load-ms", std::to_string(load_ms)};
+      if (int64_as_string) args.push_back("--int64-as-string");
       if (!token.empty()) {
         args.push_back("--token");
         args.push_back(token);
@@ -76,13 +84,37 @@ class milvus_double_process {
     ::waitpid(pid_, nullptr, 0);
   }
   int port() const noexcept { return port_; }
-  /// Test hook of the double: the next n requests answer HTTP status.
-  void fail_next(int n, int status) {
+  /// Test hook of the double: the next `times` requests to path ("*": any) answer HTTP status
+  /// with Milvus code c, or with a plain-text body when text is not empty.
+  void fault(const std::string& path, int c, int status = 200, int times = 1, const std::string& text = "") {
+    nlohmann::json body{{"path", path}, {"code", c}, {"status", status}, {"times", times}};
+    if (!text.empty()) body["text"] = text;
+    hook("/double/fault", body);
+  }
+  /// Every collection released, as after a Milvus restart.
+  void restart() { hook("/double/restart", {}); }
+  /// Requests the double has answered for a path since the last reset_stats().
+  int requests(const std::string& path) {
+    return hook("/double/stats", {}).at("data").at("requests").value(path, 0);
+  }
+  void reset_stats() { hook("/double/stats/reset", {}); }
+  /// A raw REST v2 call, for setting up server-side states the client would not create.
+  nlohmann::json call(const std::string& path, const nlohmann::json& body, const std::string& token = "") {
     httplib::Client c("127.0.0.1", port_);
-    c.Post("/double/fail", nlohmann::json{{"next", n}, {"status", status}}.dump(), "application/json");
+    httplib::Headers headers;
+    if (!token.empty()) headers.emplace("Authorization", "Bearer " + token);
+    auto res = c.Post("/v2/vectordb/" + path, headers, body.dump(), "application/json");
+    if (!res) throw std::runtime_error("the milvus double did not answer");
+    return nlohmann::json::parse(res->body);
   }
 
  private:
+  nlohmann::json hook(const std::string& path, const nlohmann::json& body) {
+    httplib::Client c("127.0.0.1", port_);
+    auto res = c.Post(path, body.dump(), "application/json");
+    if (!res) throw std::runtime_error("the milvus double did not answer " + path);
+    return nlohmann::json::parse(res->body);
+  }
   pid_t pid_ = -1;
   int port_ = 0;
 };
@@ -97,7 +129,16 @@ milvus_options double_options(const std::string& prefix) {
   o.port = milvus_double().port();
   o.collection_prefix = prefix;
   o.insert_batch = 64;  // several requests per batch in these tests
+  o.retry_backoff = std::chrono::milliseconds(5);
   return o;
+}
+
+// ACG2VEC_TEST_MILVUS=milvus://host:port[?...] adds a real Milvus to the backends. Its HNSW search
+// is approximate, so it is held to the recall bar of the approximate FAISS indexes.
+std::optional<milvus_options> real_milvus() {
+  const char* uri = std::getenv("ACG2VEC_TEST_MILVUS");
+  if (uri == nullptr || *uri == 0) return std::nullopt;
+  return parse_milvus_uri(uri);
 }
 
 struct backend {
@@ -115,7 +156,7 @@ std::vector<backend> backends() {
       return std::make_unique<faiss_index>(dim, m, o);
     };
   };
-  return {
+  std::vector<backend> out{
       {"faiss_flat", true, faiss_kind(index_kind::flat)},
       {"faiss_hnsw", false, faiss_kind(index_kind::hnsw)},
       {"faiss_ivf_pq", false, faiss_kind(index_kind::ivf_pq)},
@@ -130,6 +171,16 @@ std::vector<backend> backends() {
          return std::make_unique<milvus_index>(double_options("t_" + test + "_"), "space", dim, m);
        }},
   };
+  if (const auto real = real_milvus()) {
+    out.push_back({"milvus_server", false,
+                   [real](int dim, metric m, const std::string& test) -> std::unique_ptr<vector_index> {
+                     auto o = *real;
+                     o.collection_prefix = "acg2vec_test_" + test + "_";
+                     milvus_index(o, "space", dim, m).drop();
+                     return std::make_unique<milvus_index>(o, "space", dim, m);
+                   }});
+  }
+  return out;
 }
 
 struct dataset {
@@ -163,8 +214,8 @@ class IndexConformance : public ::testing::TestWithParam<backend> {
     return GetParam().make(dim, m, test + "_" + std::to_string(counter_++));
   }
   void fill(vector_index& index, const dataset& ds) {
-    if (auto* milvus = dynamic_cast<milvus_index*>(&index)) {
-      milvus->add_batch(ds.ids, ds.data);  // batched upserts: one request per 64 rows
+    if (dynamic_cast<milvus_index*>(&index) != nullptr) {
+      index.add_many(ds.ids, ds.data);  // batched upserts: one request per 64 rows
       return;
     }
     for (std::size_t i = 0; i < ds.ids.size(); ++i) index.add(ds.ids[i], ds.row(i));
@@ -316,32 +367,251 @@ TEST(MilvusIndex, CollectionPersistsOnTheServerAndChecksItsShape) {
   ASSERT_EQ(hits.size(), 1u);
   EXPECT_EQ(hits[0].id, "a");
   EXPECT_NEAR(hits[0].score, 0.0f, 1e-6);
+  // Milvus's dimension bounds are checked before any request.
+  EXPECT_EQ(code_of([&] { milvus_index one(o, "one", 1, metric::l2); }), errc::bad_parameter);
+  EXPECT_EQ(code_of([&] { milvus_index huge(o, "huge", 32769, metric::l2); }), errc::bad_parameter);
 }
 
-TEST(MilvusIndex, RetriesTransientFailuresThenReportsUnavailable) {
+TEST(MilvusIndex, CollectionNamesFromSpaceNamesAreValidAndReversible) {
+  // The default packs' spaces: '-' is not allowed in Milvus collection names.
+  EXPECT_EQ(milvus_collection_name("acg2vec_", "nsfw-mobilenet-v2-embedding"),
+            "acg2vec_nsfw_2dmobilenet_2dv2_2dembedding");
+  EXPECT_EQ(milvus_collection_name("acg2vec_", "signature"), "acg2vec_signature");
+  EXPECT_EQ(milvus_collection_name("", "9lives"), "_39lives");  // a name cannot start with a digit
+  const std::vector<std::string> spaces{"nsfw-inception-v3-embedding", "a_b", "a-b", "a__b", "a_2db", "_", "-",
+                                        "x.y", "漢字", "9", "A9_z"};
+  std::set<std::string> names;
+  for (const auto& prefix : {std::string("acg2vec_"), std::string()}) {
+    names.clear();
+    for (const auto& space : spaces) {
+      const auto name = milvus_collection_name(prefix, space);
+      ASSERT_FALSE(name.empty());
+      EXPECT_TRUE(name[0] == '_' || std::isalpha(static_cast<unsigned char>(name[0]))) << name;
+      for (const char c : name) EXPECT_TRUE(c == '_' || std::isalnum(static_cast<unsigned char>(c))) << name;
+      EXPECT_EQ(milvus_space_name(prefix, name), space) << name;
+      EXPECT_TRUE(names.insert(name).second) << "collision: " << name;
+    }
+  }
+  EXPECT_EQ(milvus_space_name("acg2vec_", "acg2vec_bad_zz"), std::nullopt);
+  EXPECT_EQ(milvus_space_name("acg2vec_", "other_x"), std::nullopt);
+  EXPECT_EQ(code_of([] { (void)milvus_collection_name("acg2vec_", std::string(250, 'x')); }), errc::bad_parameter);
+  EXPECT_EQ(code_of([] { (void)milvus_collection_name("bad-prefix", "x"); }), errc::bad_parameter);
+
+  // The double enforces Milvus's name rule (validateCollectionNameOrAlias): the mapped name is
+  // accepted, and the description records the space.
+  const auto o = double_options("names_");
+  milvus_index(o, "nsfw-mobilenet-v2-embedding", 4, metric::inner_product).drop();
+  milvus_index index(o, "nsfw-mobilenet-v2-embedding", 4, metric::inner_product);
+  index.add("a", std::vector<float>{1, 0, 0, 0});
+  EXPECT_EQ(index.collection(), "names_nsfw_2dmobilenet_2dv2_2dembedding");
+  const auto described = milvus_double().call("collections/describe", {{"collectionName", index.collection()}});
+  EXPECT_EQ(described.at("data").at("description"), "acg2vec vector space: nsfw-mobilenet-v2-embedding");
+  EXPECT_EQ(milvus_double().call("collections/create", {{"collectionName", "names_nsfw-mobilenet"}}).at("code"), 1100);
+}
+
+TEST(MilvusIndex, CollectionRecordedForAnotherSpaceIsAConflict) {
+  const auto o = double_options("claim_");
+  milvus_index(o, "x", 3, metric::l2).drop();
+  // A collection under the same name that records another space (made by hand, or by a client
+  // with another mapping): refused, not silently shared.
+  auto body = nlohmann::json::parse(R"({"collectionName": "claim_x", "description": "acg2vec vector space: y",
+    "schema": {"fields": [{"fieldName": "id", "dataType": "VarChar", "isPrimary": true,
+                           "elementTypeParams": {"max_length": "512"}},
+                          {"fieldName": "vector", "dataType": "FloatVector", "elementTypeParams": {"dim": "3"}}]}})");
+  ASSERT_EQ(milvus_double().call("collections/create", body).at("code"), 0);
+  try {
+    milvus_index index(o, "x", 3, metric::l2);
+    FAIL() << "opened a collection recorded for another space";
+  } catch (const error& e) {
+    EXPECT_EQ(e.code(), errc::conflict);
+    EXPECT_NE(std::string(e.what()).find("another space"), std::string::npos) << e.what();
+  }
+}
+
+TEST(MilvusIndex, VerifiesTheWholeSchema) {
+  const auto o = double_options("schema_");
+  const auto make = [&](const std::string& space, const std::string& id_type, const std::string& max_length,
+                        const std::string& vector_type) {
+    milvus_index(o, space, 4, metric::l2).drop();
+    nlohmann::json id{{"fieldName", "id"}, {"dataType", id_type}, {"isPrimary", true}};
+    if (!max_length.empty()) id["elementTypeParams"] = {{"max_length", max_length}};
+    nlohmann::json body{{"collectionName", "schema_" + space},
+                        {"schema", {{"fields", nlohmann::json::array({id, {{"fieldName", "vector"},
+                                                                           {"dataType", vector_type},
+                                                                           {"elementTypeParams", {{"dim", "4"}}}}})}}}};
+    ASSERT_EQ(milvus_double().call("collections/create", body).at("code"), 0) << space;
+  };
+  // Each of these passed the old dimension-and-metric check and then failed every upsert or filter.
+  make("int64id", "Int64", "", "FloatVector");
+  EXPECT_EQ(code_of([&] { milvus_index i(o, "int64id", 4, metric::l2); }), errc::conflict);
+  make("shortid", "VarChar", "16", "FloatVector");
+  EXPECT_EQ(code_of([&] { milvus_index i(o, "shortid", 4, metric::l2); }), errc::conflict);
+  make("half", "VarChar", "512", "Float16Vector");
+  EXPECT_EQ(code_of([&] { milvus_index i(o, "half", 4, metric::l2); }), errc::conflict);
+  // Another index type than the address asks for.
+  make("ivf", "VarChar", "512", "FloatVector");
+  ASSERT_EQ(milvus_double()
+                .call("indexes/create", {{"collectionName", "schema_ivf"},
+                                         {"indexParams", {{{"fieldName", "vector"}, {"indexName", "vector"},
+                                                           {"metricType", "L2"}, {"indexType", "IVF_FLAT"},
+                                                           {"params", {{"nlist", 8}}}}}}})
+                .at("code"),
+            0);
+  EXPECT_EQ(code_of([&] { milvus_index i(o, "ivf", 4, metric::l2); }), errc::conflict);
+  auto ivf = o;
+  ivf.index_type = "IVF_FLAT";
+  ivf.index_params = {{"nlist", 8}};
+  milvus_index fine(ivf, "ivf", 4, metric::l2);  // what it holds is what is asked for
+  fine.add("a", std::vector<float>{1, 2, 3, 4});
+  EXPECT_TRUE(fine.contains("a"));
+}
+
+TEST(MilvusIndex, RepairsAHalfCreatedCollection) {
+  const auto o = double_options("half_");
+  milvus_index(o, "space", 3, metric::inner_product).drop();
+  // What Milvus 2.4.0-2.4.13 left when index creation failed inside collections/create: the
+  // collection, no index, not loaded.
+  auto body = nlohmann::json::parse(R"({"collectionName": "half_space",
+    "schema": {"fields": [{"fieldName": "id", "dataType": "VarChar", "isPrimary": true,
+                           "elementTypeParams": {"max_length": "512"}},
+                          {"fieldName": "vector", "dataType": "FloatVector", "elementTypeParams": {"dim": "3"}}]}})");
+  ASSERT_EQ(milvus_double().call("collections/create", body).at("code"), 0);
+  {
+    milvus_index index(o, "space", 3, metric::inner_product);
+    index.add("a", std::vector<float>{1, 0, 0});
+    EXPECT_EQ(index.search(std::vector<float>{1, 0, 0}, 1).at(0).id, "a");
+  }
+  const auto state = milvus_double().call("collections/get_load_state", {{"collectionName", "half_space"}});
+  EXPECT_EQ(state.at("data").at("loadState"), "LoadStateLoaded");
+
+  // The index step fails during open (the server's message of those versions): open reports it,
+  // and the next open finishes the job.
+  milvus_index(o, "space", 3, metric::inner_product).drop();
+  milvus_double().fault("indexes/create", 65535);
+  try {
+    milvus_index index(o, "space", 3, metric::inner_product);
+    FAIL() << "open succeeded although the index could not be created";
+  } catch (const error& e) {
+    EXPECT_NE(std::string(e.what()).find("65535"), std::string::npos) << e.what();
+  }
+  milvus_index repaired(o, "space", 3, metric::inner_product);
+  repaired.add("b", std::vector<float>{0, 1, 0});
+  EXPECT_EQ(repaired.size(), 1u);
+}
+
+TEST(MilvusIndex, ReloadsAfterAMilvusRestart) {
+  const auto o = double_options("restart_");
+  milvus_index(o, "space", 3, metric::l2).drop();
+  milvus_index index(o, "space", 3, metric::l2);
+  index.add("a", std::vector<float>{1, 1, 1});
+  milvus_double().restart();  // every collection released: search and query answer 101
+  EXPECT_EQ(index.search(std::vector<float>{1, 1, 1}, 1).at(0).id, "a");
+  milvus_double().restart();
+  EXPECT_EQ(index.size(), 1u);
+  milvus_double().restart();
+  EXPECT_TRUE(index.contains("a"));
+  milvus_double().restart();
+  milvus_index reopened(o, "space", 3, metric::l2);  // open loads it too
+  EXPECT_EQ(milvus_double()
+                .call("collections/get_load_state", {{"collectionName", "restart_space"}})
+                .at("data")
+                .at("loadState"),
+            "LoadStateLoaded");
+  // Loading is bounded: a server that does not finish in time is reported, not waited on forever.
+  milvus_double_process slow_server("", 60000);
+  auto impatient = o;
+  impatient.port = slow_server.port();
+  impatient.load_timeout = std::chrono::milliseconds(300);
+  try {
+    milvus_index slow(impatient, "space", 3, metric::l2);
+    FAIL() << "a 60 s load finished within 300 ms";
+  } catch (const error& e) {
+    EXPECT_EQ(e.code(), errc::unavailable);
+    EXPECT_NE(std::string(e.what()).find("did not finish loading"), std::string::npos) << e.what();
+  }
+}
+
+TEST(MilvusIndex, RetriesEachRetriableCodeOnceAndSucceeds) {
   auto o = double_options("retry_");
-  o.retries = 2;
+  milvus_index(o, "space", 2, metric::l2).drop();
   milvus_index index(o, "space", 2, metric::l2);
   index.add("a", std::vector<float>{1, 1});
-  milvus_double().fail_next(2, 503);  // two failures: the third attempt succeeds
-  EXPECT_EQ(index.size(), 1u);
-  milvus_double().fail_next(3, 503);  // three failures: out of attempts
+  struct injected {
+    int code;
+    int status;
+    std::string text;
+  };
+  // merr's retriable codes the issue names, the REST limiter as newer servers send it (HTTP 429),
+  // the timeout middleware's plain-text 408, and a gateway's 503.
+  const std::vector<injected> cases{{1, 200, ""},   {2, 200, ""},    {103, 200, ""}, {106, 200, ""},
+                                    {1807, 200, ""}, {1807, 429, ""}, {0, 408, "timeout"}, {0, 503, "no upstream"}};
+  for (const auto& c : cases) {
+    milvus_double().reset_stats();
+    milvus_double().fault("entities/query", c.code, c.status, 1, c.text);
+    EXPECT_EQ(index.size(), 1u) << c.code << " / HTTP " << c.status;
+    EXPECT_EQ(milvus_double().requests("entities/query"), 2) << c.code << " / HTTP " << c.status;
+  }
+  // Upserts are retried too (idempotent), and out of attempts is `unavailable`.
+  milvus_double().fault("entities/upsert", 2, 200, 1);
+  index.add("b", std::vector<float>{2, 2});
+  o.retries = 2;
+  milvus_index few(o, "space", 2, metric::l2);
+  milvus_double().reset_stats();
+  milvus_double().fault("entities/query", 0, 503, 3);
   try {
-    (void)index.size();
+    (void)few.size();
     FAIL() << "no error after three failed attempts";
   } catch (const error& e) {
     EXPECT_EQ(e.code(), errc::unavailable);
     EXPECT_NE(std::string(e.what()).find("HTTP 503"), std::string::npos) << e.what();
   }
-  EXPECT_EQ(index.size(), 1u);
+  EXPECT_EQ(milvus_double().requests("entities/query"), 3);
+  EXPECT_EQ(few.size(), 2u);
 }
 
-TEST(MilvusIndex, TokenIsSentAndUnreachableServerIsUnavailable) {
-  milvus_double_process secured("s3cret");
+TEST(MilvusIndex, FatalCodesFailAtOnceWithTheirMessage) {
+  const auto o = double_options("fatal_");
+  milvus_index(o, "space", 2, metric::l2).drop();
+  milvus_index index(o, "space", 2, metric::l2);
+  index.add("a", std::vector<float>{1, 1});
+  // 9: quota exceeded, 503: channel not available (a Milvus code, not an HTTP status), 1100 and
+  // 65535: the request itself. None is retriable in merr, so exactly one request goes out.
+  for (const auto& [c, expected] : std::vector<std::pair<int, errc>>{
+           {9, errc::unavailable}, {503, errc::unavailable}, {1100, errc::internal}, {65535, errc::internal}}) {
+    milvus_double().reset_stats();
+    milvus_double().fault("entities/upsert", c);
+    try {
+      index.add("b", std::vector<float>{2, 2});
+      FAIL() << "code " << c << " was not reported";
+    } catch (const error& e) {
+      EXPECT_EQ(e.code(), expected) << c;
+      EXPECT_NE(std::string(e.what()).find("code " + std::to_string(c)), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(milvus_double().requests("entities/upsert"), 1) << "code " << c << " was retried";
+  }
+  EXPECT_FALSE(index.contains("b"));
+}
+
+TEST(MilvusIndex, BadTokenIsAClearCredentialsError) {
+  milvus_double_process secured("root:Milvus");
   milvus_options o;
   o.port = secured.port();
-  EXPECT_EQ(code_of([&] { milvus_index index(o, "space", 2, metric::l2); }), errc::unavailable);
-  o.token = "s3cret";
+  o.retry_backoff = std::chrono::milliseconds(5);
+  for (const std::string token : {"", "root:wrong"}) {
+    o.token = token;
+    try {
+      milvus_index index(o, "space", 2, metric::l2);
+      FAIL() << "opened with token '" << token << "'";
+    } catch (const error& e) {
+      EXPECT_EQ(e.code(), errc::unavailable);
+      const std::string what = e.what();
+      EXPECT_NE(what.find("rejected the credentials"), std::string::npos) << what;
+      EXPECT_NE(what.find("HTTP 401"), std::string::npos) << what;
+      EXPECT_NE(what.find("token="), std::string::npos) << what;
+    }
+  }
+  EXPECT_EQ(secured.call("collections/has", {{"collectionName", "x"}}, "root:Milvus").at("code"), 0);
+  o.token = "root:Milvus";
   milvus_index index(o, "space", 2, metric::l2);
   index.add("a", std::vector<float>{1, 2});
   EXPECT_TRUE(index.contains("a"));
@@ -349,20 +619,119 @@ TEST(MilvusIndex, TokenIsSentAndUnreachableServerIsUnavailable) {
   milvus_options nowhere;
   nowhere.port = 1;  // nothing listens on port 1 for an unprivileged test
   nowhere.retries = 1;
+  nowhere.retry_backoff = std::chrono::milliseconds(5);
   nowhere.connect_timeout = std::chrono::milliseconds(200);
   EXPECT_EQ(code_of([&] { milvus_index unreachable(nowhere, "space", 2, metric::l2); }), errc::unavailable);
 }
 
+TEST(MilvusIndex, CountSentAsAStringIsAccepted) {
+  // A server that ignores Accept-Type-Allow-Int64 sends count(*) (an Int64) as a JSON string.
+  milvus_double_process strings("", 150, true);
+  milvus_options o;
+  o.port = strings.port();
+  milvus_index index(o, "space", 2, metric::l2);
+  index.add_many({"a", "b", "c"}, std::vector<float>{1, 1, 2, 2, 3, 3});
+  const auto raw = strings.call("entities/query", {{"collectionName", index.collection()},
+                                                   {"filter", ""},
+                                                   {"outputFields", {"count(*)"}},
+                                                   {"consistencyLevel", "Strong"}});
+  EXPECT_TRUE(raw.at("data").at(0).at("count(*)").is_string()) << raw.dump();
+  EXPECT_EQ(index.size(), 3u);
+}
+
+TEST(MilvusIndex, EfIsKeptAtLeastTheLimit) {
+  auto o = double_options("ef_");
+  o.search_params = {{"ef", 8}};
+  milvus_index(o, "space", 2, metric::l2).drop();
+  milvus_index index(o, "space", 2, metric::l2);
+  std::vector<std::string> ids;
+  std::vector<float> data;
+  for (int i = 0; i < 50; ++i) {
+    ids.push_back("p" + std::to_string(i));
+    data.push_back(static_cast<float>(i));
+    data.push_back(1.0f);
+  }
+  index.add_many(ids, data);
+  EXPECT_EQ(index.search_params_for(5).at("ef"), 8);
+  EXPECT_EQ(index.search_params_for(20).at("ef"), 20);
+  // The double refuses ef below the limit as HNSW does; k = 20 and the filter's over-fetch pass.
+  EXPECT_EQ(index.search(std::vector<float>{0, 1}, 20).size(), 20u);
+  const id_filter odd = [](std::string_view id) { return (id.back() - '0') % 2 == 1; };
+  EXPECT_EQ(index.search(std::vector<float>{0, 1}, 10, &odd).size(), 10u);
+}
+
+TEST(MilvusIndex, DatabasesAreSeparate) {
+  ASSERT_EQ(milvus_double().call("databases/create", {{"dbName", "acg"}}).at("code"), 0);
+  auto in_default = double_options("db_");
+  auto in_acg = in_default;
+  in_acg.db_name = "acg";
+  milvus_index(in_default, "space", 2, metric::l2).drop();
+  milvus_index(in_acg, "space", 2, metric::l2).drop();
+  milvus_index a(in_default, "space", 2, metric::l2);
+  milvus_index b(in_acg, "space", 2, metric::l2);
+  a.add("x", std::vector<float>{1, 1});
+  EXPECT_EQ(a.size(), 1u);
+  EXPECT_EQ(b.size(), 0u);
+  auto missing = in_default;
+  missing.db_name = "nope";
+  try {
+    milvus_index c(missing, "space", 2, metric::l2);
+    FAIL() << "opened a collection in a database that does not exist";
+  } catch (const error& e) {
+    EXPECT_EQ(e.code(), errc::bad_parameter);
+    EXPECT_NE(std::string(e.what()).find("database 'nope'"), std::string::npos) << e.what();
+  }
+}
+
+TEST(MilvusIndex, OlderServersWithoutRestV2AreNamed) {
+  // A server without /v2/vectordb (Milvus before 2.4, or not Milvus) answers 404 there.
+  httplib::Server old;
+  old.Post(".*", [](const httplib::Request&, httplib::Response& res) {
+    res.status = 404;
+    res.set_content("404 page not found", "text/plain");
+  });
+  const int port = old.bind_to_any_port("127.0.0.1");
+  std::thread serving([&] { old.listen_after_bind(); });
+  while (!old.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  milvus_options o;
+  o.port = port;
+  try {
+    milvus_index index(o, "space", 2, metric::l2);
+    ADD_FAILURE() << "opened a collection on a server without REST v2";
+  } catch (const error& e) {
+    EXPECT_EQ(e.code(), errc::unavailable);
+    EXPECT_NE(std::string(e.what()).find("older than 2.4.0"), std::string::npos) << e.what();
+  }
+  old.stop();
+  serving.join();
+}
+
 TEST(MilvusIndex, ParsesAddresses) {
-  const auto o = parse_milvus_uri("milvus://db.example:19531?token=root:Milvus&db=acg&prefix=p_&timeout_ms=500");
+  const auto o = parse_milvus_uri(
+      "milvus://db.example:19531?token=root:Milvus&db=acg&prefix=p_&timeout_ms=500&index=hnsw&M=32"
+      "&efConstruction=100&ef=64&load_timeout_ms=9000&retries=5");
   EXPECT_EQ(o.host, "db.example");
   EXPECT_EQ(o.port, 19531);
   EXPECT_EQ(o.token, "root:Milvus");
   EXPECT_EQ(o.db_name, "acg");
   EXPECT_EQ(o.collection_prefix, "p_");
   EXPECT_EQ(o.timeout.count(), 500);
+  EXPECT_EQ(o.load_timeout.count(), 9000);
+  EXPECT_EQ(o.retries, 5);
+  EXPECT_EQ(o.index_type, "HNSW");
+  EXPECT_EQ(o.index_params, (nlohmann::json{{"M", 32}, {"efConstruction", 100}}));
+  EXPECT_EQ(o.search_params, (nlohmann::json{{"ef", 64}}));
+  const auto ivf = parse_milvus_uri("milvus://h?index=IVF_FLAT&nlist=256&nprobe=16");
+  EXPECT_EQ(ivf.index_type, "IVF_FLAT");
+  EXPECT_EQ(ivf.index_params, (nlohmann::json{{"nlist", 256}}));
+  EXPECT_EQ(ivf.search_params, (nlohmann::json{{"nprobe", 16}}));
   EXPECT_EQ(parse_milvus_uri("milvus://h").port, 19530);
-  for (const char* bad : {"http://h:1", "milvus://:1", "milvus://h:x", "milvus://h:1?what=1"})
+  EXPECT_EQ(parse_milvus_uri("milvus://h").index_params, (nlohmann::json{{"M", 16}, {"efConstruction", 200}}));
+  EXPECT_TRUE(parse_milvus_uri("milvus://h?index=FLAT").index_params.empty());
+  for (const char* bad : {"http://h:1", "milvus://:1", "milvus://h:x", "milvus://h:1?what=1", "milvus://h?index=DISKANN",
+                          "milvus://h?M=1", "milvus://h?M=abc", "milvus://h?index=IVF_FLAT&ef=10",
+                          "milvus://h?nprobe=4", "milvus://h?prefix=bad-prefix", "milvus://h?ef=0",
+                          "milvus://h?retries=-1"})
     EXPECT_EQ(code_of([&] { (void)parse_milvus_uri(bad); }), errc::bad_parameter) << bad;
   EXPECT_EQ(milvus_quote("a\"b\\c"), "\"a\\\"b\\\\c\"");
 }
