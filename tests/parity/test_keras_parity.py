@@ -10,7 +10,7 @@
    - tools/extract_nsfwjs.js: the real nsfwjs@4.4.0 MobileNetV2 / InceptionV3 from npm, run by tfjs
      (wasm backend) on the 18 real images in tests/data/nsfw with nsfwjs' preprocessing. PNG alpha is
      composited on white (PIL) before the pixels reach tfjs.
-2. Runs the C++ side: acg2vec_tests --gtest_filter=KerasParity.* with ACG2VEC_KERAS_FIXTURES set. It
+2. Runs the C++ side: acg2vec_tests --gtest_also_run_disabled_tests --gtest_filter=KerasParity.* with ACG2VEC_KERAS_FIXTURES set. It
    loads each model with our loaders, runs it on the exact float input tfjs got, and requires
    max |ours - tfjs| <= 1e-4 on every final output and every named cut layer.
 Missing node or npm packages is a failure, not a skip.
@@ -160,7 +160,7 @@ def main():
         with open(stamp, 'w') as f:
             f.write(fp)
     env = dict(os.environ, ACG2VEC_KERAS_FIXTURES=OUT)
-    r = subprocess.run([TEST_BIN, '--gtest_filter=KerasParity.*', '--gtest_color=no'], env=env,
+    r = subprocess.run([TEST_BIN, '--gtest_also_run_disabled_tests', '--gtest_filter=KerasParity.*', '--gtest_color=no'], env=env,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     print(r.stdout)
     if r.returncode != 0:

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Parity of src/image (decode, preprocess, perceptual signature) against independent references.
 
-Our side runs in the gtest binary (ImageParityDump.WriteOutputs, see tests/unit/image_parity_dump_test.cpp):
+Our side runs in the gtest binary (ImageParityDump.DISABLED_WriteOutputs, run with --gtest_also_run_disabled_tests, see tests/unit/image_parity_dump_test.cpp):
 it decodes each image and writes the decoded RGB pixels and the preprocess() output. The references get
 the SAME decoded pixels, so only the resampling and normalisation are compared:
 
@@ -190,7 +190,7 @@ def main():
     with open(os.path.join(work, "jobs.json"), "w") as f:
         json.dump({"out_dir": work, "jobs": jobs}, f)
     env = dict(os.environ, ACG2VEC_IMAGE_PARITY_JOBS=os.path.join(work, "jobs.json"))
-    proc = subprocess.run([TEST_BIN, "--gtest_filter=ImageParityDump.WriteOutputs"], env=env,
+    proc = subprocess.run([TEST_BIN, "--gtest_also_run_disabled_tests", "--gtest_filter=ImageParityDump.DISABLED_WriteOutputs"], env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if proc.returncode != 0:
         print(proc.stdout)
