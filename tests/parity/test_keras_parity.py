@@ -2,7 +2,8 @@
 """Parity of acg2vec's Keras .h5 and TF.js layers-model loaders with TensorFlow.js.
 
 1. Generates reference fixtures with the tools in tools/ (cached in $ACG2VEC_BUILD_DIR/fixtures/keras,
-   regenerated when a tool, the npm lock file or a test image changes):
+   keyed on the content of the tools, the npm lock file, this script and the test images, and made
+   under a file lock; tests/integration/fixture_cache.py):
    - tools/keras_reference.js: DeepDanbooru resnet_custom_v3 and Keras ResNet101V2 + pix2score heads
      (reduced depth/width, seeded random weights) and a layer zoo, saved as TF.js layers-models
      (float32, uint8-quantised, float16), with tfjs' outputs and named intermediate layers;
@@ -19,7 +20,6 @@ ACG2VEC_KERAS_FULL=1 uses the full-depth, full-width architectures instead (resn
 with 9176 classes and the add_43 cut, ResNet101V2 at 224x224), in fixtures/keras_full. It needs a few GB
 of memory and several minutes; CI runs the reduced variants.
 """
-import hashlib
 import json
 import os
 import re
@@ -28,6 +28,9 @@ import subprocess
 import sys
 
 from PIL import Image
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'integration'))
+from fixture_cache import cached_dir  # noqa: E402
 
 SOURCE = os.environ.get('ACG2VEC_SOURCE_DIR', os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..')))
 BUILD = os.environ.get('ACG2VEC_BUILD_DIR', os.path.join(SOURCE, 'build', 'release'))
@@ -62,19 +65,10 @@ def check_prerequisites():
         die(f'test binary {TEST_BIN} not built')
 
 
-def fingerprint():
-    h = hashlib.sha256()
+def fixture_inputs():
+    """What the fixtures are generated from: their key in the cache (tests/integration/fixture_cache.py)."""
     names = ['keras_reference.js', 'tfjs_to_keras_h5.py', 'extract_nsfwjs.js', 'package-lock.json']
-    for n in names:
-        p = os.path.join(TOOLS, n)
-        h.update(n.encode())
-        if os.path.exists(p):
-            h.update(open(p, 'rb').read())
-    h.update(open(__file__, 'rb').read())
-    for n in sorted(os.listdir(IMAGES)):
-        h.update(n.encode())
-        h.update(open(os.path.join(IMAGES, n), 'rb').read())
-    return h.hexdigest()
+    return [os.path.join(TOOLS, n) for n in names] + [os.path.abspath(__file__), IMAGES]
 
 
 def decode_images(dest):
@@ -110,8 +104,8 @@ def check_pack(pack_dir, name, meta):
         die(f'{name}: embedding layer {m["embedding"]["layer"]} is not compared')
 
 
-def generate():
-    tmp = OUT + '.tmp'
+def generate(out):
+    tmp = out + '.tmp'
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     run(['node', '--max-old-space-size=12000', 'keras_reference.js', 'models', tmp, *(['--full'] if FULL else [])])
@@ -145,20 +139,13 @@ def generate():
         cases.append({**base, 'name': f'{group}/keras_h5', 'format': 'keras_h5', 'model': f'{group}/model.h5'})
     with open(os.path.join(tmp, 'cases.json'), 'w') as f:
         json.dump({'cases': cases}, f, indent=1)
-    shutil.rmtree(OUT, ignore_errors=True)
-    os.rename(tmp, OUT)
+    shutil.rmtree(out, ignore_errors=True)
+    os.rename(tmp, out)
 
 
 def main():
     check_prerequisites()
-    stamp = os.path.join(OUT, 'fingerprint')
-    fp = fingerprint()
-    if os.path.exists(stamp) and open(stamp).read() == fp:
-        print(f'fixtures up to date in {OUT}')
-    else:
-        generate()
-        with open(stamp, 'w') as f:
-            f.write(fp)
+    cached_dir(OUT, fixture_inputs(), generate, extra=['full' if FULL else 'ci'])
     env = dict(os.environ, ACG2VEC_KERAS_FIXTURES=OUT)
     r = subprocess.run([TEST_BIN, '--gtest_also_run_disabled_tests', '--gtest_filter=KerasParity.*', '--gtest_color=no'], env=env,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
