@@ -37,10 +37,11 @@ BUILD = os.environ.get('ACG2VEC_BUILD_DIR', os.path.join(SOURCE, 'build', 'relea
 TEST_BIN = os.environ.get('ACG2VEC_TEST_BIN', os.path.join(BUILD, 'tests', 'acg2vec_tests'))
 TOOLS = os.path.join(SOURCE, 'tools')
 IMAGES = os.path.join(SOURCE, 'tests', 'data', 'nsfw')
+REAL = os.path.join(SOURCE, 'tests', 'data', 'keras-real')
 FULL = os.environ.get('ACG2VEC_KERAS_FULL') == '1'
 OUT = os.path.join(BUILD, 'fixtures', 'keras_full' if FULL else 'keras')
 PYTHON = '/usr/bin/python3'
-EXPECTED_TESTS = 6
+EXPECTED_TESTS = 7
 
 
 def die(msg):
@@ -67,8 +68,67 @@ def check_prerequisites():
 
 def fixture_inputs():
     """What the fixtures are generated from: their key in the cache (tests/integration/fixture_cache.py)."""
-    names = ['keras_reference.js', 'tfjs_to_keras_h5.py', 'extract_nsfwjs.js', 'package-lock.json']
-    return [os.path.join(TOOLS, n) for n in names] + [os.path.abspath(__file__), IMAGES]
+    names = ['keras_reference.js', 'tfjs_to_keras_h5.py', 'extract_nsfwjs.js', 'package-lock.json',
+             'keras_h5_to_tfjs.py', 'keras_real_reference.js']
+    return [os.path.join(TOOLS, n) for n in names] + [os.path.abspath(__file__), IMAGES, REAL]
+
+
+def read_source(path):
+    """tests/data/keras-real/SOURCE: blocks of 'key: value' lines separated by blank lines."""
+    blocks, block = [], {}
+    for line in open(path, encoding='utf-8').read().splitlines() + ['']:
+        if not line.strip():
+            if block:
+                blocks.append(block)
+            block = {}
+        elif not line.startswith('#'):
+            key, _, value = line.partition(': ')
+            block[key] = value
+    return blocks
+
+
+def real_keras_cases(tmp):
+    """Cases for the committed .h5 files written by real Keras: each becomes a TF.js model with the same
+    weights (tools/keras_h5_to_tfjs.py); tfjs runs it on a seeded input in [-1, 1] (batch 2) and reports
+    the layers SOURCE lists under 'compare'."""
+    import numpy as np
+    rng = np.random.default_rng(20261206)
+    jobs, cases = [], []
+    for b in read_source(os.path.join(REAL, 'SOURCE')):
+        if b.get('load') != 'runs':
+            continue
+        stem = os.path.splitext(b['file'])[0].replace('.', '_')
+        d = os.path.join(tmp, 'keras_real', stem)
+        os.makedirs(d)
+        shutil.copy(os.path.join(REAL, b['file']), os.path.join(d, 'model.h5'))
+        r = subprocess.run([PYTHON, os.path.join(TOOLS, 'keras_h5_to_tfjs.py'), os.path.join(d, 'model.h5'),
+                            os.path.join(d, 'tfjs')], capture_output=True, text=True)
+        if r.returncode != 0:
+            die(f'keras_h5_to_tfjs.py {b["file"]}: {r.stderr}')
+        info = json.loads(r.stdout)
+        shape = [2] + info['input_shape'][1:]
+        rng.uniform(-1, 1, shape).astype(np.float32).tofile(os.path.join(d, 'input.f32'))
+        names = [n.strip() for n in b['compare'].split(',')]
+        if info['output'] not in names:
+            die(f'{b["file"]}: SOURCE compare must include the output layer {info["output"]}')
+        jobs.append({'model_dir': os.path.join(d, 'tfjs'), 'input': os.path.join(d, 'input.f32'), 'shape': shape,
+                     'outputs': [{'name': n, 'file': os.path.join(d, n + '.f32')} for n in names]})
+        cases.append({'group': 'keras_real', 'name': f'keras_real/{b["file"]} (Keras {info["keras_version"]})',
+                      'format': 'keras_h5', 'model': f'keras_real/{stem}/model.h5', 'reference_backend': 'cpu',
+                      'input': {'file': f'keras_real/{stem}/input.f32', 'shape': shape},
+                      'outputs': [{'name': n, 'file': f'keras_real/{stem}/{n}.f32'} for n in names]})
+    if len(cases) < 5:
+        die(f'expected at least 5 runnable real Keras files in {REAL}, found {len(cases)}')
+    with open(os.path.join(tmp, 'keras_real', 'jobs.json'), 'w') as f:
+        json.dump({'jobs': jobs}, f)
+    r = subprocess.run(['node', 'keras_real_reference.js', os.path.join(tmp, 'keras_real', 'jobs.json')], cwd=TOOLS,
+                       stdout=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        die('keras_real_reference.js failed')
+    for case, shapes in zip(cases, json.loads(r.stdout)):
+        for o, got in zip(case['outputs'], shapes):
+            o['shape'] = got['shape']
+    return cases
 
 
 def decode_images(dest):
@@ -137,6 +197,7 @@ def generate(out):
         # The same real weights, dequantised, in a Keras 2.2.4-style .h5 file.
         run([PYTHON, 'tfjs_to_keras_h5.py', os.path.join(tmp, 'packs', pack, 'model.json'), os.path.join(tmp, group, 'model.h5')])
         cases.append({**base, 'name': f'{group}/keras_h5', 'format': 'keras_h5', 'model': f'{group}/model.h5'})
+    cases += real_keras_cases(tmp)
     with open(os.path.join(tmp, 'cases.json'), 'w') as f:
         json.dump({'cases': cases}, f, indent=1)
     shutil.rmtree(out, ignore_errors=True)

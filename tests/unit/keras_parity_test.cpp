@@ -88,6 +88,9 @@ TEST(KerasParity, DISABLED_RandomLayerZoo) { run_group("zoo"); }
 TEST(KerasParity, DISABLED_RandomLayerZooExtra) { run_group("zoo_extra"); }
 TEST(KerasParity, DISABLED_NsfwMobileNetV2) { run_group("nsfw_mobilenet_v2"); }
 TEST(KerasParity, DISABLED_NsfwInceptionV3) { run_group("nsfw_inception_v3"); }
+// The .h5 files written by real Keras versions (tests/data/keras-real/SOURCE) against TF.js on the
+// same weights.
+TEST(KerasParity, DISABLED_RealKerasFiles) { run_group("keras_real"); }
 
 }  // namespace
 }  // namespace acg2vec::runtime
