@@ -70,7 +70,17 @@ constexpr double rel_tol = 1e-4;
 
 // Cases whose reference values the runtime reproduces only to a looser relative bound, with why.
 const std::map<std::string, std::pair<double, std::string>>& looser_cases() {
+  static const std::string window_cancellation =
+      "the expanded graph sums O(1) cosine terms in float32; near the window's ends the result is a small "
+      "difference, so float32 cancellation (~6e-8 absolute) is large relative to it (measured up to 5.6e-4 "
+      "relative; the window operators themselves are not claimed, only the Cos/Mul/Sub graph)";
   static const std::map<std::string, std::pair<double, std::string>> cases = {
+      {"test_blackmanwindow_expanded", {1e-3, window_cancellation}},
+      {"test_blackmanwindow_symmetric_expanded", {1e-3, window_cancellation}},
+      {"test_hammingwindow_expanded", {1e-3, window_cancellation}},
+      {"test_hammingwindow_symmetric_expanded", {1e-3, window_cancellation}},
+      {"test_hannwindow_expanded", {1e-3, window_cancellation}},
+      {"test_hannwindow_symmetric_expanded", {1e-3, window_cancellation}},
   };
   return cases;
 }
