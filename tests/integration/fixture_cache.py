@@ -54,14 +54,25 @@ def cached_dir(dest, inputs, make, extra=()):
         return dest
 
 
-if __name__ == "__main__":
+def _cli():
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    if sys.argv[1:] == ["packs"]:
-        from packs import installed_packs
-        print(installed_packs())
-    elif sys.argv[1:] == ["tiny-packs"]:
-        from packs import tiny_packs
-        print(tiny_packs())
-    else:
+    from packs import installed_packs, tiny_packs
+    makers = {"packs": installed_packs, "tiny-packs": tiny_packs}
+    if len(sys.argv) != 2 or sys.argv[1] not in makers:
         print("usage: fixture_cache.py packs|tiny-packs", file=sys.stderr)
-        sys.exit(2)
+        return 2
+    # Only the folder goes to stdout: the generators' own output (theirs and their children's) goes
+    # to stderr, so that callers can read the path.
+    stdout = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        path = makers[sys.argv[1]]()
+    finally:
+        sys.stdout.flush()
+        os.dup2(stdout, 1)
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_cli())
