@@ -36,7 +36,10 @@ std::string read_file(const fs::path& p) {
   return s.str();
 }
 
-void collect(const fs::path& p, std::vector<corpus_item>& out) {
+// Every folder or file named on the command line must exist and hold at least one input: a corpus
+// path that moved or lost its files would otherwise replay nothing and pass.
+bool collect(const fs::path& p, std::vector<corpus_item>& out) {
+  const auto before = out.size();
   if (fs::is_directory(p)) {
     std::vector<fs::path> files;
     for (const auto& e : fs::recursive_directory_iterator(p)) {
@@ -48,8 +51,15 @@ void collect(const fs::path& p, std::vector<corpus_item>& out) {
     for (const auto& f : files) out.push_back({f, read_file(f)});
   } else if (fs::is_regular_file(p)) {
     out.push_back({p, read_file(p)});
+  } else {
+    std::cerr << "replay: " << p << " does not exist\n";
+    return false;
   }
-  // A missing folder is fine: most targets have no regressions (yet).
+  if (out.size() == before) {
+    std::cerr << "replay: " << p << " holds no corpus files\n";
+    return false;
+  }
+  return true;
 }
 
 std::string mutate(const std::vector<corpus_item>& corpus, std::mt19937_64& rng) {
@@ -134,9 +144,13 @@ int main(int argc, char** argv) {
       smoke_seconds = std::atof(argv[++i]);
     } else if (a == "--seed" && i + 1 < argc) {
       seed = std::strtoull(argv[++i], nullptr, 10);
-    } else {
-      collect(a, corpus);
+    } else if (!collect(a, corpus)) {
+      return 1;
     }
+  }
+  if (corpus.empty()) {
+    std::cerr << "replay: no corpus given\n";
+    return 2;
   }
 
   const std::string crash_file = "fuzz-crash-" + std::string(target->name) + ".bin";

@@ -2,7 +2,11 @@
 import json
 import os
 import subprocess
+import sys
 import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fixture_cache import cached_dir  # noqa: E402
 
 SOURCE = os.environ.get("ACG2VEC_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("ACG2VEC_BUILD_DIR", os.path.join(SOURCE, "build", "release"))
@@ -11,19 +15,20 @@ BUILD = os.environ.get("ACG2VEC_BUILD_DIR", os.path.join(SOURCE, "build", "relea
 def installed_packs(only=None):
     """Installs the offline packs once into the build tree and returns a models dir holding them
     (optionally only the named packs, through symlinks)."""
-    full = os.path.join(BUILD, "test-packs", "all")
-    stamp = os.path.join(full, ".installed")
-    if not os.path.exists(stamp):
-        subprocess.run([os.path.join(SOURCE, "scripts", "install-packs.sh"), full], check=True)
-        open(stamp, "w").close()
+    full = cached_dir(os.path.join(BUILD, "test-packs", "all"),
+                      [os.path.join(SOURCE, "scripts", "install-packs.sh"), os.path.join(SOURCE, "tools", "extract_nsfwjs.js"),
+                       os.path.join(SOURCE, "tools", "package-lock.json")],
+                      lambda d: subprocess.run([os.path.join(SOURCE, "scripts", "install-packs.sh"), d], check=True))
     if not only:
         return full
     sub = os.path.join(BUILD, "test-packs", "-".join(sorted(only)))
     os.makedirs(sub, exist_ok=True)
     for name in only:
         link = os.path.join(sub, name)
-        if not os.path.exists(link):
+        try:
             os.symlink(os.path.join(full, name), link)
+        except FileExistsError:  # made by a test running in parallel
+            pass
     return sub
 
 
@@ -34,12 +39,17 @@ def real_images():
 
 def test_packs():
     """Random-weight packs under the seed's model names (tools/make_test_packs.py), made once."""
-    out = os.path.join(BUILD, "test-packs", "seed")
-    stamp = os.path.join(out, ".made")
-    if not os.path.exists(stamp):
-        subprocess.run(["/usr/bin/python3", os.path.join(SOURCE, "tools", "make_test_packs.py"), out], check=True)
-        open(stamp, "w").close()
-    return out
+    script = os.path.join(SOURCE, "tools", "make_test_packs.py")
+    return cached_dir(os.path.join(BUILD, "test-packs", "seed"),
+                      [script, os.path.join(SOURCE, "tools", "make_text_model_fixtures.py")],
+                      lambda d: subprocess.run(["/usr/bin/python3", script, d], check=True))
+
+
+def tiny_packs():
+    """Small random packs for the web page test (tools/make_tiny_packs.py), made once per content."""
+    script = os.path.join(SOURCE, "tools", "make_tiny_packs.py")
+    return cached_dir(os.path.join(BUILD, "test-packs", "tiny"), [script],
+                      lambda d: subprocess.run(["/usr/bin/python3", script, d], check=True))
 
 
 def reference_ids(tokenizer_json, texts):

@@ -7,7 +7,7 @@ decoders differ. Measured: typical differences of 0.01-0.05 in probability, one 
 (demo_concert1, 256 px) moving by ~0.34. Checks:
   - the median over 10 images of max|p_ours - p_nsfwjs| <= 0.05 and the top class agrees on >= 8/10;
   - the differences are the decoders' alone: nsfwjs fed the pixels libjpeg decodes (PIL, bit-equal to
-    acg2vec's decoder) matches acg2vec to <= 1e-3 on every image."""
+    acg2vec's decoder) matches acg2vec to <= 1e-5 on every image (measured 2.4e-7)."""
 import io
 import json
 import os
@@ -26,7 +26,7 @@ from packs import installed_packs, real_images  # noqa: E402
 
 LABELS = ["Drawing", "Hentai", "Neutral", "Porn", "Sexy"]
 MEDIAN_BOUND = 0.05
-SAME_PIXELS_BOUND = 1e-3
+SAME_PIXELS_BOUND = 1e-5  # measured 2.4e-7 (KERAS_PARITY.md); the loaders themselves are held to 1e-4
 
 
 class NsfwJpegDecoders(unittest.TestCase):

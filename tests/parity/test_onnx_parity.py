@@ -9,12 +9,11 @@
 3. The gtest RuntimeParity.* loads each file with our ONNX loader and executor and requires
    max|ours - ref| <= 1e-4 * max|ref| against both references (see runtime_parity_test.cpp).
 
-Fixtures are cached in the build tree, keyed by a hash of both generator scripts. Any failure to
-produce them fails this test; it never skips.
+Fixtures are cached in the build tree, keyed on the content of both generator scripts and the npm lock
+file and made under a file lock (tests/integration/fixture_cache.py). Any failure to produce them fails
+this test; it never skips.
 """
-import hashlib
 import os
-import shutil
 import subprocess
 import sys
 
@@ -31,21 +30,13 @@ def main():
               "(npm install in tools/ with ONNXRUNTIME_NODE_INSTALL=skip)")
         return 1
 
-    digest = hashlib.sha256()
-    for path in (export, reference):
-        with open(path, "rb") as f:
-            digest.update(f.read())
-    key = digest.hexdigest()
-    stamp = os.path.join(work, "fixtures.stamp")
-    fresh = os.path.exists(stamp) and open(stamp).read().strip() == key
-    if not fresh:
-        shutil.rmtree(work, ignore_errors=True)
-        os.makedirs(work)
-        print("generating ONNX fixtures in", work, flush=True)
-        subprocess.run(["/usr/bin/python3", export, "--out", work, "--profile", "ci"], check=True)
-        subprocess.run(["node", reference, work], check=True)
-        with open(stamp, "w") as f:
-            f.write(key)
+    def make(out):
+        subprocess.run(["/usr/bin/python3", export, "--out", out, "--profile", "ci"], check=True)
+        subprocess.run(["node", reference, out], check=True)
+
+    sys.path.insert(0, os.path.join(src, "tests", "integration"))
+    from fixture_cache import cached_dir
+    cached_dir(work, [export, reference, os.path.join(src, "tools", "package-lock.json")], make)
 
     env = dict(os.environ, ACG2VEC_ONNX_PARITY_DIR=work)
     proc = subprocess.run([test_bin, "--gtest_also_run_disabled_tests", "--gtest_filter=RuntimeParity.*"], env=env, stdout=subprocess.PIPE,

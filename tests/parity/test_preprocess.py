@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Parity of src/image (decode, preprocess, perceptual signature) against independent references.
 
-Our side runs in the gtest binary (ImageParityDump.WriteOutputs, see tests/unit/image_parity_dump_test.cpp):
+Our side runs in the gtest binary (ImageParityDump.DISABLED_WriteOutputs, run with --gtest_also_run_disabled_tests, see tests/unit/image_parity_dump_test.cpp):
 it decodes each image and writes the decoded RGB pixels and the preprocess() output. The references get
 the SAME decoded pixels, so only the resampling and normalisation are compared:
 
@@ -13,6 +13,9 @@ the SAME decoded pixels, so only the resampling and normalisation are compared:
   (both, torch in float32)        as above with float32 tensors: torch then computes     1e-4 (values / 255)
                                   source coordinates in float, whose rounding moves
                                   a tap weight by up to ~1 ulp of the coordinate
+  (both, TensorFlow.js)           tf.image.resizeBilinear on float32 pixels (cpu         1e-5 (values / 255)
+                                  backend; tools/tfjs_resize_reference.js), half-pixel
+                                  centres for _tf, alignCorners for _align_corners
   clip_center_crop_bicubic        PIL crop + Image.resize(BICUBIC), / 255                1/255 before mean/std
                                   then CLIP mean/std                                     (observed: 0), 1e-5 after
   pad_square_bicubic              SmilingWolf's WD v3 app in PIL: white RGB square of    1/255 on 0..255 / 255
@@ -47,6 +50,7 @@ CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
 
 TOL_BILINEAR = 1e-5
 TOL_BILINEAR_F32 = 1e-4
+TOL_BILINEAR_TFJS = 1e-5
 TOL_CLIP_PRE = 1.0 / 255 + 1e-7
 TOL_CLIP_NORM = 1e-5
 TOL_AREA = 1e-3
@@ -195,13 +199,36 @@ def main():
     with open(os.path.join(work, "jobs.json"), "w") as f:
         json.dump({"out_dir": work, "jobs": jobs}, f)
     env = dict(os.environ, ACG2VEC_IMAGE_PARITY_JOBS=os.path.join(work, "jobs.json"))
-    proc = subprocess.run([TEST_BIN, "--gtest_filter=ImageParityDump.WriteOutputs"], env=env,
+    proc = subprocess.run([TEST_BIN, "--gtest_also_run_disabled_tests", "--gtest_filter=ImageParityDump.DISABLED_WriteOutputs"], env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if proc.returncode != 0:
         print(proc.stdout)
         return 1
     with open(os.path.join(work, "results.json")) as f:
         results = json.load(f)
+
+    # TensorFlow.js on the same decoded pixels: the implementation the _tf mode is named after.
+    if shutil.which("node") is None or not os.path.isdir(os.path.join(SOURCE, "tools", "node_modules", "@tensorflow", "tfjs")):
+        print("FAIL: node and tools/node_modules/@tensorflow/tfjs are needed (scripts/setup.sh)")
+        return 1
+    tfjs_keys = {"tf512": ((512, 512), False, True), "tf224": ((224, 224), False, True), "tf_odd": ((100, 150), False, True),
+                 "nsfw": ((224, 224), True, False), "nsfw_odd": ((33, 70), True, False)}
+    tfjs_jobs = []
+    for i in range(len(images)):
+        h, w, _ = results[f"{i}_tf512"]["decoded"]
+        for key, (size, align, half) in tfjs_keys.items():
+            tfjs_jobs.append({"rgb": os.path.join(work, f"{i}_tf512.rgb"), "height": h, "width": w, "size": list(size),
+                              "align_corners": align, "half_pixel_centers": half,
+                              "out": os.path.join(work, f"{i}_{key}.tfjs.f32")})
+    with open(os.path.join(work, "tfjs_jobs.json"), "w") as f:
+        json.dump({"jobs": tfjs_jobs}, f)
+    tfjs = subprocess.run(["node", os.path.join(SOURCE, "tools", "tfjs_resize_reference.js"),
+                           os.path.join(work, "tfjs_jobs.json")], cwd=os.path.join(SOURCE, "tools"),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    print(tfjs.stdout.strip())
+    if tfjs.returncode != 0:
+        print("FAIL: tools/tfjs_resize_reference.js failed")
+        return 1
 
     worst = {}
 
@@ -239,6 +266,13 @@ def main():
                 diff = np.abs(ours(key) - ref).max()
                 record("stretch_bilinear_align_corners" + label, diff)
                 check(f"{key}{label} {base}", diff <= tol, f"max diff {diff:.2e}")
+
+        for key, ((oh, ow), align, _) in tfjs_keys.items():
+            ref = np.fromfile(os.path.join(work, f"{i}_{key}.tfjs.f32"), np.float32).reshape(oh, ow, 3)
+            diff = np.abs(ours(key) - ref).max()
+            kind = "stretch_bilinear_align_corners" if align else "stretch_bilinear_tf"
+            record(kind + " (tfjs float32)", diff)
+            check(f"{key} (tfjs) {base}", diff <= TOL_BILINEAR_TFJS, f"max diff {diff:.2e}")
 
         c = min(h, w)
         top, left = (h - c) // 2, (w - c) // 2

@@ -5,6 +5,7 @@
 #include <array>
 #include <chrono>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -286,7 +287,7 @@ TEST(ImageDecode, BadInputsFailWithTypedErrors) {
   ASSERT_GE(cases.size(), 15u);
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
-    const auto start = std::chrono::steady_clock::now();
+    const std::clock_t start = std::clock();
     try {
       const auto img = decode_image(c.bytes, c.limits);
       ADD_FAILURE() << c.name << " decoded to " << img.width << "x" << img.height << " instead of failing";
@@ -299,9 +300,10 @@ TEST(ImageDecode, BadInputsFailWithTypedErrors) {
     } catch (const std::exception& e) {
       ADD_FAILURE() << c.name << " threw an untyped exception: " << e.what();
     }
-    // A bomb is refused from its header: no time goes into decoding 10^10 pixels.
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    EXPECT_LT(seconds, 2.0) << c.name;
+    // A bomb is refused from its header: no time goes into decoding 10^10 pixels (minutes of CPU).
+    // The bound is CPU time and generous, so a busy machine cannot fail it; speed is a benchmark.
+    const double seconds = static_cast<double>(std::clock() - start) / CLOCKS_PER_SEC;
+    EXPECT_LT(seconds, 30.0) << c.name;
   }
 }
 

@@ -3,9 +3,12 @@
 // runtime claims. A case is run when all of its nodes use claimed operators; any mismatch or
 // error fails the test, except for the variants excluded below with a reason.
 //
-// Tolerance: |ours - expected| <= 1e-5 + 1e-3 * |expected| element-wise (ONNX's own backend test
-// runner uses rtol 1e-3; the absolute term covers values that are exactly zero in the reference
-// but carry float32 rounding here). Shapes and dtypes must match exactly.
+// Tolerance: |ours - expected| <= 1e-6 + 1e-4 * |expected| element-wise, ten times tighter than ONNX's
+// own backend test runner (rtol 1e-3); the absolute term covers values that are exactly zero in the
+// reference but carry float32 rounding here. The few cases that need more are listed in
+// looser_cases() with the bound they get and why. Every case prints the smallest rtol it would pass
+// with when it exceeds 1e-5, so the bound can be seen to be earned. Shapes and dtypes must match
+// exactly.
 
 #include "core/error.h"
 #include "runtime/executor.h"
@@ -62,6 +65,26 @@ const std::map<std::string, std::string>& excluded_cases() {
   return cases;
 }
 
+constexpr double abs_tol = 1e-6;
+constexpr double rel_tol = 1e-4;
+
+// Cases whose reference values the runtime reproduces only to a looser relative bound, with why.
+const std::map<std::string, std::pair<double, std::string>>& looser_cases() {
+  static const std::string window_cancellation =
+      "the expanded graph sums O(1) cosine terms in float32; near the window's ends the result is a small "
+      "difference, so float32 cancellation (~6e-8 absolute) is large relative to it (measured up to 5.6e-4 "
+      "relative; the window operators themselves are not claimed, only the Cos/Mul/Sub graph)";
+  static const std::map<std::string, std::pair<double, std::string>> cases = {
+      {"test_blackmanwindow_expanded", {1e-3, window_cancellation}},
+      {"test_blackmanwindow_symmetric_expanded", {1e-3, window_cancellation}},
+      {"test_hammingwindow_expanded", {1e-3, window_cancellation}},
+      {"test_hammingwindow_symmetric_expanded", {1e-3, window_cancellation}},
+      {"test_hannwindow_expanded", {1e-3, window_cancellation}},
+      {"test_hannwindow_symmetric_expanded", {1e-3, window_cancellation}},
+  };
+  return cases;
+}
+
 std::vector<fs::path> numbered(const fs::path& dir, const std::string& prefix) {
   std::vector<std::pair<int, fs::path>> found;
   for (const auto& e : fs::directory_iterator(dir)) {
@@ -75,7 +98,7 @@ std::vector<fs::path> numbered(const fs::path& dir, const std::string& prefix) {
   return out;
 }
 
-std::string compare(const at::Tensor& ours, const at::Tensor& expected) {
+std::string compare(const at::Tensor& ours, const at::Tensor& expected, double rtol, double* needed_rtol) {
   if (ours.scalar_type() != expected.scalar_type())
     return fmt::format("dtype {} != expected {}", c10::toString(ours.scalar_type()), c10::toString(expected.scalar_type()));
   if (ours.sizes() != expected.sizes())
@@ -85,8 +108,14 @@ std::string compare(const at::Tensor& ours, const at::Tensor& expected) {
     at::Tensor a = ours.to(at::kDouble), b = expected.to(at::kDouble);
     at::Tensor both_nan = at::isnan(a) & at::isnan(b);
     at::Tensor same_inf = at::isinf(b) & (a == b);
-    at::Tensor close = (a - b).abs() <= (1e-5 + 1e-3 * b.abs());
+    at::Tensor close = (a - b).abs() <= (abs_tol + rtol * b.abs());
     at::Tensor ok = both_nan | same_inf | close;
+    at::Tensor finite = at::isfinite(a) & at::isfinite(b);
+    if (finite.any().item<bool>()) {
+      // The relative bound this output needs: max over finite elements of (|a-b| - abs_tol) / |b|.
+      at::Tensor need = ((a - b).abs() - abs_tol).clamp_min(0) / b.abs().clamp_min(1e-30);
+      *needed_rtol = std::max(*needed_rtol, at::where(finite, need, at::zeros_like(need)).max().item<double>());
+    }
     if (!ok.all().item<bool>()) {
       at::Tensor diff = at::where(ok, at::zeros_like(a), (a - b).abs());
       return fmt::format("max abs diff {} (at {} of {})", diff.max().item<double>(), diff.argmax().item<std::int64_t>(),
@@ -153,6 +182,9 @@ int run_suite(const fs::path& root) {
       options.upcast_fp16 = false;
       runtime::executor ex(runtime::load_onnx(dir / "model.onnx", options));
       bool ok = true;
+      double rtol = rel_tol;
+      if (auto it = looser_cases().find(name); it != looser_cases().end()) rtol = it->second.first;
+      double needed = 0;
       for (const auto& e : fs::directory_iterator(dir)) {
         if (!e.is_directory() || e.path().filename().string().rfind("test_data_set_", 0) != 0) continue;
         std::vector<at::Tensor> inputs;
@@ -166,13 +198,14 @@ int run_suite(const fs::path& root) {
           break;
         }
         for (std::size_t i = 0; i < outputs.size(); ++i) {
-          std::string why = compare(outputs[i], expected[i]);
+          std::string why = compare(outputs[i], expected[i], rtol, &needed);
           if (!why.empty()) {
             failures.push_back(fmt::format("{} ({}): output {}: {}", name, e.path().filename().string(), i, why));
             ok = false;
           }
         }
       }
+      if (needed > 1e-5) std::cout << fmt::format("rtol needed by {}: {:.2e} (allowed {:.0e})\n", name, needed, rtol);
       if (ok) {
         ++passed;
         ++passed_per_op[credit];

@@ -20,6 +20,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 namespace fs = std::filesystem;
 using namespace acg2vec;
@@ -27,6 +28,13 @@ using namespace acg2vec;
 namespace {
 
 constexpr double relative_tolerance = 1e-4;
+
+// Every model tools/export_onnx_models.py exports in the ci profile, each with the cases b1 and b4:
+// six one-output models and BERT's two outputs (mean_pooled, pooled), x 2 batches x 2 references =
+// 32 comparisons. A model or output missing from the manifest must fail the test, not lower the count.
+const std::set<std::string> expected_models = {"resnet50", "deepdanbooru", "mobilenetv2", "convnext_t",
+                                               "vit_b16",  "swin_t",       "bert"};
+constexpr int expected_comparisons = 32;
 
 at::Tensor read_array(const fs::path& dir, const nlohmann::json& spec) {
   const std::string dtype = spec.at("dtype");
@@ -62,9 +70,14 @@ TEST(RuntimeParity, DISABLED_OnnxModelsMatchPytorchEagerAndOnnxRuntime) {
     for (const auto& c : m.at("cases")) ort_cases[m.at("name").get<std::string>() + "/" + c.at("name").get<std::string>()] = c;
 
   int comparisons = 0;
+  std::set<std::string> seen;
   for (const auto& model : manifest.at("models")) {
     const std::string name = model.at("name");
     SCOPED_TRACE(name);
+    seen.insert(name);
+    std::set<std::string> case_names;
+    for (const auto& c : model.at("cases")) case_names.insert(c.at("name").get<std::string>());
+    EXPECT_EQ(case_names, (std::set<std::string>{"b1", "b4"})) << name;
     runtime::executor ex(runtime::load_onnx(dir / model.at("file").get<std::string>()));
     std::cout << fmt::format("{}: opset {}, {} nodes in file, {} kernels per run\n", name, ex.opset(),
                              [&] {
@@ -114,5 +127,6 @@ TEST(RuntimeParity, DISABLED_OnnxModelsMatchPytorchEagerAndOnnxRuntime) {
     }
   }
   std::cout << "parity comparisons: " << comparisons << "\n";
-  EXPECT_GE(comparisons, 24);
+  EXPECT_EQ(seen, expected_models);
+  EXPECT_EQ(comparisons, expected_comparisons);
 }

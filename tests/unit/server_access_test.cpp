@@ -1,7 +1,9 @@
 // Access control pieces: constant-time key comparison, key files, the key headers, CORS origin
 // lists and the per-client token bucket (driven by an injected clock).
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -128,11 +130,43 @@ TEST_F(KeyFileOnDisk, MissingEmptyAndDirectoryAreErrors) {
   EXPECT_THROW(load_key_file(dir_), error);
 }
 
+// Root reads files whatever their mode, and CI runs as root: there the check runs in a forked child
+// that has dropped to nobody (uid/gid 65534) first, so it runs everywhere instead of skipping.
 TEST_F(KeyFileOnDisk, UnreadableIsAnError) {
-  if (::geteuid() == 0) GTEST_SKIP() << "root reads files whatever their mode";
-  auto p = write("locked", "key\n");
-  ASSERT_EQ(::chmod(p.c_str(), 0), 0);
-  EXPECT_THROW(load_key_file(p), error);
+  auto readable = write("readable", "key\n");
+  auto locked = write("locked", "key\n");
+  ASSERT_EQ(::chmod(readable.c_str(), 0644), 0);
+  ASSERT_EQ(::chmod(locked.c_str(), 0), 0);
+  if (::geteuid() != 0) {
+    EXPECT_EQ(load_key_file(readable).size(), 1u);
+    EXPECT_THROW(load_key_file(locked), error);
+    return;
+  }
+  ASSERT_EQ(::chmod(dir_.c_str(), 0755), 0);  // nobody must reach the readable file
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // Only async-signal-safe calls matter until the privileges are gone; the checks report by exit code.
+    if (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0 || ::geteuid() == 0) ::_exit(10);
+    try {
+      if (load_key_file(readable).size() != 1) ::_exit(11);
+    } catch (...) {
+      ::_exit(11);  // the control: a readable file must load, or the next check proves nothing
+    }
+    try {
+      load_key_file(locked);
+    } catch (const error&) {
+      ::_exit(0);
+    } catch (...) {
+      ::_exit(13);
+    }
+    ::_exit(12);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status)) << "child ended by a signal";
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "10: could not drop to nobody, 11: a readable key file did not load as nobody, "
+                                       "12: a mode-0 key file loaded as nobody, 13: wrong exception type";
 }
 
 TEST(PresentedKey, BearerAndHeaderForms) {

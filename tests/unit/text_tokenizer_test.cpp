@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <atomic>
@@ -250,8 +251,9 @@ TEST_F(Tokenizers, ClipSpecialTokensAreCaseSensitive) {
 }
 
 TEST_F(Tokenizers, HugeInputsStayFast) {
-  // 100 kB single words and sentences must not go quadratic in BPE merging or WordPiece matching.
-  const auto start = std::chrono::steady_clock::now();
+  // 100 kB single words and sentences must not go quadratic in BPE merging or WordPiece matching
+  // (10^10 steps, many minutes). The bound is CPU time and generous: a hang fails, slowness is a benchmark.
+  const std::clock_t start = std::clock();
   const std::string word(100000, 'x');
   EXPECT_GT(clip_->tokenize(word).size(), 2u);
   EXPECT_EQ(wordpiece_->tokenize(word), (ids_t{101, 100, 102}));
@@ -259,7 +261,7 @@ TEST_F(Tokenizers, HugeInputsStayFast) {
   while (sentence.size() < 100000) sentence += "hatsune_miku 初音ミク (vocaloid) ";
   EXPECT_EQ(clip_->encode(sentence).input_ids.size(), 77u);
   EXPECT_EQ(wordpiece_->encode(sentence).input_ids.size(), 128u);
-  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 10.0);
+  EXPECT_LT(static_cast<double>(std::clock() - start) / CLOCKS_PER_SEC, 60.0);
 }
 
 TEST_F(Tokenizers, ClipCacheIsThreadSafe) {

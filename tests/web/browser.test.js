@@ -98,18 +98,11 @@ function multipart(fields, files) {
 /** The model packs: the real nsfwjs MobileNetV2 classifier and the tiny tagger and pix2score packs
  * (random weights), cached in the build tree. */
 function preparePacks(tmp) {
-  const all = path.join(BUILD, 'test-packs', 'all');
-  if (!fs.existsSync(path.join(all, '.installed'))) {
-    run(path.join(SOURCE, 'scripts', 'install-packs.sh'), [all], { cwd: SOURCE });
-    fs.writeFileSync(path.join(all, '.installed'), '');
-  }
-  const tiny = path.join(BUILD, 'test-packs', 'tiny');
-  const script = path.join(SOURCE, 'tools', 'make_tiny_packs.py');
-  const stamp = path.join(tiny, '.made');
-  if (!fs.existsSync(stamp) || fs.statSync(stamp).mtimeMs < fs.statSync(script).mtimeMs) {
-    run(PY, [script, tiny]);
-    fs.writeFileSync(stamp, '');
-  }
+  // Shared with the Python tests: cached on the content of the generators, made under a file lock.
+  const cache = path.join(SOURCE, 'tests', 'integration', 'fixture_cache.py');
+  const env = { ...process.env, ACG2VEC_BUILD_DIR: BUILD, ACG2VEC_SOURCE_DIR: SOURCE };
+  const all = run(PY, [cache, 'packs'], { cwd: SOURCE, env, timeout: 600000 }).trim();
+  const tiny = run(PY, [cache, 'tiny-packs'], { cwd: SOURCE, env, timeout: 600000 }).trim();
   const models = path.join(tmp, 'models');
   fs.mkdirSync(models);
   fs.symlinkSync(path.join(all, 'nsfw-mobilenet-v2'), path.join(models, 'nsfw-mobilenet-v2'));
