@@ -45,6 +45,8 @@
 #include "models/graph_model.h"
 #include "models/manifest.h"
 #include "models/registry.h"
+#include "runtime/blas.h"
+#include "runtime/compute.h"
 #include "runtime/executor.h"
 #include "runtime/onnx_loader.h"
 #include "runtime/threads.h"
@@ -332,6 +334,7 @@ void run_bench_model(const model_options& o) {
 
   fmt::print("bench model: {} ({}), {} threads, {:.1f}s per measurement, load average {}\n", label,
              onnx_file.empty() ? o.pack : onnx_file.string(), threads, o.seconds, load_average());
+  fmt::print("{}\n", runtime::describe_blas());
 
   std::vector<model_row> rows;
   double flops_per_item = 0;
@@ -558,6 +561,7 @@ void run_bench_search(const search_options& o) {
 
   fmt::print("bench search: {} {} vectors x {}-d (inner product), {} queries, k={}, {} threads, load average {}\n",
              o.n, o.clustered ? "clustered" : "random", o.dim, o.queries, o.k, threads, load_average());
+  fmt::print("{}\n", runtime::describe_blas());
   fmt::print("\n{:<13} {:>9} {:>9} {:>10} {:>12} {:>9} {:>10} {:>8}\n", "INDEX", "BUILD_S", "RSS_MB", "QPS_1T",
              fmt::format("QPS_{}T", threads), "QPS/CORE", "RECALL@1", fmt::format("RECALL@{}", o.k));
 
@@ -804,6 +808,7 @@ void run_bench_http(const http_options& o) {
   };
   std::vector<row> rows;
   fmt::print("bench http: {:.1f}s per level, load average {}\n", o.seconds, load_average());
+  fmt::print("{}\n", runtime::describe_blas());
   auto run_levels = [&](const std::string& scenario, const std::string& host, int port, const std::string& route,
                         const std::string* image) {
     for (auto c : levels) {
@@ -950,6 +955,7 @@ void run_bench_ingest(const global_options& global, const ingest_options& o) {
   }
   fmt::print("bench ingest: {} images from {}, {} image models ({} more computed in their passes) in {}, load average {}\n",
              images.size(), o.dir, active.size(), shared_packs, global.models_dir.string(), load_average());
+  fmt::print("{}\n", runtime::describe_blas());
 
   // 1. Where the time goes, one image at a time (the order the service analyses an image in).
   double t_decode = 0, t_signature = 0, t_pre = 0, t_infer = 0;
@@ -1241,7 +1247,7 @@ void add_bench_command(CLI::App& app, global_options& global) {
   bench->require_subcommand(0, 1);
   bench->callback([bench] {
     if (bench->get_subcommands().empty()) {
-      fail(errc::bad_parameter, "bench: name an instrument: model, search, http, ingest or soak (see bench --help)");
+      fail(errc::bad_parameter, "bench: name an instrument: model, search, http, ingest, soak or serve (see bench --help)");
     }
   });
 
@@ -1262,7 +1268,9 @@ void add_bench_command(CLI::App& app, global_options& global) {
     cmd->add_option("--warmup", o->warmup, "untimed runs first")->check(CLI::Range(1, 100))->capture_default_str();
     cmd->add_flag("--skip-peak", o->skip_peak, "skip the conv/gemm peak microbenchmarks");
     cmd->add_flag("--profile", o->profile, "after each acg2vec measurement, print the time per op type");
-    cmd->callback([o] { run_bench_model(*o); });
+    // On the thread that runs every served forward (runtime/compute.h), so that the figures are
+    // those of the thread that owns the process's OpenMP team.
+    cmd->callback([o] { runtime::on_compute_thread([&] { run_bench_model(*o); }); });
   }
   {
     auto o = std::make_shared<search_options>();
@@ -1333,6 +1341,7 @@ void add_bench_command(CLI::App& app, global_options& global) {
     cmd->add_option("--report", o->report, "also write the figures and RSS samples as JSON here");
     cmd->callback([o] { run_bench_soak(*o); });
   }
+  add_bench_serve_command(*bench, global);
 }
 
 }  // namespace acg2vec::cli

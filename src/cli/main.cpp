@@ -10,25 +10,9 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "runtime/blas.h"
 
 namespace {
-
-// libgomp reads its wait policy once, when it loads, so the process restarts itself with it set.
-// Idle OpenMP workers spin by default (300k rounds) and steal the cores that the HTTP, batcher
-// and decode threads need: ResNet-50 at batch 1 on 2 busy cores ran 2.6 items/s. Not spinning at
-// all (OMP_WAIT_POLICY=PASSIVE) fixed that but cost 25 % on a quiet machine, where a worker put
-// to sleep between two kernels is woken by a futex every time. Spinning kOpenmpSpin rounds gave
-// the quiet machine's full speed (23.6 items/s, as fully active; passive 18.1) and 92 % of
-// passive's under load (9.4 vs 10.2; BENCHMARKS.md). An explicit OMP_WAIT_POLICY or
-// GOMP_SPINCOUNT wins.
-constexpr const char* kOpenmpSpin = "10000";
-
-void bound_openmp_spinning(char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY") != nullptr || std::getenv("GOMP_SPINCOUNT") != nullptr) return;
-  ::setenv("GOMP_SPINCOUNT", kOpenmpSpin, 1);
-  ::execv("/proc/self/exe", argv);
-  // If the restart is impossible the process simply goes on with the default policy.
-}
 
 // glibc gives each thread that contends for the heap an arena of its own, up to 8 per core.
 // Tensors of a few MB freed on one arena and needed on another make every arena grow: under a
@@ -53,7 +37,9 @@ void tune_malloc() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bound_openmp_spinning(argv);
+  // Kernel choice (OpenBLAS) and OpenMP spin are read when the libraries load: set them and
+  // restart once where the user has not (runtime/blas.cpp).
+  acg2vec::runtime::prepare_process(argv);
   tune_malloc();
   namespace cli = acg2vec::cli;
   CLI::App app{"acg2vec: tag, embed and search anime/illustration images", "acg2vec"};
@@ -90,7 +76,10 @@ int main(int argc, char** argv) {
   cli::add_bench_command(app, global);
   cli::add_pending_commands(app);
 
-  app.parse_complete_callback([&global] { acg2vec::init_logging(global.log_level); });
+  app.parse_complete_callback([&global] {
+    acg2vec::init_logging(global.log_level);
+    acg2vec::runtime::warn_if_generic_blas();
+  });
 
   try {
     app.parse(argc, argv);

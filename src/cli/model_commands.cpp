@@ -15,6 +15,7 @@
 #include "models/layouts.h"
 #include "models/registry.h"
 #include "models/text_model.h"
+#include "runtime/compute.h"
 
 namespace acg2vec::cli {
 
@@ -32,6 +33,8 @@ struct file_result {
 // max_batch so many files share forward passes.
 std::vector<file_result> run_files(const graph_model& model, const std::vector<std::string>& files) {
   std::vector<file_result> results(files.size());
+  // This thread only merges decoded images; forwards run on the compute thread (runtime/compute.h).
+  runtime::single_openmp_thread();
   thread_pool pool(2);
   std::vector<std::future<at::Tensor>> inputs;
   inputs.reserve(files.size());

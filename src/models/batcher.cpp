@@ -4,6 +4,7 @@
 #include <c10/core/InferenceMode.h>
 
 #include "core/error.h"
+#include "runtime/compute.h"
 
 namespace acg2vec {
 
@@ -25,11 +26,12 @@ batcher::~batcher() {
 
 std::future<std::vector<at::Tensor>> batcher::submit(at::Tensor input) {
   if (!input.defined() || input.dim() < 1 || input.size(0) < 1) fail(errc::internal, "batcher: empty input");
-  request r{std::move(input), {}};
+  request r{std::move(input), {}, std::chrono::steady_clock::now()};
   auto future = r.promise.get_future();
   {
     std::lock_guard lock(mutex_);
     if (stopping_) fail(errc::unavailable, "model is shutting down");
+    rows_queued_ += r.input.size(0);
     queue_.push_back(std::move(r));
   }
   cv_.notify_one();
@@ -38,59 +40,64 @@ std::future<std::vector<at::Tensor>> batcher::submit(at::Tensor input) {
 
 void batcher::run() {
   c10::InferenceMode guard;
+  runtime::single_openmp_thread();
   for (;;) {
     std::vector<request> batch;
     {
       std::unique_lock lock(mutex_);
       cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;
-      // Give concurrent callers a short window to join this forward pass.
-      auto deadline = std::chrono::steady_clock::now() + max_wait_;
-      auto rows_queued = [this] {
-        std::int64_t rows = 0;
-        for (const auto& r : queue_) rows += r.input.size(0);
-        return rows;
-      };
-      while (!stopping_ && rows_queued() < max_batch_ &&
-             cv_.wait_until(lock, deadline) != std::cv_status::timeout) {
+      // Give concurrent callers a short window to join this forward pass, counted from the
+      // arrival of the oldest request: one that already waited through the previous forward
+      // does not wait a second window.
+      const auto deadline = queue_.front().arrived + max_wait_;
+      while (!stopping_ && rows_queued_ < max_batch_ && cv_.wait_until(lock, deadline) != std::cv_status::timeout) {
       }
-      auto row_shape = queue_.front().input.sizes().slice(1).vec();
-      auto dtype = queue_.front().input.scalar_type();
+      // The longest prefix of one row shape that fits: taking a later request past one that does
+      // not fit (or has another shape) would let it overtake, and under steady load the skipped
+      // one could wait indefinitely.
+      const auto row_shape = queue_.front().input.sizes().slice(1).vec();
+      const auto dtype = queue_.front().input.scalar_type();
       std::int64_t rows = 0;
-      for (auto it = queue_.begin(); it != queue_.end();) {
-        bool same = it->input.sizes().slice(1).vec() == row_shape && it->input.scalar_type() == dtype;
-        if (same && (batch.empty() || rows + it->input.size(0) <= max_batch_)) {
-          rows += it->input.size(0);
-          batch.push_back(std::move(*it));
-          it = queue_.erase(it);
-        } else {
-          ++it;
-        }
+      while (!queue_.empty()) {
+        const auto& next = queue_.front();
+        const bool same = next.input.sizes().slice(1).vec() == row_shape && next.input.scalar_type() == dtype;
+        if (!batch.empty() && (!same || rows + next.input.size(0) > max_batch_)) break;
+        rows += next.input.size(0);
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
       }
+      rows_queued_ -= rows;
     }
     try {
-      std::vector<at::Tensor> inputs;
-      inputs.reserve(batch.size());
-      for (auto& r : batch) inputs.push_back(r.input);
-      auto start = std::chrono::steady_clock::now();
-      at::Tensor merged = inputs.size() == 1 ? inputs[0] : at::cat(inputs, 0);
-      auto outputs = forward_(merged);
-      double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      if (observer_) observer_(static_cast<std::size_t>(merged.size(0)), seconds);
-      std::int64_t offset = 0;
-      for (auto& r : batch) {
-        std::int64_t n = r.input.size(0);
-        std::vector<at::Tensor> mine;
-        mine.reserve(outputs.size());
-        for (const auto& o : outputs) {
-          if (o.dim() == 0 || o.size(0) != merged.size(0)) {
-            fail(errc::internal, "model output has {} rows for a batch of {}", o.dim() ? o.size(0) : 0, merged.size(0));
+      // Merging, the forward and splitting the outputs all run on the process's compute thread
+      // (runtime/compute.h); this thread only forms batches and hands out results.
+      runtime::on_compute_thread([&] {
+        c10::InferenceMode compute_guard;
+        std::vector<at::Tensor> inputs;
+        inputs.reserve(batch.size());
+        for (auto& r : batch) inputs.push_back(r.input);
+        auto start = std::chrono::steady_clock::now();
+        at::Tensor merged = inputs.size() == 1 ? inputs[0] : at::cat(inputs, 0);
+        auto outputs = forward_(merged);
+        double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        if (observer_) observer_(static_cast<std::size_t>(merged.size(0)), seconds);
+        std::int64_t offset = 0;
+        for (auto& r : batch) {
+          std::int64_t n = r.input.size(0);
+          std::vector<at::Tensor> mine;
+          mine.reserve(outputs.size());
+          for (const auto& o : outputs) {
+            if (o.dim() == 0 || o.size(0) != merged.size(0)) {
+              fail(errc::internal, "model output has {} rows for a batch of {}", o.dim() ? o.size(0) : 0,
+                   merged.size(0));
+            }
+            mine.push_back(o.narrow(0, offset, n).clone());
           }
-          mine.push_back(o.narrow(0, offset, n).clone());
+          offset += n;
+          r.promise.set_value(std::move(mine));
         }
-        offset += n;
-        r.promise.set_value(std::move(mine));
-      }
+      });
     } catch (...) {
       auto ep = std::current_exception();
       for (auto& r : batch) {

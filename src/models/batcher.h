@@ -1,7 +1,10 @@
 #pragma once
 // Dynamic batching: concurrent requests for one model are merged into one forward pass.
-// A request waits at most max_wait for companions; a batch never exceeds max_batch rows.
-// Only requests whose inputs have the same per-row shape are merged.
+// Requests are served strictly in arrival order: a batch is the longest prefix of the queue whose
+// inputs share one per-row shape and fit in max_batch rows (a single larger request runs alone),
+// so no request is ever passed over by a later one. A request waits for companions at most
+// max_wait counted from its own arrival; beyond that it waits only for the forwards of the work
+// that arrived before it (plus the one in progress).
 //
 // Thread safety: submit() from any thread; the forward function runs on the batcher's thread.
 
@@ -38,6 +41,7 @@ class batcher {
   struct request {
     at::Tensor input;
     std::promise<std::vector<at::Tensor>> promise;
+    std::chrono::steady_clock::time_point arrived;
   };
   void run();
 
@@ -46,6 +50,7 @@ class batcher {
   std::chrono::microseconds max_wait_;
   observer_fn observer_;
   std::deque<request> queue_;
+  std::int64_t rows_queued_ = 0;
   std::mutex mutex_;
   std::condition_variable cv_;
   bool stopping_ = false;

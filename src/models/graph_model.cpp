@@ -3,6 +3,7 @@
 #include <c10/core/InferenceMode.h>
 
 #include "core/error.h"
+#include "runtime/compute.h"
 #include "runtime/keras_layers.h"
 
 namespace acg2vec {
@@ -64,6 +65,8 @@ graph_model::graph_model(model_manifest manifest, const runtime::graph& graph, b
 }
 
 at::Tensor graph_model::image_tensor(const image::image_rgb8& image) const {
+  // Preprocessing runs on request, ingest and decode threads: it must not start OpenMP teams.
+  runtime::single_openmp_thread();
   if (!takes_images_) fail(errc::bad_parameter, "model '{}' does not take images", manifest_.name);
   image::float_image f = image::preprocess(image, preprocess_);
   std::vector<std::int64_t> shape = f.nchw ? std::vector<std::int64_t>{1, f.channels, f.height, f.width}
@@ -87,7 +90,9 @@ std::vector<at::Tensor> graph_model::forward(const at::Tensor& batch) const {
 }
 
 std::vector<at::Tensor> graph_model::run_batch(const at::Tensor& input) const {
-  auto outputs = batcher_->submit(input).get();
+  runtime::single_openmp_thread();  // the caller merges inputs; the forward runs on the compute thread
+  // The compute thread itself cannot wait for the batcher, which hands its passes to that thread.
+  auto outputs = runtime::on_compute_thread_now() ? forward(input) : batcher_->submit(input).get();
   outputs.resize(output_names_.size());  // companions are for submit_image only
   return outputs;
 }

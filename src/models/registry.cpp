@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "models/layouts.h"
+#include "runtime/compute.h"
 #include "runtime/keras_h5.h"
 #include "runtime/onnx_loader.h"
 #include "runtime/tfjs.h"
@@ -49,6 +50,13 @@ void model_registry::wait() const {
 }
 
 void model_registry::load_everything() {
+  // Loading runs ops (weight packing, probe passes): on the compute thread, so that no other
+  // thread ever starts an OpenMP team (runtime/compute.h).
+  if (!runtime::on_compute_thread_now()) {
+    runtime::single_openmp_thread();
+    runtime::on_compute_thread([this] { load_everything(); });
+    return;
+  }
   std::vector<model_manifest> manifests;
   std::error_code ec;
   if (std::filesystem::is_directory(dir_, ec)) {

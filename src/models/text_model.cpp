@@ -3,6 +3,7 @@
 #include <c10/core/InferenceMode.h>
 
 #include "core/error.h"
+#include "runtime/compute.h"
 #include "runtime/onnx_loader.h"
 
 #include <fstream>
@@ -99,6 +100,11 @@ at::Tensor text_model::embed(const std::vector<std::string>& texts) const {
 }
 
 at::Tensor text_model::embed_ids(const at::Tensor& ids, const at::Tensor& mask) const {
+  // Text encoders run on the process's compute thread like every other forward (runtime/compute.h).
+  if (!runtime::on_compute_thread_now()) {
+    runtime::single_openmp_thread();
+    return runtime::on_compute_thread([&] { return embed_ids(ids, mask); });
+  }
   c10::InferenceMode guard;
   if (ids.dim() != 2) fail(errc::bad_parameter, "token ids must be [batch, length]");
   auto long_ids = ids.to(at::kLong);
@@ -126,10 +132,14 @@ clip_image_model::clip_image_model(std::shared_ptr<const models::clip_vision_enc
     : vision_(std::move(vision)), spec_(image::clip_preprocess_spec(static_cast<int>(vision_->image_size()))) {}
 
 at::Tensor clip_image_model::embed(const image::image_rgb8& img) const {
+  runtime::single_openmp_thread();
   c10::InferenceMode guard;
   auto f = image::preprocess(img, spec_);
   auto t = at::from_blob(f.data.data(), {1, f.channels, f.height, f.width}, at::kFloat);
-  return vision_->encode(t).squeeze(0).contiguous();
+  return runtime::on_compute_thread([&] {
+    c10::InferenceMode compute_guard;
+    return vision_->encode(t).squeeze(0).contiguous();
+  });
 }
 
 }  // namespace acg2vec

@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <thread>
 
+#include "runtime/compute.h"
+
 namespace acg2vec::runtime {
 
 void configure_threads(int intra_op) {
@@ -29,6 +31,8 @@ void configure_threads(int intra_op) {
   if (!std::getenv("OMP_WAIT_POLICY") && !std::getenv("GOMP_SPINCOUNT"))
     spdlog::info("runtime: neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT is set; idle OpenMP threads spin on shared cores");
   at::set_num_threads(threads);
+  // The thread that runs every forward (runtime/compute.h) may have read the count already.
+  set_compute_threads(threads);
   try {
     at::set_num_interop_threads(1);
   } catch (const std::exception&) {

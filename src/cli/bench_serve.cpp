@@ -1,0 +1,468 @@
+// `acg2vec bench serve --pack DIR`: one pack measured the ways a user meets it, in one run, so
+// that the ratios between them mean something on a busy machine:
+//   1. model-only: the pack's forward (the function the batcher calls) at batch 1 and max_batch,
+//      on the compute thread, plus decode + preprocess of the posted image on a worker thread;
+//   2. served: the pack's POST route (/v1/classify, /v1/tag or /v1/embed/image, by task) on a
+//      loopback `acg2vec serve` at 1, 8 and 64 keep-alive clients;
+//   3. ingest: `acg2vec ingest` of a folder into a fresh data directory.
+// Each served figure is printed beside the model-only figure it should approach.
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <httplib.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <latch>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "image/decode.h"
+#include "models/graph_model.h"
+#include "models/manifest.h"
+#include "models/registry.h"
+#include "runtime/blas.h"
+#include "runtime/compute.h"
+#include "runtime/threads.h"
+
+namespace acg2vec::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+using clock_type = std::chrono::steady_clock;
+
+struct serve_options {
+  std::string pack;
+  std::string image;
+  std::string dir;
+  std::string clients = "1,8,64";
+  double seconds = 5.0;
+  std::size_t max_files = 100;
+  std::size_t workers = 8;
+  int server_threads = 0;
+  bool skip_ingest = false;
+};
+
+double since(clock_type::time_point t) { return std::chrono::duration<double>(clock_type::now() - t).count(); }
+
+double quantile(std::vector<double> v, double q) {
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  auto i = static_cast<std::size_t>(q * static_cast<double>(v.size() - 1) + 0.5);
+  return v[std::min(i, v.size() - 1)];
+}
+
+std::string load_avg() {
+  std::ifstream in("/proc/loadavg");
+  std::string a, b, c;
+  in >> a >> b >> c;
+  return a.empty() ? "n/a" : fmt::format("{} {} {}", a, b, c);
+}
+
+std::string cpu_flags_summary() {
+  auto cpu = runtime::detect_cpu_features();
+  std::string s = cpu.avx512 ? "avx512" : cpu.avx2 ? "avx2" : cpu.avx ? "avx" : "sse";
+  if (cpu.fma) s += "+fma";
+  return fmt::format("{} ({}), {} cores", cpu.model.empty() ? cpu.vendor : cpu.model, s,
+                     std::max(1u, std::thread::hardware_concurrency()));
+}
+
+std::string read_bytes_of(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in) fail(errc::not_found, "cannot read {}", p.string());
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+/// A fresh scratch directory, removed with its contents on destruction.
+class scratch {
+ public:
+  scratch() {
+    std::string tmpl = (fs::temp_directory_path() / "acg2vec-bench-serve-XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr) fail(errc::internal, "cannot create a scratch directory");
+    path_ = tmpl;
+  }
+  ~scratch() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  scratch(const scratch&) = delete;
+  scratch& operator=(const scratch&) = delete;
+  [[nodiscard]] const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+/// Runs this binary with args (stdout captured to a file) and waits; returns the exit status.
+int run_self(const std::vector<std::string>& args, const fs::path& out_file) {
+  const std::string exe = fs::read_symlink("/proc/self/exe").string();
+  pid_t pid = ::fork();
+  if (pid < 0) fail(errc::internal, "fork failed");
+  if (pid == 0) {
+    std::FILE* f = std::freopen(out_file.c_str(), "w", stdout);
+    if (f == nullptr) _exit(126);
+    std::vector<std::string> all = {exe};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : all) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(exe.c_str(), argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+/// `acg2vec serve` on 127.0.0.1 (port of the kernel's choosing), stopped on destruction.
+class loopback_server {
+ public:
+  loopback_server(const fs::path& work, const fs::path& models_dir, int http_threads) {
+    fs::create_directories(work / "data");
+    const auto port_file = work / "port";
+    const std::string exe = fs::read_symlink("/proc/self/exe").string();
+    std::vector<std::string> args = {exe, "--log-level", "warn", "--data-dir", (work / "data").string(),
+                                     "--models-dir", models_dir.string(), "serve", "--host", "127.0.0.1",
+                                     "--port", "0", "--port-file", port_file.string()};
+    if (http_threads > 0) {
+      args.emplace_back("--threads");
+      args.push_back(std::to_string(http_threads));
+    }
+    pid_ = ::fork();
+    if (pid_ < 0) fail(errc::internal, "cannot start the server: fork failed");
+    if (pid_ == 0) {
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(exe.c_str(), argv.data());
+      _exit(127);
+    }
+    auto start = clock_type::now();
+    while (true) {
+      std::ifstream in(port_file);
+      if (in >> port_ && port_ > 0) break;
+      if (since(start) > 60) fail(errc::timeout, "the server did not report its port within 60s");
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    httplib::Client probe("127.0.0.1", port_);
+    while (true) {
+      auto res = probe.Get("/health");
+      if (res && res->status == 200) break;
+      if (since(start) > 300) fail(errc::timeout, "the server was not ready within 300s");
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  ~loopback_server() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      int status = 0;
+      ::waitpid(pid_, &status, 0);
+    }
+  }
+  loopback_server(const loopback_server&) = delete;
+  loopback_server& operator=(const loopback_server&) = delete;
+  [[nodiscard]] int port() const noexcept { return port_; }
+
+ private:
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
+struct timing {
+  double items_per_s = 0;
+  double p50_ms = 0;
+  double p99_ms = 0;
+  std::size_t count = 0;
+  std::size_t errors = 0;
+};
+
+/// clients keep-alive connections, each posting the image again and again for seconds.
+timing post_load(int port, int clients, double seconds, const std::string& route, const std::string& image) {
+  struct per_client {
+    std::vector<double> ms;
+    std::size_t errors = 0;
+  };
+  std::vector<per_client> per(static_cast<std::size_t>(clients));
+  auto post = [&](httplib::Client& c) {
+    httplib::MultipartFormDataItems items = {{"image", image, "image.png", "application/octet-stream"}};
+    return c.Post(route.c_str(), items);
+  };
+  {
+    httplib::Client warm("127.0.0.1", port);
+    warm.set_read_timeout(120, 0);
+    for (int i = 0; i < 3; ++i) (void)post(warm);  // first passes (allocation, packing) stay out
+  }
+  std::latch ready(clients + 1);
+  std::atomic<bool> go{false};
+  clock_type::time_point deadline;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < clients; ++t) {
+    threads.emplace_back([&, t] {
+      auto& mine = per[static_cast<std::size_t>(t)];
+      httplib::Client c("127.0.0.1", port);
+      c.set_keep_alive(true);
+      c.set_tcp_nodelay(true);
+      c.set_read_timeout(120, 0);
+      ready.count_down();
+      while (!go.load()) std::this_thread::yield();
+      while (clock_type::now() < deadline) {
+        auto t0 = clock_type::now();
+        auto res = post(c);
+        if (res && res->status == 200) {
+          mine.ms.push_back(since(t0) * 1e3);
+        } else {
+          ++mine.errors;
+        }
+      }
+    });
+  }
+  ready.arrive_and_wait();
+  auto start = clock_type::now();
+  deadline = start + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(seconds));
+  go.store(true);
+  for (auto& th : threads) th.join();
+  const double elapsed = since(start);
+  std::vector<double> all;
+  timing r;
+  for (auto& p : per) {
+    all.insert(all.end(), p.ms.begin(), p.ms.end());
+    r.errors += p.errors;
+  }
+  r.count = all.size();
+  r.items_per_s = static_cast<double>(all.size()) / elapsed;
+  r.p50_ms = quantile(all, 0.5);
+  r.p99_ms = quantile(all, 0.99);
+  return r;
+}
+
+/// Passes of fn for about seconds (at least 5): items/s and per-pass percentiles.
+template <class F>
+timing time_passes(double seconds, std::int64_t items_per_pass, F&& fn) {
+  std::vector<double> ms;
+  auto start = clock_type::now();
+  while (ms.size() < 5 || since(start) < seconds) {
+    auto t0 = clock_type::now();
+    fn();
+    ms.push_back(since(t0) * 1e3);
+  }
+  const double elapsed = since(start);
+  timing r;
+  r.count = ms.size();
+  r.items_per_s = static_cast<double>(ms.size()) * static_cast<double>(items_per_pass) / elapsed;
+  r.p50_ms = quantile(ms, 0.5);
+  r.p99_ms = quantile(ms, 0.99);
+  return r;
+}
+
+std::string route_for(model_task task) {
+  switch (task) {
+    case model_task::classifier: return "/v1/classify";
+    case model_task::tagger: return "/v1/tag";
+    case model_task::image_embedding: return "/v1/embed/image";
+    default: return {};
+  }
+}
+
+void run_bench_serve(const global_options& global, const serve_options& o) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  const auto m = load_manifest(o.pack);
+  if (!m.base.empty()) fail(errc::bad_parameter, "pack '{}' reuses '{}': bench the base pack", m.name, m.base);
+  const std::string route = route_for(m.task);
+  if (route.empty()) {
+    fail(errc::bad_parameter, "bench serve: pack '{}' is a {} pack; it needs a classifier, tagger or image_embedding",
+         m.name, to_string(m.task));
+  }
+  std::vector<int> levels;
+  for (std::size_t pos = 0; pos <= o.clients.size();) {
+    auto comma = o.clients.find(',', pos);
+    auto part = o.clients.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    int c = 0;
+    try {
+      c = std::stoi(part);
+    } catch (const std::exception&) {
+      fail(errc::bad_parameter, "--clients: '{}' is not a number", part);
+    }
+    if (c < 1 || c > 256) fail(errc::bad_parameter, "--clients: {} is outside 1..256", c);
+    levels.push_back(c);
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+
+  // The source tree (for the default image): ACG2VEC_SOURCE_DIR, or above the binary.
+  const fs::path source = [] {
+    if (const char* s = std::getenv("ACG2VEC_SOURCE_DIR"); s != nullptr && *s != 0) return fs::path(s);
+    for (auto p = fs::read_symlink("/proc/self/exe").parent_path(); !p.empty() && p != p.root_path();
+         p = p.parent_path()) {
+      if (fs::is_directory(p / "tests" / "data" / "nsfw")) return p;
+    }
+    return fs::current_path();
+  }();
+  fs::path image_file = o.image;
+  if (image_file.empty()) {
+    const auto d = source / "tests" / "data" / "nsfw";
+    if (!fs::is_directory(d)) fail(errc::bad_parameter, "give --image (no {} here)", d.string());
+    for (const auto& e : fs::directory_iterator(d)) {
+      if (e.path().extension() == ".png" && (image_file.empty() || e.path() < image_file)) image_file = e.path();
+    }
+  }
+  const fs::path ingest_dir = o.dir.empty() ? image_file.parent_path() : fs::path(o.dir);
+  const std::string image = read_bytes_of(image_file);
+  const std::int64_t max_batch = std::max(1, m.max_batch);
+
+  runtime::configure_threads(0);
+  fmt::print("bench serve: pack {} ({}, max_batch {}, max_wait {} ms), route {}, {:.1f}s per level, load average {}\n",
+             m.name, to_string(m.task), max_batch, m.max_wait_ms, route, o.seconds, load_avg());
+  fmt::print("CPU: {}\n{}\n", cpu_flags_summary(), runtime::describe_blas());
+
+  // 1. Model-only, on the compute thread, with the forward the batcher calls.
+  std::unique_ptr<graph_model> model;
+  runtime::on_compute_thread([&] { model = std::make_unique<graph_model>(m, load_graph(m.format, m.file)); });
+  if (!model->takes_images()) fail(errc::bad_parameter, "pack '{}' does not take images", m.name);
+  // Decode + preprocess of the posted image on this (non-compute) thread, as a request worker does.
+  at::Tensor one;
+  const timing decode = time_passes(std::min(o.seconds, 2.0), 1, [&] { one = model->image_tensor(image::decode_image(image)); });
+  const at::Tensor full = one.expand({max_batch, -1, -1, -1}).contiguous();
+  timing b1, bmax;
+  runtime::on_compute_thread([&] {
+    for (int i = 0; i < 3; ++i) (void)model->run_batch(one);
+    b1 = time_passes(o.seconds, 1, [&] { (void)model->run_batch(one); });
+    if (max_batch > 1) {
+      for (int i = 0; i < 2; ++i) (void)model->run_batch(full);
+      bmax = time_passes(o.seconds, max_batch, [&] { (void)model->run_batch(full); });
+    } else {
+      bmax = b1;
+    }
+  });
+  model.reset();
+
+  scratch tmp;
+  const auto models_dir = tmp.path() / "models";
+  fs::create_directories(models_dir);
+  fs::create_directory_symlink(fs::canonical(o.pack), models_dir / m.name);
+
+  // 2. Served.
+  struct served_row {
+    int clients;
+    timing t;
+  };
+  std::vector<served_row> served;
+  {
+    loopback_server server(tmp.path() / "serve", models_dir, o.server_threads);
+    for (int c : levels) served.push_back({c, post_load(server.port(), c, o.seconds, route, image)});
+  }
+
+  // 3. Ingest of a folder with `acg2vec ingest`, as a user runs it.
+  double ingest_rate = 0;
+  std::size_t ingested = 0;
+  std::string ingest_note;
+  if (!o.skip_ingest) {
+    const auto files_dir = tmp.path() / "ingest-files";
+    fs::create_directories(files_dir);
+    std::vector<fs::path> files;
+    for (const auto& e : fs::recursive_directory_iterator(ingest_dir)) {
+      if (e.is_regular_file()) files.push_back(e.path());
+    }
+    std::sort(files.begin(), files.end());
+    if (files.size() > o.max_files) files.resize(o.max_files);
+    for (std::size_t i = 0; i < files.size(); ++i) {
+      fs::create_symlink(fs::absolute(files[i]), files_dir / fmt::format("{:05}{}", i, files[i].extension().string()));
+    }
+    const auto out = tmp.path() / "ingest.out";
+    int rc = run_self({"--log-level", "error", "--data-dir", (tmp.path() / "ingest-data").string(), "--models-dir",
+                       models_dir.string(), "ingest", files_dir.string(), "--workers", std::to_string(o.workers)},
+                      out);
+    std::ifstream in(out);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    // "ingested N new, ... ; M items in S.Ss"
+    std::size_t n = 0;
+    double secs = 0;
+    if (rc == 0 && std::sscanf(text.c_str(), "ingested %zu new", &n) == 1) {
+      auto in_pos = text.rfind(" items in ");
+      if (in_pos != std::string::npos) secs = std::strtod(text.c_str() + in_pos + 10, nullptr);
+    }
+    if (secs > 0 && n > 0) {
+      ingested = n;
+      ingest_rate = static_cast<double>(n) / secs;
+    } else {
+      ingest_note = fmt::format("ingest failed (exit {}): {}", rc, text);
+    }
+  }
+
+  // Table: each row with the model-only figure it is measured against.
+  const double b1_s = 1.0 / std::max(b1.items_per_s, 1e-9);
+  const double decode_s = decode.p50_ms / 1e3;
+  const double one_client_ref = 1.0 / (b1_s + decode_s);
+  fmt::print("\n{:<40} {:>7} {:>9} {:>9} {:>9}   {}\n", "WHAT", "CLIENTS", "ITEMS/S", "P50_MS", "P99_MS",
+             "AGAINST (target)");
+  fmt::print("{:<40} {:>7} {:>9.1f} {:>9.2f} {:>9.2f}\n", "decode + preprocess (one image, 1 thread)", "-",
+             decode.items_per_s, decode.p50_ms, decode.p99_ms);
+  fmt::print("{:<40} {:>7} {:>9.1f} {:>9.2f} {:>9.2f}\n", "model-only batch 1", "-", b1.items_per_s, b1.p50_ms,
+             b1.p99_ms);
+  fmt::print("{:<40} {:>7} {:>9.1f} {:>9.2f} {:>9.2f}\n", fmt::format("model-only batch {}", max_batch), "-",
+             bmax.items_per_s, bmax.p50_ms, bmax.p99_ms);
+  for (const auto& r : served) {
+    std::string against;
+    if (r.clients == 1) {
+      against = fmt::format("{:.2f}x of 1/(batch-1 pass + decode) = {:.1f}/s (>= 0.85)", r.t.items_per_s / one_client_ref,
+                            one_client_ref);
+    } else {
+      against = fmt::format("{:.2f}x of model-only batch {} (>= 0.90 at 64)", r.t.items_per_s / bmax.items_per_s,
+                            max_batch);
+    }
+    if (r.clients >= 64) against += fmt::format("; p99/p50 {:.2f} (<= 2)", r.t.p99_ms / std::max(r.t.p50_ms, 1e-9));
+    if (r.t.errors > 0) against += fmt::format("; {} errors", r.t.errors);
+    fmt::print("{:<40} {:>7} {:>9.1f} {:>9.2f} {:>9.2f}   {}\n", "POST " + route, r.clients, r.t.items_per_s,
+               r.t.p50_ms, r.t.p99_ms, against);
+  }
+  if (!o.skip_ingest) {
+    if (ingest_rate > 0) {
+      fmt::print("{:<40} {:>7} {:>9.1f} {:>9} {:>9}   {:.2f}x of model-only batch {} (>= 0.90)\n",
+                 fmt::format("ingest, {} images, {} workers", ingested, o.workers), "-", ingest_rate, "-", "-",
+                 ingest_rate / bmax.items_per_s, max_batch);
+    } else {
+      fmt::print("{}\n", ingest_note);
+    }
+  }
+  (void)global;
+}
+
+}  // namespace
+
+void add_bench_serve_command(CLI::App& bench, global_options& global) {
+  auto o = std::make_shared<serve_options>();
+  auto* cmd = bench.add_subcommand(
+      "serve", "one pack model-only, served over HTTP at several client counts, and ingested: ratios in one run");
+  cmd->add_option("--pack", o->pack, "classifier, tagger or image_embedding pack directory")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  cmd->add_option("--image", o->image, "image posted and timed (default: tests/data/nsfw's first PNG)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--dir", o->dir, "folder ingested (default: the image's folder)")->check(CLI::ExistingDirectory);
+  cmd->add_option("--clients", o->clients, "comma-separated client counts for the served rows")->capture_default_str();
+  cmd->add_option("--seconds", o->seconds, "duration of each measurement")
+      ->check(CLI::Range(0.2, 120.0))
+      ->capture_default_str();
+  cmd->add_option("--max-files", o->max_files, "images ingested at most")->check(CLI::Range(1, 100000))->capture_default_str();
+  cmd->add_option("--workers", o->workers, "ingest workers (as `acg2vec ingest --workers`)")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  cmd->add_option("--server-threads", o->server_threads, "HTTP threads of the started server (0 = its default)");
+  cmd->add_flag("--skip-ingest", o->skip_ingest, "leave out the ingest row");
+  cmd->callback([&global, o] { run_bench_serve(global, *o); });
+}
+
+}  // namespace acg2vec::cli

@@ -1,0 +1,80 @@
+#include "runtime/compute.h"
+
+#include <ATen/Parallel.h>
+#include <dlfcn.h>
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+namespace acg2vec::runtime {
+
+namespace {
+
+thread_local bool is_compute_thread = false;
+
+class compute_thread {
+ public:
+  compute_thread() : worker_([this] { run(); }) { worker_.detach(); }
+
+  void post(std::function<void()> f) {
+    {
+      std::lock_guard lock(mutex_);
+      queue_.push_back(std::move(f));
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  void run() {
+    is_compute_thread = true;
+    for (;;) {
+      std::function<void()> f;
+      {
+        std::unique_lock lock(mutex_);
+        cv_.wait(lock, [this] { return !queue_.empty(); });
+        f = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      f();  // packaged tasks carry their own exceptions
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  std::thread worker_;
+};
+
+compute_thread& the_compute_thread() {
+  // Never destroyed: work posted from static destructors (a batcher draining at exit) still
+  // finds its thread, and the blocked thread does not keep the process from exiting.
+  static auto* t = new compute_thread();
+  return *t;
+}
+
+}  // namespace
+
+bool on_compute_thread_now() noexcept { return is_compute_thread; }
+
+void post_to_compute_thread(std::function<void()> f) { the_compute_thread().post(std::move(f)); }
+
+void single_openmp_thread() {
+  thread_local bool done = false;
+  if (done || is_compute_thread) return;
+  done = true;
+  // ATen sets each thread's OpenMP thread count lazily on its first parallel op, from the
+  // process-wide setting; do that first so it cannot undo the limit afterwards. OpenMP is
+  // reached through the loaded libgomp (libtorch's), as the binary does not link it itself.
+  (void)at::get_num_threads();
+  using set_fn = void (*)(int);
+  if (auto set = reinterpret_cast<set_fn>(::dlsym(RTLD_DEFAULT, "omp_set_num_threads"))) set(1);
+}
+
+void set_compute_threads(int threads) {
+  if (threads <= 0) return;
+  on_compute_thread([threads] { at::set_num_threads(threads); });
+}
+
+}  // namespace acg2vec::runtime
