@@ -28,6 +28,8 @@ int fuzz_keras_h5(const std::uint8_t* data, std::size_t size);
 int fuzz_tfjs(const std::uint8_t* data, std::size_t size);
 /// @brief A .safetensors file through the safetensors parser.
 int fuzz_safetensors(const std::uint8_t* data, std::size_t size);
+/// @brief An ncnn model: the .param text, a NUL byte, then the .bin weights.
+int fuzz_ncnn(const std::uint8_t* data, std::size_t size);
 
 struct target {
   std::string_view name;
@@ -38,6 +40,7 @@ inline constexpr target all_targets[] = {
     {"image", fuzz_image},         {"http_parse", fuzz_http_parse},   {"json_body", fuzz_json_body},
     {"wordpiece", fuzz_wordpiece}, {"clip_bpe", fuzz_clip_bpe},       {"onnx_loader", fuzz_onnx_loader},
     {"keras_h5", fuzz_keras_h5},   {"tfjs", fuzz_tfjs},               {"safetensors", fuzz_safetensors},
+    {"ncnn", fuzz_ncnn},
 };
 
 }  // namespace acg2vec::fuzz

@@ -29,6 +29,8 @@ void add_collection_commands(CLI::App& app, global_options& global);
 void add_migrate_command(CLI::App& app, global_options& global);
 /// @brief `bench model|search|http|ingest`: bounded measurements against named peers.
 void add_bench_command(CLI::App& app, global_options& global);
+/// @brief `upscale IN... [-o OUT|--output-dir D] [--model M] [--format png|webp|jpg]`.
+void add_upscale_command(CLI::App& app, global_options& global);
 /// @brief Creates the data directory if needed.
 void prepare_data_dir(const global_options& global);
 /// Subcommands whose module has not landed yet: they explain that and exit non-zero.

@@ -197,6 +197,7 @@ void add_serve_command(CLI::App& app, global_options& global) {
     register_model_routes(server, models);
     register_tfserving_routes(server, models);
     register_text_routes(server, models);
+    register_upscale_routes(server, models);
     register_search_routes(server, search_route_context{&service, options.max_upload_bytes, *max_pixels});
     register_openapi_route(server);
     signal_waiter signals([&server] { server.stop(); });
