@@ -115,7 +115,7 @@ void run(const upscale_options& o, const global_options& global) {
       const auto img = image::decode_image_rgba(read_bytes(in, limits.max_bytes), limits);
       const auto start = std::chrono::steady_clock::now();
       std::unique_ptr<progress_bar> tiles;
-      const auto result = u->upscale(img, o.tile, [&](std::size_t done, std::size_t total) {
+      const auto result = u->upscale(img, o.tile, [&](std::size_t /*done*/, std::size_t total) {
         if (many || total < 8) return;  // a bar per tile only for one large image
         if (!tiles) tiles = std::make_unique<progress_bar>("tiles", total);
         tiles->advance();

@@ -876,9 +876,16 @@ class translator {
     const std::int64_t w = L_->get_int(0, unset), h = L_->get_int(1, unset), c = L_->get_int(2, unset);
     std::vector<std::int64_t> shape;
     int rank = 0;
-    if (h == unset) shape = {1, w}, rank = 1;
-    else if (c == unset) shape = {1, h, w}, rank = 2;
-    else shape = {1, c, h, w}, rank = 3;
+    if (h == unset) {
+      shape = {1, w};
+      rank = 1;
+    } else if (c == unset) {
+      shape = {1, h, w};
+      rank = 2;
+    } else {
+      shape = {1, c, h, w};
+      rank = 3;
+    }
     for (std::size_t i = 1; i < shape.size(); ++i) {
       if (shape[i] == 0 && rank != x.rank)
         fail(errc::bad_parameter, "{}: size 0 (keep) needs input and output of the same rank", L_->where());
