@@ -190,7 +190,7 @@ class UpscaleHttpTest(unittest.TestCase):
     def test_typed_errors(self):
         png = read(os.path.join(FORMATS, "card.png"))
         cases = [
-            ({}, {}, 400),                                                         # no image part
+            ({"format": "png"}, {}, 400),                                          # no image part
             ({"model": "nope"}, {"image": ("a.png", png)}, 404),                    # unknown model
             ({"format": "gif"}, {"image": ("a.png", png)}, 400),                    # unknown output format
             ({}, {"image": ("a.png", b"not an image at all")}, 415),                # not an image
