@@ -228,7 +228,7 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     # Two reduced sizes: square and odd-height/non-square (the odd size exercises the extra pad).
     src = Image.open(os.path.join(args.images, "thequestion_sylvie_blue_normal.png")).convert("RGB")
-    cases = {"64x64": np.asarray(src.crop((40, 40, 104, 104))),
+    cases = {"64x64": np.asarray(src.crop((50, 150, 114, 214))),
              "96x81": np.asarray(src.crop((30, 100, 126, 181)))}
     manifest = {"models": []}
     variants = ["up2x-conservative", "up2x-no-denoise", "up2x-denoise3x"]

@@ -25,7 +25,7 @@ namespace fs = std::filesystem;
 
 // Tiled vs whole image, in pixel units (0..255) before rounding: the two differ only in the
 // order of float sums (SE means accumulated per tile, in double, vs one pooling).
-constexpr double tiled_tolerance = 2e-3;
+constexpr double tiled_tolerance = 5e-3;
 
 fs::path pack_dir(const std::string& variant) {
   return fs::path(ACG2VEC_SOURCE_DIR) / "models" / ("realcugan-pro-" + variant);
@@ -68,7 +68,7 @@ TEST(Upscaler, TiledEqualsWholeForAllThreeModels) {
   }
 }
 
-TEST(Upscaler, SyncedMeansMatterAndAreUsed) {
+TEST(Upscaler, TilesWithVeryDifferentContentStillMatchWhole) {
   // Without the SE synchronisation a tile would pool only its own features; a tile size that
   // splits a strongly varying image must still give the whole-image result.
   const auto u = load_pack("no-denoise");
