@@ -1,5 +1,6 @@
 // POST /v1/upscale: an image in, the upscaled image out (PNG by default).
 #include <chrono>
+#include <mutex>
 
 #include "image/decode.h"
 #include "image/encode.h"
@@ -10,9 +11,13 @@ namespace acg2vec {
 
 void register_upscale_routes(http_server& server, model_route_context ctx) {
   model_registry& reg = *ctx.registry;
+  // One upscale at a time: each already uses every intra-op thread, and its memory (tile
+  // activations plus the whole output image) must not be multiplied by the HTTP worker count.
+  // Other requests wait here rather than run the machine out of memory.
+  auto running = std::make_shared<std::mutex>();
   server.add(
       "POST", "/v1/upscale", "v1.upscale",
-      [&reg, ctx](const http_request& req, http_response& res) {
+      [&reg, ctx, running](const http_request& req, http_response& res) {
         const auto bytes = require_file(req, {"image", "file"}, ctx.max_upload_bytes);
         const auto e = reg.resolve(find_param(req, "model").value_or(""), model_task::upscaler);
         if (!e->upscale) fail(errc::bad_parameter, "model '{}' is not an upscaler", e->manifest.name);
@@ -24,9 +29,14 @@ void register_upscale_routes(http_server& server, model_route_context ctx) {
         image::decode_limits limits = decode_limits_of(ctx);
         limits.max_pixels = std::min<std::uint64_t>(limits.max_pixels, u.spec().max_input_pixels);
         const auto img = image::decode_image_rgba(bytes, limits);
-        const auto start = std::chrono::steady_clock::now();
-        const auto out = u.upscale(img);
-        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        image::image_rgba8 out;
+        double seconds = 0;  // the upscale itself, not the wait for the one before it
+        {
+          std::lock_guard lock(*running);
+          const auto start = std::chrono::steady_clock::now();
+          out = u.upscale(img);
+          seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        }
         res.set_content(image::encode_image(out, format, quality), std::string(image::output_content_type(format)));
         res.set_header("X-Acg2vec-Model", e->manifest.name);
         res.set_header("X-Acg2vec-Size", std::to_string(out.width) + "x" + std::to_string(out.height));
