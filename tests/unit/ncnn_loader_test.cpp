@@ -194,6 +194,26 @@ TEST(NcnnLoader, ReshapeAndScalarBinaryOp) {
   expect_close(run1(load_ncnn_bytes(param, ""), x), 1.0 - x);
 }
 
+TEST(NcnnLoader, InterpToFixedSizePaddingAndEltwiseMaxProd) {
+  at::manual_seed(5);
+  const at::Tensor x = at::randn({1, 3, 5, 7});
+  const std::string param =
+      "7767517\n7 9\nInput in0 0 1 in0\nSplit sp 1 4 in0 a b c c2\n"
+      "Interp up 1 1 a u 0=2 3=9 4=11\n"
+      "Padding pad 1 1 b p 0=1 1=2 2=3 3=0 4=0 5=1.500000e+00\n"
+      "Eltwise mx 2 1 c c2 m 0=2\n"
+      "Split sp2 1 2 m m1 m2\n"
+      "Eltwise prod 2 1 m1 m2 out 0=0\n";
+  const graph g = load_ncnn_bytes(param, "");
+  c10::InferenceMode guard;
+  executor ex(g);
+  const auto outs = ex.run({x});
+  ASSERT_EQ(outs.size(), 3u);
+  expect_close(outs[0], at::upsample_bilinear2d(x, {9, 11}, false));
+  expect_close(outs[1], at::constant_pad_nd(x, {3, 0, 1, 2}, 1.5));
+  expect_close(outs[2], x * x);
+}
+
 TEST(NcnnLoader, TypedErrors) {
   const std::string ok_head = "7767517\n2 2\nInput in0 0 1 in0\n";
   EXPECT_NE(expect_error("7767518\n1 1\nInput in0 0 1 in0\n", "").find("magic"), std::string::npos);
