@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "fuzz_util.h"
 #include "runtime/keras_h5.h"
+#include "runtime/ncnn_loader.h"
 #include "runtime/onnx_loader.h"
 #include "runtime/safetensors.h"
 #include "runtime/tfjs.h"
@@ -54,6 +55,21 @@ int fuzz_safetensors(const std::uint8_t* data, std::size_t size) {
   try {
     auto tensors = runtime::parse_safetensors(as_text(data, size), "fuzz.safetensors");
     (void)tensors;
+  } catch (const error&) {
+  }
+  return 0;
+}
+
+int fuzz_ncnn(const std::uint8_t* data, std::size_t size) {
+  quiet_logs();
+  auto text = as_text(data, size);
+  // A .param is text, so the first NUL separates it from the .bin bytes.
+  auto cut = text.find('\0');
+  auto param = text.substr(0, cut);
+  auto bin = cut == std::string_view::npos ? std::string_view{} : text.substr(cut + 1);
+  try {
+    auto g = runtime::load_ncnn_bytes(param, bin);
+    (void)g;
   } catch (const error&) {
   }
   return 0;

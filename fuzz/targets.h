@@ -35,6 +35,8 @@ int fuzz_http_wire(const std::uint8_t* data, std::size_t size);
 int fuzz_multipart_fields(const std::uint8_t* data, std::size_t size);
 /// @brief Bytes as an API key file, and the keys then presented in headers.
 int fuzz_key_file(const std::uint8_t* data, std::size_t size);
+/// @brief An ncnn model: the .param text, a NUL byte, then the .bin weights.
+int fuzz_ncnn(const std::uint8_t* data, std::size_t size);
 
 struct target {
   std::string_view name;
@@ -46,6 +48,7 @@ inline constexpr target all_targets[] = {
     {"wordpiece", fuzz_wordpiece}, {"clip_bpe", fuzz_clip_bpe},       {"onnx_loader", fuzz_onnx_loader},
     {"keras_h5", fuzz_keras_h5},   {"tfjs", fuzz_tfjs},               {"safetensors", fuzz_safetensors},
     {"http_wire", fuzz_http_wire}, {"multipart_fields", fuzz_multipart_fields}, {"key_file", fuzz_key_file},
+    {"ncnn", fuzz_ncnn},
 };
 
 }  // namespace acg2vec::fuzz

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs the model packs that can be obtained offline into DEST (default var/models):
+# the Real-CUGAN pro 2x upscalers committed under models/realcugan-pro-* (ncnn weights, MIT), and
 # the real nsfwjs classifiers (MobileNetV2 224 and InceptionV3 299) from the npm package in
 # tools/node_modules. Idempotent: unchanged files are left alone.
 #
@@ -9,6 +10,14 @@ set -euo pipefail
 if [ $# -ge 1 ]; then dest=$(realpath -m "$1"); fi
 cd "$(dirname "$0")/.."
 dest=${dest:-$PWD/var/models}
+
+# Packs whose weights are in the repository: copied as they are (cp -u keeps newer copies).
+mkdir -p "$dest"
+for pack in models/realcugan-pro-*/; do
+  name=$(basename "$pack")
+  mkdir -p "$dest/$name"
+  cp -u "$pack"* "$dest/$name/"
+done
 
 if ! command -v node >/dev/null; then
   echo "install-packs: node is not installed (run scripts/setup.sh)" >&2

@@ -74,6 +74,7 @@ int main(int argc, char** argv) {
   cli::add_collection_commands(app, global);
   cli::add_migrate_command(app, global);
   cli::add_bench_command(app, global);
+  cli::add_upscale_command(app, global);
   cli::add_pending_commands(app);
 
   app.parse_complete_callback([&global] {

@@ -266,6 +266,7 @@ void add_serve_command(CLI::App& app, global_options& global) {
       text_tasks.cancel();
       if (vocabulary_thread.joinable()) vocabulary_thread.join();
     };
+    register_upscale_routes(server, models);
     register_search_routes(server, search_route_context{&service, options.max_upload_bytes, *max_pixels});
     register_openapi_route(server);
     signal_waiter signals([&server] { server.stop(); });

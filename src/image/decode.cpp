@@ -348,6 +348,58 @@ image_rgb8 decode_with_vips(std::string_view format, std::string_view bytes, con
   }
 }
 
+// The same loaders and checks as decode_with_vips, keeping alpha (grey + alpha becomes RGBA).
+image_rgba8 decode_rgba_with_vips(std::string_view format, std::string_view bytes, const decode_limits& limits) {
+  ensure_vips();
+  try {
+    vips::VImage img = load_with_vips(format, bytes);
+    check_pixels(static_cast<std::uint64_t>(img.width()), static_cast<std::uint64_t>(img.height()), limits, format);
+    img = img.autorot();
+    const VipsInterpretation interpretation = img.interpretation();
+    if (interpretation == VIPS_INTERPRETATION_CMYK || interpretation == VIPS_INTERPRETATION_LAB ||
+        interpretation == VIPS_INTERPRETATION_LABS || interpretation == VIPS_INTERPRETATION_XYZ ||
+        interpretation == VIPS_INTERPRETATION_scRGB) {
+      img = img.colourspace(VIPS_INTERPRETATION_sRGB);
+    }
+    if (img.format() != VIPS_FORMAT_UCHAR) {
+      if (img.format() == VIPS_FORMAT_FLOAT || img.format() == VIPS_FORMAT_DOUBLE || img.format() == VIPS_FORMAT_COMPLEX ||
+          img.format() == VIPS_FORMAT_DPCOMPLEX)
+        fail(errc::unsupported_media, "{} image with {} samples is not supported", format,
+             vips_enum_nick(VIPS_TYPE_BAND_FORMAT, img.format()));
+      img = img.cast(VIPS_FORMAT_UCHAR, vips::VImage::option()->set("shift", true));
+    }
+    const int bands = img.bands();
+    if (bands < 1 || bands > 4) fail(errc::unsupported_media, "{} image with {} bands is not supported", format, bands);
+    std::size_t size = 0;
+    std::unique_ptr<void, decltype(&g_free)> memory(img.write_to_memory(&size), &g_free);
+    const auto w = static_cast<std::size_t>(img.width());
+    const auto h = static_cast<std::size_t>(img.height());
+    if (!memory || size != w * h * static_cast<std::size_t>(bands))
+      fail(errc::internal, "{} decoder returned {} bytes for {}x{}x{}", format, size, w, h, bands);
+    const auto* src = static_cast<const std::uint8_t*>(memory.get());
+    image_rgba8 out;
+    out.width = img.width();
+    out.height = img.height();
+    out.has_alpha = bands == 2 || bands == 4;
+    out.pixels.resize(w * h * 4);
+    std::uint8_t* dst = out.pixels.data();
+    for (std::size_t i = 0; i < w * h; ++i, dst += 4, src += bands) {
+      if (bands <= 2) {
+        dst[0] = dst[1] = dst[2] = src[0];
+        dst[3] = bands == 2 ? src[1] : 255;
+      } else {
+        dst[0] = src[0];
+        dst[1] = src[1];
+        dst[2] = src[2];
+        dst[3] = bands == 4 ? src[3] : 255;
+      }
+    }
+    return out;
+  } catch (const vips::VError& e) {
+    fail(errc::unsupported_media, "cannot decode {} image: {}", format, vips_message(e));
+  }
+}
+
 }  // namespace
 
 std::string_view sniff_image_format(std::string_view b) noexcept {
@@ -377,6 +429,29 @@ image_rgb8 decode_image(std::string_view bytes, const decode_limits& limits) {
   }
   if (format == "bmp") return decode_bmp(bytes, limits);
   return decode_with_vips(format, bytes, limits);
+}
+
+image_rgba8 decode_image_rgba(std::string_view bytes, const decode_limits& limits) {
+  if (bytes.empty()) fail(errc::bad_parameter, "image data is empty (0 bytes)");
+  if (bytes.size() > limits.max_bytes)
+    fail(errc::too_large, "image data is {} bytes, over the limit of {}", bytes.size(), limits.max_bytes);
+  const std::string_view format = sniff_image_format(bytes);
+  if (format.empty())
+    fail(errc::unsupported_media, "data is not a supported image (expected JPEG, PNG, WebP, GIF, BMP or TIFF; {} bytes)",
+         bytes.size());
+  if (format == "bmp") {
+    const image_rgb8 rgb = decode_bmp(bytes, limits);
+    image_rgba8 out{rgb.width, rgb.height, false, {}};
+    out.pixels.resize(rgb.pixels.size() / 3 * 4);
+    for (std::size_t i = 0, j = 0; i < rgb.pixels.size(); i += 3, j += 4) {
+      out.pixels[j] = rgb.pixels[i];
+      out.pixels[j + 1] = rgb.pixels[i + 1];
+      out.pixels[j + 2] = rgb.pixels[i + 2];
+      out.pixels[j + 3] = 255;
+    }
+    return out;
+  }
+  return decode_rgba_with_vips(format, bytes, limits);
 }
 
 image_rgb8 decode_image_file(const std::filesystem::path& path, const decode_limits& limits) {

@@ -58,6 +58,20 @@ image_rgb8 decode_image(std::string_view bytes, const decode_limits& limits = {}
 /// @brief Reads and decodes a file; a missing file is errc::not_found, a large one errc::too_large.
 image_rgb8 decode_image_file(const std::filesystem::path& path, const decode_limits& limits = {});
 
+/// 8-bit pixels with alpha, row-major HWC RGBA (pixels.size() == width * height * 4). Used where
+/// transparency must survive (upscaling); has_alpha is false when the source had no alpha
+/// channel (alpha is then 255 everywhere).
+struct image_rgba8 {
+  int width = 0;
+  int height = 0;
+  bool has_alpha = false;
+  std::vector<std::uint8_t> pixels;
+};
+
+/// @brief As decode_image, but alpha is kept instead of composited on white (grey is still
+/// replicated to RGB; BMP alpha is dropped). Same formats, limits and errors.
+image_rgba8 decode_image_rgba(std::string_view bytes, const decode_limits& limits = {});
+
 /// @brief Format from magic bytes: "jpeg", "png", "webp", "gif", "bmp", "tiff", or "" when unknown.
 std::string_view sniff_image_format(std::string_view bytes) noexcept;
 

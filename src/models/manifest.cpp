@@ -24,8 +24,9 @@ model_task parse_task(const std::string& s, const std::string& pack) {
   if (s == "classifier") return model_task::classifier;
   if (s == "clip_image") return model_task::clip_image;
   if (s == "clip_text") return model_task::clip_text;
+  if (s == "upscaler") return model_task::upscaler;
   fail(errc::bad_parameter, "pack '{}': unknown task '{}' (tagger, image_embedding, text_embedding, scores, "
-       "classifier, clip_image, clip_text)", pack, s);
+       "classifier, clip_image, clip_text, upscaler)", pack, s);
 }
 
 model_format parse_format(const std::string& s, const std::string& pack) {
@@ -34,8 +35,9 @@ model_format parse_format(const std::string& s, const std::string& pack) {
   if (s == "tfjs_layers") return model_format::tfjs_layers;
   if (s == "sentence_transformers") return model_format::sentence_transformers;
   if (s == "hf_clip") return model_format::hf_clip;
+  if (s == "ncnn") return model_format::ncnn;
   fail(errc::bad_parameter, "pack '{}': unknown format '{}' (onnx, keras_h5, tfjs_layers, sentence_transformers, "
-       "hf_clip)", pack, s);
+       "hf_clip, ncnn)", pack, s);
 }
 
 std::string read_file(const std::filesystem::path& p) {
@@ -124,6 +126,7 @@ std::string_view to_string(model_task t) noexcept {
     case model_task::classifier: return "classifier";
     case model_task::clip_image: return "clip_image";
     case model_task::clip_text: return "clip_text";
+    case model_task::upscaler: return "upscaler";
   }
   return "?";
 }
@@ -135,6 +138,7 @@ std::string_view to_string(model_format f) noexcept {
     case model_format::tfjs_layers: return "tfjs_layers";
     case model_format::sentence_transformers: return "sentence_transformers";
     case model_format::hf_clip: return "hf_clip";
+    case model_format::ncnn: return "ncnn";
   }
   return "?";
 }
@@ -235,6 +239,10 @@ model_manifest manifest_from_json(const nlohmann::json& j, const std::filesystem
     if (m.base.empty()) {
       m.format = parse_format(j.at("format").get<std::string>(), m.name);
       m.file = m.dir / j.value("file", std::string());
+      if (m.format == model_format::ncnn) {
+        auto bin = m.file;
+        m.weights = j.contains("weights") ? m.dir / j["weights"].get<std::string>() : bin.replace_extension(".bin");
+      }
     }
     m.input = j.value("input", json::object());
     if (j.contains("labels")) {

@@ -11,8 +11,8 @@
 
 namespace acg2vec {
 
-enum class model_task { tagger, image_embedding, text_embedding, scores, classifier, clip_image, clip_text };
-enum class model_format { onnx, keras_h5, tfjs_layers, sentence_transformers, hf_clip };
+enum class model_task { tagger, image_embedding, text_embedding, scores, classifier, clip_image, clip_text, upscaler };
+enum class model_format { onnx, keras_h5, tfjs_layers, sentence_transformers, hf_clip, ncnn };
 
 /// Danbooru categories plus the WD convention of 9 for ratings.
 enum class tag_category { general = 0, artist = 1, copyright = 3, character = 4, meta = 5, rating = 9 };
@@ -41,7 +41,8 @@ struct model_manifest {
   model_task task = model_task::tagger;
   model_format format = model_format::onnx;
   std::filesystem::path dir;   ///< the pack directory
-  std::filesystem::path file;  ///< weights, absolute
+  std::filesystem::path file;  ///< weights, absolute (ncnn: the .param file)
+  std::filesystem::path weights;  ///< ncnn only: the .bin file (manifest "weights", default file with .bin)
   std::string base;            ///< another pack whose weights this one reuses (by name)
   nlohmann::json input;        ///< preprocessing, parsed by image/preprocess
   std::vector<tag_label> labels;

@@ -10,6 +10,7 @@
 #include "models/layouts.h"
 #include "runtime/compute.h"
 #include "runtime/keras_h5.h"
+#include "runtime/ncnn_loader.h"
 #include "runtime/onnx_loader.h"
 #include "runtime/tfjs.h"
 
@@ -26,6 +27,10 @@ runtime::graph load_graph(model_format format, const std::filesystem::path& file
     case model_format::onnx: return runtime::load_onnx(file);
     case model_format::keras_h5: return runtime::load_keras_h5(file);
     case model_format::tfjs_layers: return runtime::load_tfjs_layers(file);
+    case model_format::ncnn: {
+      auto bin = file;
+      return runtime::load_ncnn(file, bin.replace_extension(".bin"));
+    }
     default: break;
   }
   fail(errc::bad_parameter, "format '{}' is not an op-graph format", to_string(format));
@@ -131,6 +136,18 @@ void model_registry::load_everything() {
       } else if (m.format == model_format::onnx &&
                  (m.task == model_task::clip_text || m.task == model_task::text_embedding)) {
         entry->text = text_model::load(m);
+      } else if (m.task == model_task::upscaler) {
+        if (!std::filesystem::exists(m.file)) fail(errc::not_found, "weights file {} is missing", m.file.string());
+        const runtime::graph ug = m.format == model_format::ncnn ? runtime::load_ncnn(m.file, m.weights)
+                                                                  : load_graph(m.format, m.file);
+        entry->upscale = std::make_shared<upscaler>(m, ug);
+        entry->state = model_state::ready;
+        entry->load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        spdlog::info("model pack '{}' ({}, {}) ready in {:.1f}s", m.name, to_string(m.task), to_string(m.format),
+                     entry->load_seconds);
+        std::unique_lock lock(mutex_);
+        entries_[m.name] = entry;
+        continue;
       } else if (m.format == model_format::onnx || m.format == model_format::keras_h5 ||
                  m.format == model_format::tfjs_layers) {
         if (!std::filesystem::exists(m.file)) fail(errc::not_found, "weights file {} is missing", m.file.string());

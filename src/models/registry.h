@@ -20,6 +20,7 @@
 #include "models/graph_model.h"
 #include "models/manifest.h"
 #include "models/text_model.h"
+#include "models/upscaler.h"
 
 namespace acg2vec {
 
@@ -33,6 +34,7 @@ struct model_entry {
   std::shared_ptr<const graph_model> graph;  ///< set for onnx / keras_h5 / tfjs_layers packs
   std::shared_ptr<const text_model> text;    ///< set for text_embedding / clip_text packs
   std::shared_ptr<const clip_image_model> clip_image;  ///< set for the image tower of a CLIP pack
+  std::shared_ptr<const upscaler> upscale;             ///< set for upscaler packs
   /// The pack whose forward pass also yields this pack's value (graph->companions() of that pack
   /// names this one); empty when this pack needs a pass of its own.
   std::string shared_pass_of;

@@ -34,6 +34,8 @@ const std::vector<route_doc>& route_docs() {
        {"image", "model", "threshold", "threshold_general", "threshold_character", "all"}},
       {"post", "v1.classify", "/v1/classify", "Class probabilities of a classifier pack (e.g. NSFW)", "multipart", {"image", "model"}},
       {"post", "v1.embed.image", "/v1/embed/image", "Image embedding", "multipart", {"image", "model"}},
+      {"post", "v1.upscale", "/v1/upscale", "Upscaled image bytes (Real-CUGAN 2x by default); 413 over the pixel limits", "multipart",
+       {"image", "model", "format", "quality"}},
       {"get", "v1.models", "/v1/models", "Installed packs with inputs, outputs and state", "", {}},
       {"post", "v1.models.infer", "/v1/models/{name}/infer", "Raw inference: an image or {\"inputs\": nested array}", "multipart", {"image"}},
       {"post", "tfserving.predict", "/v1/models/{name}:predict", "TF-Serving predict (instances or inputs)", "json", {}},

@@ -95,3 +95,9 @@ image::decode_limits decode_limits_of(const Context& context) {
   return {context.max_upload_bytes, context.max_pixels};
 }
 }  // namespace acg2vec
+
+namespace acg2vec {
+/// @brief POST /v1/upscale (multipart `image`, optional `model`, `format` png|webp|jpg,
+/// `quality`): the upscaled image bytes with their content type.
+void register_upscale_routes(http_server& server, model_route_context context);
+}  // namespace acg2vec

@@ -107,6 +107,8 @@ function preparePacks(tmp) {
   fs.mkdirSync(models);
   fs.symlinkSync(path.join(all, 'nsfw-mobilenet-v2'), path.join(models, 'nsfw-mobilenet-v2'));
   for (const p of ['tiny-tagger', 'tiny-pix2score']) fs.symlinkSync(path.join(tiny, p), path.join(models, p));
+  // The committed Real-CUGAN pack (real weights) for the Upscale panel.
+  fs.symlinkSync(path.join(SOURCE, 'models', 'realcugan-pro-conservative'), path.join(models, 'realcugan-pro-conservative'));
   return models;
 }
 
@@ -471,6 +473,24 @@ async function main() {
       }, f);
       assert.strictEqual(first, f, `nearest to ${f}`);
     }
+  });
+
+  await step('Upscale panel: a 2x result, the before/after slider and a download link', async () => {
+    const models = await page.$$eval('#upscale-model option', (o) => o.map((x) => x.value));
+    assert.ok(models.includes('realcugan-pro-conservative'), `upscaler choices: ${models}`);
+    const input = await page.$('#upscale-file');
+    await input.uploadFile(path.join(SOURCE, 'tests', 'data', 'images', 'formats', 'card_rgba.png'));
+    await page.click('#upscale-go');
+    await page.waitForFunction(() => !document.querySelector('#upscale-result').hidden, { timeout: 30000 });
+    assert.deepStrictEqual(await page.$eval('#upscale-after', (i) => [i.naturalWidth, i.naturalHeight]), [128, 96]);
+    assert.match(await page.$eval('#upscale-status', (e) => e.textContent), /realcugan-pro-conservative: 128×96/);
+    const [href, name] = await page.$eval('#upscale-download', (a) => [a.href, a.download]);
+    assert.match(href, /^blob:/);
+    assert.strictEqual(name, 'card_rgba_2x.png');
+    await page.$eval('#upscale-slider', (s) => { s.value = '20'; s.dispatchEvent(new Event('input', { bubbles: true })); });
+    assert.strictEqual(await page.$eval('#upscale-before-clip', (e) => e.style.width), '20%');
+    await page.$eval('#upscale', (e) => e.scrollIntoView());
+    await shot('09-upscale');
   });
 
   await step('phone width: no horizontal overflow', async () => {
