@@ -93,7 +93,9 @@ void add_collection_commands(CLI::App& app, global_options& global) {
                 ++non_images;
               } else {
                 item_input in;
-                in.id = std::filesystem::relative(f, root).generic_string();
+                // The path as found under the folder: relative() would resolve symlinks and name a
+                // linked file by its target ("../../elsewhere/x.png").
+                in.id = f.lexically_relative(root).generic_string();
                 in.source = f.string();
                 auto out = c.service.add_image(bytes, std::move(in), write_mode::skip_existing);
                 if (out.stored) {

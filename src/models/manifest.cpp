@@ -80,7 +80,9 @@ const std::set<std::string>& known_keys(std::string_view where) {
   static const std::map<std::string_view, std::set<std::string>> keys{
       {"", {"name", "task", "format", "file", "base", "input", "labels", "thresholds", "cut", "embedding", "outputs",
             "aliases", "max_batch", "max_wait_ms", "tokenizer", "max_length", "space", "image_aliases", "vocabulary",
-            "description", "license", "source"}},
+            "description", "license", "source", "weights", "upscale"}},
+      {"upscale", {"scale", "pre_padding", "multiple", "tile", "overlap", "in_scale", "in_offset", "out_scale",
+                   "out_offset", "max_input_pixels", "max_output_pixels"}},
       {"labels", {"file", "format", "character_file", "character_range"}},
       {"cut", {"layer", "pool"}},
       {"embedding", {"layer", "pool"}},
@@ -227,7 +229,7 @@ model_manifest manifest_from_json(const nlohmann::json& j, const std::filesystem
   m.name = j.contains("name") && j["name"].is_string() ? j["name"].get<std::string>() : dir.filename().string();
   check_keys(j, "", m.name);
   // "input" keys are checked by image::parse_preprocess_spec below.
-  for (const char* sub : {"labels", "cut", "embedding", "vocabulary"}) {
+  for (const char* sub : {"labels", "cut", "embedding", "vocabulary", "upscale"}) {
     if (j.contains(sub)) check_keys(j[sub], sub, m.name);
   }
   if (j.contains("outputs") && j["outputs"].is_array()) {

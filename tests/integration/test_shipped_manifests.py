@@ -57,6 +57,9 @@ class ShippedManifestsTest(unittest.TestCase):
             "clip-onnx-textual": {"model.onnx": os.path.join(clip, "textual", "model.onnx"),
                                   "tokenizer.json": os.path.join(clip, "textual", "tokenizer.json")},
         }
+        # The Real-CUGAN packs ship their real weights beside the manifest.
+        for d in ("realcugan-pro-conservative", "realcugan-pro-no-denoise", "realcugan-pro-denoise3x"):
+            recipes[d] = {f: os.path.join(SOURCE, "models", d, f) for f in ("model.param", "model.bin")}
         shipped = sorted(os.path.basename(os.path.dirname(p))
                          for p in glob.glob(os.path.join(SOURCE, "models", "*", "manifest.json")))
         cls.missing = sorted(set(shipped) - set(recipes))
@@ -134,6 +137,22 @@ class ShippedManifestsTest(unittest.TestCase):
         self.assertEqual(status, 200, body)
         self.assertEqual(body["data"]["space"], self.names["clip-onnx-visual"])
         self.assertIn("s1", [h["id"] for h in body["data"]["hits"]])
+
+    def test_realcugan_packs_upscale(self):
+        for d in ("realcugan-pro-conservative", "realcugan-pro-no-denoise", "realcugan-pro-denoise3x"):
+            body = b""
+            boundary = "shippedboundary"
+            for name, value in (("model", self.names[d].encode()), ("format", b"png")):
+                body += (f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n').encode() + value + b"\r\n"
+            body += (f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n'
+                     f'Content-Type: image/png\r\n\r\n').encode() + png((40, 32)) + b"\r\n"
+            body += f"--{boundary}--\r\n".encode()
+            status, headers, data = self.srv.request("POST", "/v1/upscale", body,
+                                                     {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+            self.assertEqual(status, 200, (d, data[:200]))
+            self.assertEqual(data[:8], b"\x89PNG\r\n\x1a\n", d)
+            width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+            self.assertEqual((width, height), (80, 64), d)
 
     def test_misspelt_key_fails_naming_key_and_pack(self):
         with tempfile.TemporaryDirectory() as d:
