@@ -33,10 +33,10 @@ models="$work/no-models"
 [ -n "$pack" ] && models=$(dirname "$pack")
 old_port=$(start old "$old" "$models")
 new_port=$(start new "$new" "$models")
-echo "old: $old ($(git -C "$(dirname "$0")/.." log -1 --format=%h 2>/dev/null || echo ?) tree), port $old_port"
+echo "old: $old, port $old_port"
 echo "new: $new, port $new_port"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg), cores: $(nproc)"
-for round in 1 2; do
+for round in ${ROUNDS:-1 2}; do
   for side in old new; do
     port=${side}_port
     for route in /health /v1/stats; do
