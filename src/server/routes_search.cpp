@@ -17,21 +17,6 @@ constexpr std::string_view msg_updated = "更新以图搜图条目成功";
 constexpr std::string_view msg_deleted = "删除以图搜图条目成功";
 constexpr std::string_view msg_similar = "以图搜图成功";
 
-// Percent-encodes an id for use as one path segment.
-std::string path_segment(std::string_view id) {
-  static constexpr char hex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : id) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
 
 json item_json(const store::item& it, bool with_tags) {
   json j{{"id", store::item_id_to_json(it)},

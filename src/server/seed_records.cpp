@@ -10,9 +10,6 @@ namespace acg2vec {
 
 using json = nlohmann::json;
 
-namespace {
-
-// One path segment, percent-encoded (ids may hold any UTF-8).
 std::string path_segment(std::string_view id) {
   static constexpr char hex[] = "0123456789ABCDEF";
   std::string out;
@@ -27,6 +24,8 @@ std::string path_segment(std::string_view id) {
   }
   return out;
 }
+
+namespace {
 
 // The file name of a path or URL without its directory, query and extension.
 std::string title_of(const store::item& it) {

@@ -17,6 +17,9 @@
 
 namespace acg2vec {
 
+/// @brief An item id percent-encoded as one URL path segment (ids may hold any UTF-8, '/' included).
+std::string path_segment(std::string_view id);
+
 /// Tags at or above this score appear in an Illust record's `tags` (the seed's tagging threshold).
 inline constexpr float seed_tag_threshold = 0.5f;
 /// At most this many tags in an Illust record, best first.
