@@ -130,6 +130,8 @@ class ShutdownTest(unittest.TestCase):
     def test_sigterm_stops_cleanly(self):
         srv = Server()
         srv.start()
+        # /health answers 503 until loading is over (asynchronous by design); wait, then check it.
+        srv.wait_ready()
         self.assertEqual(srv.request("GET", "/health")[0], 200)
         self.assertEqual(srv.stop(signal.SIGTERM), 0)
         self.assertIn("stopped", srv.read_log())
