@@ -9,6 +9,8 @@
 
 namespace acg2vec::fuzz {
 
+using json = nlohmann::json;
+
 namespace {
 
 // Decoding is fuzzed on its own (fuzz_image); here a small pixel limit keeps requests fast.

@@ -28,7 +28,9 @@
 #include <thread>
 #include <vector>
 
+#include "cli/bench_common.h"
 #include "cli/commands.h"
+#include "core/files.h"
 #include "core/error.h"
 #include "image/decode.h"
 #include "models/graph_model.h"
@@ -44,6 +46,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using clock_type = std::chrono::steady_clock;
+using namespace bench;
 
 struct serve_options {
   std::string pack;
@@ -57,22 +60,6 @@ struct serve_options {
   bool skip_ingest = false;
 };
 
-double since(clock_type::time_point t) { return std::chrono::duration<double>(clock_type::now() - t).count(); }
-
-double quantile(std::vector<double> v, double q) {
-  if (v.empty()) return 0.0;
-  std::sort(v.begin(), v.end());
-  auto i = static_cast<std::size_t>(q * static_cast<double>(v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
-}
-
-std::string load_avg() {
-  std::ifstream in("/proc/loadavg");
-  std::string a, b, c;
-  in >> a >> b >> c;
-  return a.empty() ? "n/a" : fmt::format("{} {} {}", a, b, c);
-}
-
 std::string cpu_flags_summary() {
   auto cpu = runtime::detect_cpu_features();
   std::string s = cpu.avx512 ? "avx512" : cpu.avx2 ? "avx2" : cpu.avx ? "avx" : "sse";
@@ -80,32 +67,6 @@ std::string cpu_flags_summary() {
   return fmt::format("{} ({}), {} cores", cpu.model.empty() ? cpu.vendor : cpu.model, s,
                      std::max(1u, std::thread::hardware_concurrency()));
 }
-
-std::string read_bytes_of(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) fail(errc::not_found, "cannot read {}", p.string());
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-/// A fresh scratch directory, removed with its contents on destruction.
-class scratch {
- public:
-  scratch() {
-    std::string tmpl = (fs::temp_directory_path() / "acg2vec-bench-serve-XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr) fail(errc::internal, "cannot create a scratch directory");
-    path_ = tmpl;
-  }
-  ~scratch() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  scratch(const scratch&) = delete;
-  scratch& operator=(const scratch&) = delete;
-  [[nodiscard]] const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 /// Runs this binary with args (stdout captured to a file) and waits; returns the exit status.
 int run_self(const std::vector<std::string>& args, const fs::path& out_file) {
@@ -127,60 +88,6 @@ int run_self(const std::vector<std::string>& args, const fs::path& out_file) {
   ::waitpid(pid, &status, 0);
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 }
-
-/// `acg2vec serve` on 127.0.0.1 (port of the kernel's choosing), stopped on destruction.
-class loopback_server {
- public:
-  loopback_server(const fs::path& work, const fs::path& models_dir, int http_threads) {
-    fs::create_directories(work / "data");
-    const auto port_file = work / "port";
-    const std::string exe = fs::read_symlink("/proc/self/exe").string();
-    std::vector<std::string> args = {exe, "--log-level", "warn", "--data-dir", (work / "data").string(),
-                                     "--models-dir", models_dir.string(), "serve", "--host", "127.0.0.1",
-                                     "--port", "0", "--port-file", port_file.string()};
-    if (http_threads > 0) {
-      args.emplace_back("--threads");
-      args.push_back(std::to_string(http_threads));
-    }
-    pid_ = ::fork();
-    if (pid_ < 0) fail(errc::internal, "cannot start the server: fork failed");
-    if (pid_ == 0) {
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(exe.c_str(), argv.data());
-      _exit(127);
-    }
-    auto start = clock_type::now();
-    while (true) {
-      std::ifstream in(port_file);
-      if (in >> port_ && port_ > 0) break;
-      if (since(start) > 60) fail(errc::timeout, "the server did not report its port within 60s");
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    httplib::Client probe("127.0.0.1", port_);
-    while (true) {
-      auto res = probe.Get("/health");
-      if (res && res->status == 200) break;
-      if (since(start) > 300) fail(errc::timeout, "the server was not ready within 300s");
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-  }
-  ~loopback_server() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-    }
-  }
-  loopback_server(const loopback_server&) = delete;
-  loopback_server& operator=(const loopback_server&) = delete;
-  [[nodiscard]] int port() const noexcept { return port_; }
-
- private:
-  pid_t pid_ = -1;
-  int port_ = 0;
-};
 
 struct timing {
   double items_per_s = 0;
@@ -223,7 +130,7 @@ timing post_load(int port, int clients, double seconds, const std::string& route
         auto t0 = clock_type::now();
         auto res = post(c);
         if (res && res->status == 200) {
-          mine.ms.push_back(since(t0) * 1e3);
+          mine.ms.push_back(seconds_since(t0) * 1e3);
         } else {
           ++mine.errors;
         }
@@ -235,7 +142,7 @@ timing post_load(int port, int clients, double seconds, const std::string& route
   deadline = start + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(seconds));
   go.store(true);
   for (auto& th : threads) th.join();
-  const double elapsed = since(start);
+  const double elapsed = seconds_since(start);
   std::vector<double> all;
   timing r;
   for (auto& p : per) {
@@ -244,8 +151,8 @@ timing post_load(int port, int clients, double seconds, const std::string& route
   }
   r.count = all.size();
   r.items_per_s = static_cast<double>(all.size()) / elapsed;
-  r.p50_ms = quantile(all, 0.5);
-  r.p99_ms = quantile(all, 0.99);
+  r.p50_ms = percentile(all, 0.5);
+  r.p99_ms = percentile(all, 0.99);
   return r;
 }
 
@@ -254,17 +161,17 @@ template <class F>
 timing time_passes(double seconds, std::int64_t items_per_pass, F&& fn) {
   std::vector<double> ms;
   auto start = clock_type::now();
-  while (ms.size() < 5 || since(start) < seconds) {
+  while (ms.size() < 5 || seconds_since(start) < seconds) {
     auto t0 = clock_type::now();
     fn();
-    ms.push_back(since(t0) * 1e3);
+    ms.push_back(seconds_since(t0) * 1e3);
   }
-  const double elapsed = since(start);
+  const double elapsed = seconds_since(start);
   timing r;
   r.count = ms.size();
   r.items_per_s = static_cast<double>(ms.size()) * static_cast<double>(items_per_pass) / elapsed;
-  r.p50_ms = quantile(ms, 0.5);
-  r.p99_ms = quantile(ms, 0.99);
+  r.p50_ms = percentile(ms, 0.5);
+  r.p99_ms = percentile(ms, 0.99);
   return r;
 }
 
@@ -320,12 +227,12 @@ void run_bench_serve(const global_options& global, const serve_options& o) {
     }
   }
   const fs::path ingest_dir = o.dir.empty() ? image_file.parent_path() : fs::path(o.dir);
-  const std::string image = read_bytes_of(image_file);
+  const std::string image = read_file(image_file, "image");
   const std::int64_t max_batch = std::max(1, m.max_batch);
 
   runtime::configure_threads(0);
   fmt::print("bench serve: pack {} ({}, max_batch {}, max_wait {} ms), route {}, {:.1f}s per level, load average {}\n",
-             m.name, to_string(m.task), max_batch, m.max_wait_ms, route, o.seconds, load_avg());
+             m.name, to_string(m.task), max_batch, m.max_wait_ms, route, o.seconds, load_average());
   fmt::print("CPU: {}\n{}\n", cpu_flags_summary(), runtime::describe_blas());
 
   // 1. Model-only, on the compute thread, with the forward the batcher calls.
@@ -349,7 +256,7 @@ void run_bench_serve(const global_options& global, const serve_options& o) {
   });
   model.reset();
 
-  scratch tmp;
+  scratch_dir tmp("serve");
   const auto models_dir = tmp.path() / "models";
   fs::create_directories(models_dir);
   fs::create_directory_symlink(fs::canonical(o.pack), models_dir / m.name);
@@ -361,7 +268,7 @@ void run_bench_serve(const global_options& global, const serve_options& o) {
   };
   std::vector<served_row> served;
   {
-    loopback_server server(tmp.path() / "serve", models_dir, o.server_threads);
+    bench_server server(tmp.path() / "serve", models_dir, o.server_threads);
     for (int c : levels) served.push_back({c, post_load(server.port(), c, o.seconds, route, image)});
   }
 

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "cli/commands.h"
+#include "core/files.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/thread_pool.h"
@@ -25,27 +26,17 @@ using json = nlohmann::json;
 struct collection {
   explicit collection(const global_options& global)
       : store(acg2vec::store::open_store(global.store, global.data_dir)),
-        spaces(global.data_dir, *store, index::index_factory(global.index)),
+        spaces(global.data_dir, *store, index::parse_index_address(global.index)),
         models(global.models_dir),
         service(global.data_dir, *store, spaces, models) {
     models.load_all();
     service.define_spaces();
   }
   std::unique_ptr<store::item_store> store;
-  index::vector_spaces spaces;
+  search::vector_spaces spaces;
   model_registry models;
   search_service service;
 };
-
-std::string read_bytes(const std::filesystem::path& p, std::size_t limit) {
-  auto size = std::filesystem::file_size(p);
-  if (size > limit) fail(errc::too_large, "{} is {} bytes; the limit is {}", p.string(), size, limit);
-  std::ifstream in(p, std::ios::binary);
-  if (!in) fail(errc::not_found, "cannot read {}", p.string());
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 }  // namespace
 
@@ -88,7 +79,7 @@ void add_collection_commands(CLI::App& app, global_options& global) {
         for (const auto& f : files) {
           jobs.push_back(pool.submit([&, f] {
             try {
-              auto bytes = read_bytes(f, o->max_mb << 20);
+              auto bytes = read_file(f, "image", o->max_mb << 20);
               if (image::sniff_image_format(bytes).empty()) {
                 ++non_images;
               } else {

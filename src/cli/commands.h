@@ -35,7 +35,5 @@ void add_bench_serve_command(CLI::App& bench, global_options& global);
 void add_upscale_command(CLI::App& app, global_options& global);
 /// @brief Creates the data directory if needed.
 void prepare_data_dir(const global_options& global);
-/// Subcommands whose module has not landed yet: they explain that and exit non-zero.
-void add_pending_commands(CLI::App& app);
 
 }  // namespace acg2vec::cli

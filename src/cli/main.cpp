@@ -64,7 +64,7 @@ int main(int argc, char** argv) {
   app.add_option("--store", global.store,
                  "item store: sqlite (in --data-dir), sqlite:PATH or redis://[[user]:password@]host:port[,host:port][/db]")
       ->envname("ACG2VEC_STORE");
-  app.add_option("--index", global.index, "vector index: faiss (in --data-dir) or milvus://host:port[?index=HNSW&M=&efConstruction=&ef=&nlist=&nprobe=&db=&prefix=&token=&timeout_ms=&load_timeout_ms=&retries=] (docs/scale-out.md)")
+  app.add_option("--index", global.index, "vector index: faiss (in --data-dir, saved parameters), faiss?kind=auto|flat|hnsw|ivfpq&m=&ef_construction=&ef_search=&nlist=&nprobe=&refine= (docs/index-params.md) or milvus://host:port[?index=HNSW&M=&efConstruction=&ef=&nlist=&nprobe=&db=&prefix=&token=&timeout_ms=&load_timeout_ms=&retries=] (docs/scale-out.md)")
       ->envname("ACG2VEC_INDEX");
 
   cli::add_serve_command(app, global);
@@ -75,7 +75,6 @@ int main(int argc, char** argv) {
   cli::add_migrate_command(app, global);
   cli::add_bench_command(app, global);
   cli::add_upscale_command(app, global);
-  cli::add_pending_commands(app);
 
   app.parse_complete_callback([&global] {
     acg2vec::init_logging(global.log_level);

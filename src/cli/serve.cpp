@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "core/files.h"
 #include "core/error.h"
 #include "core/source_dir.h"
 #include "index/open_index.h"
@@ -215,7 +216,7 @@ void add_serve_command(CLI::App& app, global_options& global) {
     http_server server(options);
     std::filesystem::create_directories(global.data_dir);
     auto store = acg2vec::store::open_store(global.store, global.data_dir);
-    index::vector_spaces spaces(global.data_dir, *store, index::index_factory(global.index));
+    search::vector_spaces spaces(global.data_dir, *store, index::parse_index_address(global.index));
     model_registry registry(global.models_dir, [&server](const std::string& model, std::size_t rows, double s) {
       server.stats().observe_model(model, rows, s);
     });
@@ -274,14 +275,7 @@ void add_serve_command(CLI::App& app, global_options& global) {
                  global.store.empty() ? "sqlite" : acg2vec::store::redact_store_uri(global.store));
     try {
       server.listen([&port_file](int port) {
-        if (!port_file->empty()) {
-          std::string tmp = *port_file + ".tmp";
-          if (std::FILE* f = std::fopen(tmp.c_str(), "w")) {
-            std::fprintf(f, "%d\n", port);
-            std::fclose(f);
-            std::rename(tmp.c_str(), port_file->c_str());
-          }
-        }
+        if (!port_file->empty()) write_file_atomic(*port_file, std::to_string(port) + "\n");
       });
     } catch (...) {
       // A port already in use must end with its one-line message, not with std::terminate from

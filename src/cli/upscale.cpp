@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "core/files.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "image/decode.h"
@@ -57,29 +58,6 @@ std::vector<fs::path> expand_inputs(const std::vector<std::string>& inputs) {
   return files;
 }
 
-std::string read_bytes(const fs::path& p, std::size_t limit) {
-  std::error_code ec;
-  const auto size = fs::file_size(p, ec);
-  if (ec) fail(errc::not_found, "cannot read {}: {}", p.string(), ec.message());
-  if (size > limit) fail(errc::too_large, "{} is {} bytes, over the limit of {}", p.string(), size, limit);
-  std::ifstream in(p, std::ios::binary);
-  std::string bytes(size, '\0');
-  in.read(bytes.data(), static_cast<std::streamsize>(size));
-  if (!in) fail(errc::internal, "short read on {}", p.string());
-  return bytes;
-}
-
-void write_bytes(const fs::path& p, const std::string& bytes) {
-  // Written beside the target and renamed, so that a failure never leaves half a file behind.
-  const fs::path tmp = p.string() + ".part";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    if (!out) fail(errc::internal, "cannot write {}", tmp.string());
-  }
-  fs::rename(tmp, p);
-}
-
 void run(const upscale_options& o, const global_options& global) {
   if (!o.output.empty() && !o.output_dir.empty()) fail(errc::bad_parameter, "-o and --output-dir exclude each other");
   const auto files = expand_inputs(o.inputs);
@@ -112,7 +90,7 @@ void run(const upscale_options& o, const global_options& global) {
       std::error_code ec;
       if (fs::exists(out, ec) && fs::equivalent(out, in, ec)) fail(errc::bad_parameter, "output would replace the input");
       if (fs::exists(out, ec) && !o.overwrite) fail(errc::conflict, "{} exists (use --overwrite)", out.string());
-      const auto img = image::decode_image_rgba(read_bytes(in, limits.max_bytes), limits);
+      const auto img = image::decode_image_rgba(read_file(in, "image", limits.max_bytes), limits);
       const auto start = std::chrono::steady_clock::now();
       std::unique_ptr<progress_bar> tiles;
       const auto result = u->upscale(img, o.tile, [&](std::size_t /*done*/, std::size_t total) {
@@ -121,7 +99,7 @@ void run(const upscale_options& o, const global_options& global) {
         tiles->advance();
       });
       if (tiles) tiles->finish();
-      write_bytes(out, image::encode_image(result, fmt_name, o.quality));
+      write_file_atomic(out, image::encode_image(result, fmt_name, o.quality));
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (bar) bar->advance();
       std::printf("%s -> %s (%dx%d -> %dx%d, %.2fs)\n", in.string().c_str(), out.string().c_str(), img.width,

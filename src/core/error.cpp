@@ -19,6 +19,10 @@ constexpr mapping map(errc code) noexcept {
     case errc::unavailable: return {"unavailable", 503, 7};
     case errc::timeout: return {"timeout", 408, 8};
     case errc::not_implemented: return {"not_implemented", 501, 9};
+    case errc::unauthorized: return {"unauthorized", 401, 10};
+    case errc::forbidden: return {"forbidden", 403, 11};
+    case errc::rate_limited: return {"rate_limited", 429, 12};
+    case errc::method_not_allowed: return {"method_not_allowed", 405, 13};
     case errc::internal: break;
   }
   return {"internal", 500, 1};

@@ -19,6 +19,10 @@ enum class errc {
   unavailable,        ///< a model or backend is loading, missing or down
   timeout,            ///< the request did not complete in time
   not_implemented,    ///< a capability that this build does not provide yet
+  unauthorized,       ///< no API key, or one that is not valid, on a route that needs one
+  forbidden,          ///< a caller this server refuses (e.g. a browser origin not allowed by CORS)
+  rate_limited,       ///< the caller is over its request rate
+  method_not_allowed, ///< the path exists, not with this method
   internal,           ///< a bug or an unexpected failure of a dependency
 };
 
@@ -31,9 +35,9 @@ class error : public std::runtime_error {
   errc code_;
 };
 
-/// @brief HTTP status for an error code (400, 415, 413, 404, 409, 503, 408, 501, 500).
+/// @brief HTTP status for an error code (400, 415, 413, 404, 409, 503, 408, 501, 401, 403, 429, 405, 500).
 int http_status(errc code) noexcept;
-/// @brief Process exit code for the CLI (1 internal, 2 bad parameter, 3..9 the others).
+/// @brief Process exit code for the CLI (1 internal, 2 bad parameter, 3..13 the others).
 int exit_code(errc code) noexcept;
 /// @brief Stable snake_case name used in JSON error bodies ("bad_parameter", ...).
 std::string_view to_string(errc code) noexcept;

@@ -1,7 +1,8 @@
+// One file because a pull is one transaction: resolving a revision, the resumable, verified
+// downloads into the Hub-layout cache, archive extraction and the atomic install share its state.
 #include "hub/hub.h"
 
 #include <fmt/format.h>
-#include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -14,6 +15,7 @@
 #include <memory>
 #include <thread>
 
+#include "core/hash.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "hub/http.h"
@@ -639,23 +641,7 @@ std::string source::to_string() const {
   return "hf://" + repo + (revision == "main" ? "" : "@" + revision) + (subdir.empty() ? "" : "#" + subdir);
 }
 
-std::string sha256_file(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) fail(errc::not_found, "cannot read {}", file.string());
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-  EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
-  std::vector<char> buf(1 << 20);
-  while (in) {
-    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    if (in.gcount() > 0) EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<std::size_t>(in.gcount()));
-  }
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  EVP_DigestFinal_ex(ctx.get(), md, &n);
-  std::string hex;
-  for (unsigned int i = 0; i < n; ++i) hex += fmt::format("{:02x}", md[i]);
-  return hex;
-}
+std::string sha256_file(const fs::path& file) { return sha256_file_hex(file); }
 
 std::optional<json> pull_record(const fs::path& pack_dir) {
   std::error_code ec;

@@ -1,5 +1,8 @@
+// One file because it is one REST v2 client: the request/retry/timeout loop, the collection
+// life cycle (create, index, load) and the vector operations all go through the same session.
 #include "index/milvus_index.h"
 
+#include "core/uri.h"
 #include "core/error.h"
 
 #include <httplib.h>
@@ -276,32 +279,16 @@ int uri_int(std::string_view uri, std::string_view key, const std::string& value
 
 milvus_options parse_milvus_uri(std::string_view uri) {
   milvus_options o;
-  constexpr std::string_view scheme = "milvus://";
-  if (!uri.starts_with(scheme)) fail(errc::bad_parameter, "milvus address '{}' must start with milvus://", uri);
-  auto rest = uri.substr(scheme.size());
-  std::string_view query;
-  if (const auto q = rest.find('?'); q != std::string_view::npos) {
-    query = rest.substr(q + 1);
-    rest = rest.substr(0, q);
-  }
-  if (const auto slash = rest.find('/'); slash != std::string_view::npos) rest = rest.substr(0, slash);
-  const auto colon = rest.rfind(':');
-  o.host = std::string(rest.substr(0, colon));
-  if (colon != std::string_view::npos) {
-    const auto p = rest.substr(colon + 1);
-    if (std::from_chars(p.data(), p.data() + p.size(), o.port).ec != std::errc() || o.port <= 0 || o.port > 65535)
-      fail(errc::bad_parameter, "milvus address '{}': bad port '{}'", uri, p);
-  }
-  if (o.host.empty()) fail(errc::bad_parameter, "milvus address '{}' names no host", uri);
+  if (!uri.starts_with("milvus://")) fail(errc::bad_parameter, "milvus address '{}' must start with milvus://", uri);
+  const auto parts = parse_uri(uri, "milvus", o.port);
+  if (parts.hosts.empty()) fail(errc::bad_parameter, "milvus address '{}' names no host", uri);
+  if (parts.hosts.size() > 1) fail(errc::bad_parameter, "milvus address '{}' names more than one host", uri);
+  o.host = parts.hosts[0].first;
+  o.port = parts.hosts[0].second;
+  // milvus://user:password@host is Milvus' own "user:password" token.
+  if (parts.has_userinfo) o.token = parts.has_password_colon ? parts.user + ":" + parts.password : parts.password;
   std::optional<int> m, ef_construction, ef, nlist, nprobe;
-  while (!query.empty()) {
-    const auto amp = query.find('&');
-    const auto pair = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-    if (pair.empty()) continue;
-    const auto eq = pair.find('=');
-    const auto key = pair.substr(0, eq);
-    const std::string value(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1));
+  for (const auto& [key, value] : parts.query) {
     if (key == "token") {
       o.token = value;
     } else if (key == "db") {

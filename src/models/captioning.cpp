@@ -12,6 +12,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "core/files.h"
 #include "core/error.h"
 
 namespace acg2vec::captioning {
@@ -357,41 +358,7 @@ fs::path temporary_path(const fs::path& target) {
 }
 
 void write_atomic(const fs::path& path, std::string_view text) {
-  std::error_code ec;
-  if (!path.parent_path().empty()) fs::create_directories(path.parent_path(), ec);
-  if (ec) fail(errc::internal, "cannot create {}: {}", path.parent_path().string(), ec.message());
-  auto tmp = temporary_path(path);
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) fail(errc::internal, "cannot write {}: {}", tmp.string(), std::strerror(errno));
-  std::size_t done = 0;
-  while (done < text.size()) {
-    auto n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      fail(errc::internal, "cannot write {}: {}", tmp.string(), std::strerror(err));
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  // Flushed before the rename, so that after a crash the caption is the old one or the whole new one.
-  int synced = ::fsync(fd);
-  int sync_err = errno;
-  if (::close(fd) != 0 && synced == 0) {
-    synced = -1;
-    sync_err = errno;
-  }
-  if (synced != 0) {
-    int err = sync_err;
-    ::unlink(tmp.c_str());
-    fail(errc::internal, "cannot write {}: {}", tmp.string(), std::strerror(err));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    fail(errc::internal, "cannot rename {} to {}: {}", tmp.string(), path.string(), std::strerror(err));
-  }
+  write_file_atomic(path, text, temporary_path(path));
 }
 
 }  // namespace acg2vec::captioning

@@ -76,7 +76,18 @@ at::Tensor graph_model::image_tensor(const image::image_rgb8& image) const {
 
 std::vector<at::Tensor> graph_model::forward(const at::Tensor& batch) const {
   c10::InferenceMode guard;
-  auto outputs = executor_->run({batch});
+  // Inputs are checked before they get here (preprocessing, or the shape checks of predict/infer),
+  // so a failure inside the graph is the engine's fault, whatever code the op threw: a 500 with a
+  // request id for clients, never a 400 that would blame their request.
+  std::vector<at::Tensor> outputs;
+  try {
+    outputs = executor_->run({batch});
+  } catch (const error& e) {
+    if (e.code() == errc::internal || e.code() == errc::unavailable || e.code() == errc::timeout) throw;
+    fail(errc::internal, "pack '{}' failed while running: {}", manifest_.name, e.what());
+  } catch (const c10::Error& e) {
+    fail(errc::internal, "pack '{}' failed while running: {}", manifest_.name, e.what_without_backtrace());
+  }
   const std::size_t own = output_names_.size();
   for (std::size_t i = 0; i < outputs.size(); ++i) {
     const cut_spec* cut = i < own ? (manifest_.cut ? &*manifest_.cut : nullptr) : &companions_[i - own].cut;

@@ -1,5 +1,6 @@
 #include "models/manifest.h"
 
+#include "core/files.h"
 #include "core/json_guard.h"
 
 #include <fstream>
@@ -38,14 +39,6 @@ model_format parse_format(const std::string& s, const std::string& pack) {
   if (s == "ncnn") return model_format::ncnn;
   fail(errc::bad_parameter, "pack '{}': unknown format '{}' (onnx, keras_h5, tfjs_layers, sentence_transformers, "
        "hf_clip, ncnn)", pack, s);
-}
-
-std::string read_file(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) fail(errc::not_found, "cannot read {}", p.string());
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 // Splits one CSV line with double-quoted fields ("a,b" and "" escapes).

@@ -148,15 +148,13 @@ void model_registry::load_everything() {
         std::unique_lock lock(mutex_);
         entries_[m.name] = entry;
         continue;
-      } else if (m.format == model_format::onnx || m.format == model_format::keras_h5 ||
-                 m.format == model_format::tfjs_layers) {
-        if (!std::filesystem::exists(m.file)) fail(errc::not_found, "weights file {} is missing", m.file.string());
-        g = std::make_shared<runtime::graph>(load_graph(m.format, m.file));
-        graphs[m.name] = g;
       } else if (m.format == model_format::sentence_transformers || m.format == model_format::hf_clip) {
         entry->text = text_model::load(m);
-      } else {
-        fail(errc::not_implemented, "format '{}' is not supported by this build", to_string(m.format));
+      } else {  // a graph: ONNX, Keras .h5, TF.js or ncnn
+        if (!std::filesystem::exists(m.file)) fail(errc::not_found, "weights file {} is missing", m.file.string());
+        g = std::make_shared<runtime::graph>(m.format == model_format::ncnn ? runtime::load_ncnn(m.file, m.weights)
+                                                                            : load_graph(m.format, m.file));
+        graphs[m.name] = g;
       }
       if (entry->text) {
         entry->state = model_state::ready;

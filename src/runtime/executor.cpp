@@ -58,29 +58,6 @@ value_links link_values(const graph& g) {
   return l;
 }
 
-// Drops the nodes that no kept value depends on: only those run. It also comes before anything
-// counts readers: a converter may give every layer a named view (the Keras loader's NHWC
-// Transposes) that nothing runs, and such a reader would stop a BatchNormalization from folding
-// into its convolution.
-void drop_unneeded(graph& g, const std::set<std::string>& keep) {
-  const auto producer = link_values(g).producer;
-  std::vector<bool> needed(g.nodes.size(), false);
-  std::vector<std::string> pending(keep.begin(), keep.end());
-  while (!pending.empty()) {
-    const std::string value = std::move(pending.back());
-    pending.pop_back();
-    auto it = producer.find(value);
-    if (it == producer.end() || needed[it->second]) continue;
-    needed[it->second] = true;
-    for (const auto& in : g.nodes[it->second].inputs)
-      if (!in.empty()) pending.push_back(in);
-  }
-  std::vector<node> kept;
-  for (std::size_t i = 0; i < g.nodes.size(); ++i)
-    if (needed[i]) kept.push_back(std::move(g.nodes[i]));
-  g.nodes = std::move(kept);
-}
-
 // Folds y = BN(Conv(x)) into Conv(x) with rescaled weights when every parameter is a constant
 // and the Conv result feeds nothing else: one fewer pass over the activations.
 void fold_batch_norms(graph& g, const std::set<std::string>& keep) {
@@ -280,6 +257,9 @@ executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset
 
   // Graph inputs override initializers of the same name (ONNX IR < 4 lists weights as inputs).
   for (const auto& v : g.inputs) g.initializers.erase(v.name);
+  // Only the nodes a kept value depends on run. This comes before anything counts readers: a
+  // converter may give every layer a named view (the Keras loader's NHWC Transposes) that nothing
+  // runs, and such a reader would stop a BatchNormalization from folding into its convolution.
   drop_unneeded(g, keep);
   fold_batch_norms(g, keep);
   fuse_patterns(g, keep);

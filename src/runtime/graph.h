@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <variant>
 #include <vector>
@@ -48,5 +49,9 @@ struct graph {
   std::map<std::string, at::Tensor> initializers;
   std::vector<node> nodes;          ///< any order; the executor sorts topologically
 };
+
+/// @brief Keeps only the nodes that some value in `keep` depends on (through their inputs), in
+/// their order; graph outputs, inputs and initializers are left as they are.
+void drop_unneeded(graph& g, const std::set<std::string>& keep);
 
 }  // namespace acg2vec::runtime

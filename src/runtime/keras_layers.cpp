@@ -1,3 +1,6 @@
+// One file because one translator walks the Keras layer list with the graph being built and the
+// weight table in hand; each layer family is one method of it (Conv, Dense, BatchNorm, pooling,
+// activations, merges, reshapes), and they share the NHWC/NCHW views.
 #include "runtime/keras_layers.h"
 
 #include <fmt/ranges.h>
@@ -945,29 +948,13 @@ std::string append_keras_gap(graph& g, const std::string& layer) {
 }
 
 void select_outputs(graph& g, const std::vector<std::string>& outputs) {
-  std::unordered_map<std::string, const node*> producer;
-  for (const auto& n : g.nodes) {
-    for (const auto& o : n.outputs) producer[o] = &n;
-  }
-  std::set<std::string> inputs;
-  for (const auto& i : g.inputs) inputs.insert(i.name);
-  std::set<const node*> keep;
-  std::vector<std::string> todo;
+  std::set<std::string> known;
+  for (const auto& n : g.nodes) known.insert(n.outputs.begin(), n.outputs.end());
+  for (const auto& i : g.inputs) known.insert(i.name);
   for (const auto& o : outputs) {
-    if (!producer.count(o) && !inputs.count(o) && !g.initializers.count(o)) {
-      fail(errc::not_found, "graph '{}' has no value '{}'", g.name, o);
-    }
-    todo.push_back(o);
+    if (!known.count(o) && !g.initializers.count(o)) fail(errc::not_found, "graph '{}' has no value '{}'", g.name, o);
   }
-  while (!todo.empty()) {
-    auto v = todo.back();
-    todo.pop_back();
-    auto it = producer.find(v);
-    if (it == producer.end() || !keep.insert(it->second).second) continue;
-    for (const auto& i : it->second->inputs) {
-      if (!i.empty()) todo.push_back(i);
-    }
-  }
+  drop_unneeded(g, {outputs.begin(), outputs.end()});
   std::vector<value_info> new_outputs;
   for (const auto& o : outputs) {
     auto old = std::find_if(g.outputs.begin(), g.outputs.end(), [&](const value_info& v) { return v.name == o; });
@@ -979,15 +966,9 @@ void select_outputs(graph& g, const std::vector<std::string>& outputs) {
       new_outputs.push_back(std::move(v));
     }
   }
-  std::vector<node> nodes;
-  std::set<std::string> used;
-  for (auto& n : g.nodes) {
-    if (!keep.count(&n)) continue;
-    for (const auto& i : n.inputs) used.insert(i);
-    nodes.push_back(std::move(n));
-  }
-  g.nodes = std::move(nodes);
   g.outputs = std::move(new_outputs);
+  std::set<std::string> used;
+  for (const auto& n : g.nodes) used.insert(n.inputs.begin(), n.inputs.end());
   for (auto it = g.initializers.begin(); it != g.initializers.end();) {
     it = used.count(it->first) ? std::next(it) : g.initializers.erase(it);
   }

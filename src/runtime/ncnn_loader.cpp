@@ -1,5 +1,9 @@
+// One file because it is one translator: the .param parser, the .bin weight reader and the
+// per-layer translations share the layer record and the blob table; each ncnn layer type is one
+// small case of the translator.
 #include "runtime/ncnn_loader.h"
 
+#include "core/files.h"
 #include "core/error.h"
 
 #include <algorithm>
@@ -32,19 +36,6 @@ constexpr std::int64_t to_end = std::numeric_limits<std::int64_t>::max();
 constexpr std::uint32_t tag_fp16 = 0x01306B47;
 constexpr std::uint32_t tag_int8 = 0x000D4B38;
 constexpr std::uint32_t tag_fp32_scaled = 0x0002C056;
-
-std::string read_file(const fs::path& file, std::string_view what) {
-  std::error_code ec;
-  const auto size = fs::file_size(file, ec);
-  if (ec) fail(errc::not_found, "cannot read ncnn {} '{}': {}", what, file.string(), ec.message());
-  if (size > (std::uintmax_t{1} << 31)) fail(errc::too_large, "ncnn {} '{}' is larger than 2 GiB", what, file.string());
-  std::ifstream in(file, std::ios::binary);
-  if (!in) fail(errc::not_found, "cannot open ncnn {} '{}'", what, file.string());
-  std::string bytes(size, '\0');
-  in.read(bytes.data(), static_cast<std::streamsize>(size));
-  if (!in) fail(errc::bad_parameter, "cannot read ncnn {} '{}'", what, file.string());
-  return bytes;
-}
 
 // One k=v entry: a number or an array of numbers; is_float when written with '.', 'e' or 'E'.
 struct param_value {
@@ -916,8 +907,8 @@ graph load_ncnn_bytes(std::string_view param_text, std::string_view bin_bytes) {
 }
 
 graph load_ncnn(const fs::path& param_file, const fs::path& bin_file) {
-  const std::string param = read_file(param_file, "param file");
-  const std::string bin = read_file(bin_file, "bin file");
+  const std::string param = read_file(param_file, "ncnn param file");
+  const std::string bin = read_file(bin_file, "ncnn bin file");
   try {
     return load_ncnn_bytes(param, bin);
   } catch (const error& e) {

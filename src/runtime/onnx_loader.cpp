@@ -1,5 +1,6 @@
 #include "runtime/onnx_loader.h"
 
+#include "core/files.h"
 #include "core/error.h"
 #include "runtime/ops.h"
 
@@ -22,18 +23,9 @@ namespace fs = std::filesystem;
 // a corrupt header rather than allocated.
 constexpr std::uint64_t max_tensor_bytes = std::uint64_t{16} << 30;
 
-std::string read_file(const fs::path& file, std::string_view what) {
-  std::error_code ec;
-  const auto size = fs::file_size(file, ec);
-  if (ec) fail(errc::not_found, "cannot read {} '{}': {}", what, file.string(), ec.message());
-  if (size > static_cast<std::uintmax_t>(std::numeric_limits<int>::max()))
-    fail(errc::too_large, "{} '{}' is larger than 2 GiB; store the weights as external data", what, file.string());
-  std::ifstream in(file, std::ios::binary);
-  if (!in) fail(errc::not_found, "cannot open {} '{}'", what, file.string());
-  std::string bytes(size, '\0');
-  in.read(bytes.data(), static_cast<std::streamsize>(size));
-  if (!in) fail(errc::bad_parameter, "cannot read {} '{}'", what, file.string());
-  return bytes;
+// protobuf parses at most 2 GiB in one message: larger weights must live in external data files.
+std::string read_model_file(const fs::path& file, std::string_view what) {
+  return read_file(file, what, static_cast<std::uintmax_t>(std::numeric_limits<int>::max()));
 }
 
 std::size_t element_size(int type) {
@@ -326,7 +318,7 @@ graph load_onnx_bytes(std::string_view bytes, const fs::path& base_dir, const on
 }
 
 graph load_onnx(const fs::path& file, const onnx_load_options& options) {
-  const std::string bytes = read_file(file, "ONNX model");
+  const std::string bytes = read_model_file(file, "ONNX model");
   try {
     return load_onnx_bytes(bytes, file.parent_path().empty() ? fs::path(".") : file.parent_path(), options);
   } catch (const error& e) {
@@ -337,7 +329,7 @@ graph load_onnx(const fs::path& file, const onnx_load_options& options) {
 }
 
 at::Tensor load_onnx_tensor(const fs::path& file) {
-  const std::string bytes = read_file(file, "tensor file");
+  const std::string bytes = read_model_file(file, "tensor file");
   onnx::TensorProto t;
   if (!t.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())))
     fail(errc::bad_parameter, "'{}' is not a serialized TensorProto", file.string());

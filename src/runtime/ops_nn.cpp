@@ -1,4 +1,6 @@
 // Neural-network kernels: convolution, pooling, normalisation, resize.
+// One file because these kernels share the window arithmetic (pads, strides, dilations, output
+// sizes) and the NCHW layout helpers; each op is a short function registered in one table.
 #include "core/error.h"
 #include "runtime/ops.h"
 

@@ -18,6 +18,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/files.h"
 #include "core/error.h"
 
 namespace acg2vec::runtime {
@@ -26,19 +27,6 @@ namespace {
 
 // Upper bound on the JSON header; real headers of multi-GB checkpoints are well under 10 MB.
 constexpr std::uint64_t max_header_bytes = 100u << 20;
-
-std::string read_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(errc::not_found, "cannot open checkpoint file {}", path.string());
-  in.seekg(0, std::ios::end);
-  const auto size = static_cast<std::size_t>(in.tellg());
-  in.seekg(0);
-  std::string bytes(size, '\0');
-  if (size > 0 && !in.read(bytes.data(), static_cast<std::streamsize>(size))) {
-    fail(errc::internal, "cannot read checkpoint file {}", path.string());
-  }
-  return bytes;
-}
 
 struct dtype_info {
   at::ScalarType type;
@@ -204,7 +192,7 @@ tensor_map load_sharded(const std::filesystem::path& index_path,
                         tensor_map (*load_shard)(const std::filesystem::path&)) {
   nlohmann::json index;
   try {
-    index = nlohmann::json::parse(read_file(index_path));
+    index = nlohmann::json::parse(read_file(index_path, "checkpoint file"));
   } catch (const nlohmann::json::exception& e) {
     fail(errc::bad_parameter, "{} is not valid JSON: {}", index_path.string(), e.what());
   }

@@ -1,3 +1,5 @@
+// One file because shape inference is one pass over the graph with one small rule per operator;
+// the rules share the broadcasting, window and reshape helpers at the top.
 #include "runtime/shapes.h"
 
 #include "runtime/ops.h"

@@ -1,6 +1,5 @@
 #include "search/service.h"
 
-#include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 #include <vips/vips8>
 
@@ -11,6 +10,8 @@
 #include <sstream>
 #include <unordered_set>
 
+#include "core/hash.h"
+#include "core/clock.h"
 #include "core/error.h"
 #include "image/signature.h"
 #include "models/postprocess.h"
@@ -41,33 +42,15 @@ bool embeds_images(const model_entry& e) {
          (e.manifest.task == model_task::image_embedding || e.manifest.task == model_task::clip_image);
 }
 
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 }  // namespace
 
-search_service::search_service(std::filesystem::path data_dir, store::item_store& store, index::vector_spaces& spaces,
+search_service::search_service(std::filesystem::path data_dir, store::item_store& store, search::vector_spaces& spaces,
                                model_registry& models)
     : data_dir_(std::move(data_dir)), store_(store), spaces_(spaces), models_(models) {
   std::filesystem::create_directories(data_dir_ / "thumbs");
 }
 
-std::string search_service::content_hash(std::string_view bytes) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (EVP_Digest(bytes.data(), bytes.size(), digest, &len, EVP_sha256(), nullptr) != 1) {
-    fail(errc::internal, "SHA-256 failed");
-  }
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < len; ++i) {
-    out += hex[digest[i] >> 4];
-    out += hex[digest[i] & 15];
-  }
-  return out;
-}
+std::string search_service::content_hash(std::string_view bytes) { return sha256_hex(bytes); }
 
 void search_service::define_spaces() {
   spaces_.define({std::string(signature_space), image::signature_dim, index::metric::inner_product, {}});
@@ -194,7 +177,7 @@ add_outcome search_service::add_image(std::string_view bytes, item_input input, 
   it.source = std::move(input.source);
   it.content_hash = hash;
   it.metadata = input.metadata.is_null() ? json::object() : std::move(input.metadata);
-  it.created_at = it.updated_at = now_ms();
+  it.created_at = it.updated_at = unix_time_ms();
 
   // The thumbnail is encoded outside the write lock (it is the slow part) into a file of this
   // call's own, and renamed into place under the lock just before the store commit: a DELETE of
@@ -304,7 +287,7 @@ store::item search_service::update_metadata(std::string_view id, const json& met
   auto it = store_.get(id);
   if (!it) fail(errc::not_found, "item {} not found", id);
   it->metadata = metadata;
-  it->updated_at = now_ms();
+  it->updated_at = unix_time_ms();
   store_.upsert(*it);
   return *it;
 }

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "image/decode.h"
-#include "index/vector_spaces.h"
+#include "search/vector_spaces.h"
 #include "models/registry.h"
 #include "search/request.h"
 #include "store/item_store.h"
@@ -58,7 +58,7 @@ struct search_result {
 
 class search_service {
  public:
-  search_service(std::filesystem::path data_dir, store::item_store& store, index::vector_spaces& spaces,
+  search_service(std::filesystem::path data_dir, store::item_store& store, search::vector_spaces& spaces,
                  model_registry& models);
 
   /// @brief Defines the vector spaces of every ready model (and the signature space). Call once
@@ -103,7 +103,7 @@ class search_service {
 
   std::filesystem::path data_dir_;
   store::item_store& store_;
-  index::vector_spaces& spaces_;
+  search::vector_spaces& spaces_;
   model_registry& models_;
   /// Removes the thumbnail of hash unless another item still uses it (call under write_mutex_).
   void drop_thumbnail_if_unused(const std::string& hash);

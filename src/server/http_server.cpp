@@ -1,3 +1,5 @@
+// One file because it is the server's one request path: the route table, CORS, access checks,
+// static files and the hand-off from the connection loop all act on the same route entries.
 #include "server/http_server.h"
 
 #include "core/json_guard.h"
@@ -18,6 +20,8 @@
 #include <unordered_map>
 
 namespace acg2vec {
+
+using json = nlohmann::json;
 
 /// The icon served at /favicon.ico when the web root has none.
 std::string default_favicon();
@@ -274,7 +278,7 @@ bool http_server::method_not_allowed(const http_request& req, http_response& res
   if (!options_.cors_origins.empty()) allow += ", OPTIONS";
   res.set_header("Allow", allow);
   reply_json(res, json{{"message", fmt::format("method {} is not allowed on {}; allowed: {}", req.method, req.path, allow)},
-                       {"error", "method_not_allowed"}},
+                       {"error", to_string(errc::method_not_allowed)}},
              405);
   return true;
 }
@@ -296,7 +300,7 @@ bool http_server::handle_cors(const http_request& req, http_response& res) const
   if (!preflight) return false;
   current_trace.route = "preflight";
   if (!allowed) {
-    reply_json(res, json{{"message", fmt::format("origin '{}' may not call this API", origin)}, {"error", "forbidden"}},
+    reply_json(res, json{{"message", fmt::format("origin '{}' may not call this API", origin)}, {"error", to_string(errc::forbidden)}},
                403);
     return true;
   }
@@ -339,7 +343,7 @@ bool http_server::admit(const http_request& req, http_response& res, route_acces
       reply_json(res,
                  json{{"message", fmt::format("rate limit of {} requests per second exceeded; retry in {} s",
                                               options_.rate_limit, decision.retry_after_s)},
-                      {"error", "rate_limited"}},
+                      {"error", to_string(errc::rate_limited)}},
                  429);
       return false;
     }
@@ -351,7 +355,7 @@ bool http_server::admit(const http_request& req, http_response& res, route_acces
     std::string message = presented ? "the API key is not valid"
                                     : "this route needs an API key: send 'Authorization: Bearer <key>' or "
                                       "'X-API-Key: <key>'";
-    reply_json(res, json{{"message", message}, {"error", "unauthorized"}}, 401);
+    reply_json(res, json{{"message", message}, {"error", to_string(errc::unauthorized)}}, 401);
     return false;
   }
   return true;

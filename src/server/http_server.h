@@ -31,7 +31,6 @@
 
 namespace acg2vec {
 
-using json = nlohmann::json;
 using http_request = httplib::Request;
 using http_response = httplib::Response;
 using http_handler = std::function<void(const http_request&, http_response&)>;
@@ -150,12 +149,12 @@ class http_server {
 // ---- helpers used by route handlers -------------------------------------------------------
 
 /// @brief Writes the seed's success envelope {message, data[, total]}; data omitted when null.
-void reply(http_response& res, const json& data, std::string_view message = "ok",
+void reply(http_response& res, const nlohmann::json& data, std::string_view message = "ok",
            std::optional<std::int64_t> total = std::nullopt);
 /// @brief Writes {"message": ..., "error": kind} with the status of the error code.
 void reply_error(http_response& res, errc code, std::string_view message);
 /// @brief Writes a raw JSON body (no envelope) with a status.
-void reply_json(http_response& res, const json& body, int status = 200);
+void reply_json(http_response& res, const nlohmann::json& body, int status = 200);
 
 /// @brief A text parameter from the query string, a urlencoded form, or a multipart field.
 std::optional<std::string> find_param(const http_request& req, const std::string& name);
@@ -169,6 +168,6 @@ std::int64_t int_param(const http_request& req, const std::string& name, std::in
 std::string_view require_file(const http_request& req, std::initializer_list<std::string_view> names,
                               std::size_t max_upload_bytes);
 /// @brief Parses the body as JSON; bad JSON or nesting deeper than 64 → bad_parameter.
-json parse_json_body(const http_request& req);
+nlohmann::json parse_json_body(const http_request& req);
 
 }  // namespace acg2vec

@@ -1,5 +1,7 @@
 #include "server/http_wire.h"
 
+#include "core/error.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -356,20 +358,20 @@ std::string_view reason_phrase(int status) noexcept {
 }
 
 std::string refusal_response(const refusal& why, std::string_view request_id) {
-  std::string_view kind = "bad_parameter";
+  errc kind = errc::bad_parameter;
   switch (why.status) {
-    case 401: kind = "unauthorized"; break;
-    case 408: kind = "timeout"; break;
+    case 401: kind = errc::unauthorized; break;
+    case 408: kind = errc::timeout; break;
     case 413:
     case 414:
-    case 431: kind = "too_large"; break;
-    case 429: kind = "rate_limited"; break;
+    case 431: kind = errc::too_large; break;
+    case 429: kind = errc::rate_limited; break;
     case 501:
-    case 505: kind = "not_implemented"; break;
-    case 503: kind = "unavailable"; break;
+    case 505: kind = errc::not_implemented; break;
+    case 503: kind = errc::unavailable; break;
     default: break;
   }
-  nlohmann::json body{{"message", why.message}, {"error", kind}};
+  nlohmann::json body{{"message", why.message}, {"error", to_string(kind)}};
   std::string text = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   return fmt::format(
       "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n"

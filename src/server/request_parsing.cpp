@@ -8,6 +8,8 @@
 
 namespace acg2vec {
 
+using json = nlohmann::json;
+
 namespace {
 
 std::vector<std::string> split_list(const std::string& s) {

@@ -3,6 +3,8 @@
 
 namespace acg2vec {
 
+using json = nlohmann::json;
+
 void register_core_routes(http_server& server, core_route_context context) {
   server.add("GET", "/health", "health", [context](const http_request&, http_response& res) {
     json state = context.health ? context.health() : json{{"ready", true}, {"models", json::object()}};

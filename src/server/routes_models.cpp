@@ -12,6 +12,8 @@
 
 namespace acg2vec {
 
+using json = nlohmann::json;
+
 namespace {
 
 // The seed's fixed success messages, kept so its clients see the same bodies.

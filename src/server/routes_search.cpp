@@ -10,6 +10,8 @@
 
 namespace acg2vec {
 
+using json = nlohmann::json;
+
 namespace {
 
 constexpr std::string_view msg_inserted = "插入以图搜图条目成功";

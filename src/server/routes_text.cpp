@@ -15,6 +15,8 @@
 
 namespace acg2vec {
 
+using json = nlohmann::json;
+
 namespace {
 
 constexpr std::string_view msg_acgvoc2vec = "获取acgvoc2vec文本特征向量成功";

@@ -9,6 +9,8 @@
 
 namespace acg2vec {
 
+using json = nlohmann::json;
+
 namespace {
 
 // Runs a handler and answers errors the way TF-Serving does.

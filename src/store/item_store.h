@@ -1,7 +1,7 @@
 #pragma once
 // The item store is the source of truth for everything acg2vec knows about an illustration:
 // identity, provenance, the seed's free-form extendInfo, tags, scores and embedding vectors.
-// Vector indexes are derived data and are rebuilt from here (see index/vector_spaces.h).
+// Vector indexes are derived data and are rebuilt from here (see search/vector_spaces.h).
 
 #include <nlohmann/json.hpp>
 

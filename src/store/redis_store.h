@@ -37,7 +37,9 @@ struct redis_options {
 /// &connect_timeout_ms=..]. Throws bad_parameter.
 redis_options parse_redis_uri(std::string_view uri);
 
+namespace redis_detail {
 class redis_cluster_link;
+}
 
 class redis_store final : public item_store {
  public:
@@ -77,7 +79,7 @@ class redis_store final : public item_store {
 
   redis_options options_;
   mutable std::mutex mutex_;  // one command stream per node: calls take turns
-  std::unique_ptr<redis_cluster_link> link_;
+  std::unique_ptr<redis_detail::redis_cluster_link> link_;
 };
 
 }  // namespace acg2vec::store

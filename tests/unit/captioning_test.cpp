@@ -7,11 +7,14 @@
 #include <filesystem>
 #include <fstream>
 
+#include "support/fixtures.h"
 #include "core/error.h"
 #include "models/captioning.h"
 
 namespace acg2vec::captioning {
 namespace {
+
+using test_support::fresh_dir;
 
 namespace fs = std::filesystem;
 constexpr auto G = tag_category::general;
@@ -319,20 +322,13 @@ TEST(Captioning, ParsePolicies) {
   EXPECT_THROW(parse_ensemble_mode("median"), error);
 }
 
-fs::path fresh_dir(const std::string& name) {
-  auto d = fs::path(ACG2VEC_TEST_WORK) / "captioning" / name;
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
-
 void touch(const fs::path& p) {
   fs::create_directories(p.parent_path());
   std::ofstream(p) << "x";
 }
 
 TEST(CaptionFiles, FindImages) {
-  auto d = fresh_dir("find");
+  auto d = fresh_dir("captioning", "find");
   touch(d / "a.png");
   touch(d / "b.JPG");
   touch(d / "notes.txt");
@@ -355,7 +351,7 @@ TEST(CaptionFiles, CaptionPathBesideOrMirrored) {
 }
 
 TEST(CaptionFiles, WriteAtomicReplacesWholeFile) {
-  auto d = fresh_dir("atomic");
+  auto d = fresh_dir("captioning", "atomic");
   auto p = d / "new" / "dir" / "a.txt";
   write_atomic(p, "first, caption\n");
   write_atomic(p, "x\n");

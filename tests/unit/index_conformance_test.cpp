@@ -21,27 +21,20 @@
 #include <thread>
 #include <unordered_set>
 
+#include "support/fixtures.h"
 #include "core/error.h"
 #include "index/brute_index.h"
 #include "index/faiss_index.h"
 #include "index/milvus_index.h"
-#include "index/vector_spaces.h"
+#include "search/vector_spaces.h"
 #include "store/sqlite_store.h"
 
 namespace acg2vec::index {
 namespace {
 
-namespace fs = std::filesystem;
+using test_support::code_of;
 
-errc code_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const error& e) {
-    return e.code();
-  }
-  ADD_FAILURE() << "no acg2vec::error thrown";
-  return errc::internal;
-}
+namespace fs = std::filesystem;
 
 // The Milvus double, started once for the test run and killed with it.
 class milvus_double_process {
@@ -757,7 +750,7 @@ TEST(VectorSpacesOnMilvus, FollowsTheStoreAndRefillsWhenOutOfStep) {
   milvus_index(options, "sig", 3, metric::inner_product).drop();
   const space_config config{"sig", 3, metric::inner_product, {}};
   {
-    vector_spaces spaces(dir, db, factory, {config});
+    search::vector_spaces spaces(dir, db, factory, {config});
     EXPECT_EQ(spaces.size("sig"), 5u);  // filled from the store
     spaces.remove("sig", "s1");
     spaces.add("sig", "s9", std::vector<float>{0.0f, 1.0f, 0.0f});
@@ -768,14 +761,14 @@ TEST(VectorSpacesOnMilvus, FollowsTheStoreAndRefillsWhenOutOfStep) {
   // 5 rows in Milvus and 5 vectors in the store: the counts agree, so the collection is kept as is
   // (s9 stays, s1 stays removed).
   {
-    vector_spaces spaces(dir, db, factory, {config});
+    search::vector_spaces spaces(dir, db, factory, {config});
     milvus_index check(options, "sig", 3, metric::inner_product);
     EXPECT_TRUE(check.contains("s9"));
     EXPECT_FALSE(check.contains("s1"));
   }
   // An emptied collection is refilled from the store.
   milvus_index(options, "sig", 3, metric::inner_product).drop();
-  vector_spaces spaces(dir, db, factory, {config});
+  search::vector_spaces spaces(dir, db, factory, {config});
   EXPECT_EQ(spaces.size("sig"), 5u);
   EXPECT_TRUE(spaces.contains("sig", "s1"));
   EXPECT_FALSE(spaces.contains("sig", "s9"));

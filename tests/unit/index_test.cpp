@@ -14,23 +14,21 @@
 #include <thread>
 #include <unordered_set>
 
+#include "support/fixtures.h"
 #include "core/error.h"
 #include "index/brute_index.h"
 #include "index/faiss_index.h"
-#include "index/vector_spaces.h"
+#include "index/open_index.h"
+#include "search/vector_spaces.h"
 #include "store/sqlite_store.h"
 
 namespace acg2vec::index {
 namespace {
 
-namespace fs = std::filesystem;
+using test_support::code_of;
+using test_support::fresh_dir;
 
-fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::path(ACG2VEC_TEST_WORK) / "index" / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
+namespace fs = std::filesystem;
 
 // Gaussian clusters: real embeddings are clustered, and uniform noise would make every
 // neighbour almost equally far (a meaningless recall test).
@@ -100,16 +98,6 @@ double recall_at(const vector_index& tested, const brute_index& oracle, const da
   }
   std::cout << "exact scan " << oracle_time << " s, tested index " << tested_time << " s CPU\n";
   return static_cast<double>(found) / static_cast<double>(wanted);
-}
-
-errc code_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const error& e) {
-    return e.code();
-  }
-  ADD_FAILURE() << "no acg2vec::error thrown";
-  return errc::internal;
 }
 
 TEST(IndexBrute, ExactL2OrderingComputedByHand) {
@@ -321,7 +309,7 @@ TEST(IndexFaiss, BadInputIsRejected) {
 }
 
 TEST(IndexFaiss, SaveAndLoadRoundTripEveryKind) {
-  const auto dir = fresh_dir("save_load");
+  const auto dir = fresh_dir("index", "save_load");
   const auto ds = make_dataset(5000, 16, 30, 10, 21);
   for (const index_kind kind : {index_kind::flat, index_kind::hnsw, index_kind::ivf_pq}) {
     SCOPED_TRACE(std::string(to_string(kind)));
@@ -359,7 +347,7 @@ void write_bytes(const fs::path& file, const std::vector<char>& bytes) {
 }
 
 TEST(IndexFaiss, DamagedFilesAreRejected) {
-  const auto dir = fresh_dir("damaged");
+  const auto dir = fresh_dir("index", "damaged");
   const auto ds = make_dataset(300, 8, 5, 1, 4);
   faiss_index index(ds.dim, metric::l2, {.kind = index_kind::hnsw});
   index.assign(ds.ids, ds.data);
@@ -391,7 +379,7 @@ store::item stored(const std::string& id, std::vector<float> v) {
 // The saved index is trusted only when its generation matches the store's. To tell "loaded"
 // from "rebuilt", the saved index carries an id ("ghost") the store has never seen.
 TEST(VectorSpaces, PersistenceAndRebuildWhenMissingStaleOrCorrupt) {
-  const auto dir = fresh_dir("spaces");
+  const auto dir = fresh_dir("index", "spaces");
   store::sqlite_store db(dir / "items.db");
   const auto ds = make_dataset(400, 8, 10, 1, 6);
   std::vector<store::item> items;
@@ -402,7 +390,7 @@ TEST(VectorSpaces, PersistenceAndRebuildWhenMissingStaleOrCorrupt) {
   const auto ghost_vector = std::vector<float>(8, 1.0f);
   const auto file = dir / "index" / "emb.faiss";
   {
-    vector_spaces spaces(dir, db, {config});  // no file yet: built from the store and saved
+    search::vector_spaces spaces(dir, db, {config});  // no file yet: built from the store and saved
     EXPECT_EQ(spaces.size("emb"), ds.size());
     EXPECT_TRUE(fs::exists(file));
     EXPECT_EQ(spaces.search("emb", ds.row(42), 1)[0].id, "item-42");
@@ -410,13 +398,13 @@ TEST(VectorSpaces, PersistenceAndRebuildWhenMissingStaleOrCorrupt) {
     spaces.save_all(db.generation());
   }
   {
-    vector_spaces spaces(dir, db, {config});
+    search::vector_spaces spaces(dir, db, {config});
     EXPECT_TRUE(spaces.contains("emb", "ghost")) << "a current index file must be loaded, not rebuilt";
     EXPECT_EQ(spaces.size("emb"), ds.size() + 1);
   }
   db.remove("item-1");  // the store moves on: the saved index is stale
   {
-    vector_spaces spaces(dir, db, {config});
+    search::vector_spaces spaces(dir, db, {config});
     EXPECT_FALSE(spaces.contains("emb", "ghost"));
     EXPECT_FALSE(spaces.contains("emb", "item-1"));
     EXPECT_EQ(spaces.size("emb"), ds.size() - 1);
@@ -427,7 +415,7 @@ TEST(VectorSpaces, PersistenceAndRebuildWhenMissingStaleOrCorrupt) {
     auto bytes = read_bytes(file);
     bytes[bytes.size() - 5] ^= 0x01;
     write_bytes(file, bytes);
-    vector_spaces spaces(dir, db, {config});
+    search::vector_spaces spaces(dir, db, {config});
     EXPECT_FALSE(spaces.contains("emb", "ghost")) << "a corrupt file must be rebuilt";
     EXPECT_EQ(spaces.size("emb"), ds.size() - 1);
     spaces.add("emb", "ghost", ghost_vector);
@@ -435,7 +423,7 @@ TEST(VectorSpaces, PersistenceAndRebuildWhenMissingStaleOrCorrupt) {
   }
   {
     fs::remove(file);
-    vector_spaces spaces(dir, db, {config});
+    search::vector_spaces spaces(dir, db, {config});
     EXPECT_FALSE(spaces.contains("emb", "ghost"));
     EXPECT_EQ(spaces.size("emb"), ds.size() - 1);
     // A space redefined with another dimension is a conflict; unknown spaces are not_found.
@@ -458,10 +446,10 @@ TEST(VectorSpaces, PersistenceAndRebuildWhenMissingStaleOrCorrupt) {
 // Searches run while another thread adds and removes. After remove() returns, no search that
 // starts later may return that id.
 TEST(VectorSpaces, ConcurrentSearchWhileAddingAndRemoving) {
-  const auto dir = fresh_dir("concurrent");
+  const auto dir = fresh_dir("index", "concurrent");
   store::sqlite_store db(dir / "items.db");
   const auto ds = make_dataset(4000, 16, 20, 20, 12);
-  vector_spaces spaces(dir, db,
+  search::vector_spaces spaces(dir, db,
                        {{.name = "emb", .dim = 16, .space_metric = metric::inner_product,
                          .options = {.kind = index_kind::automatic, .auto_hnsw_threshold = 2500}}});
   for (std::size_t i = 0; i < 2000; ++i) spaces.add("emb", ds.ids[i], ds.row(i));
@@ -505,6 +493,90 @@ TEST(VectorSpaces, ConcurrentSearchWhileAddingAndRemoving) {
   EXPECT_GT(searches.load(), 0u);
   EXPECT_EQ(spaces.size("emb"), ds.size() - removed.size());
   for (const auto& id : removed) EXPECT_FALSE(spaces.contains("emb", id));
+}
+
+// --index: the FAISS parameters a user can name, and what is refused.
+TEST(IndexAddress, FaissParametersAndRefusals) {
+  EXPECT_FALSE(parse_index_address("").faiss);
+  EXPECT_FALSE(parse_index_address("faiss").faiss);
+  EXPECT_FALSE(parse_index_address("faiss").remote);
+  EXPECT_TRUE(parse_index_address("milvus://127.0.0.1:1").remote);
+
+  const auto hnsw = parse_index_address("faiss?kind=hnsw&m=16&ef_construction=80&ef_search=64").faiss;
+  ASSERT_TRUE(hnsw);
+  EXPECT_EQ(hnsw->kind, index_kind::hnsw);
+  EXPECT_EQ(hnsw->hnsw_m, 16);
+  EXPECT_EQ(hnsw->hnsw_ef_construction, 80);
+  EXPECT_EQ(hnsw->hnsw_ef_search, 64);
+
+  // m is PQ's bytes per code for ivfpq, as FAISS names it ("IVF1000,PQ96").
+  const auto pq = parse_index_address("faiss?m=96&kind=ivfpq&nlist=1000&nprobe=2&refine=16&min_train=5000").faiss;
+  ASSERT_TRUE(pq);
+  EXPECT_EQ(pq->kind, index_kind::ivf_pq);
+  EXPECT_EQ(pq->ivf_pq_m, 96u);
+  EXPECT_EQ(pq->hnsw_m, faiss_options{}.hnsw_m);
+  EXPECT_EQ(pq->ivf_nlist, 1000u);
+  EXPECT_EQ(pq->ivf_nprobe, 2);
+  EXPECT_FLOAT_EQ(pq->ivf_refine_factor, 16.0f);
+  EXPECT_EQ(pq->ivf_min_train, 5000u);
+
+  const auto automatic = parse_index_address("faiss?hnsw_threshold=1000").faiss;
+  ASSERT_TRUE(automatic);
+  EXPECT_EQ(automatic->kind, index_kind::automatic);
+  EXPECT_EQ(automatic->auto_hnsw_threshold, 1000u);
+
+  for (const char* bad : {"faiss?kind=annoy", "faiss?kind=flat&m=8", "faiss?kind=ivfpq&ef_search=4",
+                          "faiss?kind=hnsw&nprobe=4", "faiss?kind=hnsw&m=1", "faiss?kind=hnsw&m=abc",
+                          "faiss?kind=hnsw&ef_search=-3", "faiss?colour=blue", "annoy", "faiss2"}) {
+    EXPECT_EQ(code_of([&] { (void)parse_index_address(bad); }), errc::bad_parameter) << bad;
+  }
+  // The saved form reads back to the same parameters; a damaged one is refused, not guessed.
+  EXPECT_EQ(faiss_options_to_json(faiss_options_from_json(faiss_options_to_json(*pq))), faiss_options_to_json(*pq));
+  EXPECT_EQ(code_of([&] { (void)faiss_options_from_json({{"kind", "hnsw"}, {"surprise", 1}}); }), errc::bad_parameter);
+  EXPECT_EQ(code_of([&] { (void)faiss_options_from_json({{"hnsw_m", "many"}}); }), errc::bad_parameter);
+}
+
+// Parameters named once are saved with the index and used by later starts that name none;
+// naming other ones rebuilds the spaces with them.
+TEST(VectorSpaces, FaissParametersAreSavedWithTheIndex) {
+  const auto dir = fresh_dir("index", "saved_params");
+  store::sqlite_store db(dir / "items.db");
+  const auto ds = make_dataset(300, 8, 10, 1, 9);
+  std::vector<store::item> items;
+  for (std::size_t i = 0; i < ds.size(); ++i)
+    items.push_back(stored(ds.ids[i], std::vector<float>(ds.row(i).begin(), ds.row(i).end())));
+  db.insert_batch(items);
+  const space_config config{.name = "emb", .dim = 8, .space_metric = metric::inner_product};
+  auto kind_of = [](const search::vector_spaces& spaces) { return spaces.info().at(0).kind; };
+  {
+    search::vector_spaces spaces(dir, db, index_address{});  // defaults: automatic, exact at 300 vectors
+    spaces.define(config);
+    EXPECT_EQ(kind_of(spaces), index_kind::flat);
+    EXPECT_FALSE(fs::exists(dir / "index" / "faiss.json"));
+  }
+  {
+    search::vector_spaces spaces(dir, db, parse_index_address("faiss?kind=hnsw&m=8&ef_search=32"));
+    spaces.define(config);
+    EXPECT_EQ(kind_of(spaces), index_kind::hnsw);
+    EXPECT_EQ(spaces.search("emb", ds.row(7), 1).at(0).id, "item-7");
+    spaces.save_all(db.generation());
+  }
+  const auto saved = nlohmann::json::parse(std::ifstream(dir / "index" / "faiss.json"));
+  EXPECT_EQ(saved.at("kind"), "hnsw");
+  EXPECT_EQ(saved.at("hnsw_m"), 8);
+  EXPECT_EQ(saved.at("hnsw_ef_search"), 32);
+  {
+    search::vector_spaces spaces(dir, db, parse_index_address("faiss"));  // names none: the saved ones
+    spaces.define(config);
+    EXPECT_EQ(kind_of(spaces), index_kind::hnsw);
+  }
+  {
+    search::vector_spaces spaces(dir, db, parse_index_address("faiss?kind=flat"));
+    spaces.define(config);
+    EXPECT_EQ(kind_of(spaces), index_kind::flat);
+    EXPECT_EQ(spaces.size("emb"), ds.size());  // rebuilt from the store, nothing lost
+  }
+  EXPECT_EQ(nlohmann::json::parse(std::ifstream(dir / "index" / "faiss.json")).at("kind"), "flat");
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
 #include "server/request_parsing.h"
 
 namespace acg2vec {
+
+using json = nlohmann::json;
 namespace {
 
 std::string body_of(const std::string& response) {

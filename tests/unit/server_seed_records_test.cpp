@@ -4,6 +4,8 @@
 #include "server/seed_records.h"
 
 namespace acg2vec {
+
+using json = nlohmann::json;
 namespace {
 
 store::item sample_item() {

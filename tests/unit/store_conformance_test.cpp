@@ -14,6 +14,7 @@
 #include <random>
 #include <thread>
 
+#include "support/fixtures.h"
 #include "core/error.h"
 #include "redis_servers.h"
 #include "store/open_store.h"
@@ -23,29 +24,10 @@
 namespace acg2vec::store {
 namespace {
 
+using test_support::code_of;
+using test_support::make_item;
+
 namespace fs = std::filesystem;
-
-item make_item(const std::string& id, std::int64_t created = 0) {
-  item it;
-  it.id = id;
-  it.source = "/pics/" + id + ".png";
-  it.content_hash = "hash-" + id;
-  it.width = 640;
-  it.height = 480;
-  it.metadata = {{"title", "picture " + id}, {"page", 1}};
-  it.created_at = created;
-  return it;
-}
-
-errc code_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const error& e) {
-    return e.code();
-  }
-  ADD_FAILURE() << "no acg2vec::error thrown";
-  return errc::internal;
-}
 
 // Servers shared by all tests of a run (each test gets its own key prefix or file).
 testing::redis_server& standalone_server() {

@@ -10,8 +10,9 @@
 #include <random>
 #include <thread>
 
+#include "support/fixtures.h"
 #include "core/error.h"
-#include "index/vector_spaces.h"
+#include "search/vector_spaces.h"
 #include "store/sqlite_store.h"
 
 #include <signal.h>
@@ -21,39 +22,14 @@
 namespace acg2vec::store {
 namespace {
 
-namespace fs = std::filesystem;
+using test_support::code_of;
+using test_support::fresh_dir;
+using test_support::make_item;
 
-fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::path(ACG2VEC_TEST_WORK) / "store" / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
+namespace fs = std::filesystem;
 
 // Everything every backend must do is in store_conformance_test.cpp; this file keeps what is
 // SQLite's own: schema migrations, file corruption, the reopened file's schema version.
-
-item make_item(const std::string& id, std::int64_t created = 0) {
-  item it;
-  it.id = id;
-  it.source = "/pics/" + id + ".png";
-  it.content_hash = "hash-" + id;
-  it.width = 640;
-  it.height = 480;
-  it.metadata = {{"title", "picture " + id}, {"page", 1}};
-  it.created_at = created;
-  return it;
-}
-
-errc code_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const error& e) {
-    return e.code();
-  }
-  ADD_FAILURE() << "no acg2vec::error thrown";
-  return errc::internal;
-}
 
 int user_version(const fs::path& file) {
   sqlite3* db = nullptr;
@@ -68,7 +44,7 @@ int user_version(const fs::path& file) {
 }
 
 TEST(StoreSqlite, PersistsAcrossReopenWithGeneration) {
-  const auto dir = fresh_dir("reopen");
+  const auto dir = fresh_dir("store", "reopen");
   std::uint64_t g = 0;
   {
     sqlite_store db(dir / "items.db");
@@ -85,7 +61,7 @@ TEST(StoreSqlite, PersistsAcrossReopenWithGeneration) {
 }
 
 TEST(StoreSqlite, MigrationsSetUserVersionAndRejectNewerSchemas) {
-  const auto dir = fresh_dir("migrations");
+  const auto dir = fresh_dir("store", "migrations");
   const auto file = dir / "items.db";
   { sqlite_store db(file); }
   EXPECT_EQ(user_version(file), 1);
@@ -100,7 +76,7 @@ TEST(StoreSqlite, MigrationsSetUserVersionAndRejectNewerSchemas) {
 }
 
 TEST(StoreSqlite, CorruptFileIsReported) {
-  const auto dir = fresh_dir("corrupt");
+  const auto dir = fresh_dir("store", "corrupt");
   const auto file = dir / "items.db";
   {
     std::FILE* f = std::fopen(file.c_str(), "wb");
@@ -118,7 +94,7 @@ TEST(StoreSqlite, CorruptFileIsReported) {
 }
 
 TEST(StoreSqlite, FullDatabaseIsUnavailableDiskFullAndRollsBack) {
-  const auto dir = fresh_dir("full");
+  const auto dir = fresh_dir("store", "full");
   sqlite_store db(dir / "items.db", {.max_pages = 64});
   std::size_t stored = 0;
   try {
@@ -143,7 +119,7 @@ TEST(StoreSqlite, FullDatabaseIsUnavailableDiskFullAndRollsBack) {
 // insert returned before the kill must be present and complete after reopening, nothing may be
 // half-written, and the vector index rebuilt on start must find every stored item.
 TEST(StoreSqlite, SurvivesSigkillDuringWrites) {
-  const auto dir = fresh_dir("sigkill");
+  const auto dir = fresh_dir("store", "sigkill");
   const auto file = dir / "items.db";
   const index::space_config space{.name = "emb", .dim = 8, .space_metric = index::metric::inner_product};
   std::set<std::string> acknowledged;
@@ -159,7 +135,7 @@ TEST(StoreSqlite, SurvivesSigkillDuringWrites) {
       ::close(fds[0]);
       try {
         sqlite_store db(file);
-        index::vector_spaces spaces(dir, db, {space});
+        search::vector_spaces spaces(dir, db, {space});
         for (int n = first;; ++n) {
           item it = make_item("k" + std::to_string(n));
           it.tags["t"] = {{"a", 0.5f}, {"b", 0.25f}};
@@ -196,7 +172,7 @@ TEST(StoreSqlite, SurvivesSigkillDuringWrites) {
       EXPECT_EQ(it.vectors.at("emb").size(), 8u) << it.id;
       EXPECT_EQ(it.metadata.at("title"), "picture " + it.id);
     }
-    index::vector_spaces spaces(dir, db, {space});
+    search::vector_spaces spaces(dir, db, {space});
     EXPECT_EQ(spaces.size("emb"), db.count());
     for (const auto& id : acknowledged) {
       EXPECT_TRUE(db.contains(id)) << "acknowledged insert of " << id << " was lost";

@@ -1,6 +1,8 @@
-#include "index/vector_spaces.h"
+#include "search/vector_spaces.h"
 
 #include "core/error.h"
+#include "core/files.h"
+#include "core/json_guard.h"
 
 #include <spdlog/spdlog.h>
 
@@ -8,7 +10,10 @@
 #include <cmath>
 #include <mutex>
 
-namespace acg2vec::index {
+namespace acg2vec::search {
+
+// The index module's types are used throughout; this file is their main client.
+using namespace acg2vec::index;
 
 vector_spaces::vector_spaces(std::filesystem::path data_dir, const store::item_store& store,
                              const std::vector<space_config>& spaces)
@@ -20,6 +25,48 @@ vector_spaces::vector_spaces(std::filesystem::path data_dir, const store::item_s
                              remote_index_factory remote, const std::vector<space_config>& spaces)
     : dir_(std::move(data_dir) / "index"), store_(store), remote_(std::move(remote)) {
   for (const auto& config : spaces) define(config);
+}
+
+vector_spaces::vector_spaces(std::filesystem::path data_dir, const store::item_store& store, index_address address,
+                             const std::vector<space_config>& spaces)
+    : dir_(std::move(data_dir) / "index"), store_(store), remote_(std::move(address.remote)) {
+  if (!remote_) choose_faiss_options(std::move(address.faiss));
+  for (const auto& config : spaces) define(config);
+}
+
+void vector_spaces::choose_faiss_options(std::optional<faiss_options> named) {
+  namespace fs = std::filesystem;
+  const auto file = dir_ / "faiss.json";
+  std::optional<faiss_options> saved;
+  std::error_code ec;
+  if (fs::exists(file, ec)) {
+    try {
+      saved = faiss_options_from_json(parse_json_guarded(read_file(file, "FAISS parameters"), file.string()));
+    } catch (const error& e) {
+      spdlog::warn("{}: {}; using the defaults", file.string(), e.what());
+    }
+  }
+  if (!named) {
+    faiss_ = saved;
+    if (saved) spdlog::info("vector spaces: FAISS {} (saved in {})", describe(*saved), file.string());
+    return;
+  }
+  faiss_ = named;
+  if (saved && faiss_options_to_json(*saved) == faiss_options_to_json(*named)) return;
+  // Saved indexes were built for other parameters: they go before the new parameters are recorded,
+  // so a crash in between can never pair an old index file with the new parameters.
+  for (const auto& entry : fs::directory_iterator(dir_, ec)) {
+    if (entry.path().extension() == ".faiss") fs::remove(entry.path(), ec);
+  }
+  write_file_atomic(file, faiss_options_to_json(*named).dump(2) + "\n");
+  spdlog::info("vector spaces: FAISS {} (new parameters, saved in {}; indexes are rebuilt)", describe(*named),
+               file.string());
+}
+
+faiss_options vector_spaces::options_for(const space_config& config) const {
+  auto options = faiss_ ? *faiss_ : config.options;
+  options.name = config.name;
+  return options;
 }
 
 void vector_spaces::refill_remote(const space_config& config, vector_index& index) const {
@@ -94,9 +141,7 @@ std::unique_ptr<faiss_index> vector_spaces::rebuild_from_store(const space_confi
   if (skipped > 0)
     spdlog::warn("vector space {}: skipped {} stored vectors that are not {}-d, finite and non-zero",
                  config.name, skipped, config.dim);
-  auto options = config.options;
-  options.name = config.name;
-  auto index = std::make_unique<faiss_index>(config.dim, config.space_metric, options);
+  auto index = std::make_unique<faiss_index>(config.dim, config.space_metric, options_for(config));
   const std::size_t n = ids.size();
   index->assign(std::move(ids), std::move(data));
   const double seconds =
@@ -138,8 +183,7 @@ void vector_spaces::define(const space_config& config) {
     return;
   }
 
-  auto options = config.options;
-  options.name = config.name;
+  const auto options = options_for(config);
   const auto file = file_of(config.name);
   const std::uint64_t current = store_.generation();
   std::unique_ptr<faiss_index> index;
@@ -288,4 +332,4 @@ void vector_spaces::save_all(std::uint64_t generation) const {
   }
 }
 
-}  // namespace acg2vec::index
+}  // namespace acg2vec::search

@@ -4,58 +4,42 @@
 // own reader/writer lock: any number of searches run together, an add or remove waits for them
 // and is visible to every search that starts after it returns.
 
-#include "index/faiss_index.h"
+#include "index/open_index.h"
 #include "store/item_store.h"
 
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <shared_mutex>
 #include <string>
 #include <vector>
 
-namespace acg2vec::index {
-
-struct space_config {
-  std::string name;
-  int dim = 0;
-  metric space_metric = metric::inner_product;
-  faiss_options options;
-};
-
-/// What a space holds now (for stats and logs).
-struct space_info {
-  std::string name;
-  int dim = 0;
-  metric space_metric = metric::inner_product;
-  index_kind kind = index_kind::flat;
-  std::size_t size = 0;
-  std::size_t positions = 0;
-};
-
-/// Makes a space's index on an external engine (e.g. Milvus) instead of FAISS. The engine keeps
-/// its own data: nothing is saved under data_dir, and define() refills it from the store only
-/// when its size disagrees with the store.
-using remote_index_factory = std::function<std::unique_ptr<vector_index>(const space_config&)>;
+namespace acg2vec::search {
 
 class vector_spaces {
  public:
   /// @brief Opens the spaces listed (see define()). The store must outlive this object.
   vector_spaces(std::filesystem::path data_dir, const store::item_store& store,
-                const std::vector<space_config>& spaces = {});
+                const std::vector<index::space_config>& spaces = {});
   /// @brief Same, with every space on the engine made by `remote` (FAISS when it is empty).
-  vector_spaces(std::filesystem::path data_dir, const store::item_store& store, remote_index_factory remote,
-                const std::vector<space_config>& spaces = {});
+  vector_spaces(std::filesystem::path data_dir, const store::item_store& store, index::remote_index_factory remote,
+                const std::vector<index::space_config>& spaces = {});
+  /// @brief Same, with the spaces where `address` says (see index::parse_index_address). FAISS
+  /// parameters named in the address are saved under data_dir/index/faiss.json and used from then
+  /// on; naming different ones removes the saved indexes, which are rebuilt with them.
+  vector_spaces(std::filesystem::path data_dir, const store::item_store& store, index::index_address address,
+                const std::vector<index::space_config>& spaces = {});
   vector_spaces(const vector_spaces&) = delete;
   vector_spaces& operator=(const vector_spaces&) = delete;
 
   /// @brief Loads a space's saved index if it is current, else rebuilds it from the store
   /// (and saves it). Defining an existing space again with the same dim and metric does nothing;
   /// with a different one it is errc::conflict.
-  void define(const space_config& config);
+  void define(const index::space_config& config);
   [[nodiscard]] bool has(std::string_view space) const;
-  [[nodiscard]] std::vector<space_info> info() const;
+  [[nodiscard]] std::vector<index::space_info> info() const;
 
   /// @brief Adds or replaces id's vector in a space (errc::not_found for an unknown space).
   void add(std::string_view space, std::string_view id, std::span<const float> v);
@@ -67,8 +51,8 @@ class vector_spaces {
   /// removed from spaces where it has none.
   void apply(const store::item& it);
   /// @brief k nearest neighbours in one space, optionally restricted by a filter.
-  [[nodiscard]] std::vector<hit> search(std::string_view space, std::span<const float> query,
-                                        std::size_t k, const id_filter* filter = nullptr) const;
+  [[nodiscard]] std::vector<index::hit> search(std::string_view space, std::span<const float> query,
+                                        std::size_t k, const index::id_filter* filter = nullptr) const;
   [[nodiscard]] bool contains(std::string_view space, std::string_view id) const;
   [[nodiscard]] std::size_t size(std::string_view space) const;
 
@@ -83,21 +67,24 @@ class vector_spaces {
 
  private:
   struct slot {
-    space_config config;
+    index::space_config config;
     mutable std::shared_mutex mutex;
-    std::unique_ptr<vector_index> index;
-    faiss_index* faiss = nullptr;  // index as FAISS, null when remote
+    std::unique_ptr<index::vector_index> index;
+    index::faiss_index* faiss = nullptr;  // index as FAISS, null when remote
   };
 
   slot& find(std::string_view space) const;
-  std::unique_ptr<faiss_index> rebuild_from_store(const space_config& config, std::uint64_t* generation) const;
-  void refill_remote(const space_config& config, vector_index& index) const;
+  void choose_faiss_options(std::optional<index::faiss_options> named);
+  [[nodiscard]] index::faiss_options options_for(const index::space_config& config) const;
+  std::unique_ptr<index::faiss_index> rebuild_from_store(const index::space_config& config, std::uint64_t* generation) const;
+  void refill_remote(const index::space_config& config, index::vector_index& index) const;
 
   std::filesystem::path dir_;
   const store::item_store& store_;
-  remote_index_factory remote_;
+  index::remote_index_factory remote_;
+  std::optional<index::faiss_options> faiss_;  // saved or named parameters; unset: each space's own
   mutable std::shared_mutex spaces_mutex_;  // guards the map, not the indexes
   std::map<std::string, std::unique_ptr<slot>, std::less<>> spaces_;
 };
 
-}  // namespace acg2vec::index
+}  // namespace acg2vec::search
