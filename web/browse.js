@@ -3,7 +3,7 @@
 // Duplicates view (GET /v1/duplicates, POST /v1/duplicates/{group}/resolve). Uses app.js's helpers.
 (() => {
   if (!$('#browse')) return;
-  const state = { page: 0, like: null, total: 0 };
+  const state = { page: 0, like: null, total: 0, seq: 0 };
   const enc = encodeURIComponent;
   const itemPath = (id) => `/v1/items/${enc(String(id))}`;
   const num = (s) => (s === '' || s === null ? null : Number(s));
@@ -113,16 +113,21 @@
     const size = Number($('#b-size').value);
     const status = $('#browse-status');
     status.textContent = 'Loading…';
+    const q = query();
+    const mine = ++state.seq;
     try {
-      const r = await api(`/v1/items?${query()}`);
+      const r = await api(`/v1/items?${q}`);
+      if (mine !== state.seq) return; // a newer request owns the grid
       state.total = r.total;
       grid.replaceChildren(...r.data.map(gridTile));
+      grid.dataset.query = q.toString(); // what is shown, for scripts and tests
       const pages = Math.max(1, Math.ceil(r.total / size));
       status.textContent = r.total ? `${r.total} item${r.total === 1 ? '' : 's'} match.` : 'No item matches these filters.';
       $('#b-page').textContent = `Page ${state.page + 1} of ${pages}`;
       $('#b-prev').disabled = state.page === 0;
       $('#b-next').disabled = (state.page + 1) * size >= r.total;
     } catch (e) {
+      if (mine !== state.seq) return;
       status.textContent = e.message;
       status.className = 'hint error';
       return;

@@ -1,6 +1,8 @@
 // POST /v1/caption: the caption `acg2vec tag --captions` would write for one uploaded image, built
 // by the same captioning functions (models/captioning.h) from form fields named like the command's
 // flags, so that the page's Caption panel and the command line agree to the byte.
+#include <algorithm>
+
 #include "image/decode.h"
 #include "models/captioning.h"
 #include "models/postprocess.h"
