@@ -267,7 +267,7 @@
         ul.append(el('li', { dataset: { id: String(m.id), relation: m.relation } },
           el('button', { type: 'button', className: 'link-button', textContent: itemName(m), onclick: () => openItem(m.id) }),
           ` — ${relationText(m.relation)}${typeof m.score === 'number' ? ` (${m.score.toFixed(3)})` : ''}`,
-          String(g.keep) === String(m.id) ? el('strong', { textContent: ' · suggested keeper' }) : ''));
+          String(g.keep) === String(m.id) && m.relation !== 'keep' ? el('strong', { textContent: ' · suggested keeper' }) : ''));
       }
       box.replaceChildren(ul);
     } catch (e) { box.replaceChildren(note(unavailable(e))); }
@@ -320,6 +320,7 @@
     for (const m of g.members || []) {
       const keeper = String(m.id) === String(g.keep);
       const radio = el('input', { type: 'radio', name: field, value: String(m.id), checked: keeper });
+      radio.setAttribute('aria-label', `Keep ${itemName(m)}`);
       const img = el('img', { src: `${itemPath(m.id)}/thumbnail`, alt: '', width: 160, height: 160 });
       img.addEventListener('error', () => img.classList.add('missing'), { once: true });
       row.append(el('figure', { className: keeper ? 'dup keeper' : 'dup', dataset: { id: String(m.id), relation: m.relation || '' } }, img,
@@ -329,6 +330,7 @@
     }
     const msg = el('p', { className: 'hint', role: 'status' });
     const resolve = el('button', { type: 'button', className: 'resolve', textContent: 'Resolve: keep the chosen copy' });
+    resolve.setAttribute('aria-label', `Resolve group ${gid}`);
     const card = el('article', { className: 'dup-group', dataset: { group: gid } },
       el('h3', { textContent: `Group ${gid} · ${(g.members || []).length} items` }), row, el('div', { className: 'row' }, resolve), msg);
     resolve.addEventListener('click', async () => {
