@@ -141,7 +141,9 @@ class BrowseApiTest(unittest.TestCase):
         self.assertNotIn("tags", body["data"][0])
 
     def test_tag_filters(self):
-        some = self.check({"tags": "1girl"}, all_of=["1girl"])
+        self.check({"tags": "1girl"}, all_of=["1girl"])
+        some = self.check({"tags": "hat", "tagger": "fixed-tagger", "min_score": "0.35"}, all_of=["hat"],
+                          tagger="fixed-tagger", min_score=0.35)
         self.assertTrue(0 < len(some) < len(self.order), "the filter must split the collection")
         self.check({"tags": "1girl,solo"}, all_of=["1girl", "solo"])
         self.check({"tags": "1girl solo", "min_score": "0.5"}, all_of=["1girl", "solo"], min_score=0.5)
