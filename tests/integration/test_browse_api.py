@@ -1,7 +1,7 @@
 """Browsing the collection over loopback: GET /v1/items with tag, rating and score filters, sorts and
 paging, "more like this" (like=ID), and GET /v1/tags. The collection is the captioning fixtures
-(tests/data/images/captions, scores known from their pixels) ingested with the fixed-score taggers
-and the tiny tagger and pix2score packs. Every expected answer is computed here from the filter
+(tests/data/images/captions, scores known from their pixels) ingested with the fixed-score taggers,
+the tiny tagger and the nsfwjs classifier (whose probabilities are the items' scores). Every expected answer is computed here from the filter
 definitions (README "HTTP API", store/item_store.h) over the items' stored tags and scores, never
 from the browse code itself."""
 import os
@@ -15,7 +15,7 @@ import urllib.parse
 sys.path.insert(0, os.path.dirname(__file__))
 from acg2vec_harness import BIN, Server  # noqa: E402
 import caption_reference as ref  # noqa: E402
-from packs import tiny_packs  # noqa: E402
+from packs import installed_packs, tiny_packs  # noqa: E402
 
 STORED_MINIMUM = 0.1  # tags below this are not stored with an item (ratings always are)
 
@@ -26,9 +26,10 @@ class BrowseApiTest(unittest.TestCase):
         cls.tmp = tempfile.mkdtemp(prefix="acg2vec-browse-")
         models = os.path.join(cls.tmp, "models")
         os.makedirs(models)
-        captions, tiny = ref.caption_packs(), tiny_packs()
+        captions, tiny, real = ref.caption_packs(), tiny_packs(), installed_packs()
+        # The classifier's probabilities are the scores (they differ from image to image).
         for name, src in [("fixed-tagger", captions), ("fixed-tagger-b", captions), ("tiny-tagger", tiny),
-                          ("tiny-pix2score", tiny)]:
+                          ("nsfw-mobilenet-v2", real)]:
             os.symlink(os.path.join(src, name), os.path.join(models, name))
         cls.folder = os.path.join(cls.tmp, "images")
         ref.copy_images(cls.folder)
@@ -166,9 +167,10 @@ class BrowseApiTest(unittest.TestCase):
         self.assertGreater(sum(counts), 0, "the tiny tagger gives every item a rating")
 
     def test_score_range_and_sort(self):
-        key = "tiny-pix2score:bookmarkPredict"
+        key = "nsfw-mobilenet-v2:Drawing"
         values = sorted({self.score(i, key) for i in self.order})
         self.assertTrue(values and values[0] is not None, "every item has the score")
+        self.assertGreater(len(values), len(self.order) // 2, "the scores differ between items")
         mid = values[len(values) // 2]
         self.check({"score": key, "score_min": mid}, key=key, lo=mid)
         self.check({"score": key, "score_max": mid}, key=key, hi=mid)
@@ -179,7 +181,7 @@ class BrowseApiTest(unittest.TestCase):
         self.check({"tags": "1girl", "score": key, "sort": "score", "score_max": values[-1]}, all_of=["1girl"], key=key,
                    sort="score", hi=values[-1])
         # Items lacking the output never match a range, and sort after the others.
-        self.check({"score": "tiny-pix2score:noSuchHead", "score_min": 0}, key="tiny-pix2score:noSuchHead", lo=0)
+        self.check({"score": "nsfw-mobilenet-v2:noSuchClass", "score_min": 0}, key="nsfw-mobilenet-v2:noSuchClass", lo=0)
 
     def test_paging(self):
         want = self.expect(all_of=["1girl"])

@@ -2,7 +2,7 @@
 // Browser test of the page's Browse, item, Duplicates and Caption views (web/browse.js, web/caption.js):
 // the real binary on 127.0.0.1 with a collection of real images and captioning fixtures (whose tags
 // are known from their pixels: tools/make_caption_fixtures.py), ingested with the fixed-score tagger and
-// the tiny tagger and pix2score packs, driven through Debian's headless Chromium with puppeteer-core.
+// the tiny tagger and the nsfwjs classifier (its probabilities are the items' scores), driven through Debian's headless Chromium with puppeteer-core.
 // Each check compares what the page renders with the API's own answer for the same request, and the
 // request with what the user chose. GET /v1/duplicates and its resolve route are served from a fixture
 // (request interception) in the steps that need them; without it the server answers 404 and the item
@@ -106,7 +106,10 @@ function preparePacks(tmp) {
   const models = path.join(tmp, 'models');
   fs.mkdirSync(models);
   fs.symlinkSync(path.join(captions, 'fixed-tagger'), path.join(models, 'fixed-tagger'));
-  for (const p of ['tiny-tagger', 'tiny-pix2score']) fs.symlinkSync(path.join(tiny, p), path.join(models, p));
+  fs.symlinkSync(path.join(tiny, 'tiny-tagger'), path.join(models, 'tiny-tagger'));
+  // The classifier's probabilities are the items' scores (they differ from image to image).
+  const all = run(PY, [path.join(integration, 'fixture_cache.py'), 'packs'], { cwd: SOURCE, env }).trim();
+  fs.symlinkSync(path.join(all, 'nsfw-mobilenet-v2'), path.join(models, 'nsfw-mobilenet-v2'));
   return models;
 }
 
@@ -280,7 +283,7 @@ async function main() {
     const ratings = await page.$$eval('#b-rating option', (o) => o.map((x) => x.value).filter(Boolean));
     const apiRatings = (await apiGet('/v1/tags?prefix=rating:&limit=20')).data.map((t) => t.name.slice(7));
     assert.deepStrictEqual(ratings, apiRatings);
-    const key = 'tiny-pix2score:bookmarkPredict';
+    const key = 'nsfw-mobilenet-v2:Drawing';
     assert.ok((await page.$$eval('#b-score option', (o) => o.map((x) => x.value))).includes(key));
     await page.select('#b-score', key);
     await page.type('#b-min', '0');
@@ -291,8 +294,9 @@ async function main() {
     const g = await grid();
     const want = await apiGet(`/v1/items?${g.query}`);
     assert.deepStrictEqual(g.ids, want.data.map((i) => String(i.id)));
-    const values = want.data.map((i) => i.scores['tiny-pix2score'].bookmarkPredict);
+    const values = want.data.map((i) => i.scores['nsfw-mobilenet-v2'].Drawing);
     assert.deepStrictEqual(values, [...values].sort((a, b) => a - b), 'ascending by the score');
+    assert.ok(new Set(values).size > values.length / 2, 'the scores differ between items');
     await page.select('#b-rating', ratings[0]);
     await waitGrid(`q.get('rating') === '${ratings[0]}'`);
     const r = await grid();
