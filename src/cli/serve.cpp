@@ -254,6 +254,7 @@ void add_serve_command(CLI::App& app, global_options& global) {
     register_model_routes(server, models);
     register_tfserving_routes(server, models);
     register_tagger_routes(server, models);
+    register_caption_routes(server, models);
     auto text_tasks = register_text_routes(server, models);
     // GET /acgvoc2vec's tag index is built once the models are in, not on the first call.
     std::thread vocabulary_thread([&text_tasks] {
@@ -269,6 +270,7 @@ void add_serve_command(CLI::App& app, global_options& global) {
     };
     register_upscale_routes(server, models);
     register_search_routes(server, search_route_context{&service, options.max_upload_bytes, *max_pixels});
+    register_browse_routes(server, search_route_context{&service, options.max_upload_bytes, *max_pixels});
     register_openapi_route(server);
     signal_waiter signals([&server] { server.stop(); });
     spdlog::info("data dir {}, models dir {}, store {}", global.data_dir.string(), global.models_dir.string(),

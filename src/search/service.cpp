@@ -34,7 +34,8 @@ std::vector<float> floats_of(const at::Tensor& t) {
 }
 
 bool has_filter(const store::tag_query& q) {
-  return !q.all_of.empty() || !q.any_of.empty() || !q.none_of.empty() || q.rating || !q.score_minimums.empty();
+  return !q.all_of.empty() || !q.any_of.empty() || !q.none_of.empty() || q.rating || !q.score_minimums.empty() ||
+         !q.score_maximums.empty();
 }
 
 bool embeds_images(const model_entry& e) {

@@ -56,6 +56,19 @@ struct search_result {
   std::vector<search_hit> hits;
 };
 
+/// A page of the collection (GET /v1/items with filters).
+struct browse_request {
+  store::tag_query filter;             ///< filters, order and paging (offset, limit)
+  std::optional<std::string> like;     ///< order by similarity to this item instead
+  std::string space;                   ///< with like: the vector space ("" = the item's default)
+};
+
+struct browse_page {
+  std::vector<search_hit> hits;  ///< score is the similarity with like, else 0
+  std::size_t total = 0;         ///< matching items (with like: at most this many can be ranked)
+  std::string space;             ///< with like: the space searched
+};
+
 class search_service {
  public:
   search_service(std::filesystem::path data_dir, store::item_store& store, search::vector_spaces& spaces,
@@ -79,6 +92,13 @@ class search_service {
   std::size_t sweep_thumbnails();
   [[nodiscard]] std::optional<store::item> get(std::string_view id) const;
   [[nodiscard]] std::vector<store::item> list(std::size_t offset, std::size_t limit) const;
+
+  /// @brief One page of the items matching a filter, in the filter's order or by similarity to an
+  /// item (search/browse.cpp).
+  [[nodiscard]] browse_page browse(const browse_request& request) const;
+  /// @brief The collection's tags by prefix with their item counts (store::item_store::tag_counts).
+  [[nodiscard]] std::vector<store::tag_count> tag_counts(std::string_view prefix, std::size_t limit, float min_score,
+                                                         const std::optional<std::string>& tagger) const;
 
   /// @brief Answers a search; errc::bad_parameter for an empty or contradictory request.
   [[nodiscard]] search_result search(const search_request& request) const;

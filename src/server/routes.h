@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 #include <functional>
+#include <optional>
 
 #include "image/decode.h"
 #include "runtime/graph.h"
@@ -67,6 +68,16 @@ void register_search_routes(http_server& server, search_route_context context);
 }  // namespace acg2vec
 
 namespace acg2vec {
+struct browse_request;
+/// @brief The filters, order and paging of GET /v1/items (tags, any, none, rating, tagger, min_score,
+/// score=SCORER:NAME with score_min/score_max, sort=date|score|similarity, order, like, space);
+/// nullopt when none of them is given (the plain newest-first listing).
+std::optional<browse_request> browse_request_from_http(const http_request& req);
+/// @brief GET /v1/tags: the collection's tags by prefix with their item counts (autocomplete).
+void register_browse_routes(http_server& server, search_route_context context);
+}  // namespace acg2vec
+
+namespace acg2vec {
 /// @brief GET /openapi.json describing every route.
 void register_openapi_route(http_server& server);
 }  // namespace acg2vec
@@ -87,6 +98,12 @@ namespace acg2vec {
 /// @brief The A1111 WD14 tagger extension's API: /tagger/v1/interrogate, /interrogators and
 /// /unload-interrogators (docs/tagger-api.md).
 void register_tagger_routes(http_server& server, model_route_context context);
+}  // namespace acg2vec
+
+namespace acg2vec {
+/// @brief POST /v1/caption: one image's training caption with the caption options of
+/// `acg2vec tag --captions` as form fields (docs/captioning.md).
+void register_caption_routes(http_server& server, model_route_context context);
 }  // namespace acg2vec
 
 namespace acg2vec {

@@ -221,6 +221,18 @@ void register_search_routes(http_server& server, search_route_context ctx) {
   }, route_access::write);
 
   server.add("GET", "/v1/items", "v1.items.list", [&svc](const http_request& req, http_response& res) {
+    if (auto b = browse_request_from_http(req)) {
+      // Filtered, ordered or "more like this" (routes_browse.cpp); count is the number of matches.
+      auto page = svc.browse(*b);
+      json data = json::array();
+      for (const auto& h : page.hits) {
+        json j = item_json(h.item, false);
+        if (b->like) j["score"] = h.score;
+        data.push_back(std::move(j));
+      }
+      reply(res, data, "ok", static_cast<std::int64_t>(page.total));
+      return;
+    }
     auto offset = static_cast<std::size_t>(int_param(req, "offset", 0, 0, 10'000'000));
     auto limit = static_cast<std::size_t>(int_param(req, "limit", 20, 1, 1000));
     json data = json::array();

@@ -47,8 +47,27 @@ struct score_minimum {
   float minimum = 0.0f;
 };
 
+/// Maximum for one scorer output (value <= maximum), e.g. {"nsfw", "porn", 0.2}.
+struct score_maximum {
+  std::string scorer;
+  std::string name;
+  float maximum = 0.0f;
+};
+
+/// One scorer output, e.g. {"pix2score", "bookmark"}.
+struct score_key {
+  std::string scorer;
+  std::string name;
+};
+
+/// How many items carry a tag (see item_store::tag_counts).
+struct tag_count {
+  std::string tag;
+  std::size_t items = 0;
+};
+
 /// Tag search. A tag "is on" an item when some tagger (or `tagger`, if set) gave it a score
-/// >= min_score. Results are newest first.
+/// >= min_score. Results are newest first unless order_by_score / ascending say otherwise.
 struct tag_query {
   std::vector<std::string> all_of;   ///< every one of these tags is on the item
   std::vector<std::string> any_of;   ///< at least one of these is on the item (ignored when empty)
@@ -59,6 +78,11 @@ struct tag_query {
   /// must be "rating:<rating>".
   std::optional<std::string> rating;
   std::vector<score_minimum> score_minimums;
+  std::vector<score_maximum> score_maximums;  ///< an item without that output never matches
+  /// Order by this scorer output, highest first; items without it come after all that have it.
+  std::optional<score_key> order_by_score;
+  /// Reverses the order: oldest first, or lowest score first (items without the score still last).
+  bool ascending = false;
   std::size_t offset = 0;
   std::size_t limit = 0;  ///< 0 = no limit
 };
@@ -120,6 +144,13 @@ class item_store {
       const std::function<void(const std::string& id, std::span<const float> v)>& f) const = 0;
   /// @brief Ids matching a tag query, newest first.
   [[nodiscard]] virtual std::vector<std::string> search_tags(const tag_query& query) const = 0;
+  /// @brief Tags whose name starts with prefix (byte-wise; "" = all) and the number of items each is
+  /// on in the sense of tag_query (score >= min_score; only tagger's tags when set), most items first,
+  /// then by name; at most limit rows (0 = all). The default scans every item; backends with a tag
+  /// table answer from it.
+  [[nodiscard]] virtual std::vector<tag_count> tag_counts(std::string_view prefix, std::size_t limit,
+                                                          float min_score,
+                                                          const std::optional<std::string>& tagger) const;
   /// @brief Vector counts per space.
   [[nodiscard]] virtual std::map<std::string, space_count> vector_counts() const = 0;
   /// @brief A number that grows with every committed write; persisted, so indexes saved

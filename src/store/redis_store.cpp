@@ -620,6 +620,7 @@ std::vector<std::string> redis_store::search_tags(const tag_query& q) const {
       std::int64_t created;
       std::int64_t seq;
       const std::string* id;
+      std::optional<float> key;  ///< the order_by_score value
     };
     std::vector<match> matches;
     const auto counts = [&](const std::string& tagger) { return !q.tagger || *q.tagger == tagger; };
@@ -665,10 +666,33 @@ std::vector<std::string> redis_store::search_tags(const tag_query& q) const {
         const auto v = s->second.find(m.name);
         ok = v != s->second.end() && v->second >= m.minimum;
       }
-      if (ok) matches.push_back({parse_int(text_of(r->element[0])), parse_int(text_of(r->element[1])), &candidates[n]});
+      for (const auto& m : q.score_maximums) {
+        if (!ok) break;
+        const auto s = it.scores.find(m.scorer);
+        if (s == it.scores.end()) {
+          ok = false;
+          break;
+        }
+        const auto v = s->second.find(m.name);
+        ok = v != s->second.end() && v->second <= m.maximum;
+      }
+      std::optional<float> key;
+      if (ok && q.order_by_score) {
+        if (const auto s = it.scores.find(q.order_by_score->scorer); s != it.scores.end()) {
+          if (const auto v = s->second.find(q.order_by_score->name); v != s->second.end()) key = v->second;
+        }
+      }
+      if (ok) matches.push_back({parse_int(text_of(r->element[0])), parse_int(text_of(r->element[1])), &candidates[n], key});
     }
-    std::sort(matches.begin(), matches.end(), [](const match& a, const match& b) {
-      return a.created != b.created ? a.created > b.created : a.seq > b.seq;
+    // The SQLite order: by score (missing ones last) when asked, then by creation (newest first
+    // unless ascending without a score order), then by insertion sequence.
+    const bool by_score = q.order_by_score.has_value();
+    const bool oldest_first = q.ascending && !by_score;
+    std::sort(matches.begin(), matches.end(), [&](const match& a, const match& b) {
+      if (by_score && a.key.has_value() != b.key.has_value()) return a.key.has_value();
+      if (by_score && a.key && *a.key != *b.key) return q.ascending ? *a.key < *b.key : *a.key > *b.key;
+      if (a.created != b.created) return oldest_first ? a.created < b.created : a.created > b.created;
+      return oldest_first ? a.seq < b.seq : a.seq > b.seq;
     });
     std::vector<std::string> ids;
     for (std::size_t n = q.offset; n < matches.size(); ++n) {

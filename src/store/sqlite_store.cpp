@@ -421,7 +421,25 @@ std::vector<std::string> sqlite_store::search_tags(const tag_query& q) const {
     params.push_back({true, m.name, 0});
     params.push_back({false, {}, static_cast<double>(m.minimum)});
   }
-  sql += " ORDER BY i.created_at DESC, i.rowid DESC LIMIT ? OFFSET ?";
+  for (const auto& m : q.score_maximums) {
+    sql +=
+        " AND i.id IN (SELECT s.item_id FROM scores s WHERE s.scorer = ? AND s.name = ?"
+        " AND s.value <= ?)";
+    params.push_back({true, m.scorer, 0});
+    params.push_back({true, m.name, 0});
+    params.push_back({false, {}, static_cast<double>(m.maximum)});
+  }
+  const char* direction = q.ascending ? "ASC" : "DESC";
+  sql += " ORDER BY ";
+  if (q.order_by_score) {
+    // Items without the score sort after every item that has it, in either direction.
+    sql += fmt::format(
+        "(SELECT o.value FROM scores o WHERE o.item_id = i.id AND o.scorer = ? AND o.name = ?) {} NULLS LAST, ",
+        direction);
+    params.push_back({true, q.order_by_score->scorer, 0});
+    params.push_back({true, q.order_by_score->name, 0});
+  }
+  sql += fmt::format("i.created_at {0}, i.rowid {0} LIMIT ? OFFSET ?", q.ascending && !q.order_by_score ? "ASC" : "DESC");
 
   auto lease = acquire_reader();
   statement s(*lease, sql, false);
@@ -437,6 +455,33 @@ std::vector<std::string> sqlite_store::search_tags(const tag_query& q) const {
   std::vector<std::string> ids;
   while (s.step()) ids.push_back(s.text(0));
   return ids;
+}
+
+std::vector<tag_count> sqlite_store::tag_counts(std::string_view prefix, std::size_t limit, float min_score,
+                                                const std::optional<std::string>& tagger) const {
+  // The prefix as a byte range [prefix, prefix with its last byte raised): text compares bytewise
+  // (BINARY collation), and UTF-8 never has a 0xFF byte, so the raised byte cannot overflow.
+  std::string sql = "SELECT tag, COUNT(DISTINCT item_id) AS n FROM tags WHERE score >= ?";
+  std::string upper(prefix);
+  if (!prefix.empty()) {
+    upper.back() = static_cast<char>(static_cast<unsigned char>(upper.back()) + 1);
+    sql += " AND tag >= ? AND tag < ?";
+  }
+  if (tagger) sql += " AND tagger = ?";
+  sql += " GROUP BY tag ORDER BY n DESC, tag ASC LIMIT ?";
+  auto lease = acquire_reader();
+  statement s(*lease, sql, false);
+  int index = 1;
+  s.bind(index++, static_cast<double>(min_score));
+  if (!prefix.empty()) {
+    s.bind(index++, prefix);
+    s.bind(index++, std::string_view(upper));
+  }
+  if (tagger) s.bind(index++, std::string_view(*tagger));
+  s.bind(index++, limit == 0 ? std::int64_t{-1} : static_cast<std::int64_t>(limit));
+  std::vector<tag_count> out;
+  while (s.step()) out.push_back({s.text(0), static_cast<std::size_t>(s.int64(1))});
+  return out;
 }
 
 std::map<std::string, space_count> sqlite_store::vector_counts() const {

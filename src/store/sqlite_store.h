@@ -51,6 +51,8 @@ class sqlite_store final : public item_store {
       std::string_view space,
       const std::function<void(const std::string& id, std::span<const float> v)>& f) const override;
   [[nodiscard]] std::vector<std::string> search_tags(const tag_query& query) const override;
+  [[nodiscard]] std::vector<tag_count> tag_counts(std::string_view prefix, std::size_t limit, float min_score,
+                                                  const std::optional<std::string>& tagger) const override;
   [[nodiscard]] std::map<std::string, space_count> vector_counts() const override;
   [[nodiscard]] std::uint64_t generation() const override;
 

@@ -182,7 +182,10 @@ async function main() {
   } catch (e) {
     throw new Error('puppeteer-core is missing: cd tools && PUPPETEER_SKIP_DOWNLOAD=1 npm install');
   }
-  fs.rmSync(SHOTS, { recursive: true, force: true }); // no stale screenshot from an earlier run
+  // No stale screenshot from an earlier run; other suites' files (browse-*.png) are theirs to replace.
+  for (const f of fs.existsSync(SHOTS) ? fs.readdirSync(SHOTS) : []) {
+    if (!f.startsWith('browse-')) fs.rmSync(path.join(SHOTS, f), { recursive: true, force: true });
+  }
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'acg2vec-web-'));
   cleanups.push(() => fs.rmSync(tmp, { recursive: true, force: true }));
   const models = preparePacks(tmp);
