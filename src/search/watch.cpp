@@ -370,7 +370,7 @@ class folder_watcher::root_watch {
     bool changed = !plan.empty();
     // Moves before removals (a moved item must not be removed as its old path's last copy), and
     // both before additions, which may then reuse the ids they free.
-    for (const auto& [from, to] : plan.move) guarded(to, [&] { move(from, to, found.at(to)); });
+    for (const auto& mv : plan.move) guarded(mv.second, [&] { move(mv.first, mv.second, found.at(mv.second)); });
     for (const auto& path : plan.remove) guarded(path, [&] { remove(path); });
     for (const auto& path : plan.touch) {
       std::lock_guard lock(mutex_);
