@@ -46,7 +46,7 @@ json to_json(const root_status& s) {
          {"items", s.items},       {"pending", s.pending},   {"last_event_ms", s.last_event_ms},
          {"errors", s.errors},     {"failed", failed},       {"ingested", s.ingested},
          {"updated", s.updated},   {"moved", s.moved},       {"removed", s.removed},
-         {"reconciles", s.reconciles}};
+         {"reconciles", s.reconciles}, {"reads", s.reads}};
   if (!s.message.empty()) j["message"] = s.message;
   return j;
 }
@@ -554,6 +554,10 @@ class folder_watcher::root_watch {
         in.metadata = existing->metadata;
         in.numeric_id = existing->numeric_id;
       }
+    }
+    {
+      std::lock_guard lock(mutex_);
+      ++status_.reads;
     }
     ingest_result r;
     try {

@@ -36,8 +36,8 @@ enum class ingest_status {
   stored,      ///< a new item was stored (or an existing one replaced, for write_mode::upsert)
   existing,    ///< the id is already stored
   duplicate,   ///< identical content is stored under another id (ingest_result::id names it)
-  not_image,   ///< the bytes are not an image format acg2vec decodes
-  failed,      ///< decoding or analysis failed (ingest_result::error says why)
+  not_image,   ///< the bytes are not in an image format acg2vec reads (by their signature)
+  failed,      ///< an image file that could not be decoded or analysed (ingest_result::error says why)
 };
 
 struct ingest_result {
@@ -160,6 +160,7 @@ struct root_status {
   std::size_t errors = 0;          ///< files that failed to become items (not retried until changed)
   std::vector<std::pair<std::string, std::string>> failed;  ///< up to 20 of them: (path, error)
   std::uint64_t ingested = 0, updated = 0, moved = 0, removed = 0, reconciles = 0;
+  std::uint64_t reads = 0;  ///< files read and handed to the ingest step (a burst of writes should be one)
 };
 
 nlohmann::json to_json(const root_status& s);

@@ -44,7 +44,9 @@ ingest_result ingest_bytes(search_service& service, std::string_view bytes, item
   } catch (const error& e) {
     // The service's own trouble (still loading, disk full, a bug) is not the file's fault.
     if (e.code() == errc::unavailable || e.code() == errc::internal) throw;
-    r.status = e.code() == errc::unsupported_media ? ingest_status::not_image : ingest_status::failed;
+    // The bytes looked like an image (sniffed above), so a decode error is a broken or unsupported
+    // image file: counted and named as failed, not passed over as "not an image".
+    r.status = ingest_status::failed;
     r.error = e.what();
   }
   return r;

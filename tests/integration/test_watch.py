@@ -56,6 +56,7 @@ class WatchTest(unittest.TestCase):
     def tearDown(self):
         if self.srv:
             self.srv.stop()
+            self.srv.tmp.cleanup()
         self.tmp.cleanup()
 
     # ---- the tree ----
@@ -202,6 +203,7 @@ class WatchTest(unittest.TestCase):
         self.wait_synced(what="burst.png")
         after = self.watch_stats()
         self.assertEqual(after["ingested"] - before["ingested"], 1, (before, after))
+        self.assertEqual(after["reads"] - before["reads"], 1, ("read once, after it settled", before, after))
         self.assertEqual(after["updated"], before["updated"], (before, after))
         self.assertEqual(after["errors"], 1, after)  # still only broken.png: no partial read failed
 
