@@ -112,7 +112,8 @@ void add_watch_command(CLI::App& app, global_options& global) {
     std::string last;
     auto draw = [&](bool final_line) {
       auto line = status_line(watcher.status());
-      if (line == last && !final_line) return;
+      // A log (not a terminal) gets a line per change; a terminal's line is ended at exit.
+      if (line == last && !(final_line && tty)) return;
       last = line;
       if (tty) {
         std::fprintf(stderr, "\r\033[K%s%s", line.c_str(), final_line ? "\n" : "");
