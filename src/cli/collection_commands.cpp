@@ -14,6 +14,7 @@
 #include "image/decode.h"
 #include "index/open_index.h"
 #include "search/service.h"
+#include "search/watch.h"
 #include "store/open_store.h"
 
 namespace acg2vec::cli {
@@ -52,6 +53,7 @@ void add_collection_commands(CLI::App& app, global_options& global) {
       // the images/s of batch 1 on 2 cores, so fewer workers than that leave throughput unused.
       std::size_t workers = 8;
       std::size_t max_mb = 20;
+      std::uint64_t max_pixels = 100'000'000;
     };
     auto o = std::make_shared<opts_t>();
     cmd->add_option("dir", o->dir, "directory to scan recursively")->required()->check(CLI::ExistingDirectory);
@@ -59,9 +61,12 @@ void add_collection_commands(CLI::App& app, global_options& global) {
         ->check(CLI::Range(1, 64))
         ->capture_default_str();
     cmd->add_option("--max-file-mb", o->max_mb, "skip files larger than this")->capture_default_str();
+    cmd->add_option("--max-pixels", o->max_pixels, "skip images with more pixels than this (checked before decoding)")
+        ->capture_default_str();
     cmd->callback([&global, o] {
       prepare_data_dir(global);
       collection c(global);
+      c.service.set_decode_limits(image::decode_limits{o->max_mb << 20, o->max_pixels});
       std::vector<std::filesystem::path> files;
       std::filesystem::path root = std::filesystem::canonical(o->dir);
       for (auto it = std::filesystem::recursive_directory_iterator(
@@ -79,30 +84,25 @@ void add_collection_commands(CLI::App& app, global_options& global) {
         for (const auto& f : files) {
           jobs.push_back(pool.submit([&, f] {
             try {
-              auto bytes = read_file(f, "image", o->max_mb << 20);
-              if (image::sniff_image_format(bytes).empty()) {
-                ++non_images;
-              } else {
-                item_input in;
-                // The path as found under the folder: relative() would resolve symlinks and name a
-                // linked file by its target ("../../elsewhere/x.png").
-                in.id = f.lexically_relative(root).generic_string();
-                in.source = f.string();
-                auto out = c.service.add_image(bytes, std::move(in), write_mode::skip_existing);
-                if (out.stored) {
-                  ++stored;
-                } else if (!out.duplicate_of.empty()) {
-                  ++duplicates;
-                } else {
-                  ++existing;
-                }
+              item_input in;
+              // The path as found under the folder: relative() would resolve symlinks and name a
+              // linked file by its target ("../../elsewhere/x.png").
+              in.id = f.lexically_relative(root).generic_string();
+              in.source = f.string();
+              auto r = ingest_bytes(c.service, read_file(f, "image", o->max_mb << 20), std::move(in),
+                                    write_mode::skip_existing);
+              switch (r.status) {
+                case ingest_status::stored: ++stored; break;
+                case ingest_status::duplicate: ++duplicates; break;
+                case ingest_status::existing: ++existing; break;
+                case ingest_status::not_image: ++non_images; break;
+                case ingest_status::failed:
+                  ++failed;
+                  spdlog::warn("{}: {}", f.string(), r.error);
+                  break;
               }
             } catch (const error& e) {
-              if (e.code() == errc::unsupported_media) {
-                ++non_images;
-              } else {
-                ++failed;
-              }
+              ++failed;
               spdlog::warn("{}: {}", f.string(), e.what());
             }
             bar.advance();

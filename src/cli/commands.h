@@ -33,6 +33,8 @@ void add_bench_command(CLI::App& app, global_options& global);
 void add_bench_serve_command(CLI::App& bench, global_options& global);
 /// @brief `upscale IN... [-o OUT|--output-dir D] [--model M] [--format png|webp|jpg]`.
 void add_upscale_command(CLI::App& app, global_options& global);
+/// @brief `acg2vec watch DIR...`: keeps the collection in step with folders until stopped (watch.cpp).
+void add_watch_command(CLI::App& app, global_options& global);
 /// @brief Creates the data directory if needed.
 void prepare_data_dir(const global_options& global);
 

@@ -72,6 +72,7 @@ int main(int argc, char** argv) {
   cli::add_caption_command(app);
   cli::add_model_commands(app, global);
   cli::add_collection_commands(app, global);
+  cli::add_watch_command(app, global);
   cli::add_migrate_command(app, global);
   cli::add_bench_command(app, global);
   cli::add_upscale_command(app, global);

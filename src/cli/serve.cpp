@@ -14,6 +14,7 @@
 #include "index/open_index.h"
 #include "models/registry.h"
 #include "search/service.h"
+#include "search/watch.h"
 #include "store/open_store.h"
 #include "runtime/threads.h"
 #include "server/access.h"
@@ -194,8 +195,26 @@ void add_serve_command(CLI::App& app, global_options& global) {
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
 
+  // Watch folders (search/watch.h, docs/watch.md).
+  auto watch_dirs = std::make_shared<std::vector<std::string>>();
+  auto watch_settle_ms = std::make_shared<int>(500);
+  auto watch_workers = std::make_shared<std::size_t>(2);
+  cmd->add_option("--watch", *watch_dirs,
+                  "folder to keep the collection in step with: new, changed, moved and deleted files (repeatable)")
+      ->envname("ACG2VEC_WATCH")
+      ->delimiter(',')
+      ->check(CLI::ExistingDirectory);
+  cmd->add_option("--watch-settle-ms", *watch_settle_ms, "quiet time after the last change before watched files are read")
+      ->envname("ACG2VEC_WATCH_SETTLE_MS")
+      ->check(CLI::Range(10, 600000))
+      ->capture_default_str();
+  cmd->add_option("--watch-workers", *watch_workers, "watched images analysed at once, per folder")
+      ->envname("ACG2VEC_WATCH_WORKERS")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+
   cmd->callback([&global, opts, max_upload_mb, max_request_mb, port_file, max_pixels, intra_threads, api_key_file,
-                 cors_origins, body_budget_mb, max_instances] {
+                 cors_origins, body_budget_mb, max_instances, watch_dirs, watch_settle_ms, watch_workers] {
     runtime::configure_threads(*intra_threads);
     server_options options = *opts;
     options.max_upload_bytes = *max_upload_mb << 20;
@@ -223,6 +242,18 @@ void add_serve_command(CLI::App& app, global_options& global) {
     search_service service(global.data_dir, *store, spaces, registry);
     // Every route that decodes an upload, inserts included, applies the same limits.
     service.set_decode_limits(image::decode_limits{options.max_upload_bytes, *max_pixels});
+    std::unique_ptr<watch::folder_watcher> watcher;
+    if (!watch_dirs->empty()) {
+      watch::watch_options wo;
+      wo.settle = std::chrono::milliseconds(*watch_settle_ms);
+      wo.workers = *watch_workers;
+      wo.max_file_bytes = options.max_upload_bytes;
+      wo.exclude = {global.data_dir, global.models_dir};
+      watcher = std::make_unique<watch::folder_watcher>(
+          service, global.data_dir / "watch", std::vector<std::filesystem::path>(watch_dirs->begin(), watch_dirs->end()),
+          wo);
+      service.add_stats_section("watch", [w = watcher.get()] { return w->status_json(); });
+    }
     registry.start();
     // Vector spaces depend on which embedding models loaded; they are defined (and rebuilt from
     // the store when stale) once loading is over. Until then /health answers 503.
@@ -237,6 +268,8 @@ void add_serve_command(CLI::App& app, global_options& global) {
         spdlog::error("vector spaces could not be opened: {}", e.what());
       }
       spaces_ready = true;
+      // Watched folders start once items can be added (their first step is a reconcile pass).
+      if (watcher && spaces_error.empty()) watcher->start();
       // Thumbnails whose item was deleted by a process that died before removing the file.
       try {
         if (auto n = service.sweep_thumbnails()) spdlog::info("removed {} orphaned thumbnails", n);
@@ -288,6 +321,8 @@ void add_serve_command(CLI::App& app, global_options& global) {
     }
     spaces_thread.join();
     join_vocabulary();
+    // In-flight watched files finish; the rest is caught by the next start's reconcile pass.
+    if (watcher) watcher->stop();
     if (spaces_ready && spaces_error.empty()) service.save_indexes();
     spdlog::info("stopped");
   });

@@ -306,6 +306,23 @@ bool search_service::remove(std::string_view id) {
   return existed;
 }
 
+std::optional<store::item> search_service::update_source(std::string_view id, std::string source) {
+  store::validate_item_id(id);
+  std::lock_guard lock(write_mutex_);
+  auto it = store_.get(id);
+  if (!it) return std::nullopt;
+  if (it->source == source) return it;
+  it->source = std::move(source);
+  it->updated_at = now_ms();
+  store_.upsert(*it);
+  return it;
+}
+
+void search_service::add_stats_section(std::string name, std::function<json()> f) {
+  std::lock_guard lock(stats_mutex_);
+  stats_sections_.emplace_back(std::move(name), std::move(f));
+}
+
 std::optional<store::item> search_service::get(std::string_view id) const {
   store::validate_item_id(id);
   return store_.get(id);
@@ -426,7 +443,10 @@ json search_service::stats() const {
     spaces[s.name] = {{"dim", s.dim}, {"size", s.size}, {"metric", index::to_string(s.space_metric)},
                       {"index", index::to_string(s.kind)}};
   }
-  return {{"items", store_.count()}, {"spaces", spaces}, {"generation", store_.generation()}};
+  json out{{"items", store_.count()}, {"spaces", spaces}, {"generation", store_.generation()}};
+  std::lock_guard lock(stats_mutex_);
+  for (const auto& [name, f] : stats_sections_) out[name] = f();
+  return out;
 }
 
 std::optional<std::string> search_service::thumbnail(std::string_view id) const {

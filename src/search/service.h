@@ -84,9 +84,15 @@ class search_service {
   store::item update_metadata(std::string_view id, const nlohmann::json& metadata);
   /// @brief Deletes an item everywhere, its thumbnail included; false when it did not exist.
   bool remove(std::string_view id);
+  /// @brief Replaces only the source (path or URL) of a stored item, e.g. after the watched file
+  /// was renamed; nullopt when the item does not exist.
+  std::optional<store::item> update_source(std::string_view id, std::string source);
+  /// @brief Adds a section to stats(): f() is called on every stats() call (must be thread-safe).
+  void add_stats_section(std::string name, std::function<nlohmann::json()> f);
 
   /// @brief The size and pixel limits every decode of an uploaded image applies.
   void set_decode_limits(image::decode_limits limits) { decode_limits_ = limits; }
+  [[nodiscard]] image::decode_limits decode_limits() const { return decode_limits_; }
   /// @brief Removes thumbnails that no stored item references (left by a crash between a
   /// delete and its file removal) and stray temporary files; returns how many were removed.
   std::size_t sweep_thumbnails();
@@ -133,6 +139,8 @@ class search_service {
                                   const std::string& id);
 
   std::mutex write_mutex_;
+  mutable std::mutex stats_mutex_;
+  std::vector<std::pair<std::string, std::function<nlohmann::json()>>> stats_sections_;
   image::decode_limits decode_limits_;
   std::atomic<std::uint64_t> next_tmp_{0};
 };

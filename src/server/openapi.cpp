@@ -70,7 +70,7 @@ const std::vector<route_doc>& route_docs() {
        {"image", "id", "text", "space", "tags", "any", "none", "rating", "tagger", "min_score", "k", "offset", "cutoff"}},
       {"get", "v1.search", "/v1/search", "Search by id, text or tags (query string)", "",
        {"id", "text", "space", "tags", "any", "none", "rating", "k", "offset", "cutoff"}},
-      {"get", "v1.stats", "/v1/stats", "Item count and vector spaces", "", {}},
+      {"get", "v1.stats", "/v1/stats", "Item count and vector spaces; each watched folder's state under watch (serve --watch)", "", {}},
       {"post", "seed.acgvoc2vec", "/models/acgvoc2vec/feature", "Seed: acgvoc2vec text embedding", "multipart", {"text", "model"}},
       {"post", "seed.dclip_text", "/models/dclip_text/feature", "Seed: DanbooruCLIP text embedding", "multipart", {"text", "model"}},
       {"post", "seed.dclip_image", "/models/dclip_image/feature", "Seed: DanbooruCLIP image embedding", "multipart", {"image", "model"}},
