@@ -7,6 +7,8 @@
 
 namespace acg2vec {
 
+using json = nlohmann::json;
+
 namespace {
 
 // The parameters that turn GET /v1/items from the plain newest-first listing into a browse query.

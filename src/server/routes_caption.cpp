@@ -11,6 +11,8 @@
 
 namespace acg2vec {
 
+using json = nlohmann::json;
+
 namespace {
 
 // Form fields: the tag command's caption flags without "--" (also the keys of its --config file).
