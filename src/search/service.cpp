@@ -313,7 +313,7 @@ std::optional<store::item> search_service::update_source(std::string_view id, st
   if (!it) return std::nullopt;
   if (it->source == source) return it;
   it->source = std::move(source);
-  it->updated_at = now_ms();
+  it->updated_at = unix_time_ms();
   store_.upsert(*it);
   return it;
 }
