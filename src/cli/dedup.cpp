@@ -1,6 +1,8 @@
 // `acg2vec dedup`: duplicate and variant groups of the collection, and resolving them (search/dedup.h).
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "cli/commands.h"
 #include "core/error.h"
 #include "index/open_index.h"

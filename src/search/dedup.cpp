@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <numeric>
@@ -29,15 +30,47 @@ namespace {
 
 using json = nlohmann::json;
 
-// Pair rule between two members aligned into one frame (see analyse_group): they are variants when
-// they differ inside the group's disagreement region by more than variant_region_distance, or when the
-// difference there is variant_localisation times what it is outside (a local change on otherwise equal
-// pixels). Measured on the Ren'Py set (tests/integration/test_dedup_variants.py): transformed copies of
-// one sprite had region distance <= 0.037 and inside/outside ratio <= 9.4; two untouched expression
-// variants had ratio >= 11.6.
-constexpr float variant_region_distance = 0.04f;
-constexpr float variant_localisation = 10.5f;
-constexpr float variant_min_region_distance = 0.001f;
+// Whether member m differs from anchor a by a local change (a variant) rather than by diffuse noise (a
+// copy). Both are aligned into one frame; the tolerant difference map is taken over the interior cells
+// (a crop's new edge and resampling at the border are noise), and the change is local when its
+// variant_top_cells largest cells sum to more than variant_top_sum and hold over variant_top_share of
+// the whole difference. Measured on the Ren'Py set (tests/integration/test_dedup_variants.py, G=64):
+// untouched expression variants had top sums 0.38-2.5 with shares 0.37-0.75; copies against their own
+// original had top sums below 0.28 (mirror, JPEG, white) or shares below 0.06 (crop, half size).
+constexpr int variant_top_cells = 12;
+constexpr float variant_top_sum = 0.3f;
+constexpr float variant_top_share = 0.1f;
+constexpr int variant_border_cells = 4;
+
+bool local_change(const image::fine_alignment& m, const image::fine_alignment& a) {
+  constexpr int g = image::fine_side;
+  std::vector<float> cells;
+  for (int y = variant_border_cells; y < g - variant_border_cells; ++y) {
+    for (int x = variant_border_cells; x < g - variant_border_cells; ++x) {
+      const auto c = static_cast<std::size_t>(y * g + x);
+      if (m.valid[c] == 0 || a.valid[c] == 0) continue;
+      // Tolerant: the closest of a's 3x3 neighbours (as image::tolerant_difference).
+      float best = 2.0f;
+      for (int dy = -1; dy <= 1; ++dy) {
+        for (int dx = -1; dx <= 1; ++dx) {
+          const auto o = static_cast<std::size_t>((y + dy) * g + (x + dx));
+          if (a.valid[o] != 0) best = std::min(best, std::abs(m.warped[c] - a.warped[o]));
+        }
+      }
+      cells.push_back(best);
+    }
+  }
+  if (cells.empty()) return false;
+  const auto top = std::min<std::size_t>(variant_top_cells, cells.size());
+  std::partial_sort(cells.begin(), cells.begin() + static_cast<std::ptrdiff_t>(top), cells.end(), std::greater<>());
+  double top_sum = 0;
+  double total = 0;
+  for (std::size_t i = 0; i < cells.size(); ++i) {
+    total += cells[i];
+    if (i < top) top_sum += cells[i];
+  }
+  return top_sum > variant_top_sum && total > 0 && top_sum / total > variant_top_share;
+}
 
 std::size_t pool_size(std::size_t threads) {
   if (threads > 0) return threads;
@@ -296,24 +329,6 @@ duplicate_group analyse_group(std::span<const group_input> members, std::span<co
       if (!members[i].fine.empty()) aligned[i] = image::align_fine(image::unpack_fine(members[i].fine), *frame);
     }
   }
-  std::vector<const image::fine_alignment*> all;
-  for (const auto& a : aligned) {
-    if (a && a->error <= image::fine_different_above) all.push_back(&*a);
-  }
-  const auto group_region = image::disagreement_region(all);
-  std::vector<std::uint8_t> outside(group_region.size());
-  for (std::size_t c = 0; c < outside.size(); ++c) outside[c] = group_region[c] == 0 ? 1 : 0;
-  const bool have_region = std::count(group_region.begin(), group_region.end(), std::uint8_t{1}) >= 4;
-
-  auto is_variant = [&](std::size_t a, std::size_t b) {
-    if (!aligned[a] || !aligned[b]) return false;  // no fine grid: the first stage alone says copy
-    if (!have_region) return false;
-    const float in = image::tolerant_difference(*aligned[a], *aligned[b], group_region);
-    const float out = std::max(image::tolerant_difference(*aligned[a], *aligned[b], outside), 1e-4f);
-    if (in < 0) return false;
-    return in > variant_region_distance || (in > variant_min_region_distance && in / out > variant_localisation);
-  };
-
   // Anchors, best first; each member joins the anchor closest in the anchors' own disagreement region.
   std::vector<std::size_t> anchor_of(n, n);
   std::vector<float> distance(n, -1.0f);
@@ -338,29 +353,31 @@ duplicate_group analyse_group(std::span<const group_input> members, std::span<co
       anchor_of[i] = target;
       continue;
     }
-    std::vector<const image::fine_alignment*> anchor_grids;
+    // The anchors aligned into this member's own frame, compared where they differ among themselves
+    // (image::rank_fine_candidates).
+    std::vector<std::size_t> with_grid;
+    std::vector<image::fine_grid> grids;
     for (auto a : anchors) {
-      if (aligned[a]) anchor_grids.push_back(&*aligned[a]);
+      if (aligned[a]) {
+        with_grid.push_back(a);
+        grids.push_back(image::unpack_fine(members[a].fine));
+      }
     }
-    const auto region = image::disagreement_region(anchor_grids);
-    const bool use_region = std::count(region.begin(), region.end(), std::uint8_t{1}) >= 4;
     std::size_t best = n;
     float best_d = 0;
     for (auto a : anchors) {
-      if (!aligned[a]) continue;
-      if (identical(members[i], members[a])) {
-        best = a;
-        best_d = 0;
-        break;
-      }
-      float d = use_region ? image::tolerant_difference(*aligned[i], *aligned[a], region) : -1.0f;
-      if (d < 0) d = image::tolerant_difference(*aligned[i], *aligned[a], {});
-      if (d >= 0 && (best == n || d < best_d)) {
-        best = a;
-        best_d = d;
+      if (identical(members[i], members[a])) best = a;
+    }
+    if (best == n && !grids.empty()) {
+      const auto d = image::rank_fine_candidates(image::unpack_fine(members[i].fine), grids);
+      for (std::size_t k = 0; k < d.size(); ++k) {
+        if (std::isfinite(d[k]) && (best == n || d[k] < best_d)) {
+          best = with_grid[k];
+          best_d = d[k];
+        }
       }
     }
-    if (best != n && (identical(members[i], members[best]) || !is_variant(i, best))) {
+    if (best != n && (identical(members[i], members[best]) || !local_change(*aligned[i], *aligned[best]))) {
       anchor_of[i] = best;
       distance[i] = best_d;
     } else {

@@ -458,7 +458,6 @@ std::vector<index::hit> search_service::near_duplicates_first(const image::image
                                                               const index::id_filter* filter) const {
   // Candidates: the signature's nearest neighbours (mirror included) at near-duplicate similarity.
   constexpr std::size_t near_candidates = 20;
-  const std::size_t k = std::max(fetch, near_candidates);
   std::vector<index::hit> candidates;
   if (space == signature_space) {
     for (const auto& h : hits) {

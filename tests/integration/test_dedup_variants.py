@@ -3,8 +3,10 @@
 Each of the 18 images gets five transformed copies made here with Pillow (an implementation independent
 of acg2vec's): mirrored, cropped by 3-5 %, halved, re-encoded as JPEG q70, and composited on white
 (the decoded pixels of the original, saved without alpha: an exact copy in another file). Ground truth:
-copies of one image are duplicates; the sprites of one character (Eileen x3, Lucy x2, Sylvie x4, one
-drawing with other expressions or arms) are variants of each other; everything else is unrelated.
+copies of one image are duplicates; two sprites of one character are variants when they are the same
+drawing with a local change, i.e. under 5 % of their pixels differ (computed here: the Eileen x3 and
+Sylvie x4 expressions differ in 0.2-0.7 %; Lucy's two sprites are two poses differing in 41 %, so they
+count as different drawings); everything else is unrelated.
 
 Measured with the real binary (no model pack: the signature and its fine stage need none):
   - grouping (`acg2vec dedup --json`): precision and recall of "same group" pairs >= 0.98;
@@ -37,11 +39,31 @@ DATA = os.path.join(SOURCE, "tests", "data", "renpy")
 TRANSFORMS = ("mirror", "crop", "half", "jpeg70", "white")
 
 
-def family(name):
-    for character in ("eileen", "lucy", "sylvie"):
-        if character in name:
-            return character
+def character(name):
+    for c in ("eileen", "lucy", "sylvie"):
+        if c in name:
+            return c
     return name
+
+
+VARIANT_SET = {}  # original name -> the name of its variant set (filled by setUpClass)
+
+
+def family(name):
+    return VARIANT_SET.get(name, name)
+
+
+def changed_fraction(a, b):
+    """Fraction of pixels differing by more than 30 levels in some channel (same-size images)."""
+    if a.size != b.size:
+        return 1.0
+    da = a.tobytes()
+    db = b.tobytes()
+    changed = 0
+    for i in range(0, len(da), 3):
+        if max(abs(da[i] - db[i]), abs(da[i + 1] - db[i + 1]), abs(da[i + 2] - db[i + 2])) > 30:
+            changed += 1
+    return changed / (a.size[0] * a.size[1])
 
 
 def on_white(im):
@@ -103,9 +125,17 @@ class DedupVariantsTest(unittest.TestCase):
         cls.copies = []  # (original name, transform, bytes)
         names = sorted(f for f in os.listdir(DATA) if f.endswith((".png", ".jpg")))
         cls.names = [os.path.splitext(n)[0] for n in names]
+        # Variant sets: sprites of one character that differ locally (< 5 % of the pixels).
+        pixels = {os.path.splitext(f)[0]: on_white(Image.open(os.path.join(DATA, f))) for f in names}
+        for i, a in enumerate(cls.names):
+            VARIANT_SET.setdefault(a, a)
+            for b in cls.names[i + 1:]:
+                if character(a) == character(b) != a and changed_fraction(pixels[a], pixels[b]) < 0.05:
+                    VARIANT_SET[b] = VARIANT_SET[a]
         for i, f in enumerate(names):
             base = os.path.splitext(f)[0]
-            data = open(os.path.join(DATA, f), "rb").read()
+            with open(os.path.join(DATA, f), "rb") as src:
+                data = src.read()
             for d in (cls.originals_dir, cls.all_dir):
                 with open(os.path.join(d, f), "wb") as out:
                     out.write(data)
@@ -177,7 +207,7 @@ class DedupVariantsTest(unittest.TestCase):
                     self.assertEqual(m["relation"], "exact", (g["id"], m))
             if len({self.origin_of[m["id"]] for m in g["members"]}) > 1:
                 variant_groups += 1
-        self.assertEqual(variant_groups, 3, "Eileen, Lucy and Sylvie each form one variant group")
+        self.assertEqual(variant_groups, 2, "Eileen's and Sylvie's expressions each form one variant group")
 
     def test_keep_is_the_largest_lossless_copy(self):
         for g in self.report["groups"]:
@@ -211,7 +241,7 @@ class DedupVariantsTest(unittest.TestCase):
             cases = hits = 0
             misses = []
             for base, t, blob in self.copies:
-                if family(base) == base:
+                if character(base) == base:
                     continue  # not a variant sprite
                 cases += 1
                 ctype = "image/jpeg" if t == "jpeg70" else "image/png"

@@ -5,10 +5,12 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <algorithm>
 #include <map>
 #include <random>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 
 #include "core/error.h"
 #include "image/decode.h"
