@@ -33,17 +33,24 @@ using json = nlohmann::json;
 // Whether member m differs from anchor a by a local change (a variant) rather than by diffuse noise (a
 // copy). Both are aligned into one frame; the tolerant difference map is taken over the interior cells
 // (a crop's new edge and resampling at the border are noise), and the change is local when its
-// variant_top_cells largest cells sum to more than variant_top_sum and hold over variant_top_share of
-// the whole difference. Measured on the Ren'Py set (tests/integration/test_dedup_variants.py, G=64):
-// untouched expression variants had top sums 0.38-2.5 with shares 0.37-0.75; copies against their own
-// original had top sums below 0.28 (mirror, JPEG, white) or shares below 0.06 (crop, half size).
+// variant_top_cells largest cells sum to more than variant_top_sum and hold over a share of the whole
+// difference. Measured on the Ren'Py set (tests/integration/test_dedup_variants.py, G=64), cell by
+// cell: untouched expression variants had top sums 0.77-3.8 with shares 0.39-0.74, crops, halves and
+// JPEG copies against their original shares below 0.07; mirrored copies, compared tolerantly (3x3),
+// had top sums below 0.28.
 constexpr int variant_top_cells = 12;
 constexpr float variant_top_sum = 0.3f;
 constexpr float variant_top_share = 0.1f;
+constexpr float variant_plain_top_share = 0.2f;
 constexpr int variant_border_cells = 4;
 
 bool local_change(const image::fine_alignment& m, const image::fine_alignment& a) {
   constexpr int g = image::fine_side;
+  // A mirrored pair keeps a sub-cell misalignment along every line (the border trim is not symmetric),
+  // so it is compared tolerantly; otherwise cell by cell, which keeps an expression change of a few
+  // thin lines visible.
+  const bool tolerant = m.mirrored != a.mirrored;
+  const int reach = tolerant ? 1 : 0;
   std::vector<float> cells;
   for (int y = variant_border_cells; y < g - variant_border_cells; ++y) {
     for (int x = variant_border_cells; x < g - variant_border_cells; ++x) {
@@ -51,8 +58,8 @@ bool local_change(const image::fine_alignment& m, const image::fine_alignment& a
       if (m.valid[c] == 0 || a.valid[c] == 0) continue;
       // Tolerant: the closest of a's 3x3 neighbours (as image::tolerant_difference).
       float best = 2.0f;
-      for (int dy = -1; dy <= 1; ++dy) {
-        for (int dx = -1; dx <= 1; ++dx) {
+      for (int dy = -reach; dy <= reach; ++dy) {
+        for (int dx = -reach; dx <= reach; ++dx) {
           const auto o = static_cast<std::size_t>((y + dy) * g + (x + dx));
           if (a.valid[o] != 0) best = std::min(best, std::abs(m.warped[c] - a.warped[o]));
         }
@@ -69,7 +76,8 @@ bool local_change(const image::fine_alignment& m, const image::fine_alignment& a
     total += cells[i];
     if (i < top) top_sum += cells[i];
   }
-  return top_sum > variant_top_sum && total > 0 && top_sum / total > variant_top_share;
+  return top_sum > variant_top_sum && total > 0 &&
+         top_sum / total > (tolerant ? variant_top_share : variant_plain_top_share);
 }
 
 std::size_t pool_size(std::size_t threads) {
