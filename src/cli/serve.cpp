@@ -304,6 +304,7 @@ void add_serve_command(CLI::App& app, global_options& global) {
     register_upscale_routes(server, models);
     register_search_routes(server, search_route_context{&service, options.max_upload_bytes, *max_pixels});
     register_browse_routes(server, search_route_context{&service, options.max_upload_bytes, *max_pixels});
+    register_duplicate_routes(server, service);
     register_openapi_route(server);
     signal_waiter signals([&server] { server.stop(); });
     spdlog::info("data dir {}, models dir {}, store {}", global.data_dir.string(), global.models_dir.string(),

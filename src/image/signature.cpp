@@ -84,6 +84,8 @@ bool line_flat(const image_rgb8& img, int fixed, int from, int to, bool is_row) 
   return true;
 }
 
+}  // namespace
+
 // The region left after peeling near-uniform rows and columns off the edges, repeated until stable
 // (a black frame around a white margin goes in two rounds). Never below a quarter of either side.
 image_rgb8 trim_flat_borders(const image_rgb8& img) {
@@ -105,7 +107,6 @@ image_rgb8 trim_flat_borders(const image_rgb8& img) {
   return crop(img, x0, y0, x1 - x0, y1 - y0);
 }
 
-}  // namespace
 
 std::vector<float> perceptual_signature(const image_rgb8& img) {
   if (img.empty()) fail(errc::bad_parameter, "cannot compute the signature of an empty image");

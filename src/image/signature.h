@@ -39,6 +39,10 @@ inline constexpr int signature_dim =
 /// original and different drawings <= 0.62, so 0.75 sits in the gap.
 inline constexpr float near_duplicate_similarity = 0.75f;
 
+/// @brief The region left after peeling near-uniform rows and columns off the edges (see above); the
+/// finer stage (fine_signature.h) starts from the same region so both stages see the same content.
+image_rgb8 trim_flat_borders(const image_rgb8& img);
+
 /// @brief The L2-normalised perceptual signature of an image (signature_dim floats).
 std::vector<float> perceptual_signature(const image_rgb8& img);
 

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <map>
 #include <fstream>
 #include <sstream>
@@ -13,7 +14,9 @@
 #include "core/hash.h"
 #include "core/clock.h"
 #include "core/error.h"
+#include "image/fine_signature.h"
 #include "image/signature.h"
+#include "search/dedup.h"
 #include "models/postprocess.h"
 
 namespace acg2vec {
@@ -173,6 +176,9 @@ add_outcome search_service::add_image(std::string_view bytes, item_input input, 
 
   auto img = image::decode_image(bytes, decode_limits_);
   store::item it = analyse(img);
+  // The fine stage's grid, with what the keep rule needs to know about the file.
+  it.vectors[std::string(fine_space)] =
+      image::fine_signature(img, image::lossless_format(image::sniff_image_format(bytes)), bytes.size());
   it.id = outcome.id;
   it.numeric_id = input.numeric_id;
   it.source = std::move(input.source);
@@ -323,6 +329,21 @@ void search_service::add_stats_section(std::string name, std::function<json()> f
   stats_sections_.emplace_back(std::move(name), std::move(f));
 }
 
+void search_service::commit_merge(std::span<const store::item> kept, std::span<const std::string> removed,
+                                  const std::function<void()>& before_commit) {
+  std::lock_guard lock(write_mutex_);
+  std::vector<std::string> hashes;
+  for (const auto& id : removed) {
+    if (auto old = store_.get(id)) hashes.push_back(old->content_hash);
+  }
+  store_.upsert_and_remove(kept, removed, before_commit);
+  // Indexes follow the committed store; a crash before they are saved leaves them stamped with an
+  // older generation, so the next start rebuilds them from the store (index/vector_spaces.h).
+  for (const auto& it : kept) spaces_.apply(it);
+  for (const auto& id : removed) spaces_.remove_everywhere(id);
+  for (const auto& h : hashes) drop_thumbnail_if_unused(h);
+}
+
 std::optional<store::item> search_service::get(std::string_view id) const {
   store::validate_item_id(id);
   return store_.get(id);
@@ -416,6 +437,7 @@ search_result search_service::search(const search_request& req) const {
     std::sort(hits.begin(), hits.end(), [](const auto& a, const auto& b) { return a.score > b.score; });
     if (hits.size() > fetch) hits.resize(fetch);
   }
+  if (req.image) hits = near_duplicates_first(*req.image, space, query, std::move(hits), fetch, allowed ? &filter : nullptr);
   std::size_t skipped = 0;
   for (const auto& h : hits) {
     if (req.item_id && h.id == *req.item_id) continue;
@@ -429,6 +451,79 @@ search_result search_service::search(const search_request& req) const {
     if (auto it = store_.get(h.id)) result.hits.push_back({std::move(*it), h.score, h.distance});
   }
   return result;
+}
+
+std::vector<index::hit> search_service::near_duplicates_first(const image::image_rgb8& img, const std::string& space,
+                                                              std::span<const float> query,
+                                                              std::vector<index::hit> hits, std::size_t fetch,
+                                                              const index::id_filter* filter) const {
+  // Candidates: the signature's nearest neighbours (mirror included) at near-duplicate similarity.
+  constexpr std::size_t near_candidates = 20;
+  std::vector<index::hit> candidates;
+  if (space == signature_space) {
+    for (const auto& h : hits) {
+      if (h.score >= image::near_duplicate_similarity) candidates.push_back(h);
+    }
+  } else {
+    const auto sig = image::perceptual_signature(img);
+    std::map<std::string, index::hit> best;
+    for (const auto& q : {sig, image::mirror_signature(sig)}) {
+      for (auto& h : spaces_.search(signature_space, q, near_candidates, filter)) {
+        if (h.score < image::near_duplicate_similarity) continue;
+        auto [it, inserted] = best.try_emplace(h.id, h);
+        if (!inserted && h.score > it->second.score) it->second = h;
+      }
+    }
+    for (auto& [_, h] : best) candidates.push_back(h);
+  }
+  if (candidates.empty()) return hits;
+  std::vector<image::fine_grid> grids;
+  std::vector<store::item> items;
+  for (const auto& c : candidates) {
+    auto it = store_.get(c.id);
+    if (!it) continue;
+    auto v = it->vectors.find(std::string(fine_space));
+    if (v == it->vectors.end() || !image::is_fine_signature(v->second)) continue;
+    grids.push_back(image::unpack_fine(v->second));
+    items.push_back(std::move(*it));
+  }
+  if (grids.empty()) return hits;
+  const auto distances = image::rank_fine_candidates(image::unpack_fine(image::fine_signature(img, false, 0)), grids);
+  std::vector<std::size_t> near;
+  for (std::size_t i = 0; i < distances.size(); ++i) {
+    if (std::isfinite(distances[i])) near.push_back(i);
+  }
+  std::stable_sort(near.begin(), near.end(), [&](auto a, auto b) { return distances[a] < distances[b]; });
+  std::vector<index::hit> out;
+  std::unordered_set<std::string> placed;
+  for (auto i : near) {
+    index::hit h;
+    h.id = items[i].id;
+    // The score stays the searched space's own: from the hit when the index returned it, else the
+    // cosine of the stored vector (inner-product spaces hold normalised vectors).
+    auto found = std::find_if(hits.begin(), hits.end(), [&](const auto& x) { return x.id == h.id; });
+    if (found != hits.end()) {
+      h = *found;
+    } else if (auto v = items[i].vectors.find(space); v != items[i].vectors.end() && v->second.size() == query.size()) {
+      double dot = 0, nq = 0, nv = 0;
+      for (std::size_t c = 0; c < query.size(); ++c) {
+        dot += static_cast<double>(query[c]) * v->second[c];
+        nq += static_cast<double>(query[c]) * query[c];
+        nv += static_cast<double>(v->second[c]) * v->second[c];
+      }
+      const double cosine = nq > 0 && nv > 0 ? dot / std::sqrt(nq * nv) : 0.0;
+      h.score = static_cast<float>(cosine);
+      h.distance = static_cast<float>(std::sqrt(std::max(0.0, 2.0 - 2.0 * cosine)));
+    } else {
+      continue;  // not in this space at all
+    }
+    placed.insert(h.id);
+    out.push_back(std::move(h));
+  }
+  for (auto& h : hits) {
+    if (!placed.count(h.id)) out.push_back(std::move(h));
+  }
+  return out;
 }
 
 std::vector<std::string> search_service::space_names() const {

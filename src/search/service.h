@@ -13,6 +13,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -119,6 +120,15 @@ class search_service {
   /// @brief Persists the indexes (stamped with the store generation).
   void save_indexes();
 
+  /// @brief The store and indexes, for read-only work beside the service (search/dedup.h).
+  [[nodiscard]] const store::item_store& store() const noexcept { return store_; }
+  [[nodiscard]] const index::vector_spaces& spaces() const noexcept { return spaces_; }
+  /// @brief Writes merged items and removes their duplicates in one store call (one transaction on
+  /// SQLite), then brings the indexes and thumbnails in line. Serialised with every other write.
+  /// before_commit runs inside the transaction (a test hook; see search/dedup.cpp).
+  void commit_merge(std::span<const store::item> kept, std::span<const std::string> removed,
+                    const std::function<void()>& before_commit = {});
+
   /// @brief Hash used for de-duplication (SHA-256, hex).
   static std::string content_hash(std::string_view bytes);
 
@@ -126,6 +136,11 @@ class search_service {
   store::item analyse(const image::image_rgb8& image) const;
   std::vector<float> query_vector(const search_request& request, std::string& space) const;
   std::filesystem::path thumbnail_path(const std::string& hash) const;
+  /// Image queries: near-duplicates of the query (signature candidates re-ranked by the fine stage)
+  /// first, then the other hits (search/dedup.h explains the fine stage).
+  std::vector<index::hit> near_duplicates_first(const image::image_rgb8& img, const std::string& space,
+                                                std::span<const float> query, std::vector<index::hit> hits,
+                                                std::size_t fetch, const index::id_filter* filter) const;
 
   std::filesystem::path data_dir_;
   store::item_store& store_;

@@ -119,3 +119,8 @@ namespace acg2vec {
 /// `quality`): the upscaled image bytes with their content type.
 void register_upscale_routes(http_server& server, model_route_context context);
 }  // namespace acg2vec
+
+namespace acg2vec {
+/// @brief GET /v1/duplicates and POST /v1/duplicates/{group}/resolve (search/dedup.h).
+void register_duplicate_routes(http_server& server, search_service& service);
+}  // namespace acg2vec

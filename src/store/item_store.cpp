@@ -179,4 +179,15 @@ nlohmann::json item_id_to_json(const item& it) {
   return it.id;
 }
 
+std::uint64_t item_store::upsert_and_remove(std::span<const item> upserts, std::span<const std::string> removals,
+                                          const std::function<void()>& before_commit) {
+  std::uint64_t g = upserts.empty() ? generation() : upsert_batch(upserts);
+  if (before_commit) before_commit();
+  for (const auto& id : removals) {
+    remove(id);
+    g = generation();
+  }
+  return g;
+}
+
 }  // namespace acg2vec::store

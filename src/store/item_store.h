@@ -128,6 +128,13 @@ class item_store {
   virtual std::uint64_t upsert_batch(std::span<const item> items) = 0;
   /// @brief Deletes an item with everything attached to it; false if it did not exist.
   virtual bool remove(std::string_view id) = 0;
+  /// @brief Upserts `upserts` and deletes `removals` together (duplicate resolve). The SQLite store
+  /// does it in ONE transaction, so a crash leaves all of it or none; this default (used by the Redis
+  /// store) writes the upserts first and then deletes one by one, so a crash in between leaves the
+  /// merged items beside the ones not yet deleted. before_commit runs after the writes, before the
+  /// commit (tests use it to stop a process mid-transaction).
+  virtual std::uint64_t upsert_and_remove(std::span<const item> upserts, std::span<const std::string> removals,
+                                          const std::function<void()>& before_commit = {});
 
   /// @brief The complete item, or nullopt.
   [[nodiscard]] virtual std::optional<item> get(std::string_view id) const = 0;

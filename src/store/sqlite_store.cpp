@@ -225,6 +225,15 @@ std::uint64_t sqlite_store::write(std::span<const item> items, write_mode mode) 
   std::lock_guard lock(write_mutex_);
   auto& c = *writer_;
   write_transaction tx(c);
+  write_rows(c, items, mode, metadata_text);
+  const std::uint64_t g = bump_generation(c);
+  tx.commit();
+  generation_ = g;
+  return g;
+}
+
+void sqlite_store::write_rows(sqlite_connection& c, std::span<const item> items, write_mode mode,
+                              const std::vector<std::string>& metadata_text) {
   const std::int64_t now = unix_time_ms();
   for (std::size_t n = 0; n < items.size(); ++n) {
     const item& it = items[n];
@@ -280,6 +289,24 @@ std::uint64_t sqlite_store::write(std::span<const item> items, write_mode mode) 
       s.bind_blob(4, v.data(), v.size() * sizeof(float)).run();
     }
   }
+}
+
+std::uint64_t sqlite_store::upsert_and_remove(std::span<const item> upserts, std::span<const std::string> removals,
+                                              const std::function<void()>& before_commit) {
+  const std::vector<std::string> metadata_text = prepare_write_batch(upserts, false);
+  for (const auto& id : removals) validate_item_id(id);
+  std::lock_guard lock(write_mutex_);
+  auto& c = *writer_;
+  write_transaction tx(c);
+  write_rows(c, upserts, write_mode::upsert, metadata_text);
+  for (const auto& id : removals) {
+    for (const char* sql : {"DELETE FROM items WHERE id = ?", "DELETE FROM tags WHERE item_id = ?",
+                            "DELETE FROM scores WHERE item_id = ?", "DELETE FROM vectors WHERE item_id = ?"}) {
+      statement d(c, sql);
+      d.bind(1, id).run();
+    }
+  }
+  if (before_commit) before_commit();
   const std::uint64_t g = bump_generation(c);
   tx.commit();
   generation_ = g;

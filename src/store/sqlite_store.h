@@ -40,6 +40,8 @@ class sqlite_store final : public item_store {
   std::uint64_t insert_batch(std::span<const item> items) override;
   std::uint64_t upsert_batch(std::span<const item> items) override;
   bool remove(std::string_view id) override;
+  std::uint64_t upsert_and_remove(std::span<const item> upserts, std::span<const std::string> removals,
+                                  const std::function<void()>& before_commit = {}) override;
 
   [[nodiscard]] std::optional<item> get(std::string_view id) const override;
   [[nodiscard]] bool contains(std::string_view id) const override;
@@ -65,6 +67,8 @@ class sqlite_store final : public item_store {
   enum class write_mode { insert, upsert };
 
   std::uint64_t write(std::span<const item> items, write_mode mode);
+  void write_rows(sqlite_connection& c, std::span<const item> items, write_mode mode,
+                  const std::vector<std::string>& metadata_text);
   reader_lease acquire_reader() const;
   void release_reader(std::unique_ptr<sqlite_connection> c) const;
 
