@@ -15,7 +15,7 @@ void add_bench_command(CLI::App& app, global_options& global) {
   bench->require_subcommand(0, 1);
   bench->callback([bench] {
     if (bench->get_subcommands().empty()) {
-      fail(errc::bad_parameter, "bench: name an instrument: model, search, http, ingest, soak or serve (see bench --help)");
+      fail(errc::bad_parameter, "bench: name an instrument: model, search, http, ingest, soak, dedup or serve (see bench --help)");
     }
   });
 
@@ -24,6 +24,7 @@ void add_bench_command(CLI::App& app, global_options& global) {
   add_bench_http(*bench);
   add_bench_ingest(*bench, global);
   add_bench_soak(*bench);
+  add_bench_dedup(*bench);
   add_bench_serve_command(*bench, global);
 }
 

@@ -12,6 +12,7 @@
 #include <set>
 #include <thread>
 
+#include "cli/bench_common.h"
 #include "cli/commands.h"
 #include "core/error.h"
 #include "image/signature.h"
@@ -20,23 +21,10 @@
 
 namespace acg2vec::cli {
 
-namespace {
+using namespace bench;
 
-std::string loadavg() {
-  std::ifstream in("/proc/loadavg");
-  std::string a, b, c;
-  in >> a >> b >> c;
-  return a + " " + b + " " + c;
-}
-
-double seconds_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
-
-}  // namespace
-
-void add_bench_dedup_command(CLI::App& bench, global_options& /*global*/) {
-  auto* cmd = bench.add_subcommand("dedup", "duplicate grouping time: ANN self-join vs brute-force pair scan");
+void add_bench_dedup(CLI::App& bench_cmd) {
+  auto* cmd = bench_cmd.add_subcommand("dedup", "duplicate grouping time: ANN self-join vs brute-force pair scan");
   struct opts_t {
     std::vector<std::size_t> sizes{10000, 100000, 1000000};
     std::size_t brute_max = 100000;
@@ -56,7 +44,7 @@ void add_bench_dedup_command(CLI::App& bench, global_options& /*global*/) {
     const float threshold = image::near_duplicate_similarity;
     const std::size_t threads = o->threads > 0 ? o->threads : std::max(1u, std::thread::hardware_concurrency());
     fmt::print("bench dedup: {}-d synthetic signatures, threshold {}, k={}, {} threads, load average {}\n", dim,
-               threshold, o->neighbours, threads, loadavg());
+               threshold, o->neighbours, threads, load_average());
     fmt::print("{:>9}  {:>8}  {:>9}  {:>9}  {:>9}  {:>8}  {:>11}  {:>8}\n", "n", "index", "build s", "join s",
                "pairs", "groups", "brute s", "recall");
     double brute_rate = 0;  // seconds per pair compared, from the largest measured scan

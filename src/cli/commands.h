@@ -37,8 +37,6 @@ void add_upscale_command(CLI::App& app, global_options& global);
 void add_watch_command(CLI::App& app, global_options& global);
 /// @brief `dedup [--space S] [--threshold T] [--json|--csv] [--apply keep-best [--dry-run] [--delete-files]]`.
 void add_dedup_command(CLI::App& app, global_options& global);
-/// @brief `bench dedup`: grouping time of the ANN self-join vs a brute-force pair scan (bench_dedup.cpp).
-void add_bench_dedup_command(CLI::App& bench, global_options& global);
 /// @brief Creates the data directory if needed.
 void prepare_data_dir(const global_options& global);
 

@@ -76,7 +76,6 @@ int main(int argc, char** argv) {
   cli::add_dedup_command(app, global);
   cli::add_migrate_command(app, global);
   cli::add_bench_command(app, global);
-  cli::add_bench_dedup_command(*app.get_subcommand("bench"), global);
   cli::add_upscale_command(app, global);
 
   app.parse_complete_callback([&global] {

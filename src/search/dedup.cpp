@@ -18,6 +18,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "core/hash.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "image/fine_signature.h"
@@ -104,8 +105,6 @@ struct union_find {
   }
   std::vector<std::size_t> parent;
 };
-
-std::string sha256_hex(std::string_view s) { return search_service::content_hash(s); }
 
 keep_facts facts_of(const store::item& it) {
   keep_facts f;

@@ -9,6 +9,8 @@
 
 namespace acg2vec {
 
+using json = nlohmann::json;
+
 namespace {
 
 // The grouping settings, from the query string (GET) or the JSON body (POST); the body wins.

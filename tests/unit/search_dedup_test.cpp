@@ -18,7 +18,7 @@
 #include "image/fine_signature.h"
 #include "image/preprocess.h"
 #include "image/signature.h"
-#include "index/vector_spaces.h"
+#include "search/vector_spaces.h"
 #include "models/registry.h"
 #include "search/dedup.h"
 #include "search/service.h"
@@ -198,7 +198,7 @@ class ResolveTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_ / "models");
     store_ = std::make_unique<store::sqlite_store>(dir_ / "acg2vec.db");
-    spaces_ = std::make_unique<index::vector_spaces>(dir_, *store_);
+    spaces_ = std::make_unique<search::vector_spaces>(dir_, *store_);
     models_ = std::make_unique<model_registry>(dir_ / "models");
     models_->load_all();
     service_ = std::make_unique<search_service>(dir_, *store_, *spaces_, *models_);
@@ -233,7 +233,7 @@ class ResolveTest : public ::testing::Test {
 
   std::filesystem::path dir_;
   std::unique_ptr<store::sqlite_store> store_;
-  std::unique_ptr<index::vector_spaces> spaces_;
+  std::unique_ptr<search::vector_spaces> spaces_;
   std::unique_ptr<model_registry> models_;
   std::unique_ptr<search_service> service_;
 };
