@@ -1,3 +1,7 @@
+// Duplicate and variant groups: the ANN self-join over the signature space, the fine stage that
+// drops pairs of different drawings, the split of each group into drawings and their copies, the
+// keep rule, and resolve. One file because every step works on the same group structures and
+// the resolve replays the grouping it was asked about.
 #include "search/dedup.h"
 
 #include <spdlog/spdlog.h>
