@@ -73,7 +73,7 @@ void add_watch_command(CLI::App& app, global_options& global) {
   cmd->callback([&global, o] {
     prepare_data_dir(global);
     auto store = acg2vec::store::open_store(global.store, global.data_dir);
-    index::vector_spaces spaces(global.data_dir, *store, index::index_factory(global.index));
+    search::vector_spaces spaces(global.data_dir, *store, index::parse_index_address(global.index));
     model_registry models(global.models_dir);
     search_service service(global.data_dir, *store, spaces, models);
     models.load_all();

@@ -122,7 +122,7 @@ class search_service {
 
   /// @brief The store and indexes, for read-only work beside the service (search/dedup.h).
   [[nodiscard]] const store::item_store& store() const noexcept { return store_; }
-  [[nodiscard]] const index::vector_spaces& spaces() const noexcept { return spaces_; }
+  [[nodiscard]] const search::vector_spaces& spaces() const noexcept { return spaces_; }
   /// @brief Writes merged items and removes their duplicates in one store call (one transaction on
   /// SQLite), then brings the indexes and thumbnails in line. Serialised with every other write.
   /// before_commit runs inside the transaction (a test hook; see search/dedup.cpp).
