@@ -1,6 +1,6 @@
 // The folder watcher: one thread per root turns inotify events into dirty paths, and applies
-// each settled batch (plan_changes over the dirty paths) through the search service. One file
-// because the event loop, the catch-up pass and the batch application share one root's state
+// each settled batch (plan_changes over the dirty paths) through the search service.
+// One file because the event loop, the catch-up pass and the batch application share one root's state
 // (its record, dirty set and counters) under one lock; the pure planning is in watch_plan.cpp.
 #include "search/watch.h"
 

@@ -303,8 +303,28 @@ async function main() {
     assert.deepStrictEqual(r.ids, await apiIds(r.query));
   });
 
+  // A server without the duplicate finder: /v1/duplicates answers 404, as it does when the
+  // route is not registered.
+  const withoutDuplicates = async (fn) => {
+    const onRequest = (r) => {
+      if (r.isInterceptResolutionHandled()) return;
+      if (new URL(r.url()).pathname.startsWith('/v1/duplicates')) {
+        r.respond({ status: 404, contentType: 'application/json',
+          body: JSON.stringify({ message: 'no route', error: 'not_found' }) });
+      } else {
+        r.continue();
+      }
+    };
+    await page.setRequestInterception(true);
+    page.on('request', onRequest);
+    try { await fn(); } finally {
+      page.off('request', onRequest);
+      await page.setRequestInterception(false);
+    }
+  };
+
   let opened = '';
-  await step('item page: tags with scores, scores, similar items; no duplicates service (404)', async () => {
+  await step('item page: tags with scores, scores, similar items; no duplicates service (404)', () => withoutDuplicates(async () => {
     allowed = /status of 404/;
     await page.click('#b-reset');
     await waitGrid("!q.get('rating') && !q.get('score')");
@@ -327,7 +347,7 @@ async function main() {
     await shot('04-item-page');
     await page.keyboard.press('Escape');
     await page.waitForFunction(() => !document.querySelector('#item').open);
-  });
+  }));
 
   // The duplicates fixture: the shape of GET /v1/duplicates (i24), over real ids of this collection.
   const ids = await apiIds('limit=100');
@@ -419,12 +439,12 @@ async function main() {
     });
   });
 
-  await step('Duplicates view without the service says so', async () => {
+  await step('Duplicates view without the service says so', () => withoutDuplicates(async () => {
     allowed = /status of 404/;
     await page.click('#dups-load');
     await page.waitForFunction(() => /not available/.test(document.querySelector('#dups-status').textContent));
     assert.strictEqual(await page.$$eval('#dups-groups .dup-group', (g) => g.length), 0);
-  });
+  }));
 
   await step('Caption panel: drop images, change a threshold, edit, download the zip', async () => {
     const files = FIXTURE_IMAGES.slice(0, 3);
