@@ -69,7 +69,7 @@ void add_dedup_command(CLI::App& app, global_options& global) {
     if ((o->dry_run || o->delete_files || !o->groups.empty()) && o->apply.empty())
       fail(errc::bad_parameter, "--dry-run, --delete-files and --group go with --apply keep-best");
     auto store = store::open_store(global.store, global.data_dir);
-    search::vector_spaces spaces(global.data_dir, *store, index::index_factory(global.index));
+    search::vector_spaces spaces(global.data_dir, *store, index::parse_index_address(global.index));
     // Grouping needs no model: only the stored vectors and the signature index.
     model_registry models(global.models_dir);
     search_service service(global.data_dir, *store, spaces, models);
