@@ -6,7 +6,7 @@
 namespace acg2vec::fuzz {
 
 std::int64_t tensor_rank_from_json(const nlohmann::json& value, bool integer) {
-  auto t = tensor_from_json(value, integer ? at::kLong : at::kFloat);
+  auto t = models::tensor_from_json(value, integer ? at::kLong : at::kFloat);
   return t.dim();
 }
 

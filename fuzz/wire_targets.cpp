@@ -14,7 +14,7 @@ namespace acg2vec::fuzz {
 
 int fuzz_http_wire(const std::uint8_t* data, std::size_t size) {
   std::string_view in = as_text(data, size);
-  wire::limits lim;
+  server::limits lim;
   lim.max_header_bytes = 4096;
   lim.max_headers = 32;
   lim.max_request_line = 1024;
@@ -24,19 +24,19 @@ int fuzz_http_wire(const std::uint8_t* data, std::size_t size) {
   std::size_t piece = size ? 1 + data[0] % 61 : 1;
   std::string buf;
   std::size_t scan = 0;
-  wire::request_head head;
-  wire::refusal why;
+  server::request_head head;
+  server::refusal why;
   std::size_t pos = 0;
   while (pos < in.size()) {
     buf.append(in.substr(pos, piece));
     pos += piece;
-    auto st = wire::parse_head(buf, lim, head, why, &scan);
-    if (st == wire::parse_state::refused) {
+    auto st = server::parse_head(buf, lim, head, why, &scan);
+    if (st == server::parse_state::refused) {
       if (why.status < 400 || why.status > 505 || why.message.empty()) std::abort();
-      (void)wire::refusal_response(why, "fuzz");
+      (void)server::refusal_response(why, "fuzz");
       return 0;
     }
-    if (st == wire::parse_state::complete) break;
+    if (st == server::parse_state::complete) break;
   }
   if (head.method.empty()) return 0;
   if (head.head_bytes > buf.size() || head.head_bytes > lim.max_header_bytes + 8) std::abort();
@@ -45,18 +45,18 @@ int fuzz_http_wire(const std::uint8_t* data, std::size_t size) {
   std::string body;
   std::string rest = buf.substr(head.head_bytes) + std::string(in.substr(std::min(pos, in.size())));
   if (head.chunked) {
-    wire::chunked_decoder dec(lim);
-    for (std::size_t i = 0; i < rest.size() && dec.state() == wire::parse_state::incomplete; i += piece) {
+    server::chunked_decoder dec(lim);
+    for (std::size_t i = 0; i < rest.size() && dec.state() == server::parse_state::incomplete; i += piece) {
       dec.feed(std::string_view(rest).substr(i, piece), body);
       if (body.size() > lim.max_body_bytes) std::abort();
     }
   } else {
     body = rest.substr(0, static_cast<std::size_t>(std::min<std::uint64_t>(head.content_length.value_or(0), rest.size())));
   }
-  auto raw = wire::rebuild_request(head, body);
+  auto raw = server::rebuild_request(head, body);
   // What the handler layer receives must itself parse as one complete request.
-  wire::request_head again;
-  if (wire::parse_head(raw, wire::limits{}, again, why) != wire::parse_state::complete) std::abort();
+  server::request_head again;
+  if (server::parse_head(raw, server::limits{}, again, why) != server::parse_state::complete) std::abort();
   if (again.content_length.value_or(0) != body.size() && !(body.empty() && !again.content_length)) std::abort();
   return 0;
 }
@@ -79,14 +79,14 @@ int fuzz_key_file(const std::uint8_t* data, std::size_t size) {
   quiet_logs();
   std::string_view text = as_text(data, size);
   try {
-    auto keys = access::parse_key_file(text, "fuzz");
-    access::key_set set(keys);
+    auto keys = server::parse_key_file(text, "fuzz");
+    server::key_set set(keys);
     // Every key that loads must authenticate. A lookup compares against every key in constant
     // time, so checking all of a file of thousands of keys is quadratic; the first 32 are enough.
     for (std::size_t i = 0; i < keys.size() && i < 32; ++i) {
       const auto& k = keys[i];
       if (!set.find(k)) std::abort();
-      auto presented = access::presented_key("Bearer " + k, "");
+      auto presented = server::presented_key("Bearer " + k, "");
       if (!presented || *presented != k) std::abort();
     }
     // A presented key with bytes after a NUL never matches a loaded key.
@@ -98,7 +98,7 @@ int fuzz_key_file(const std::uint8_t* data, std::size_t size) {
     }
   } catch (const error&) {
   }
-  (void)access::presented_key(text, text);
+  (void)server::presented_key(text, text);
   return 0;
 }
 

@@ -13,8 +13,11 @@ parameters are randomised so that BatchNorm folding in a runtime is actually exe
 
 Profiles: "ci" keeps every architecture's structure (and so its ONNX op types) at reduced
 width/depth and 64x64 images so that the parity test runs in seconds on 2 cores; "full" uses
-the published sizes at 224x224 (ResNet-50, MobileNetV2, ConvNeXt-T, ViT-B/16, Swin-T, BERT-base)
-and DeepDanbooru v3 at 512x512 with its 9176 tags, for benchmarks.
+the published sizes at 224x224 (ResNet-50, MobileNetV2, ConvNeXt-T, ViT-B/16, Swin-T, BERT-base),
+DeepDanbooru v3 at 512x512 with its 9176 tags and a WD-style tagger ViT-B/16 at 448x448 (NHWC
+input, 10,861 sigmoid outputs), for benchmarks. "mixed" is a small 96x96 graph of the op mix where
+per-node overhead and fusion decide (conv+BN+hardswish, depthwise and grouped conv, squeeze-excite,
+attention with LayerNorm), the same in both profiles.
 """
 
 import argparse
@@ -257,6 +260,57 @@ class ViT(nn.Module):
         return self.head(x[:, 0])
 
 
+# ---------------------------------------------------------------- WD-style tagger ViT
+class WDViT(nn.Module):
+    """The shape of SmilingWolf's WD ViT taggers: a timm-style ViT-B/16 at 448x448 over an NHWC input
+    (the ONNX files take BGR 0-255 pixels in NHWC), 10,861 tags, each an independent sigmoid."""
+
+    def __init__(self, image=448, patch=16, dim=768, depth=12, heads=12, tags=10861):
+        super().__init__()
+        self.vit = ViT(image, patch, dim, depth, heads, tags)
+
+    def forward(self, x):
+        return torch.sigmoid(self.vit(x.permute(0, 3, 1, 2)))
+
+
+# ---------------------------------------------------------------- mixed small graph
+class SqueezeExcite(nn.Module):
+    def __init__(self, c, r=4):
+        super().__init__()
+        self.reduce = nn.Conv2d(c, c // r, 1)
+        self.expand = nn.Conv2d(c // r, c, 1)
+
+    def forward(self, x):
+        g = x.mean([-2, -1], keepdim=True)
+        return x * F.hardsigmoid(self.expand(F.relu(self.reduce(g))))
+
+
+class MixedNet(nn.Module):
+    """A small graph of the op mix that per-node overhead and fusion decide: conv + BN + hardswish, a
+    depthwise and a grouped conv, a squeeze-excite gate, multi-head attention with LayerNorm and GELU,
+    token mean pooling (96x96 input)."""
+
+    def __init__(self, c=32, dim=64, heads=4, classes=100):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, c, 3, 2, 1, bias=False), nn.BatchNorm2d(c), nn.Hardswish())
+        self.expand = nn.Sequential(nn.Conv2d(c, 4 * c, 1, bias=False), nn.BatchNorm2d(4 * c), nn.Hardswish())
+        self.depthwise = nn.Sequential(nn.Conv2d(4 * c, 4 * c, 3, 1, 1, groups=4 * c, bias=False),
+                                       nn.BatchNorm2d(4 * c), nn.Hardswish())
+        self.se = SqueezeExcite(4 * c)
+        self.project = nn.Sequential(nn.Conv2d(4 * c, c, 1, bias=False), nn.BatchNorm2d(c))
+        self.grouped = nn.Sequential(nn.Conv2d(c, dim, 3, 2, 1, groups=4, bias=False), nn.BatchNorm2d(dim),
+                                     nn.Hardswish())
+        self.blocks = nn.Sequential(EncoderBlock(dim, heads), EncoderBlock(dim, heads))
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = x + self.project(self.se(self.depthwise(self.expand(x))))
+        x = self.grouped(x).flatten(2).transpose(1, 2)
+        return self.head(self.norm(self.blocks(x)).mean(1))
+
+
 # ---------------------------------------------------------------- Swin-T
 def window_partition(x, w):
     b, h, wd, c = x.shape
@@ -458,6 +512,9 @@ def specs(profile):
                         build=lambda: ViT(img, 16, 64, 2, 4, 100) if ci else ViT()),
         "swin_t": dict(opset=16, image=img,
                        build=lambda: Swin(img, 4, 16, (2, 2), (2, 4), 4, 100) if ci else Swin()),
+        "wd_vit": dict(opset=17, image=64 if ci else 448, nhwc=True,
+                       build=lambda: WDViT(64, 16, 64, 2, 4, 300) if ci else WDViT()),
+        "mixed": dict(opset=17, image=96, keep_bn=True, build=lambda: MixedNet()),
         "bert": dict(opset=14, seq=16 if ci else 128,
                      build=lambda: Bert(1000, 64, 2, 4, 128, 64) if ci else Bert()),
     }
@@ -490,6 +547,8 @@ def export(name, spec, out_dir, seed):
     else:
         def make(batch):
             g = torch.Generator().manual_seed(seed + batch)
+            if spec.get("nhwc"):
+                return (torch.rand(batch, spec["image"], spec["image"], 3, generator=g) * 255,)
             return (torch.randn(batch, 3, spec["image"], spec["image"], generator=g),)
         input_names, output_names = ["image"], ["logits"]
         dynamic = {"image": {0: "batch"}, "logits": {0: "batch"}}

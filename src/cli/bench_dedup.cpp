@@ -7,7 +7,6 @@
 
 #include <chrono>
 #include <cmath>
-#include <fstream>
 #include <random>
 #include <set>
 #include <thread>
@@ -79,14 +78,14 @@ void add_bench_dedup(CLI::App& bench_cmd) {
       const double build = seconds_since(t0);
       t0 = std::chrono::steady_clock::now();
       auto search = [&](std::span<const float> q, std::size_t k) { return idx.search(q, k); };
-      auto pairs = self_join(ids, data, dim, search, o->neighbours, threshold, true, threads);
-      auto groups = connected_groups(n, pairs);
+      auto pairs = search::self_join(ids, data, dim, search, o->neighbours, threshold, true, threads);
+      auto groups = search::connected_groups(n, pairs);
       const double join = seconds_since(t0);
       std::string brute = "-";
       std::string recall = "-";
       if (n <= o->brute_max) {
         t0 = std::chrono::steady_clock::now();
-        auto all = brute_force_pairs(data, dim, threshold, threads);
+        auto all = search::brute_force_pairs(data, dim, threshold, threads);
         const double s = seconds_since(t0);
         brute_rate = s / (static_cast<double>(n) * (n - 1) / 2);
         brute = fmt::format("{:.2f}", s);

@@ -1,30 +1,15 @@
 // `acg2vec bench http`: bounded load on a loopback server; throughput and latency percentiles.
 #include <httplib.h>
-#include <signal.h>
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <algorithm>
-#include <array>
-#include <deque>
 #include <map>
-#include <random>
 #include <atomic>
 #include <latch>
-#include <cmath>
 #include <chrono>
-#include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
-#include <functional>
 #include <memory>
-#include <numeric>
-#include <optional>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -37,7 +22,6 @@
 #include "core/error.h"
 #include "models/manifest.h"
 #include "runtime/blas.h"
-#include "runtime/threads.h"
 
 namespace acg2vec::cli {
 
@@ -129,7 +113,7 @@ load_result generate_load(const std::string& host, int port, int clients, double
 
 /// A copy of a pack (files linked, manifest rewritten) with another max_batch.
 fs::path pack_with_max_batch(const fs::path& pack, const fs::path& models_root, int max_batch) {
-  auto m = load_manifest(pack);
+  auto m = models::load_manifest(pack);
   auto dir = models_root / m.name;
   fs::create_directories(dir);
   for (const auto& entry : fs::directory_iterator(fs::canonical(pack))) {

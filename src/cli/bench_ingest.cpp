@@ -1,32 +1,14 @@
 // `acg2vec bench ingest`: where ingest time goes (decode, preprocess, inference, store) against
 // the model alone.
 #include <ATen/ATen.h>
-#include <signal.h>
-#include <ATen/Parallel.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <array>
-#include <deque>
-#include <map>
-#include <random>
 #include <atomic>
-#include <latch>
-#include <cmath>
 #include <chrono>
-#include <cstdio>
-#include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
-#include <functional>
 #include <memory>
-#include <numeric>
-#include <optional>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -40,10 +22,8 @@
 #include "image/decode.h"
 #include "image/signature.h"
 #include "search/vector_spaces.h"
-#include "models/manifest.h"
 #include "models/registry.h"
 #include "runtime/blas.h"
-#include "runtime/compute.h"
 #include "runtime/threads.h"
 #include "search/service.h"
 #include "store/sqlite_store.h"
@@ -69,9 +49,9 @@ double ingest_once(const global_options& global, const fs::path& data_dir, const
   fs::create_directories(data_dir);
   store::sqlite_store store(data_dir / "acg2vec.db");
   search::vector_spaces spaces(data_dir, store);
-  model_registry models(global.models_dir);
+  models::model_registry models(global.models_dir);
   models.load_all();
-  search_service service(data_dir, store, spaces, models);
+  search::search_service service(data_dir, store, spaces, models);
   service.define_spaces();
   std::atomic<std::size_t> next{0};
   auto start = clock_type::now();
@@ -79,10 +59,10 @@ double ingest_once(const global_options& global, const fs::path& data_dir, const
   for (std::size_t w = 0; w < workers; ++w) {
     pool.emplace_back([&] {
       for (std::size_t i = next++; i < files.size(); i = next++) {
-        item_input in;
+        search::item_input in;
         in.id = fmt::format("{}-{}", i, files[i].filename().string());
         try {
-          (void)service.add_image(bytes[i], std::move(in), write_mode::skip_existing);
+          (void)service.add_image(bytes[i], std::move(in), search::write_mode::skip_existing);
         } catch (const error& e) {
           spdlog::warn("{}: {}", files[i].string(), e.what());
         }
@@ -114,12 +94,12 @@ void run_bench_ingest(const global_options& global, const ingest_options& o) {
   if (images.empty()) fail(errc::not_found, "bench ingest: no images under {}", o.dir);
   runtime::configure_threads(0);
 
-  model_registry models(global.models_dir);
+  models::model_registry models(global.models_dir);
   models.load_all();
-  std::vector<std::shared_ptr<const model_entry>> active;
+  std::vector<std::shared_ptr<const models::model_entry>> active;
   std::size_t shared_packs = 0;
   for (const auto& e : models.entries()) {
-    if (e->state != model_state::ready || !e->takes_images()) continue;
+    if (e->state != models::model_state::ready || !e->takes_images()) continue;
     // A pack cut from another's network gets its value from that pack's pass, in the service
     // and here alike: counting a second pass would flatter the ingest ratio.
     if (!e->shared_pass_of.empty()) {

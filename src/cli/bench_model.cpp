@@ -1,30 +1,15 @@
 // `acg2vec bench model`: images/s of the runtime against ONNX Runtime (node) and PyTorch eager on
 // the same graph, in one run, plus the machine's conv/GEMM peak.
 #include <ATen/ATen.h>
-#include <signal.h>
-#include <ATen/Parallel.h>
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
-#include <deque>
-#include <map>
-#include <random>
-#include <atomic>
-#include <latch>
-#include <cmath>
 #include <chrono>
-#include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <functional>
 #include <memory>
-#include <numeric>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -171,17 +156,17 @@ void run_bench_model(const model_options& o) {
   // The executor under test and, for peers, the ONNX file it came from.
   fs::path onnx_file;
   std::unique_ptr<runtime::executor> owned;
-  std::unique_ptr<graph_model> model;
+  std::unique_ptr<models::graph_model> model;
   std::string label;
   if (!o.onnx.empty()) {
     onnx_file = fs::absolute(o.onnx);
     owned = std::make_unique<runtime::executor>(runtime::load_onnx(onnx_file));
     label = onnx_file.stem().string();
   } else {
-    auto m = load_manifest(o.pack);
+    auto m = models::load_manifest(o.pack);
     if (!m.base.empty()) fail(errc::bad_parameter, "pack '{}' reuses '{}': bench the base pack", m.name, m.base);
-    if (m.format == model_format::onnx) onnx_file = m.file;
-    model = std::make_unique<graph_model>(m, load_graph(m.format, m.file));
+    if (m.format == models::model_format::onnx) onnx_file = m.file;
+    model = std::make_unique<models::graph_model>(m, models::load_graph(m.format, m.file));
     label = m.name;
   }
   const runtime::executor& ex = owned ? *owned : model->executor();

@@ -1,31 +1,13 @@
 // `acg2vec bench search`: vector index build time, memory, QPS and recall against brute force.
 #include <ATen/ATen.h>
-#include <signal.h>
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <array>
-#include <deque>
-#include <map>
-#include <random>
-#include <atomic>
-#include <latch>
 #include <cmath>
 #include <chrono>
-#include <cstdio>
-#include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
-#include <functional>
 #include <memory>
-#include <numeric>
-#include <optional>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>

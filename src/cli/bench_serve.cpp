@@ -9,7 +9,6 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 #include <httplib.h>
-#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,7 +22,6 @@
 #include <iterator>
 #include <latch>
 #include <memory>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -175,18 +173,18 @@ timing time_passes(double seconds, std::int64_t items_per_pass, F&& fn) {
   return r;
 }
 
-std::string route_for(model_task task) {
+std::string route_for(models::model_task task) {
   switch (task) {
-    case model_task::classifier: return "/v1/classify";
-    case model_task::tagger: return "/v1/tag";
-    case model_task::image_embedding: return "/v1/embed/image";
+    case models::model_task::classifier: return "/v1/classify";
+    case models::model_task::tagger: return "/v1/tag";
+    case models::model_task::image_embedding: return "/v1/embed/image";
     default: return {};
   }
 }
 
 void run_bench_serve(const global_options& global, const serve_options& o) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
-  const auto m = load_manifest(o.pack);
+  const auto m = models::load_manifest(o.pack);
   if (!m.base.empty()) fail(errc::bad_parameter, "pack '{}' reuses '{}': bench the base pack", m.name, m.base);
   const std::string route = route_for(m.task);
   if (route.empty()) {
@@ -236,8 +234,8 @@ void run_bench_serve(const global_options& global, const serve_options& o) {
   fmt::print("CPU: {}\n{}\n", cpu_flags_summary(), runtime::describe_blas());
 
   // 1. Model-only, on the compute thread, with the forward the batcher calls.
-  std::unique_ptr<graph_model> model;
-  runtime::on_compute_thread([&] { model = std::make_unique<graph_model>(m, load_graph(m.format, m.file)); });
+  std::unique_ptr<models::graph_model> model;
+  runtime::on_compute_thread([&] { model = std::make_unique<models::graph_model>(m, models::load_graph(m.format, m.file)); });
   if (!model->takes_images()) fail(errc::bad_parameter, "pack '{}' does not take images", m.name);
   // Decode + preprocess of the posted image on this (non-compute) thread, as a request worker does.
   at::Tensor one;

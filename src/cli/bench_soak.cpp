@@ -1,11 +1,7 @@
 // `acg2vec bench soak`: mixed load for a fixed time; counts 5xx and unanswered requests and
 // follows the server's RSS.
 #include <httplib.h>
-#include <signal.h>
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -13,19 +9,10 @@
 #include <map>
 #include <random>
 #include <atomic>
-#include <latch>
-#include <cmath>
 #include <chrono>
-#include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
-#include <functional>
 #include <memory>
-#include <numeric>
-#include <optional>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -37,7 +24,6 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "models/manifest.h"
-#include "runtime/threads.h"
 
 namespace acg2vec::cli {
 
@@ -82,7 +68,7 @@ double slope(const std::vector<std::pair<double, double>>& xy) {
 void run_bench_soak(const soak_options& o) {
   line_buffered_stdout();
   const fs::path pack = fs::canonical(o.pack);
-  const std::string model = load_manifest(pack).name;
+  const std::string model = models::load_manifest(pack).name;
   const std::string space = model + "-embedding";
   std::vector<std::string> images;
   const fs::path image_dir = o.images.empty() ? source_root() / "tests" / "data" / "nsfw" : fs::path(o.images);

@@ -35,8 +35,8 @@ struct collection {
   }
   std::unique_ptr<store::item_store> store;
   search::vector_spaces spaces;
-  model_registry models;
-  search_service service;
+  models::model_registry models;
+  search::search_service service;
 };
 
 }  // namespace
@@ -84,19 +84,19 @@ void add_collection_commands(CLI::App& app, global_options& global) {
         for (const auto& f : files) {
           jobs.push_back(pool.submit([&, f] {
             try {
-              item_input in;
+              search::item_input in;
               // The path as found under the folder: relative() would resolve symlinks and name a
               // linked file by its target ("../../elsewhere/x.png").
               in.id = f.lexically_relative(root).generic_string();
               in.source = f.string();
-              auto r = ingest_bytes(c.service, read_file(f, "image", o->max_mb << 20), std::move(in),
-                                    write_mode::skip_existing);
+              auto r = search::ingest_bytes(c.service, read_file(f, "image", o->max_mb << 20), std::move(in),
+                                    search::write_mode::skip_existing);
               switch (r.status) {
-                case ingest_status::stored: ++stored; break;
-                case ingest_status::duplicate: ++duplicates; break;
-                case ingest_status::existing: ++existing; break;
-                case ingest_status::not_image: ++non_images; break;
-                case ingest_status::failed:
+                case search::ingest_status::stored: ++stored; break;
+                case search::ingest_status::duplicate: ++duplicates; break;
+                case search::ingest_status::existing: ++existing; break;
+                case search::ingest_status::not_image: ++non_images; break;
+                case search::ingest_status::failed:
                   ++failed;
                   spdlog::warn("{}: {}", f.string(), r.error);
                   break;
@@ -144,7 +144,7 @@ void add_collection_commands(CLI::App& app, global_options& global) {
     cmd->add_flag("--json", o->as_json, "JSON output");
     cmd->callback([&global, o] {
       collection c(global);
-      search_request r;
+      search::search_request r;
       auto split = [](const std::string& s) {
         std::vector<std::string> out;
         std::stringstream ss(s);

@@ -34,7 +34,7 @@ void add_dedup_command(CLI::App& app, global_options& global) {
     std::string space;
     float threshold = 0;
     std::size_t neighbours = 16;
-    std::string keep_rule{default_keep_rule};
+    std::string keep_rule{search::default_keep_rule};
     bool as_json = false;
     bool as_csv = false;
     std::string apply;
@@ -71,10 +71,10 @@ void add_dedup_command(CLI::App& app, global_options& global) {
     auto store = store::open_store(global.store, global.data_dir);
     search::vector_spaces spaces(global.data_dir, *store, index::parse_index_address(global.index));
     // Grouping needs no model: only the stored vectors and the signature index.
-    model_registry models(global.models_dir);
-    search_service service(global.data_dir, *store, spaces, models);
+    models::model_registry models(global.models_dir);
+    search::search_service service(global.data_dir, *store, spaces, models);
     service.define_spaces();
-    if (!o->space.empty() && o->space != signature_space) {
+    if (!o->space.empty() && o->space != search::signature_space) {
       const auto counts = store->vector_counts();
       auto c = counts.find(o->space);
       if (c == counts.end() || c->second.dim <= 0) fail(errc::not_found, "no stored vectors in space '{}'", o->space);
@@ -82,27 +82,27 @@ void add_dedup_command(CLI::App& app, global_options& global) {
       fo.name = o->space;
       spaces.define({o->space, c->second.dim, index::metric::inner_product, fo});
     }
-    dedup_options d;
+    search::dedup_options d;
     d.space = o->space;
     if (cmd->count("--threshold") > 0) d.threshold = o->threshold;
     d.neighbours = o->neighbours;
-    d.keep_rule = parse_keep_rule(o->keep_rule);
-    auto report = find_duplicates(service, d);
+    d.keep_rule = search::parse_keep_rule(o->keep_rule);
+    auto report = search::find_duplicates(service, d);
 
     if (!o->apply.empty()) {
-      std::vector<resolve_plan> plans;
+      std::vector<search::resolve_plan> plans;
       for (const auto& g : report.groups) {
         if (!o->groups.empty() && std::find(o->groups.begin(), o->groups.end(), g.id) == o->groups.end()) continue;
-        plans.push_back(plan_resolve(service, g));
+        plans.push_back(search::plan_resolve(service, g));
       }
       for (const auto& id : o->groups) {
         if (std::none_of(report.groups.begin(), report.groups.end(), [&](const auto& g) { return g.id == id; }))
           fail(errc::not_found, "no duplicate group {}", id);
       }
-      resolve_options ro;
+      search::resolve_options ro;
       ro.dry_run = o->dry_run;
       ro.delete_files = o->delete_files;
-      auto result = apply_resolve(service, plans, ro);
+      auto result = search::apply_resolve(service, plans, ro);
       if (!o->dry_run) service.save_indexes();
       if (o->as_json) {
         fmt::print("{}\n", result.dump(-1, ' ', false, json::error_handler_t::replace));

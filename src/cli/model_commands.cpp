@@ -31,7 +31,7 @@ struct file_result {
 
 // Decodes files on a small pool while the model runs, and feeds the model in chunks of its
 // max_batch so many files share forward passes.
-std::vector<file_result> run_files(const graph_model& model, const std::vector<std::string>& files) {
+std::vector<file_result> run_files(const models::graph_model& model, const std::vector<std::string>& files) {
   std::vector<file_result> results(files.size());
   // This thread only merges decoded images; forwards run on the compute thread (runtime/compute.h).
   runtime::single_openmp_thread();
@@ -67,8 +67,8 @@ std::vector<file_result> run_files(const graph_model& model, const std::vector<s
   return results;
 }
 
-model_registry& loaded_registry(const global_options& global, std::unique_ptr<model_registry>& holder) {
-  holder = std::make_unique<model_registry>(global.models_dir);
+models::model_registry& loaded_registry(const global_options& global, std::unique_ptr<models::model_registry>& holder) {
+  holder = std::make_unique<models::model_registry>(global.models_dir);
   holder->load_all();
   return *holder;
 }
@@ -85,23 +85,23 @@ int report_failures(const std::vector<file_result>& results) {
 }
 
 // One pack: load it the way serve does and run it once on a grey image or a word.
-void check_pack(const model_manifest& m) {
+void check_pack(const models::model_manifest& m) {
   if (!m.base.empty()) fail(errc::bad_parameter, "pack '{}' reuses '{}': check the base pack", m.name, m.base);
-  if (m.task == model_task::clip_text || m.task == model_task::text_embedding) {
-    auto text = text_model::load(m);
+  if (m.task == models::model_task::clip_text || m.task == models::model_task::text_embedding) {
+    auto text = models::text_model::load(m);
     auto v = text->embed({"1girl"});
     fmt::print("pack '{}' ({}, {}): text → [{}]\n", m.name, to_string(m.task), to_string(m.format),
                fmt::join(v.sizes(), ", "));
     if (auto vision = text->vision()) {
-      clip_image_model image(vision);
+      models::clip_image_model image(vision);
       image::image_rgb8 grey{64, 64, std::vector<std::uint8_t>(64 * 64 * 3, 128)};
       fmt::print("pack '{}-image': image → [{}]\n", m.name, fmt::join(image.embed(grey).sizes(), ", "));
     }
     fmt::print("pack '{}' is valid\n", m.name);
     return;
   }
-  auto graph = load_graph(m.format, m.file);
-  graph_model model(m, graph);
+  auto graph = models::load_graph(m.format, m.file);
+  models::graph_model model(m, graph);
   auto info = model.describe();
   fmt::print("{}\n", info.dump(2));
   if (model.takes_images()) {
@@ -146,19 +146,19 @@ void add_model_commands(CLI::App& app, global_options& global) {
       for (const auto& f : o->files) {
         if (std::filesystem::is_directory(f)) fail(errc::bad_parameter, "{} is a directory (use --captions to caption a folder)", f);
       }
-      std::unique_ptr<model_registry> holder;
+      std::unique_ptr<models::model_registry> holder;
       auto& reg = loaded_registry(global, holder);
-      auto e = reg.resolve(o->model, model_task::tagger);
-      tag_options opts;
+      auto e = reg.resolve(o->model, models::model_task::tagger);
+      models::tag_options opts;
       opts.include_all = o->all;
       if (o->threshold >= 0) {
-        opts.thresholds[tag_category::general] = o->threshold;
-        opts.thresholds[tag_category::character] = o->threshold;
+        opts.thresholds[models::tag_category::general] = o->threshold;
+        opts.thresholds[models::tag_category::character] = o->threshold;
       }
       auto results = run_files(*e->graph, o->files);
       for (const auto& r : results) {
         if (!r.error.empty()) continue;
-        auto report = tag_report(e->manifest, r.outputs.at(0), opts);
+        auto report = models::tag_report(e->manifest, r.outputs.at(0), opts);
         if (o->as_json) {
           report["file"] = r.file;
           fmt::print("{}\n", report.dump(-1, ' ', false, json::error_handler_t::replace));
@@ -191,13 +191,13 @@ void add_model_commands(CLI::App& app, global_options& global) {
     cmd->add_option("--model", o->model, "image_embedding pack (default: the first installed)");
     cmd->add_flag("--json", o->as_json, "one JSON object per line with the full vector");
     cmd->callback([&global, o] {
-      std::unique_ptr<model_registry> holder;
+      std::unique_ptr<models::model_registry> holder;
       auto& reg = loaded_registry(global, holder);
-      auto e = reg.resolve(o->model, model_task::image_embedding);
+      auto e = reg.resolve(o->model, models::model_task::image_embedding);
       auto results = run_files(*e->graph, o->files);
       for (const auto& r : results) {
         if (!r.error.empty()) continue;
-        auto v = to_json_array(r.outputs.at(0));
+        auto v = models::to_json_array(r.outputs.at(0));
         if (o->as_json) {
           fmt::print("{}\n", json{{"file", r.file}, {"model", e->manifest.name}, {"dim", v.size()}, {"vector", v}}.dump());
         } else {
@@ -224,7 +224,7 @@ void add_model_commands(CLI::App& app, global_options& global) {
         print_catalogue(global, *as_json);
         return;
       }
-      std::unique_ptr<model_registry> holder;
+      std::unique_ptr<models::model_registry> holder;
       auto& reg = loaded_registry(global, holder);
       if (*as_json) {
         fmt::print("{}\n", reg.health().dump(2));
@@ -232,7 +232,7 @@ void add_model_commands(CLI::App& app, global_options& global) {
       }
       fmt::print("{:<28} {:<16} {:<12} {:<8} {}\n", "NAME", "TASK", "FORMAT", "STATE", "DETAIL");
       for (const auto& e : reg.entries()) {
-        std::string state = e->state == model_state::ready ? "ready" : "failed";
+        std::string state = e->state == models::model_state::ready ? "ready" : "failed";
         std::string detail = e->error.empty() ? e->manifest.dir.string() : e->error;
         if (e->error.empty()) detail += pulled_revision(e->manifest.dir);
         fmt::print("{:<28} {:<16} {:<12} {:<8} {}\n", e->manifest.name, to_string(e->manifest.task),
@@ -250,13 +250,13 @@ void add_model_commands(CLI::App& app, global_options& global) {
     check->callback([dir] {
       if (!std::filesystem::exists(std::filesystem::path(*dir) / "manifest.json")) {
         // Say what was inferred, so the user can save it as manifest.json and edit it.
-        auto inferred = infer_packs(*dir);
+        auto inferred = models::infer_packs(*dir);
         for (const auto& p : inferred) {
           fmt::print("# {} layout: the manifest inferred for {} (save as manifest.json there to edit it)\n{}\n",
                      p.layout, p.dir.string(), p.manifest.dump(2));
         }
       }
-      for (const auto& m : load_packs(*dir)) check_pack(m);
+      for (const auto& m : models::load_packs(*dir)) check_pack(m);
     });
     add_pull_command(cmd, global);
   }

@@ -89,7 +89,7 @@ class signal_waiter {
 
 void add_serve_command(CLI::App& app, global_options& global) {
   auto* cmd = app.add_subcommand("serve", "serve the REST API and the web page");
-  auto opts = std::make_shared<server_options>();
+  auto opts = std::make_shared<server::server_options>();
   auto max_upload_mb = std::make_shared<std::size_t>(20);
   auto max_request_mb = std::make_shared<std::size_t>(100);
   auto port_file = std::make_shared<std::string>();
@@ -216,40 +216,40 @@ void add_serve_command(CLI::App& app, global_options& global) {
   cmd->callback([&global, opts, max_upload_mb, max_request_mb, port_file, max_pixels, intra_threads, api_key_file,
                  cors_origins, body_budget_mb, max_instances, watch_dirs, watch_settle_ms, watch_workers] {
     runtime::configure_threads(*intra_threads);
-    server_options options = *opts;
+    server::server_options options = *opts;
     options.max_upload_bytes = *max_upload_mb << 20;
     // A request must be able to carry one full-size file plus its multipart framing.
     options.max_request_bytes = std::max(*max_request_mb << 20, options.max_upload_bytes + (64u << 10));
     options.body_budget_bytes = std::max(*body_budget_mb << 20, options.max_request_bytes);
     if (options.web_root.empty()) options.web_root = default_web_root();
     if (!api_key_file->empty()) {
-      options.api_keys = access::load_key_file(*api_key_file);
+      options.api_keys = server::load_key_file(*api_key_file);
       spdlog::info("API keys: {} loaded; writes need a key{}", options.api_keys.size(),
                    options.protect_reads ? ", reads too" : "");
     }
-    options.cors_origins = access::origin_list(*cors_origins);
+    options.cors_origins = server::origin_list(*cors_origins);
     if (options.rate_burst > 0 && options.rate_limit <= 0) {
       fail(errc::bad_parameter, "--rate-burst needs --rate-limit");
     }
 
-    http_server server(options);
+    server::http_server server(options);
     std::filesystem::create_directories(global.data_dir);
     auto store = acg2vec::store::open_store(global.store, global.data_dir);
     search::vector_spaces spaces(global.data_dir, *store, index::parse_index_address(global.index));
-    model_registry registry(global.models_dir, [&server](const std::string& model, std::size_t rows, double s) {
+    models::model_registry registry(global.models_dir, [&server](const std::string& model, std::size_t rows, double s) {
       server.stats().observe_model(model, rows, s);
     });
-    search_service service(global.data_dir, *store, spaces, registry);
+    search::search_service service(global.data_dir, *store, spaces, registry);
     // Every route that decodes an upload, inserts included, applies the same limits.
     service.set_decode_limits(image::decode_limits{options.max_upload_bytes, *max_pixels});
-    std::unique_ptr<watch::folder_watcher> watcher;
+    std::unique_ptr<search::folder_watcher> watcher;
     if (!watch_dirs->empty()) {
-      watch::watch_options wo;
+      search::watch_options wo;
       wo.settle = std::chrono::milliseconds(*watch_settle_ms);
       wo.workers = *watch_workers;
       wo.max_file_bytes = options.max_upload_bytes;
       wo.exclude = {global.data_dir, global.models_dir};
-      watcher = std::make_unique<watch::folder_watcher>(
+      watcher = std::make_unique<search::folder_watcher>(
           service, global.data_dir / "watch", std::vector<std::filesystem::path>(watch_dirs->begin(), watch_dirs->end()),
           wo);
       service.add_stats_section("watch", [w = watcher.get()] { return w->status_json(); });
@@ -277,18 +277,18 @@ void add_serve_command(CLI::App& app, global_options& global) {
         spdlog::warn("thumbnail sweep failed: {}", e.what());
       }
     });
-    register_core_routes(server, core_route_context{[&registry, &spaces_ready, &spaces_error] {
+    server::register_core_routes(server, server::core_route_context{[&registry, &spaces_ready, &spaces_error] {
       auto h = registry.health();
       h["ready"] = h["ready"].get<bool>() && spaces_ready.load();
       if (spaces_ready && !spaces_error.empty()) h["index_error"] = spaces_error;
       return h;
     }});
-    model_route_context models{&registry, options.max_upload_bytes, *max_pixels, *max_instances};
-    register_model_routes(server, models);
-    register_tfserving_routes(server, models);
-    register_tagger_routes(server, models);
-    register_caption_routes(server, models);
-    auto text_tasks = register_text_routes(server, models);
+    server::model_route_context models{&registry, options.max_upload_bytes, *max_pixels, *max_instances};
+    server::register_model_routes(server, models);
+    server::register_tfserving_routes(server, models);
+    server::register_tagger_routes(server, models);
+    server::register_caption_routes(server, models);
+    auto text_tasks = server::register_text_routes(server, models);
     // GET /acgvoc2vec's tag index is built once the models are in, not on the first call.
     std::thread vocabulary_thread([&text_tasks] {
       try {
@@ -301,11 +301,11 @@ void add_serve_command(CLI::App& app, global_options& global) {
       text_tasks.cancel();
       if (vocabulary_thread.joinable()) vocabulary_thread.join();
     };
-    register_upscale_routes(server, models);
-    register_search_routes(server, search_route_context{&service, options.max_upload_bytes, *max_pixels});
-    register_browse_routes(server, search_route_context{&service, options.max_upload_bytes, *max_pixels});
-    register_duplicate_routes(server, service);
-    register_openapi_route(server);
+    server::register_upscale_routes(server, models);
+    server::register_search_routes(server, server::search_route_context{&service, options.max_upload_bytes, *max_pixels});
+    server::register_browse_routes(server, server::search_route_context{&service, options.max_upload_bytes, *max_pixels});
+    server::register_duplicate_routes(server, service);
+    server::register_openapi_route(server);
     signal_waiter signals([&server] { server.stop(); });
     spdlog::info("data dir {}, models dir {}, store {}", global.data_dir.string(), global.models_dir.string(),
                  global.store.empty() ? "sqlite" : acg2vec::store::redact_store_uri(global.store));

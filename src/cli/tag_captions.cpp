@@ -243,7 +243,7 @@ void run_caption_job(const global_options& global, CLI::App& cmd, caption_cli_op
                      const std::vector<std::string>& paths, const std::string& model_names,
                      float legacy_threshold) {
   captions_requested(cmd, o);
-  captioning::caption_options copts;
+  models::caption_options copts;
   if (o.thresh >= 0) {
     copts.thresholds.thresh = o.thresh;
   } else if (legacy_threshold >= 0) {
@@ -252,35 +252,35 @@ void run_caption_job(const global_options& global, CLI::App& cmd, caption_cli_op
   if (o.general >= 0) copts.thresholds.general = o.general;
   if (o.character >= 0) copts.thresholds.character = o.character;
   copts.mcut = o.mcut;
-  copts.undesired = captioning::split_tags(o.undesired, o.separator);
+  copts.undesired = models::split_tags(o.undesired, o.separator);
   copts.remove_underscore = o.remove_underscore;
   copts.character_tags_first = o.character_first;
   copts.rating_first = o.rating_first;
   copts.rating_last = o.rating_last;
-  copts.always_first = captioning::split_tags(o.always_first, o.separator);
-  copts.replacements = captioning::parse_tag_replacement(o.replacement);
+  copts.always_first = models::split_tags(o.always_first, o.separator);
+  copts.replacements = models::parse_tag_replacement(o.replacement);
   copts.separator = o.separator;
   copts.escape_parentheses = o.escape;
   copts.max_tags = o.max_tags;
   copts.with_scores = o.with_scores;
-  copts.ensemble = captioning::parse_ensemble_mode(o.ensemble);
-  auto policy = captioning::parse_existing_policy(o.on_existing);
+  copts.ensemble = models::parse_ensemble_mode(o.ensemble);
+  auto policy = models::parse_existing_policy(o.on_existing);
   if (o.extension.empty() || o.extension.find('/') != std::string::npos) {
     fail(errc::bad_parameter, "--caption-extension must be a non-empty file name suffix such as .txt");
   }
   if (o.separator.empty()) fail(errc::bad_parameter, "--caption-separator must not be empty");
 
   // Packs.
-  model_registry reg(global.models_dir);
+  models::model_registry reg(global.models_dir);
   reg.load_all();
-  std::vector<std::shared_ptr<const model_entry>> models;
+  std::vector<std::shared_ptr<const models::model_entry>> models;
   for (const auto& name : split_models(model_names)) {
-    auto e = reg.resolve(name, model_task::tagger);
+    auto e = reg.resolve(name, models::model_task::tagger);
     if (!e->graph || !e->graph->takes_images()) fail(errc::bad_parameter, "model '{}' does not take images", e->manifest.name);
     models.push_back(e);
   }
-  std::vector<captioning::category_thresholds> model_thresholds;
-  for (const auto& m : models) model_thresholds.push_back(captioning::resolve_thresholds(copts.thresholds, m->manifest));
+  std::vector<models::category_thresholds> model_thresholds;
+  for (const auto& m : models) model_thresholds.push_back(models::resolve_thresholds(copts.thresholds, m->manifest));
 
   // Images and their caption files.
   fs::path out_dir = o.output_dir;
@@ -288,13 +288,13 @@ void run_caption_job(const global_options& global, CLI::App& cmd, caption_cli_op
   for (const auto& p : paths) {
     std::error_code ec;
     if (fs::is_directory(p, ec)) {
-      for (auto& img : captioning::find_images(p, o.recursive)) {
-        auto cap = captioning::caption_path(img, p, out_dir, o.extension);
+      for (auto& img : models::find_images(p, o.recursive)) {
+        auto cap = models::caption_path(img, p, out_dir, o.extension);
         items.push_back({std::move(img), std::move(cap)});
       }
     } else if (fs::is_regular_file(p, ec)) {
       fs::path img(p);
-      items.push_back({img, captioning::caption_path(img, img.parent_path(), out_dir, o.extension)});
+      items.push_back({img, models::caption_path(img, img.parent_path(), out_dir, o.extension)});
     } else {
       fail(errc::not_found, "{} is neither a file nor a directory", p);
     }
@@ -303,9 +303,9 @@ void run_caption_job(const global_options& global, CLI::App& cmd, caption_cli_op
   std::vector<work_item> todo;
   for (auto& it : items) {
     std::error_code ec;
-    if (policy == captioning::existing_policy::skip && fs::exists(it.caption, ec)) {
+    if (policy == models::existing_policy::skip && fs::exists(it.caption, ec)) {
       // A leftover of a run killed mid-write next to a finished caption is removed.
-      fs::remove(captioning::temporary_path(it.caption), ec);
+      fs::remove(models::temporary_path(it.caption), ec);
       ++skipped;
       continue;
     }
@@ -315,7 +315,7 @@ void run_caption_job(const global_options& global, CLI::App& cmd, caption_cli_op
   std::ofstream jsonl;
   if (!o.jsonl.empty()) {
     // A resumed or appending run completes the file; an overwriting run starts it again.
-    auto mode = policy == captioning::existing_policy::overwrite ? std::ios::trunc : std::ios::app;
+    auto mode = policy == models::existing_policy::overwrite ? std::ios::trunc : std::ios::app;
     jsonl.open(o.jsonl, std::ios::out | mode);
     if (!jsonl) fail(errc::not_found, "cannot write {}", o.jsonl);
   }
@@ -376,26 +376,26 @@ void run_caption_job(const global_options& global, CLI::App& cmd, caption_cli_op
     }
     for (std::size_t j = 0; j < ok.size(); ++j) {
       const auto& item = todo[ok[j]];
-      std::vector<captioning::model_scores> ms;
+      std::vector<models::model_scores> ms;
       for (std::size_t m = 0; m < models.size(); ++m) {
-        ms.push_back({label_scores(models[m]->manifest, scores[m][static_cast<std::int64_t>(j)]), model_thresholds[m]});
+        ms.push_back({models::label_scores(models[m]->manifest, scores[m][static_cast<std::int64_t>(j)]), model_thresholds[m]});
       }
-      auto combined = captioning::combine(ms, copts.ensemble, copts.mcut);
-      auto cap = captioning::build_caption(combined, model_thresholds.front(), copts);
+      auto combined = models::combine(ms, copts.ensemble, copts.mcut);
+      auto cap = models::build_caption(combined, model_thresholds.front(), copts);
       std::string text = cap.text;
       std::error_code ec;
       bool exists = fs::exists(item.caption, ec);
       try {
-        if (policy == captioning::existing_policy::append && exists) {
+        if (policy == models::existing_policy::append && exists) {
           std::vector<std::string> new_tags;
           for (const auto& t : cap.tags) new_tags.push_back(t.text);
           auto old = read_file_text(item.caption);
-          text = captioning::merge_caption(old, new_tags, o.separator);
+          text = models::merge_caption(old, new_tags, o.separator);
           ++appended;
         } else {
           ++written;
         }
-        captioning::write_atomic(item.caption, text + "\n");
+        models::write_atomic(item.caption, text + "\n");
       } catch (const std::exception& e) {
         std::fprintf(stderr, "acg2vec: %s: %s\n", item.caption.c_str(), e.what());
         ++failed;
@@ -407,7 +407,7 @@ void run_caption_job(const global_options& global, CLI::App& cmd, caption_cli_op
       if (jsonl.is_open()) {
         json tags = json::object(), ratings = json::object();
         for (const auto& t : combined) {
-          if (t.category == tag_category::rating) {
+          if (t.category == models::tag_category::rating) {
             ratings[t.name] = t.score;
           } else if (t.score >= o.jsonl_floor) {
             tags[t.name] = t.score;

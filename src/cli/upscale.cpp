@@ -71,7 +71,7 @@ void run(const upscale_options& o, const global_options& global) {
   const std::string ext = fmt_name == "jpeg" ? ".jpg" : "." + std::string(fmt_name);
   if (!o.output_dir.empty()) fs::create_directories(o.output_dir);
 
-  const auto u = load_upscaler(global.models_dir, o.model);
+  const auto u = models::load_upscaler(global.models_dir, o.model);
   const int scale = u->spec().scale;
   image::decode_limits limits;
   limits.max_bytes = 256u << 20;

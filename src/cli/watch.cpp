@@ -32,7 +32,7 @@ extern "C" void on_watch_signal(int sig) {
 }
 
 /// One line for all roots, e.g. "/pics: watching · 120 items · 0 pending · 1 failed · +3 ~1 >2 -0".
-std::string status_line(const std::vector<watch::root_status>& all) {
+std::string status_line(const std::vector<search::root_status>& all) {
   std::string line;
   for (const auto& s : all) {
     if (!line.empty()) line += " | ";
@@ -74,8 +74,8 @@ void add_watch_command(CLI::App& app, global_options& global) {
     prepare_data_dir(global);
     auto store = acg2vec::store::open_store(global.store, global.data_dir);
     search::vector_spaces spaces(global.data_dir, *store, index::parse_index_address(global.index));
-    model_registry models(global.models_dir);
-    search_service service(global.data_dir, *store, spaces, models);
+    models::model_registry models(global.models_dir);
+    search::search_service service(global.data_dir, *store, spaces, models);
     models.load_all();
     service.define_spaces();
     service.set_decode_limits(image::decode_limits{o->max_mb << 20, o->max_pixels});
@@ -93,7 +93,7 @@ void add_watch_command(CLI::App& app, global_options& global) {
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
 
-    watch::watch_options options;
+    search::watch_options options;
     options.settle = std::chrono::milliseconds(o->settle_ms);
     options.workers = o->workers;
     options.max_file_bytes = o->max_mb << 20;
@@ -105,7 +105,7 @@ void add_watch_command(CLI::App& app, global_options& global) {
       [[maybe_unused]] auto n = ::write(fd, &byte, 1);
     };
     std::vector<std::filesystem::path> roots(o->dirs.begin(), o->dirs.end());
-    watch::folder_watcher watcher(service, global.data_dir / "watch", roots, options);
+    search::folder_watcher watcher(service, global.data_dir / "watch", roots, options);
     watcher.start();
 
     const bool tty = ::isatty(STDERR_FILENO) != 0;

@@ -387,7 +387,7 @@ fs::path install(const fs::path& models_dir, const std::string& name, const std:
     if (!manifest.is_null()) write_text(tmp / "manifest.json", manifest.dump(2) + "\n");
     write_text(tmp / ".acg2vec-pull.json", record.dump(2) + "\n");
     try {
-      (void)load_packs(tmp);
+      (void)models::load_packs(tmp);
     } catch (const std::exception& e) {
       fail(errc::bad_parameter, "the files pulled for '{}' do not make a pack: {}", name, e.what());
     }

@@ -113,8 +113,6 @@ index_address parse_index_address(const std::string& uri) {
        uri.substr(0, uri.find('?')));
 }
 
-remote_index_factory index_factory(const std::string& uri) { return parse_index_address(uri).remote; }
-
 nlohmann::json faiss_options_to_json(const faiss_options& o) {
   return {{"kind", to_string(o.kind)},
           {"hnsw_m", o.hnsw_m},

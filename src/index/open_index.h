@@ -54,9 +54,6 @@ struct index_address {
 /// Anything else, an unknown key or an out-of-range value is errc::bad_parameter.
 index_address parse_index_address(const std::string& uri);
 
-/// @brief parse_index_address(uri).remote.
-remote_index_factory index_factory(const std::string& uri);
-
 /// @brief The FAISS parameters as saved beside the indexes, and back (unknown keys refused).
 nlohmann::json faiss_options_to_json(const faiss_options& o);
 faiss_options faiss_options_from_json(const nlohmann::json& j);

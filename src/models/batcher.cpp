@@ -6,7 +6,7 @@
 #include "core/error.h"
 #include "runtime/compute.h"
 
-namespace acg2vec {
+namespace acg2vec::models {
 
 batcher::batcher(forward_fn forward, int max_batch, std::chrono::microseconds max_wait, observer_fn observer)
     : forward_(std::move(forward)),
@@ -111,4 +111,4 @@ void batcher::run() {
   }
 }
 
-}  // namespace acg2vec
+}  // namespace acg2vec::models

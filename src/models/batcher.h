@@ -20,7 +20,7 @@
 #include <thread>
 #include <vector>
 
-namespace acg2vec {
+namespace acg2vec::models {
 
 class batcher {
  public:
@@ -57,4 +57,4 @@ class batcher {
   std::thread worker_;
 };
 
-}  // namespace acg2vec
+}  // namespace acg2vec::models

@@ -15,7 +15,7 @@
 #include "core/files.h"
 #include "core/error.h"
 
-namespace acg2vec::captioning {
+namespace acg2vec::models {
 
 namespace fs = std::filesystem;
 
@@ -361,4 +361,4 @@ void write_atomic(const fs::path& path, std::string_view text) {
   write_file_atomic(path, text, temporary_path(path));
 }
 
-}  // namespace acg2vec::captioning
+}  // namespace acg2vec::models

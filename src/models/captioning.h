@@ -19,7 +19,7 @@
 #include "models/manifest.h"
 #include "models/postprocess.h"
 
-namespace acg2vec::captioning {
+namespace acg2vec::models {
 
 enum class existing_policy { skip, overwrite, append };
 enum class ensemble_mode { mean, max, vote };
@@ -147,4 +147,4 @@ std::filesystem::path temporary_path(const std::filesystem::path& target);
 /// that path is either the old file or the whole new one. Creates missing parent directories.
 void write_atomic(const std::filesystem::path& path, std::string_view text);
 
-}  // namespace acg2vec::captioning
+}  // namespace acg2vec::models

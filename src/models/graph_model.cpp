@@ -6,7 +6,7 @@
 #include "runtime/compute.h"
 #include "runtime/keras_layers.h"
 
-namespace acg2vec {
+namespace acg2vec::models {
 
 graph_model::graph_model(model_manifest manifest, const runtime::graph& graph, batcher::observer_fn observer,
                          std::vector<companion_output> companions)
@@ -146,4 +146,4 @@ nlohmann::json graph_model::describe() const {
           {"labels", manifest_.labels.size()}};
 }
 
-}  // namespace acg2vec
+}  // namespace acg2vec::models

@@ -17,7 +17,7 @@
 #include "runtime/executor.h"
 #include "runtime/graph.h"
 
-namespace acg2vec {
+namespace acg2vec::models {
 
 /// A value of the same network wanted by another pack (a derived "-embedding" pack or one that
 /// names this pack as its base): computed in this pack's forward pass, so that analysing an image
@@ -70,4 +70,4 @@ class graph_model {
   std::unique_ptr<batcher> batcher_;
 };
 
-}  // namespace acg2vec
+}  // namespace acg2vec::models

@@ -5,7 +5,7 @@
 
 #include "core/error.h"
 
-namespace acg2vec {
+namespace acg2vec::models {
 
 namespace {
 
@@ -160,4 +160,4 @@ std::vector<model_manifest> load_packs(const fs::path& dir) {
   return out;
 }
 
-}  // namespace acg2vec
+}  // namespace acg2vec::models

@@ -19,7 +19,7 @@
 
 #include "models/manifest.h"
 
-namespace acg2vec {
+namespace acg2vec::models {
 
 struct inferred_pack {
   std::string layout;            ///< "wd_tagger", "deepdanbooru", "immich_clip", "hf_clip", "sentence_transformers"
@@ -37,4 +37,4 @@ std::vector<model_manifest> load_packs(const std::filesystem::path& dir);
 /// @brief Whether load_packs(dir) would find anything (manifest.json or a known layout).
 bool is_pack_dir(const std::filesystem::path& dir);
 
-}  // namespace acg2vec
+}  // namespace acg2vec::models

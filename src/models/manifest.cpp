@@ -11,7 +11,7 @@
 #include "core/error.h"
 #include "image/preprocess.h"
 
-namespace acg2vec {
+namespace acg2vec::models {
 
 namespace {
 
@@ -307,4 +307,4 @@ model_manifest manifest_from_json(const nlohmann::json& j, const std::filesystem
   return m;
 }
 
-}  // namespace acg2vec
+}  // namespace acg2vec::models

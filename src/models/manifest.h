@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-namespace acg2vec {
+namespace acg2vec::models {
 
 enum class model_task { tagger, image_embedding, text_embedding, scores, classifier, clip_image, clip_text, upscaler };
 enum class model_format { onnx, keras_h5, tfjs_layers, sentence_transformers, hf_clip, ncnn };
@@ -76,4 +76,4 @@ std::string_view to_string(model_format format) noexcept;
 std::string_view to_string(tag_category category) noexcept;
 tag_category parse_tag_category(std::string_view name);
 
-}  // namespace acg2vec
+}  // namespace acg2vec::models

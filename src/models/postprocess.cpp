@@ -4,7 +4,7 @@
 
 #include "core/error.h"
 
-namespace acg2vec {
+namespace acg2vec::models {
 
 using json = nlohmann::json;
 
@@ -142,4 +142,4 @@ at::Tensor tensor_from_json(const json& j, at::ScalarType dtype) {
   return t.to(dtype);
 }
 
-}  // namespace acg2vec
+}  // namespace acg2vec::models

@@ -12,7 +12,7 @@
 
 #include "models/manifest.h"
 
-namespace acg2vec {
+namespace acg2vec::models {
 
 struct scored_tag {
   std::string name;
@@ -47,4 +47,4 @@ nlohmann::json to_nested_json(const at::Tensor& t);
 /// @brief Nested JSON numbers → a tensor of the given dtype; shape inferred, ragged → bad_parameter.
 at::Tensor tensor_from_json(const nlohmann::json& j, at::ScalarType dtype);
 
-}  // namespace acg2vec
+}  // namespace acg2vec::models

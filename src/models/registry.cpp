@@ -14,7 +14,7 @@
 #include "runtime/onnx_loader.h"
 #include "runtime/tfjs.h"
 
-namespace acg2vec {
+namespace acg2vec::models {
 
 std::vector<at::Tensor> model_entry::run_image(const image::image_rgb8& img) const {
   if (graph && graph->takes_images()) return graph->run_image(img);
@@ -289,4 +289,4 @@ nlohmann::json model_registry::health() const {
   return {{"ready", done_.load()}, {"models", models}};
 }
 
-}  // namespace acg2vec
+}  // namespace acg2vec::models

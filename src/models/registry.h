@@ -22,7 +22,7 @@
 #include "models/text_model.h"
 #include "models/upscaler.h"
 
-namespace acg2vec {
+namespace acg2vec::models {
 
 enum class model_state { loading, ready, failed };
 
@@ -93,4 +93,4 @@ class model_registry {
 /// @brief Loads the op graph of a pack's weights file in its format (onnx, keras_h5, tfjs_layers).
 runtime::graph load_graph(model_format format, const std::filesystem::path& file);
 
-}  // namespace acg2vec
+}  // namespace acg2vec::models

@@ -8,7 +8,7 @@
 
 #include <fstream>
 
-namespace acg2vec {
+namespace acg2vec::models {
 
 namespace {
 
@@ -142,4 +142,4 @@ at::Tensor clip_image_model::embed(const image::image_rgb8& img) const {
   });
 }
 
-}  // namespace acg2vec
+}  // namespace acg2vec::models

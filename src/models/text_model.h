@@ -19,7 +19,7 @@
 #include "text/clip_bpe.h"
 #include "text/wordpiece.h"
 
-namespace acg2vec {
+namespace acg2vec::models {
 
 class text_model {
  public:
@@ -63,4 +63,4 @@ class clip_image_model {
   image::preprocess_spec spec_;
 };
 
-}  // namespace acg2vec
+}  // namespace acg2vec::models

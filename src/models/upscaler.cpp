@@ -10,7 +10,7 @@
 #include "models/registry.h"
 #include "runtime/ncnn_loader.h"
 
-namespace acg2vec {
+namespace acg2vec::models {
 namespace {
 
 using json = nlohmann::json;
@@ -357,4 +357,4 @@ std::unique_ptr<upscaler> load_upscaler(const std::filesystem::path& models_dir,
   fail(errc::not_found, "no model '{}' in {}", name, models_dir.string());
 }
 
-}  // namespace acg2vec
+}  // namespace acg2vec::models

@@ -43,7 +43,7 @@
 #include "runtime/executor.h"
 #include "runtime/graph.h"
 
-namespace acg2vec {
+namespace acg2vec::models {
 
 struct upscale_spec {
   int scale = 2;
@@ -120,4 +120,4 @@ class upscaler {
 /// Unknown name → not_found; a pack that is not an upscaler → bad_parameter.
 std::unique_ptr<upscaler> load_upscaler(const std::filesystem::path& models_dir, std::string_view name);
 
-}  // namespace acg2vec
+}  // namespace acg2vec::models

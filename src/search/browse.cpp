@@ -5,7 +5,7 @@
 #include "core/error.h"
 #include "search/service.h"
 
-namespace acg2vec {
+namespace acg2vec::search {
 
 namespace {
 
@@ -64,4 +64,4 @@ std::vector<store::tag_count> search_service::tag_counts(std::string_view prefix
   return store_.tag_counts(prefix, limit, min_score, tagger);
 }
 
-}  // namespace acg2vec
+}  // namespace acg2vec::search

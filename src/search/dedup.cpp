@@ -29,7 +29,7 @@
 #include "image/signature.h"
 #include "search/service.h"
 
-namespace acg2vec {
+namespace acg2vec::search {
 
 namespace {
 
@@ -665,4 +665,4 @@ json apply_resolve(search_service& service, std::span<const resolve_plan> plans,
   return {{"dry_run", options.dry_run}, {"groups", std::move(groups)}};
 }
 
-}  // namespace acg2vec
+}  // namespace acg2vec::search

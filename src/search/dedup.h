@@ -36,7 +36,7 @@
 #include "index/vector_index.h"
 #include "store/item_store.h"
 
-namespace acg2vec {
+namespace acg2vec::search {
 
 class search_service;
 
@@ -173,4 +173,4 @@ struct resolve_options {
 nlohmann::json apply_resolve(search_service& service, std::span<const resolve_plan> plans,
                              const resolve_options& options);
 
-}  // namespace acg2vec
+}  // namespace acg2vec::search

@@ -9,7 +9,7 @@
 #include "image/decode.h"
 #include "store/item_store.h"
 
-namespace acg2vec {
+namespace acg2vec::search {
 
 struct search_request {
   std::optional<image::image_rgb8> image;       ///< query by upload
@@ -22,4 +22,4 @@ struct search_request {
   float cutoff = -1.0f;                  ///< drop hits with a lower similarity (-1: keep all)
 };
 
-}  // namespace acg2vec
+}  // namespace acg2vec::search

@@ -19,7 +19,7 @@
 #include "search/dedup.h"
 #include "models/postprocess.h"
 
-namespace acg2vec {
+namespace acg2vec::search {
 
 namespace {
 
@@ -41,15 +41,15 @@ bool has_filter(const store::tag_query& q) {
          !q.score_maximums.empty();
 }
 
-bool embeds_images(const model_entry& e) {
-  return e.state == model_state::ready && e.takes_images() &&
-         (e.manifest.task == model_task::image_embedding || e.manifest.task == model_task::clip_image);
+bool embeds_images(const models::model_entry& e) {
+  return e.state == models::model_state::ready && e.takes_images() &&
+         (e.manifest.task == models::model_task::image_embedding || e.manifest.task == models::model_task::clip_image);
 }
 
 }  // namespace
 
 search_service::search_service(std::filesystem::path data_dir, store::item_store& store, search::vector_spaces& spaces,
-                               model_registry& models)
+                               models::model_registry& models)
     : data_dir_(std::move(data_dir)), store_(store), spaces_(spaces), models_(models) {
   std::filesystem::create_directories(data_dir_ / "thumbs");
 }
@@ -91,13 +91,13 @@ store::item search_service::analyse(const image::image_rgb8& img) const {
   // Every network's pass is queued before any is awaited: a worker waiting on one model would
   // otherwise be missing from the other models' next batch (with 8 ingest workers and two
   // networks, batches then held about half the images they could).
-  std::map<const model_entry*, std::future<std::vector<at::Tensor>>> queued;
+  std::map<const models::model_entry*, std::future<std::vector<at::Tensor>>> queued;
   for (const auto& e : entries) {
-    if (e->state == model_state::ready && e->shared_pass_of.empty() && e->graph && e->graph->takes_images())
+    if (e->state == models::model_state::ready && e->shared_pass_of.empty() && e->graph && e->graph->takes_images())
       queued.emplace(e.get(), e->graph->submit_image(img));
   }
   for (const auto& e : entries) {
-    if (e->state != model_state::ready || !e->takes_images()) continue;
+    if (e->state != models::model_state::ready || !e->takes_images()) continue;
     const auto& m = e->manifest;
     std::vector<at::Tensor> out;
     if (auto it = shared.find(m.name); it != shared.end()) {
@@ -114,18 +114,18 @@ store::item search_service::analyse(const image::image_rgb8& img) const {
       out = e->run_image(img);
     }
     switch (m.task) {
-      case model_task::tagger: {
+      case models::model_task::tagger: {
         auto& tags = it.tags[m.name];
-        for (auto& t : label_scores(m, out.at(0))) {
-          if (t.score >= stored_tag_minimum || t.category == tag_category::rating) tags.emplace_back(t.name, t.score);
+        for (auto& t : models::label_scores(m, out.at(0))) {
+          if (t.score >= stored_tag_minimum || t.category == models::tag_category::rating) tags.emplace_back(t.name, t.score);
         }
         break;
       }
-      case model_task::image_embedding:
-      case model_task::clip_image:
+      case models::model_task::image_embedding:
+      case models::model_task::clip_image:
         if (auto v = floats_of(out.at(0)); nonzero(v)) it.vectors[m.name] = std::move(v);
         break;
-      case model_task::classifier: {
+      case models::model_task::classifier: {
         auto probs = floats_of(out.at(0));
         auto& s = it.scores[m.name];
         for (std::size_t i = 0; i < probs.size(); ++i) {
@@ -133,7 +133,7 @@ store::item search_service::analyse(const image::image_rgb8& img) const {
         }
         break;
       }
-      case model_task::scores: {
+      case models::model_task::scores: {
         auto& s = it.scores[m.name];
         for (std::size_t o = 0; o < out.size(); ++o) {
           auto v = floats_of(out[o]);
@@ -355,7 +355,7 @@ std::vector<store::item> search_service::list(std::size_t offset, std::size_t li
 
 std::vector<float> search_service::query_vector(const search_request& req, std::string& space) const {
   if (req.text) {
-    auto e = models_.resolve("", model_task::clip_text);
+    auto e = models_.resolve("", models::model_task::clip_text);
     // A CLIP text pack searches the image space of its own checkpoint unless it names another.
     if (space.empty()) space = e->manifest.raw.value("space", e->manifest.name + "-image");
     return floats_of(e->text->embed({*req.text})[0]);
@@ -559,4 +559,4 @@ void search_service::save_indexes() {
   spaces_.save_all(store_.generation());
 }
 
-}  // namespace acg2vec
+}  // namespace acg2vec::search

@@ -23,7 +23,7 @@
 #include "search/request.h"
 #include "store/item_store.h"
 
-namespace acg2vec {
+namespace acg2vec::search {
 
 /// What the caller says about a new item (everything else is computed from the image).
 struct item_input {
@@ -73,7 +73,7 @@ struct browse_page {
 class search_service {
  public:
   search_service(std::filesystem::path data_dir, store::item_store& store, search::vector_spaces& spaces,
-                 model_registry& models);
+                 models::model_registry& models);
 
   /// @brief Defines the vector spaces of every ready model (and the signature space). Call once
   /// the registry has loaded; safe to call again.
@@ -145,7 +145,7 @@ class search_service {
   std::filesystem::path data_dir_;
   store::item_store& store_;
   search::vector_spaces& spaces_;
-  model_registry& models_;
+  models::model_registry& models_;
   /// Removes the thumbnail of hash unless another item still uses it (call under write_mutex_).
   void drop_thumbnail_if_unused(const std::string& hash);
   /// Encodes a thumbnail into a temporary file of its own next to thumb; empty when the image
@@ -163,4 +163,4 @@ class search_service {
 /// Name of the model-free near-duplicate space.
 inline constexpr std::string_view signature_space = "signature";
 
-}  // namespace acg2vec
+}  // namespace acg2vec::search

@@ -21,12 +21,6 @@ vector_spaces::vector_spaces(std::filesystem::path data_dir, const store::item_s
   for (const auto& config : spaces) define(config);
 }
 
-vector_spaces::vector_spaces(std::filesystem::path data_dir, const store::item_store& store,
-                             remote_index_factory remote, const std::vector<space_config>& spaces)
-    : dir_(std::move(data_dir) / "index"), store_(store), remote_(std::move(remote)) {
-  for (const auto& config : spaces) define(config);
-}
-
 vector_spaces::vector_spaces(std::filesystem::path data_dir, const store::item_store& store, index_address address,
                              const std::vector<space_config>& spaces)
     : dir_(std::move(data_dir) / "index"), store_(store), remote_(std::move(address.remote)) {

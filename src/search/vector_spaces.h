@@ -23,9 +23,6 @@ class vector_spaces {
   /// @brief Opens the spaces listed (see define()). The store must outlive this object.
   vector_spaces(std::filesystem::path data_dir, const store::item_store& store,
                 const std::vector<index::space_config>& spaces = {});
-  /// @brief Same, with every space on the engine made by `remote` (FAISS when it is empty).
-  vector_spaces(std::filesystem::path data_dir, const store::item_store& store, index::remote_index_factory remote,
-                const std::vector<index::space_config>& spaces = {});
   /// @brief Same, with the spaces where `address` says (see index::parse_index_address). FAISS
   /// parameters named in the address are saved under data_dir/index/faiss.json and used from then
   /// on; naming different ones removes the saved indexes, which are rebuilt with them.

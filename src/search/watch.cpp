@@ -25,7 +25,7 @@
 #include "core/thread_pool.h"
 #include "search/watch_inotify.h"
 
-namespace acg2vec::watch {
+namespace acg2vec::search {
 
 namespace {
 
@@ -746,4 +746,4 @@ json folder_watcher::status_json() const {
   return out;
 }
 
-}  // namespace acg2vec::watch
+}  // namespace acg2vec::search

@@ -28,7 +28,7 @@
 
 #include "search/service.h"
 
-namespace acg2vec {
+namespace acg2vec::search {
 
 // ---- ingesting one file (shared with `acg2vec ingest`) ----
 
@@ -56,7 +56,6 @@ ingest_result ingest_bytes(search_service& service, std::string_view bytes, item
 
 // ---- planning (pure functions, unit-tested) ----
 
-namespace watch {
 
 /// A regular file as a scan saw it.
 struct file_stat {
@@ -190,6 +189,5 @@ class folder_watcher {
   std::vector<std::unique_ptr<root_watch>> roots_;
 };
 
-}  // namespace watch
 
-}  // namespace acg2vec
+}  // namespace acg2vec::search

@@ -13,7 +13,7 @@
 
 #include "core/error.h"
 
-namespace acg2vec::watch {
+namespace acg2vec::search {
 
 void unique_fd::reset() {
   if (fd_ >= 0) ::close(fd_);
@@ -103,4 +103,4 @@ std::optional<stat_result> stat_regular_file(const std::filesystem::path& path) 
                      static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec};
 }
 
-}  // namespace acg2vec::watch
+}  // namespace acg2vec::search

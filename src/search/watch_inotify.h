@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-namespace acg2vec::watch {
+namespace acg2vec::search {
 
 /// An owned file descriptor, closed on destruction.
 class unique_fd {
@@ -99,4 +99,4 @@ struct stat_result {
 /// anything else (directories, sockets, missing paths).
 std::optional<stat_result> stat_regular_file(const std::filesystem::path& path);
 
-}  // namespace acg2vec::watch
+}  // namespace acg2vec::search

@@ -8,7 +8,7 @@
 #include "image/decode.h"
 #include "search/watch.h"
 
-namespace acg2vec {
+namespace acg2vec::search {
 
 ingest_result ingest_bytes(search_service& service, std::string_view bytes, item_input input, write_mode mode) {
   ingest_result r;
@@ -39,8 +39,6 @@ ingest_result ingest_bytes(search_service& service, std::string_view bytes, item
   }
   return r;
 }
-
-namespace watch {
 
 bool in_scope(const std::string& path, const std::vector<std::string>& prefixes) {
   for (const auto& p : prefixes) {
@@ -165,5 +163,4 @@ std::optional<debouncer::clock::time_point> debouncer::next_check(clock::time_po
   return std::max(now, std::min(quiet, busy));
 }
 
-}  // namespace watch
-}  // namespace acg2vec
+}  // namespace acg2vec::search

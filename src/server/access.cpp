@@ -9,7 +9,7 @@
 
 #include "core/error.h"
 
-namespace acg2vec::access {
+namespace acg2vec::server {
 
 namespace {
 
@@ -231,4 +231,4 @@ std::size_t rate_limiter::tracked() const {
   return buckets_.size();
 }
 
-}  // namespace acg2vec::access
+}  // namespace acg2vec::server

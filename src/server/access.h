@@ -20,7 +20,7 @@
 #include <unordered_map>
 #include <vector>
 
-namespace acg2vec::access {
+namespace acg2vec::server {
 
 /// Keys longer than this are refused when loaded; presented keys longer than this never match.
 /// The fixed size is what makes the comparison independent of both keys' lengths.
@@ -127,4 +127,4 @@ class rate_limiter {
   std::list<std::string> recent_;
 };
 
-}  // namespace acg2vec::access
+}  // namespace acg2vec::server

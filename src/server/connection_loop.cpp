@@ -21,7 +21,7 @@
 
 #include "core/error.h"
 
-namespace acg2vec {
+namespace acg2vec::server {
 
 namespace {
 
@@ -43,8 +43,8 @@ struct connection {
   phase ph = phase::idle;
   std::string in;
   std::size_t scan_from = 0;
-  wire::request_head head;
-  std::optional<wire::chunked_decoder> chunked;
+  request_head head;
+  std::optional<chunked_decoder> chunked;
   std::string body;
   std::size_t reserved = 0;
   clock_type::time_point started;
@@ -158,7 +158,7 @@ class connection_loop::impl {
         bool total = conns_.size() >= lim_.max_connections;
         if (per_client == 0) per_client_.erase(c.peer_ip);
         owner_.counters_.refused_connections++;
-        send_and_close(fd, wire::refusal_response(
+        send_and_close(fd, refusal_response(
                                {503, total ? fmt::format("the server has {} open connections, its limit; retry later",
                                                          lim_.max_connections)
                                            : fmt::format("this client has {} open connections, the limit per client",
@@ -248,10 +248,10 @@ class connection_loop::impl {
       c.scan_from = 0;
     }
     if (c.ph == phase::head) {
-      wire::refusal why;
-      auto st = wire::parse_head(c.in, lim_.wire, c.head, why, &c.scan_from);
-      if (st == wire::parse_state::incomplete) return true;
-      if (st == wire::parse_state::refused) return refuse(key, c, why);
+      refusal why;
+      auto st = parse_head(c.in, lim_.wire, c.head, why, &c.scan_from);
+      if (st == parse_state::incomplete) return true;
+      if (st == parse_state::refused) return refuse(key, c, why);
       c.requests++;
       c.in.erase(0, c.head.head_bytes);
       c.scan_from = 0;
@@ -275,14 +275,14 @@ class connection_loop::impl {
       if (c.head.chunked) {
         std::size_t used = c.chunked->feed(c.in, c.body);
         c.in.erase(0, used);
-        if (c.chunked->state() == wire::parse_state::refused) return refuse(key, c, c.chunked->why());
+        if (c.chunked->state() == parse_state::refused) return refuse(key, c, c.chunked->why());
         if (c.body.size() > c.reserved && !reserve(c, c.body.size() + (1u << 20))) return refuse_busy(key, c);
-        if (c.chunked->state() == wire::parse_state::incomplete) return true;
-        dispatch(key, c, wire::rebuild_request(c.head, c.body));
+        if (c.chunked->state() == parse_state::incomplete) return true;
+        dispatch(key, c, rebuild_request(c.head, c.body));
       } else {
         std::size_t len = static_cast<std::size_t>(c.head.content_length.value_or(0));
         if (c.in.size() < len) return true;
-        std::string raw = wire::rebuild_request(c.head, std::string_view(c.in).substr(0, len));
+        std::string raw = rebuild_request(c.head, std::string_view(c.in).substr(0, len));
         c.in.erase(0, len);
         dispatch(key, c, std::move(raw));
       }
@@ -302,16 +302,16 @@ class connection_loop::impl {
   }
 
   bool refuse_busy(std::uint64_t key, connection& c) {
-    wire::refusal why{503, "the server is holding as many request bodies as it may; retry in a moment"};
+    refusal why{503, "the server is holding as many request bodies as it may; retry in a moment"};
     why.extra_headers = "Retry-After: 1\r\n";
     return refuse(key, c, why);
   }
 
-  bool refuse(std::uint64_t key, connection& c, const wire::refusal& why) {
+  bool refuse(std::uint64_t key, connection& c, const refusal& why) {
     owner_.counters_.refused_requests++;
     std::string id = owner_.next_id_();
     spdlog::info("{} refused before routing: {} {} id={}", c.peer_ip, why.status, why.message, id);
-    c.out = wire::refusal_response(why, id);
+    c.out = refusal_response(why, id);
     c.out_off = 0;
     c.close_after = true;
     c.ph = phase::writing;
@@ -390,7 +390,7 @@ class connection_loop::impl {
 
   void sweep(clock_type::time_point now) {
     std::vector<std::uint64_t> to_close;
-    std::vector<std::pair<std::uint64_t, wire::refusal>> to_refuse;
+    std::vector<std::pair<std::uint64_t, refusal>> to_refuse;
     for (auto& [key, c] : conns_) {
       switch (c.ph) {
         case phase::idle:
@@ -398,13 +398,13 @@ class connection_loop::impl {
           break;
         case phase::head:
           if (now - c.started > lim_.head_timeout) {
-            to_refuse.emplace_back(key, wire::refusal{408, fmt::format("the request head did not arrive within {} ms",
+            to_refuse.emplace_back(key, refusal{408, fmt::format("the request head did not arrive within {} ms",
                                                                        lim_.head_timeout.count())});
           }
           break;
         case phase::body:
           if (now - c.started > lim_.request_timeout) {
-            to_refuse.emplace_back(key, wire::refusal{408, fmt::format("the request did not arrive within {} ms",
+            to_refuse.emplace_back(key, refusal{408, fmt::format("the request did not arrive within {} ms",
                                                                        lim_.request_timeout.count())});
           }
           break;
@@ -442,7 +442,7 @@ class connection_loop::impl {
       } catch (const std::exception& e) {
         std::string id = owner_.next_id_();
         spdlog::error("request failed outside its handler: {} id={}", e.what(), id);
-        res.bytes = wire::refusal_response({500, fmt::format("internal error; request id {}", id)}, id);
+        res.bytes = refusal_response({500, fmt::format("internal error; request id {}", id)}, id);
         res.close = true;
       }
       {
@@ -509,4 +509,4 @@ void connection_loop::stop() noexcept {
   (void)::write(wake_fd_, &one, sizeof one);
 }
 
-}  // namespace acg2vec
+}  // namespace acg2vec::server

@@ -19,10 +19,10 @@
 
 #include "server/http_wire.h"
 
-namespace acg2vec {
+namespace acg2vec::server {
 
 struct connection_limits {
-  wire::limits wire;
+  limits wire;
   std::chrono::milliseconds head_timeout{15'000};     ///< first byte to the end of the head
   std::chrono::milliseconds request_timeout{120'000}; ///< first byte to the end of the body
   std::chrono::milliseconds idle_timeout{5'000};      ///< keep-alive wait for the next request
@@ -53,7 +53,7 @@ class connection_loop {
   using dispatch_fn = std::function<wire_response(wire_request)>;
   /// Called on the loop thread once a head that announces a body is read, before any of the
   /// body: a response here (a 401, say) is sent instead and the body is never read.
-  using admit_fn = std::function<std::optional<wire::refusal>(const wire::request_head&, const std::string& peer_ip)>;
+  using admit_fn = std::function<std::optional<refusal>(const request_head&, const std::string& peer_ip)>;
   /// A request id for refusals made by the loop itself.
   using id_fn = std::function<std::string()>;
 
@@ -87,4 +87,4 @@ class connection_loop {
   counters counters_;
 };
 
-}  // namespace acg2vec
+}  // namespace acg2vec::server

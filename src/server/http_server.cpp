@@ -19,7 +19,7 @@
 #include <sstream>
 #include <unordered_map>
 
-namespace acg2vec {
+namespace acg2vec::server {
 
 using json = nlohmann::json;
 
@@ -123,7 +123,7 @@ http_server::http_server(server_options options)
   }
   if (options_.rate_limit > 0) {
     double burst = options_.rate_burst > 0 ? options_.rate_burst : std::max(1.0, std::ceil(options_.rate_limit));
-    limiter_ = std::make_unique<access::rate_limiter>(options_.rate_limit, burst);
+    limiter_ = std::make_unique<rate_limiter>(options_.rate_limit, burst);
   } else if (options_.rate_limit < 0) {
     fail(errc::bad_parameter, "rate limit must not be negative, got {}", options_.rate_limit);
   }
@@ -327,7 +327,7 @@ bool http_server::admit(const http_request& req, http_response& res, route_acces
   std::optional<std::size_t> key_index;
   bool presented = false;
   if (!keys.empty()) {
-    auto key = access::presented_key(req.get_header_value("Authorization"), req.get_header_value("X-API-Key"));
+    auto key = presented_key(req.get_header_value("Authorization"), req.get_header_value("X-API-Key"));
     if (key) {
       presented = true;
       key_index = keys.find(*key);
@@ -361,26 +361,26 @@ bool http_server::admit(const http_request& req, http_response& res, route_acces
   return true;
 }
 
-std::optional<wire::refusal> http_server::admit_head(const wire::request_head& head, const std::string& peer_ip) {
+std::optional<refusal> http_server::admit_head(const request_head& head, const std::string& peer_ip) {
   const auto& keys = options_.api_keys;
   if (keys.empty()) return std::nullopt;
   auto access = access_of(head.method, head.path());
   // Unknown routes and static files read no body worth guarding; their handlers answer.
   if (!access || *access == route_access::open) return std::nullopt;
   if (*access == route_access::read && !options_.protect_reads) return std::nullopt;
-  auto key = access::presented_key(head.get("Authorization"), head.get("X-API-Key"));
+  auto key = presented_key(head.get("Authorization"), head.get("X-API-Key"));
   std::optional<std::size_t> index = key ? keys.find(*key) : std::nullopt;
   if (index) return std::nullopt;  // rate limiting of valid keys happens in the handler as usual
   if (limiter_) {
     auto decision = limiter_->acquire("addr:" + peer_ip);
     if (!decision.allowed) {
-      return wire::refusal{429,
+      return refusal{429,
                            fmt::format("rate limit of {} requests per second exceeded; retry in {} s",
                                        options_.rate_limit, decision.retry_after_s),
                            fmt::format("Retry-After: {}\r\n", decision.retry_after_s)};
     }
   }
-  return wire::refusal{401,
+  return refusal{401,
                        key ? "the API key is not valid"
                            : "this route needs an API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
                        key ? "WWW-Authenticate: Bearer realm=\"acg2vec\", error=\"invalid_token\"\r\n"
@@ -532,7 +532,7 @@ void http_server::listen(const std::function<void(int)>& on_bound) {
   }
   loop_ = std::make_unique<connection_loop>(
       loop_limits(), [this](wire_request r) { return process(r); },
-      [this](const wire::request_head& head, const std::string& peer) { return admit_head(head, peer); },
+      [this](const request_head& head, const std::string& peer) { return admit_head(head, peer); },
       [this] { return next_request_id(); });
   spdlog::info("listening on http://{}:{}", options_.host, port);
   if (on_bound) on_bound(port);
@@ -557,29 +557,29 @@ std::string http_server::process_raw(std::string_view request) {
   finish_routes();
   // The same framing the connection loop applies, then the same worker path.
   auto lim = loop_limits().wire;
-  wire::request_head head;
-  wire::refusal why;
-  auto st = wire::parse_head(request, lim, head, why);
-  if (st == wire::parse_state::incomplete) why = wire::refusal{400, "incomplete request head"};
-  if (st != wire::parse_state::complete) return wire::refusal_response(why, next_request_id());
+  request_head head;
+  refusal why;
+  auto st = parse_head(request, lim, head, why);
+  if (st == parse_state::incomplete) why = refusal{400, "incomplete request head"};
+  if (st != parse_state::complete) return refusal_response(why, next_request_id());
   if (head.has_body()) {
-    if (auto r = admit_head(head, "127.0.0.1")) return wire::refusal_response(*r, next_request_id());
+    if (auto r = admit_head(head, "127.0.0.1")) return refusal_response(*r, next_request_id());
   }
   std::string_view rest = request.substr(head.head_bytes);
   std::string body;
   if (head.chunked) {
-    wire::chunked_decoder dec(lim);
+    chunked_decoder dec(lim);
     dec.feed(rest, body);
-    if (dec.state() == wire::parse_state::refused) return wire::refusal_response(dec.why(), next_request_id());
-    if (dec.state() != wire::parse_state::complete) {
-      return wire::refusal_response({400, "incomplete chunked body"}, next_request_id());
+    if (dec.state() == parse_state::refused) return refusal_response(dec.why(), next_request_id());
+    if (dec.state() != parse_state::complete) {
+      return refusal_response({400, "incomplete chunked body"}, next_request_id());
     }
   } else {
     std::size_t len = static_cast<std::size_t>(head.content_length.value_or(0));
-    if (rest.size() < len) return wire::refusal_response({400, "incomplete request body"}, next_request_id());
+    if (rest.size() < len) return refusal_response({400, "incomplete request body"}, next_request_id());
     body = std::string(rest.substr(0, len));
   }
-  return process(wire_request{wire::rebuild_request(head, body), "127.0.0.1", 0}).bytes;
+  return process(wire_request{rebuild_request(head, body), "127.0.0.1", 0}).bytes;
 }
 
 namespace {
@@ -705,4 +705,4 @@ json parse_json_body(const http_request& req) {
   return parse_json_guarded(req.body, "body");
 }
 
-}  // namespace acg2vec
+}  // namespace acg2vec::server

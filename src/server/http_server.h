@@ -29,7 +29,7 @@
 #include "server/connection_loop.h"
 #include "server/metrics.h"
 
-namespace acg2vec {
+namespace acg2vec::server {
 
 using http_request = httplib::Request;
 using http_response = httplib::Response;
@@ -52,9 +52,9 @@ struct server_options {
   std::size_t max_connections_per_client = 128;  ///< open connections per client address (else 503 and close)
   std::size_t body_budget_bytes = 512u << 20;  ///< request bodies held in memory at once, all clients (else 503)
   std::filesystem::path web_root;              ///< static files served at '/' (empty = none)
-  access::key_set api_keys;                    ///< empty = no authentication
+  key_set api_keys;                    ///< empty = no authentication
   bool protect_reads = false;                  ///< read routes need a key too (needs api_keys)
-  access::origin_list cors_origins;            ///< empty = no CORS headers, preflights not answered
+  origin_list cors_origins;            ///< empty = no CORS headers, preflights not answered
   double rate_limit = 0;                       ///< requests per second per client; 0 = unlimited
   double rate_burst = 0;                       ///< bucket size; 0 = max(1, ceil(rate_limit))
 };
@@ -116,7 +116,7 @@ class http_server {
   /// Rate limit and API key check of a matched route. False when res already holds the refusal.
   bool admit(const http_request& req, http_response& res, route_access access);
   /// The key check for a request that announces a body, made before the body is read.
-  std::optional<wire::refusal> admit_head(const wire::request_head& head, const std::string& peer_ip);
+  std::optional<refusal> admit_head(const request_head& head, const std::string& peer_ip);
   /// Runs one complete request (already framed by the connection loop) on a worker thread.
   wire_response process(const wire_request& request);
   /// The access level of the route a method and path reach, if any.
@@ -138,7 +138,7 @@ class http_server {
   std::unique_ptr<connection_loop> loop_;
   std::unique_ptr<httplib::Server> server_;
   metrics metrics_;
-  std::unique_ptr<access::rate_limiter> limiter_;  ///< null when rate limiting is off
+  std::unique_ptr<rate_limiter> limiter_;  ///< null when rate limiting is off
   std::atomic<std::uint64_t> next_request_id_{1};
   std::uint32_t instance_tag_;
   int listen_fd_ = -1;  ///< the listening socket once bound
@@ -170,4 +170,4 @@ std::string_view require_file(const http_request& req, std::initializer_list<std
 /// @brief Parses the body as JSON; bad JSON or nesting deeper than 64 → bad_parameter.
 nlohmann::json parse_json_body(const http_request& req);
 
-}  // namespace acg2vec
+}  // namespace acg2vec::server

@@ -8,7 +8,7 @@
 #include <cctype>
 #include <nlohmann/json.hpp>
 
-namespace acg2vec::wire {
+namespace acg2vec::server {
 
 namespace {
 
@@ -379,4 +379,4 @@ std::string refusal_response(const refusal& why, std::string_view request_id) {
       why.status, reason_phrase(why.status), text.size(), request_id, why.extra_headers, text);
 }
 
-}  // namespace acg2vec::wire
+}  // namespace acg2vec::server

@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-namespace acg2vec::wire {
+namespace acg2vec::server {
 
 /// Bounds on what a client may send; each one is a serve flag (see README, RELIABILITY.md).
 struct limits {
@@ -106,4 +106,4 @@ std::string percent_decode_path(std::string_view s);
 /// @brief Case-insensitive ASCII equality.
 bool iequals(std::string_view a, std::string_view b) noexcept;
 
-}  // namespace acg2vec::wire
+}  // namespace acg2vec::server

@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-namespace acg2vec {
+namespace acg2vec::server {
 
 void metrics::histogram::add(double v) {
   for (std::size_t i = 0; i < bounds_.size(); ++i) {
@@ -74,4 +74,4 @@ std::string metrics::render() const {
   return out;
 }
 
-}  // namespace acg2vec
+}  // namespace acg2vec::server

@@ -9,7 +9,7 @@
 #include <string>
 #include <tuple>
 
-namespace acg2vec {
+namespace acg2vec::server {
 
 class metrics {
  public:
@@ -36,4 +36,4 @@ class metrics {
   std::map<std::string, std::uint64_t> model_items_;
 };
 
-}  // namespace acg2vec
+}  // namespace acg2vec::server

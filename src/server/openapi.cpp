@@ -7,7 +7,7 @@
 
 #include "server/routes.h"
 
-namespace acg2vec {
+namespace acg2vec::server {
 
 using json = nlohmann::json;
 
@@ -251,4 +251,4 @@ void register_openapi_route(http_server& server) {
   }, route_access::open);
 }
 
-}  // namespace acg2vec
+}  // namespace acg2vec::server

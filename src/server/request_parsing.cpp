@@ -6,7 +6,7 @@
 
 #include "core/base64.h"
 
-namespace acg2vec {
+namespace acg2vec::server {
 
 using json = nlohmann::json;
 
@@ -116,8 +116,8 @@ bool bool_param(const http_request& req, const std::string& name) {
   return v && (*v == "1" || *v == "true" || *v == "yes");
 }
 
-search_request search_request_from_json(const json& b) {
-  search_request r;
+search::search_request search_request_from_json(const json& b) {
+  search::search_request r;
   if (!b.is_object()) fail(errc::bad_parameter, "search body must be a JSON object");
   if (b.contains("id")) r.item_id = store::item_id_from_json(b["id"]).first;
   if (b.contains("text")) {
@@ -147,7 +147,7 @@ search_request search_request_from_json(const json& b) {
   return r;
 }
 
-search_request search_request_from_params(const http_request& req) {
+search::search_request search_request_from_params(const http_request& req) {
   json b = json::object();
   for (const char* f : {"id", "text", "space", "tags", "any", "none", "rating", "tagger"}) {
     if (auto v = find_param(req, f)) b[f] = *v;
@@ -181,9 +181,9 @@ search_request search_request_from_params(const http_request& req) {
   return r;
 }
 
-search_request search_request_from_http(const http_request& req,
+search::search_request search_request_from_http(const http_request& req,
                                         const std::function<image::image_rgb8(std::string_view)>& decode) {
-  search_request r;
+  search::search_request r;
   if (req.is_multipart_form_data()) {
     r = search_request_from_params(req);
     if (req.has_file("image") || req.has_file("file")) {
@@ -198,4 +198,4 @@ search_request search_request_from_http(const http_request& req,
   return r;
 }
 
-}  // namespace acg2vec
+}  // namespace acg2vec::server

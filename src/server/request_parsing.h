@@ -13,7 +13,7 @@
 #include "search/request.h"
 #include "server/http_server.h"
 
-namespace acg2vec {
+namespace acg2vec::server {
 
 /// The instances of a TF-Serving predict body.
 struct tf_predict_body {
@@ -42,14 +42,14 @@ std::optional<float> unit_float_param(const http_request& req, const std::string
 bool bool_param(const http_request& req, const std::string& name);
 
 /// @brief The search options of a /v1/search JSON body.
-search_request search_request_from_json(const nlohmann::json& body);
+search::search_request search_request_from_json(const nlohmann::json& body);
 
 /// @brief The search options of a /v1/search query string or multipart form.
-search_request search_request_from_params(const http_request& req);
+search::search_request search_request_from_params(const http_request& req);
 
 /// @brief The search options of any /v1/search request: multipart (with an optional image part,
 /// handed to `decode`), a JSON POST body, or query parameters.
-search_request search_request_from_http(const http_request& req,
+search::search_request search_request_from_http(const http_request& req,
                                         const std::function<image::image_rgb8(std::string_view)>& decode);
 
-}  // namespace acg2vec
+}  // namespace acg2vec::server

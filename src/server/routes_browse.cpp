@@ -5,7 +5,7 @@
 #include "search/service.h"
 #include "server/routes.h"
 
-namespace acg2vec {
+namespace acg2vec::server {
 
 using json = nlohmann::json;
 
@@ -47,11 +47,11 @@ std::optional<float> number_param(const http_request& req, const std::string& na
 
 }  // namespace
 
-std::optional<browse_request> browse_request_from_http(const http_request& req) {
+std::optional<search::browse_request> browse_request_from_http(const http_request& req) {
   bool any = false;
   for (const char* p : browse_params) any = any || find_param(req, p).has_value();
   if (!any) return std::nullopt;
-  browse_request b;
+  search::browse_request b;
   auto& q = b.filter;
   q.offset = static_cast<std::size_t>(int_param(req, "offset", 0, 0, 10'000'000));
   q.limit = static_cast<std::size_t>(int_param(req, "limit", 20, 1, 1000));
@@ -116,4 +116,4 @@ void register_browse_routes(http_server& server, search_route_context ctx) {
   }, route_access::read);
 }
 
-}  // namespace acg2vec
+}  // namespace acg2vec::server

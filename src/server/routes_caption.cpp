@@ -9,7 +9,7 @@
 #include "models/registry.h"
 #include "server/routes.h"
 
-namespace acg2vec {
+namespace acg2vec::server {
 
 using json = nlohmann::json;
 
@@ -71,15 +71,15 @@ void register_caption_routes(http_server& server, model_route_context ctx) {
              name.substr(0, 60));
       }
     }
-    captioning::caption_options o;
+    models::caption_options o;
     o.thresholds.thresh = ranged(req, "thresh", 1.0f);
     o.thresholds.general = ranged(req, "general-threshold", 1.0f);
     o.thresholds.character = ranged(req, "character-threshold", 2.0f);  // above 1 drops them, as the flag
     o.separator = find_param(req, "caption-separator").value_or(", ");
     if (o.separator.empty()) fail(errc::bad_parameter, "'caption-separator' must not be empty");
-    o.undesired = captioning::split_tags(find_param(req, "undesired-tags").value_or(""), o.separator);
-    o.always_first = captioning::split_tags(find_param(req, "always-first-tags").value_or(""), o.separator);
-    o.replacements = captioning::parse_tag_replacement(find_param(req, "tag-replacement").value_or(""));
+    o.undesired = models::split_tags(find_param(req, "undesired-tags").value_or(""), o.separator);
+    o.always_first = models::split_tags(find_param(req, "always-first-tags").value_or(""), o.separator);
+    o.replacements = models::parse_tag_replacement(find_param(req, "tag-replacement").value_or(""));
     o.remove_underscore = flag(req, "remove-underscore");
     o.character_tags_first = flag(req, "character-tags-first");
     o.rating_first = flag(req, "use-rating-tags");
@@ -88,24 +88,24 @@ void register_caption_routes(http_server& server, model_route_context ctx) {
     o.mcut = flag(req, "mcut");
     o.with_scores = flag(req, "with-scores");
     o.max_tags = static_cast<int>(int_param(req, "max-tags", 0, 0, 100000));
-    o.ensemble = captioning::parse_ensemble_mode(find_param(req, "ensemble").value_or("mean"));
+    o.ensemble = models::parse_ensemble_mode(find_param(req, "ensemble").value_or("mean"));
 
-    std::vector<std::shared_ptr<const model_entry>> models;
+    std::vector<std::shared_ptr<const models::model_entry>> models;
     for (const auto& name : model_names(find_param(req, "model").value_or(""))) {
-      auto e = reg.resolve(name, model_task::tagger);
+      auto e = reg.resolve(name, models::model_task::tagger);
       if (!e->graph || !e->graph->takes_images()) fail(errc::bad_parameter, "model '{}' does not take images", e->manifest.name);
       models.push_back(e);
     }
     auto img = image::decode_image(require_file(req, {"image", "file"}, ctx.max_upload_bytes), decode_limits_of(ctx));
 
     // The command's steps for one image: per-model scores and thresholds, combined, then built.
-    std::vector<captioning::model_scores> scores;
+    std::vector<models::model_scores> scores;
     for (const auto& e : models) {
-      scores.push_back({label_scores(e->manifest, e->run_image(img).at(0)),
-                        captioning::resolve_thresholds(o.thresholds, e->manifest)});
+      scores.push_back({models::label_scores(e->manifest, e->run_image(img).at(0)),
+                        models::resolve_thresholds(o.thresholds, e->manifest)});
     }
-    auto combined = captioning::combine(scores, o.ensemble, o.mcut);
-    auto cap = captioning::build_caption(combined, scores.front().thresholds, o);
+    auto combined = models::combine(scores, o.ensemble, o.mcut);
+    auto cap = models::build_caption(combined, scores.front().thresholds, o);
 
     json tags = json::array();
     for (const auto& t : cap.tags) {
@@ -113,7 +113,7 @@ void register_caption_routes(http_server& server, model_route_context ctx) {
     }
     json ratings = json::object();
     for (const auto& t : combined) {
-      if (t.category == tag_category::rating) ratings[t.name] = t.score;
+      if (t.category == models::tag_category::rating) ratings[t.name] = t.score;
     }
     json names = json::array();
     for (const auto& e : models) names.push_back(e->manifest.name);
@@ -125,4 +125,4 @@ void register_caption_routes(http_server& server, model_route_context ctx) {
   }, route_access::read);
 }
 
-}  // namespace acg2vec
+}  // namespace acg2vec::server

@@ -1,7 +1,7 @@
 #include "server/routes.h"
 #include "server/seed_records.h"
 
-namespace acg2vec {
+namespace acg2vec::server {
 
 using json = nlohmann::json;
 
@@ -52,4 +52,4 @@ void register_core_routes(http_server& server, core_route_context context) {
   }, route_access::read);
 }
 
-}  // namespace acg2vec
+}  // namespace acg2vec::server

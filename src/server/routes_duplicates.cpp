@@ -7,15 +7,15 @@
 #include "server/request_parsing.h"
 #include "server/routes.h"
 
-namespace acg2vec {
+namespace acg2vec::server {
 
 using json = nlohmann::json;
 
 namespace {
 
 // The grouping settings, from the query string (GET) or the JSON body (POST); the body wins.
-dedup_options options_of(const http_request& req, const json& body) {
-  dedup_options o;
+search::dedup_options options_of(const http_request& req, const json& body) {
+  search::dedup_options o;
   auto text = [&](const char* name) -> std::optional<std::string> {
     if (body.is_object() && body.contains(name)) {
       if (!body[name].is_string()) fail(errc::bad_parameter, "'{}' must be a string", name);
@@ -24,7 +24,7 @@ dedup_options options_of(const http_request& req, const json& body) {
     return find_param(req, name);
   };
   if (auto s = text("space")) o.space = *s;
-  if (auto r = text("keep_rule")) o.keep_rule = parse_keep_rule(*r);
+  if (auto r = text("keep_rule")) o.keep_rule = search::parse_keep_rule(*r);
   if (body.is_object() && body.contains("threshold")) {
     if (!body["threshold"].is_number()) fail(errc::bad_parameter, "'threshold' must be a number");
     o.threshold = body["threshold"].get<float>();
@@ -43,10 +43,10 @@ bool flag_of(const json& body, const char* name) {
 
 }  // namespace
 
-void register_duplicate_routes(http_server& server, search_service& service) {
+void register_duplicate_routes(http_server& server, search::search_service& service) {
   auto* svc = &service;
   server.add("GET", "/v1/duplicates", "v1.duplicates", [svc](const http_request& req, http_response& res) {
-    auto report = find_duplicates(*svc, options_of(req, json()));
+    auto report = search::find_duplicates(*svc, options_of(req, json()));
     auto count = static_cast<std::int64_t>(report.groups.size());
     reply(res, to_json(report), "ok", count);
   }, route_access::read);
@@ -62,18 +62,18 @@ void register_duplicate_routes(http_server& server, search_service& service) {
                  else if (body["keep"].is_number_integer()) keep = std::to_string(body["keep"].get<std::int64_t>());
                  else fail(errc::bad_parameter, "'keep' must be an item id");
                }
-               resolve_options ro;
+               search::resolve_options ro;
                ro.dry_run = flag_of(body, "dry_run");
                ro.delete_files = flag_of(body, "delete_files");
-               auto report = find_duplicates(*svc, options_of(req, body));
+               auto report = search::find_duplicates(*svc, options_of(req, body));
                auto g = std::find_if(report.groups.begin(), report.groups.end(),
                                      [&](const auto& x) { return x.id == group_id; });
                if (g == report.groups.end())
                  fail(errc::not_found, "no duplicate group {} (the collection changed? list /v1/duplicates again)",
                       group_id);
-               const resolve_plan plan = plan_resolve(*svc, *g, keep);
-               reply(res, apply_resolve(*svc, std::span<const resolve_plan>(&plan, 1), ro));
+               const search::resolve_plan plan = search::plan_resolve(*svc, *g, keep);
+               reply(res, search::apply_resolve(*svc, std::span<const search::resolve_plan>(&plan, 1), ro));
              }, route_access::write);
 }
 
-}  // namespace acg2vec
+}  // namespace acg2vec::server

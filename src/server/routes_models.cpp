@@ -10,7 +10,7 @@
 #include "server/routes.h"
 #include "server/seed_records.h"
 
-namespace acg2vec {
+namespace acg2vec::server {
 
 using json = nlohmann::json;
 
@@ -27,7 +27,7 @@ image::image_rgb8 uploaded_image(const http_request& req, const model_route_cont
   return image::decode_image(bytes, decode_limits_of(ctx));
 }
 
-const graph_model& image_graph(const model_entry& e) {
+const models::graph_model& image_graph(const models::model_entry& e) {
   if (!e.graph || !e.graph->takes_images()) {
     fail(errc::bad_parameter, "model '{}' does not take images", e.manifest.name);
   }
@@ -39,7 +39,7 @@ std::string model_param(const http_request& req) { return find_param(req, "model
 // A pack the seed's routes call by the seed's TF-Serving name (first of `names` that is installed).
 // Missing is 503 naming the pack to install, as for every seed model: the route exists, the
 // model behind it is what is unavailable.
-std::shared_ptr<const model_entry> seed_model(const model_registry& reg, std::initializer_list<std::string_view> names) {
+std::shared_ptr<const models::model_entry> seed_model(const models::model_registry& reg, std::initializer_list<std::string_view> names) {
   for (auto name : names) {
     try {
       return reg.get(name);
@@ -52,7 +52,7 @@ std::shared_ptr<const model_entry> seed_model(const model_registry& reg, std::in
 }
 
 // ?model= names a pack explicitly (404 when unknown); otherwise the seed's pack.
-std::shared_ptr<const model_entry> seed_or_named(const model_registry& reg, const http_request& req,
+std::shared_ptr<const models::model_entry> seed_or_named(const models::model_registry& reg, const http_request& req,
                                                  std::initializer_list<std::string_view> names) {
   auto name = model_param(req);
   return name.empty() ? seed_model(reg, names) : reg.get(name);
@@ -62,11 +62,11 @@ std::shared_ptr<const model_entry> seed_or_named(const model_registry& reg, cons
 constexpr std::array<std::string_view, 5> deepix_heads = {"bookmark", "view", "sanity", "restrict", "xRestrict"};
 
 // pix2score's three heads, by the manifest's output names or, failing that, by position.
-json score_heads(const model_entry& e, const std::vector<at::Tensor>& outputs) {
+json score_heads(const models::model_entry& e, const std::vector<at::Tensor>& outputs) {
   json data = json::object();
   for (std::size_t i = 0; i < outputs.size(); ++i) {
     std::string name = i < e.manifest.outputs.size() ? e.manifest.outputs[i].name : e.graph->output_names()[i];
-    data[name] = to_json_array(outputs[i]);
+    data[name] = models::to_json_array(outputs[i]);
   }
   return data;
 }
@@ -82,28 +82,28 @@ void register_model_routes(http_server& server, model_route_context ctx) {
                // The DeepDanbooru pack, not whichever tagger loaded first: its vocabulary and its
                // rating:* names are what the seed's clients expect.
                auto e = seed_or_named(reg, req, {"deepdanbooru"});
-               if (e->manifest.task != model_task::tagger) {
+               if (e->manifest.task != models::model_task::tagger) {
                  fail(errc::bad_parameter, "model '{}' is not a tagger", e->manifest.name);
                }
                auto out = image_graph(*e).run_image(img);
                // The seed drops an empty data member (Jackson NON_EMPTY).
-               reply_seed(res, tags_above(e->manifest, out.at(0), 0.5f), msg_tags);
+               reply_seed(res, models::tags_above(e->manifest, out.at(0), 0.5f), msg_tags);
              }, route_access::read);
 
   server.add("POST", "/v1/tag", "v1.tag", [&reg, ctx](const http_request& req, http_response& res) {
     auto img = uploaded_image(req, ctx);
-    auto e = reg.resolve(model_param(req), model_task::tagger);
+    auto e = reg.resolve(model_param(req), models::model_task::tagger);
     auto out = image_graph(*e).run_image(img);
-    tag_options opts;
+    models::tag_options opts;
     opts.include_all = bool_param(req, "all");
-    for (auto cat : {tag_category::general, tag_category::character, tag_category::copyright, tag_category::artist,
-                     tag_category::meta}) {
+    for (auto cat : {models::tag_category::general, models::tag_category::character, models::tag_category::copyright, models::tag_category::artist,
+                     models::tag_category::meta}) {
       if (auto t = unit_float_param(req, "threshold_" + std::string(to_string(cat)))) opts.thresholds[cat] = *t;
     }
     if (auto t = unit_float_param(req, "threshold")) {
-      for (auto cat : {tag_category::general, tag_category::character}) opts.thresholds.try_emplace(cat, *t);
+      for (auto cat : {models::tag_category::general, models::tag_category::character}) opts.thresholds.try_emplace(cat, *t);
     }
-    reply(res, tag_report(e->manifest, out.at(0), opts));
+    reply(res, models::tag_report(e->manifest, out.at(0), opts));
   }, route_access::read);
 
   server.add("POST", "/models/illust2vec/feature", "seed.illust2vec",
@@ -111,7 +111,7 @@ void register_model_routes(http_server& server, model_route_context ctx) {
                auto img = uploaded_image(req, ctx);
                auto e = seed_or_named(reg, req, {"illust2vec", "img_semantics_feature_extract_model"});
                auto out = image_graph(*e).run_image(img);
-               reply(res, to_json_array(out.at(0)), msg_illust2vec);
+               reply(res, models::to_json_array(out.at(0)), msg_illust2vec);
              }, route_access::read);
 
   // ---- the 1.0.0 release's routes (seed-spec §1.2), registered before the item routes ----
@@ -119,7 +119,7 @@ void register_model_routes(http_server& server, model_route_context ctx) {
              [&reg, ctx](const http_request& req, http_response& res) {
                auto img = uploaded_image(req, ctx);
                auto e = seed_or_named(reg, req, {"illust2vec", "img_semantics_feature_extract_model"});
-               reply(res, to_json_array(image_graph(*e).run_image(img).at(0)), msg_illust2vec);
+               reply(res, models::to_json_array(image_graph(*e).run_image(img).at(0)), msg_illust2vec);
              }, route_access::read);
 
   // deepix's five softmax heads, each answered as the label of its best class. Only a pack with
@@ -158,13 +158,13 @@ void register_model_routes(http_server& server, model_route_context ctx) {
              [&reg, ctx](const http_request& req, http_response& res) {
                auto img = uploaded_image(req, ctx);
                auto e = seed_or_named(reg, req, {"deepdanbooru"});
-               if (e->manifest.task != model_task::tagger) {
+               if (e->manifest.task != models::model_task::tagger) {
                  fail(errc::bad_parameter, "model '{}' is not a tagger", e->manifest.name);
                }
                auto out = image_graph(*e).run_image(img);
                json data = json::array();
-               for (auto& t : label_scores(e->manifest, out.at(0))) {
-                 if (t.category == tag_category::rating || t.score < 0.5f) continue;
+               for (auto& t : models::label_scores(e->manifest, out.at(0))) {
+                 if (t.category == models::tag_category::rating || t.score < 0.5f) continue;
                  // Kaomoji such as ^_^ keep their underscore; words are joined by it.
                  if (std::any_of(t.name.begin(), t.name.end(), [](unsigned char c) { return std::isalpha(c); })) {
                    std::replace(t.name.begin(), t.name.end(), '_', ' ');
@@ -177,7 +177,7 @@ void register_model_routes(http_server& server, model_route_context ctx) {
   auto pix2score = [&reg, ctx](const http_request& req, http_response& res) {
     auto img = uploaded_image(req, ctx);
     // The pack answering to the seed's name, else the first scores pack (503 when there is none).
-    std::shared_ptr<const model_entry> e;
+    std::shared_ptr<const models::model_entry> e;
     if (model_param(req).empty()) {
       try {
         e = reg.get("pix2score");
@@ -185,7 +185,7 @@ void register_model_routes(http_server& server, model_route_context ctx) {
         if (err.code() != errc::not_found) throw;
       }
     }
-    if (!e) e = reg.resolve(model_param(req), model_task::scores);
+    if (!e) e = reg.resolve(model_param(req), models::model_task::scores);
     auto out = image_graph(*e).run_image(img);
     reply(res, score_heads(*e, out), msg_scores);
   };
@@ -194,19 +194,19 @@ void register_model_routes(http_server& server, model_route_context ctx) {
 
   server.add("POST", "/v1/classify", "v1.classify", [&reg, ctx](const http_request& req, http_response& res) {
     auto img = uploaded_image(req, ctx);
-    auto e = reg.resolve(model_param(req), model_task::classifier);
+    auto e = reg.resolve(model_param(req), models::model_task::classifier);
     auto out = image_graph(*e).run_image(img);
-    auto classes = class_report(e->manifest, out.at(0));
+    auto classes = models::class_report(e->manifest, out.at(0));
     reply(res, json{{"model", e->manifest.name}, {"top", classes.at(0).at("name")}, {"classes", classes}});
   }, route_access::read);
 
   server.add("POST", "/v1/embed/image", "v1.embed.image", [&reg, ctx](const http_request& req, http_response& res) {
     auto img = uploaded_image(req, ctx);
     auto name = model_param(req);
-    auto e = name.empty() ? reg.resolve("", model_task::image_embedding) : reg.get(name);
+    auto e = name.empty() ? reg.resolve("", models::model_task::image_embedding) : reg.get(name);
     if (!e->takes_images()) fail(errc::bad_parameter, "model '{}' does not take images", name);
     auto out = e->run_image(img);
-    auto v = to_json_array(out.at(0));
+    auto v = models::to_json_array(out.at(0));
     reply(res, json{{"model", e->manifest.name}, {"dim", v.size()}, {"vector", v}});
   }, route_access::read);
 
@@ -214,7 +214,7 @@ void register_model_routes(http_server& server, model_route_context ctx) {
     json list = json::array();
     for (const auto& e : reg.entries()) {
       json m = e->graph ? e->graph->describe() : json{{"name", e->manifest.name}};
-      m["state"] = e->state == model_state::ready ? "ready" : e->state == model_state::loading ? "loading" : "failed";
+      m["state"] = e->state == models::model_state::ready ? "ready" : e->state == models::model_state::loading ? "loading" : "failed";
       if (!e->error.empty()) m["error"] = e->error;
       m["aliases"] = e->manifest.aliases;
       list.push_back(m);
@@ -237,7 +237,7 @@ void register_model_routes(http_server& server, model_route_context ctx) {
                    fail(errc::bad_parameter, "expected a JSON object with \"inputs\"");
                  }
                  const auto& info = e->graph->executor().inputs().at(0);
-                 auto t = tensor_from_json(body["inputs"], info.dtype);
+                 auto t = models::tensor_from_json(body["inputs"], info.dtype);
                  if (t.dim() > 0 && static_cast<std::size_t>(t.size(0)) > ctx.max_instances) {
                    fail(errc::too_large, "batch of {} rows in one request; the limit is {} (--max-instances)", t.size(0),
                         ctx.max_instances);
@@ -258,10 +258,10 @@ void register_model_routes(http_server& server, model_route_context ctx) {
                for (std::size_t i = 0; i < out.size(); ++i) {
                  std::string name =
                      i < e->manifest.outputs.size() ? e->manifest.outputs[i].name : e->graph->output_names()[i];
-                 outputs[name] = to_nested_json(out[i]);
+                 outputs[name] = models::to_nested_json(out[i]);
                }
                reply(res, json{{"model", e->manifest.name}, {"outputs", outputs}});
              }, route_access::read);
 }
 
-}  // namespace acg2vec
+}  // namespace acg2vec::server

@@ -8,7 +8,7 @@
 #include "server/routes.h"
 #include "server/seed_records.h"
 
-namespace acg2vec {
+namespace acg2vec::server {
 
 using json = nlohmann::json;
 
@@ -48,7 +48,7 @@ json item_json(const store::item& it, bool with_tags) {
   return j;
 }
 
-json hits_json(const search_result& r) {
+json hits_json(const search::search_result& r) {
   json hits = json::array();
   for (const auto& h : r.hits) {
     json j = item_json(h.item, false);
@@ -60,7 +60,7 @@ json hits_json(const search_result& r) {
 }
 
 // The demo page reads pixiv-style Illust records; every hit gets one, stored extend or not.
-json demo_records(const search_result& result, const http_request& req) {
+json demo_records(const search::search_result& result, const http_request& req) {
   json data = json::array();
   const std::string base = public_base_url(req);
   for (const auto& h : result.hits) {
@@ -81,13 +81,13 @@ constexpr std::string_view msg_absent = "item {} did not exist; nothing was dele
 
 // The space the seed's reverse search used: illust2vec when installed, else any image embedding,
 // else the perceptual signature.
-std::string seed_space(const search_service& service) {
+std::string seed_space(const search::search_service& service) {
   auto names = service.space_names();
   if (std::find(names.begin(), names.end(), "illust2vec") != names.end()) return "illust2vec";
   for (const auto& name : names) {
-    if (name != signature_space) return name;
+    if (name != search::signature_space) return name;
   }
-  return std::string(signature_space);
+  return std::string(search::signature_space);
 }
 
 }  // namespace
@@ -105,7 +105,7 @@ void register_search_routes(http_server& server, search_route_context ctx) {
   // ---- the seed's search routes (registered before /images/{id}) ----
   server.add("POST", "/images/similarImages", "seed.similarImages",
              [&svc, upload, decode](const http_request& req, http_response& res) {
-               search_request r;
+               search::search_request r;
                r.image = decode(upload(req));
                r.k = static_cast<std::size_t>(int_param(req, "k", 10, 1, 1000));
                r.space = find_param(req, "space").value_or(seed_space(svc));
@@ -121,7 +121,7 @@ void register_search_routes(http_server& server, search_route_context ctx) {
 
   server.add("POST", "/similarityImages", "seed.similarityImages",
              [&svc, upload, decode](const http_request& req, http_response& res) {
-               search_request r;
+               search::search_request r;
                r.image = decode(upload(req));
                r.k = static_cast<std::size_t>(int_param(req, "k", 30, 1, 1000));
                r.space = find_param(req, "space").value_or(seed_space(svc));
@@ -130,7 +130,7 @@ void register_search_routes(http_server& server, search_route_context ctx) {
              }, route_access::read);
 
   server.add("GET", "/searchIllustByDCLIP", "seed.searchIllustByDCLIP", [&svc](const http_request& req, http_response& res) {
-    search_request r;
+    search::search_request r;
     r.text = require_param(req, "text");
     if (r.text->empty()) fail(errc::bad_parameter, "parameter 'text' is empty");
     r.k = static_cast<std::size_t>(int_param(req, "k", 30, 1, 1000));
@@ -143,7 +143,7 @@ void register_search_routes(http_server& server, search_route_context ctx) {
   // scripts written for it re-run both. /v1/items keeps the strict 409 and 404.
   server.add("POST", seed_item_route, "seed.images.insert",
              [&svc, upload](const http_request& req, http_response& res) {
-               item_input in;
+               search::item_input in;
                in.id = parse_seed_item_id(req.matches[1].str());
                in.numeric_id = true;
                in.metadata = parse_metadata_param(find_param(req, "extend"), "extend");
@@ -154,7 +154,7 @@ void register_search_routes(http_server& server, search_route_context ctx) {
                  return;
                }
                try {
-                 svc.add_image(bytes, std::move(in), write_mode::insert);
+                 svc.add_image(bytes, std::move(in), search::write_mode::insert);
                } catch (const error& e) {
                  // Another request stored the same id in between: the same answer as above.
                  if (e.code() != errc::conflict) throw;
@@ -165,11 +165,11 @@ void register_search_routes(http_server& server, search_route_context ctx) {
              }, route_access::write);
   server.add("PUT", seed_item_route, "seed.images.update",
              [&svc, upload](const http_request& req, http_response& res) {
-               item_input in;
+               search::item_input in;
                in.id = parse_seed_item_id(req.matches[1].str());
                in.numeric_id = true;
                in.metadata = parse_metadata_param(find_param(req, "extend"), "extend");
-               svc.add_image(upload(req), std::move(in), write_mode::upsert);
+               svc.add_image(upload(req), std::move(in), search::write_mode::upsert);
                reply(res, true, msg_updated);
              }, route_access::write);
   server.add("DELETE", seed_item_route, "seed.images.delete", [&svc](const http_request& req, http_response& res) {
@@ -187,9 +187,9 @@ void register_search_routes(http_server& server, search_route_context ctx) {
       json r{{"filename", part.filename}};
       try {
         if (part.content.size() > ctx.max_upload_bytes) fail(errc::too_large, "file is over the upload limit");
-        item_input in;
+        search::item_input in;
         in.source = part.filename;
-        auto out = svc.add_image(part.content, std::move(in), write_mode::skip_existing);
+        auto out = svc.add_image(part.content, std::move(in), search::write_mode::skip_existing);
         r["id"] = out.id;
         r["stored"] = out.stored;
         if (!out.duplicate_of.empty()) r["duplicateOf"] = out.duplicate_of;
@@ -205,7 +205,7 @@ void register_search_routes(http_server& server, search_route_context ctx) {
   }, route_access::write);
 
   server.add("POST", "/v1/items", "v1.items.create", [&svc, upload](const http_request& req, http_response& res) {
-    item_input in;
+    search::item_input in;
     if (auto id = find_param(req, "id")) {
       in.id = *id;
       in.numeric_id = !id->empty() && std::all_of(id->begin(), id->end(), ::isdigit) && id->size() < 19;
@@ -213,7 +213,7 @@ void register_search_routes(http_server& server, search_route_context ctx) {
     in.source = find_param(req, "source").value_or("");
     in.metadata = parse_metadata_param(find_param(req, "metadata"), "metadata");
     auto bytes = upload(req);
-    auto out = svc.add_image(bytes, std::move(in), write_mode::insert);
+    auto out = svc.add_image(bytes, std::move(in), search::write_mode::insert);
     // The answer is the item as this request wrote it: reading it back could meet a DELETE of the
     // same id that committed in between.
     reply(res, item_json(*out.item, true), "created");
@@ -262,13 +262,13 @@ void register_search_routes(http_server& server, search_route_context ctx) {
     std::optional<store::item> written;
     if (req.is_multipart_form_data() && (req.has_file("file") || req.has_file("image"))) {
       auto existing = svc.get(id);
-      item_input in;
+      search::item_input in;
       in.id = id;
       in.numeric_id = existing ? existing->numeric_id : false;
       in.source = find_param(req, "source").value_or(existing ? existing->source : "");
       in.metadata = find_param(req, "metadata") ? parse_metadata_param(find_param(req, "metadata"), "metadata")
                                                  : (existing ? existing->metadata : json::object());
-      written = std::move(svc.add_image(upload(req), std::move(in), write_mode::upsert).item);
+      written = std::move(svc.add_image(upload(req), std::move(in), search::write_mode::upsert).item);
     } else {
       auto body = parse_json_body(req);
       if (!body.is_object() || !body.contains("metadata")) fail(errc::bad_parameter, "expected {{\"metadata\": {{...}}}}");
@@ -285,7 +285,7 @@ void register_search_routes(http_server& server, search_route_context ctx) {
 
   // ---- /v1/search ----
   auto search = [&svc, decode](const http_request& req, http_response& res) {
-    search_request r = search_request_from_http(req, decode);
+    search::search_request r = search_request_from_http(req, decode);
     auto result = svc.search(r);
     reply(res, json{{"space", result.space}, {"hits", hits_json(result)}}, "ok",
           static_cast<std::int64_t>(result.hits.size()));
@@ -296,4 +296,4 @@ void register_search_routes(http_server& server, search_route_context ctx) {
   server.add("GET", "/v1/stats", "v1.stats", [&svc](const http_request&, http_response& res) { reply(res, svc.stats()); }, route_access::read);
 }
 
-}  // namespace acg2vec
+}  // namespace acg2vec::server

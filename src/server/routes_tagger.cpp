@@ -20,7 +20,7 @@
 #include "models/registry.h"
 #include "server/routes.h"
 
-namespace acg2vec {
+namespace acg2vec::server {
 
 using json = nlohmann::json;
 
@@ -102,7 +102,7 @@ image::image_rgb8 decode_b64_image(const std::string& text, const model_route_co
 }
 
 std::string tag_name(const std::string& raw, const interrogate_request& r) {
-  std::string name = r.replace_underscore ? captioning::remove_underscore(raw) : raw;
+  std::string name = r.replace_underscore ? models::remove_underscore(raw) : raw;
   if (r.escape_tag) {
     // A1111's prompt escaping: a backslash before '\', '(' and ')'.
     std::string out;
@@ -120,14 +120,14 @@ struct interrogation {
   ordered tags = ordered::object();
 };
 
-interrogation interrogate(const model_entry& e, const image::image_rgb8& img, const interrogate_request& r) {
-  auto scores = label_scores(e.manifest, e.graph->run_image(img).at(0));
+interrogation interrogate(const models::model_entry& e, const image::image_rgb8& img, const interrogate_request& r) {
+  auto scores = models::label_scores(e.manifest, e.graph->run_image(img).at(0));
   std::stable_sort(scores.begin(), scores.end(), [](const auto& a, const auto& b) { return a.score > b.score; });
   // toriato keeps score >= threshold (default 0.35); picobyte score > threshold (default 0).
   const float threshold = r.threshold.value_or(r.flat ? 0.35f : 0.0f);
   interrogation out;
   for (const auto& t : scores) {
-    if (t.category == tag_category::rating) {
+    if (t.category == models::tag_category::rating) {
       out.ratings[tag_name(t.name, r)] = t.score;
     } else if (r.flat ? t.score >= threshold : t.score > threshold) {
       out.tags[tag_name(t.name, r)] = t.score;
@@ -205,8 +205,8 @@ void reply_ordered(http_response& res, const ordered& body) {
   res.set_content(body.dump(-1, ' ', false, ordered::error_handler_t::replace), "application/json");
 }
 
-std::shared_ptr<const model_entry> tagger_for(const model_registry& reg, const std::string& name) {
-  auto e = reg.resolve(name, model_task::tagger);
+std::shared_ptr<const models::model_entry> tagger_for(const models::model_registry& reg, const std::string& name) {
+  auto e = reg.resolve(name, models::model_task::tagger);
   if (!e->graph || !e->graph->takes_images()) fail(errc::bad_parameter, "model '{}' does not take images", e->manifest.name);
   return e;
 }
@@ -253,7 +253,7 @@ void register_tagger_routes(http_server& server, model_route_context ctx) {
              [&reg](const http_request&, http_response& res) {
                json names = json::array();
                for (const auto& e : reg.entries()) {
-                 if (e->state == model_state::ready && e->manifest.task == model_task::tagger && e->graph &&
+                 if (e->state == models::model_state::ready && e->manifest.task == models::model_task::tagger && e->graph &&
                      e->graph->takes_images()) {
                    names.push_back(e->manifest.name);
                  }
@@ -269,4 +269,4 @@ void register_tagger_routes(http_server& server, model_route_context ctx) {
              route_access::read);
 }
 
-}  // namespace acg2vec
+}  // namespace acg2vec::server

@@ -13,7 +13,7 @@
 #include "server/seed_records.h"
 #include "text/unicode.h"
 
-namespace acg2vec {
+namespace acg2vec::server {
 
 using json = nlohmann::json;
 
@@ -32,8 +32,8 @@ std::string checked_text(const std::string& text, const char* field) {
 }
 
 // The pack named by ?model=, else one answering to the seed's name, else the first of the task.
-std::shared_ptr<const model_entry> text_pack(const model_registry& reg, const http_request& req,
-                                             std::string_view seed_name, model_task task) {
+std::shared_ptr<const models::model_entry> text_pack(const models::model_registry& reg, const http_request& req,
+                                             std::string_view seed_name, models::model_task task) {
   if (auto name = find_param(req, "model")) return reg.resolve(*name, task);
   try {
     auto e = reg.get(seed_name);
@@ -57,11 +57,11 @@ std::string spaced(std::string s) {
 class tag_vocabulary {
  public:
   /// Builds the vector matrix now (once); stop makes a build in progress give up between batches.
-  void build_once(const model_entry& e, const std::atomic<bool>* stop = nullptr) {
+  void build_once(const models::model_entry& e, const std::atomic<bool>* stop = nullptr) {
     std::call_once(built_, [&] { build(e, stop); });
   }
 
-  std::vector<std::string> nearest(const model_entry& e, const std::string& query, std::size_t k) {
+  std::vector<std::string> nearest(const models::model_entry& e, const std::string& query, std::size_t k) {
     build_once(e);
     if (!error_.empty()) fail(errc::unavailable, "{}", error_);
     auto q = e.text->embed({spaced(query)})[0];
@@ -79,7 +79,7 @@ class tag_vocabulary {
   }
 
  private:
-  void build(const model_entry& e, const std::atomic<bool>* stop) {
+  void build(const models::model_entry& e, const std::atomic<bool>* stop) {
     const auto& raw = e.manifest.raw;
     if (!raw.contains("vocabulary")) {
       error_ = fmt::format("pack '{}' has no tag vocabulary (add \"vocabulary\": {{\"file\": ...}} to its manifest)",
@@ -88,7 +88,7 @@ class tag_vocabulary {
     }
     try {
       const auto& v = raw["vocabulary"];
-      auto labels = load_labels(e.manifest.dir / v.at("file").get<std::string>(), v.value("format", "lines"));
+      auto labels = models::load_labels(e.manifest.dir / v.at("file").get<std::string>(), v.value("format", "lines"));
       std::size_t limit = v.value("limit", std::size_t{20000});
       if (labels.size() > limit) labels.resize(limit);
       std::vector<at::Tensor> parts;
@@ -132,8 +132,8 @@ text_route_tasks register_text_routes(http_server& server, model_route_context c
 
   auto acgvoc2vec_feature = [&reg](const http_request& req, http_response& res) {
     auto text = checked_text(require_param(req, "text"), "text");
-    auto e = text_pack(reg, req, "acgvoc2vec", model_task::text_embedding);
-    reply(res, to_json_array(e->text->embed({text})[0]), msg_acgvoc2vec);
+    auto e = text_pack(reg, req, "acgvoc2vec", models::model_task::text_embedding);
+    reply(res, models::to_json_array(e->text->embed({text})[0]), msg_acgvoc2vec);
   };
   server.add("POST", "/models/acgvoc2vec/feature", "seed.acgvoc2vec", acgvoc2vec_feature, route_access::read);
   // The 1.0.0 release's text route. The seed sent word ids to the image model there; here the
@@ -142,15 +142,15 @@ text_route_tasks register_text_routes(http_server& server, model_route_context c
 
   server.add("POST", "/models/dclip_text/feature", "seed.dclip_text", [&reg](const http_request& req, http_response& res) {
     auto text = checked_text(require_param(req, "text"), "text");
-    auto e = text_pack(reg, req, "dclip_text", model_task::clip_text);
-    reply(res, to_json_array(e->text->embed({text})[0]), msg_clip_text);
+    auto e = text_pack(reg, req, "dclip_text", models::model_task::clip_text);
+    reply(res, models::to_json_array(e->text->embed({text})[0]), msg_clip_text);
   }, route_access::read);
 
   server.add("POST", "/models/dclip_image/feature", "seed.dclip_image", [&reg, ctx](const http_request& req, http_response& res) {
     auto bytes = require_file(req, {"image", "file"}, ctx.max_upload_bytes);
     auto img = image::decode_image(bytes, decode_limits_of(ctx));
-    auto e = text_pack(reg, req, "dclip_image", model_task::clip_image);
-    reply(res, to_json_array(e->run_image(img).at(0)), msg_clip_image);
+    auto e = text_pack(reg, req, "dclip_image", models::model_task::clip_image);
+    reply(res, models::to_json_array(e->run_image(img).at(0)), msg_clip_image);
   }, route_access::read);
 
   server.add("POST", "/v1/embed/text", "v1.embed.text", [&reg](const http_request& req, http_response& res) {
@@ -171,25 +171,25 @@ text_route_tasks register_text_routes(http_server& server, model_route_context c
       texts.push_back(checked_text(require_param(req, "text"), "text"));
       model = find_param(req, "model").value_or("");
     }
-    std::shared_ptr<const model_entry> e;
+    std::shared_ptr<const models::model_entry> e;
     if (!model.empty()) {
       e = reg.get(model);
       if (!e->text) fail(errc::bad_parameter, "model '{}' is not a text model", model);
-    } else if (auto t = reg.first(model_task::text_embedding)) {
+    } else if (auto t = reg.first(models::model_task::text_embedding)) {
       e = t;
     } else {
-      e = reg.resolve("", model_task::clip_text);
+      e = reg.resolve("", models::model_task::clip_text);
     }
     auto v = e->text->embed(texts);
     json vectors = json::array();
-    for (std::int64_t i = 0; i < v.size(0); ++i) vectors.push_back(to_json_array(v[i]));
+    for (std::int64_t i = 0; i < v.size(0); ++i) vectors.push_back(models::to_json_array(v[i]));
     reply(res, json{{"model", e->manifest.name}, {"dim", v.size(1)}, {"vectors", vectors}}, "ok",
           static_cast<std::int64_t>(texts.size()));
   }, route_access::read);
 
   auto vocab = std::make_shared<std::map<std::string, std::unique_ptr<tag_vocabulary>>>();
   auto vocab_mutex = std::make_shared<std::mutex>();
-  auto vocabulary_of = [vocab, vocab_mutex](const model_entry& e) {
+  auto vocabulary_of = [vocab, vocab_mutex](const models::model_entry& e) {
     std::lock_guard lock(*vocab_mutex);
     auto& slot = (*vocab)[e.manifest.name];
     if (!slot) slot = std::make_unique<tag_vocabulary>();
@@ -198,7 +198,7 @@ text_route_tasks register_text_routes(http_server& server, model_route_context c
   server.add("GET", "/acgvoc2vec", "seed.acgvoc2vec.similar", [&reg, vocabulary_of](const http_request& req, http_response& res) {
     auto tag = checked_text(require_param(req, "tag"), "tag");
     auto k = static_cast<std::size_t>(int_param(req, "k", 20, 1, 200));
-    auto e = text_pack(reg, req, "acgvoc2vec", model_task::text_embedding);
+    auto e = text_pack(reg, req, "acgvoc2vec", models::model_task::text_embedding);
     reply_seed(res, vocabulary_of(*e)->nearest(*e, tag, k), "ok");
   }, route_access::read);
 
@@ -208,11 +208,11 @@ text_route_tasks register_text_routes(http_server& server, model_route_context c
   text_route_tasks tasks;
   tasks.warm_up = [&reg, vocabulary_of, stop] {
     reg.wait();
-    std::shared_ptr<const model_entry> e;
+    std::shared_ptr<const models::model_entry> e;
     try {
       e = reg.get("acgvoc2vec");
     } catch (const error&) {
-      e = reg.first(model_task::text_embedding);
+      e = reg.first(models::model_task::text_embedding);
     }
     if (!e || !e->text || !e->manifest.raw.contains("vocabulary")) return;
     spdlog::info("building the tag vocabulary of '{}' in the background", e->manifest.name);
@@ -222,4 +222,4 @@ text_route_tasks register_text_routes(http_server& server, model_route_context c
   return tasks;
 }
 
-}  // namespace acg2vec
+}  // namespace acg2vec::server

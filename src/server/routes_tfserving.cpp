@@ -7,7 +7,7 @@
 #include "server/request_parsing.h"
 #include "server/routes.h"
 
-namespace acg2vec {
+namespace acg2vec::server {
 
 using json = nlohmann::json;
 
@@ -28,14 +28,14 @@ http_handler tf_style(std::function<void(const http_request&, http_response&)> f
   };
 }
 
-std::string tf_output_name(const model_entry& e, std::size_t i) {
+std::string tf_output_name(const models::model_entry& e, std::size_t i) {
   if (i < e.manifest.outputs.size()) return e.manifest.outputs[i].tf_name;
   return e.graph->output_names().at(i);
 }
 
 // Text packs take token ids (acgvoc2vec: {"input_ids", "attention_mask"} per instance; dclip_text:
 // a list of ids per instance); CLIP image packs take b64 images. Answers follow the row/columnar form.
-json predict_other(const model_entry& e, const json& items, bool row, const model_route_context& ctx) {
+json predict_other(const models::model_entry& e, const json& items, bool row, const model_route_context& ctx) {
   std::vector<at::Tensor> outs;
   if (e.clip_image) {
     for (const auto& inst : items) {
@@ -47,10 +47,10 @@ json predict_other(const model_entry& e, const json& items, bool row, const mode
     for (const auto& inst : items) {
       if (inst.is_object()) {
         if (!inst.contains("input_ids")) fail(errc::bad_parameter, "instance is missing 'input_ids'");
-        ids.push_back(tensor_from_json(inst["input_ids"], at::kLong));
-        if (inst.contains("attention_mask")) masks.push_back(tensor_from_json(inst["attention_mask"], at::kLong));
+        ids.push_back(models::tensor_from_json(inst["input_ids"], at::kLong));
+        if (inst.contains("attention_mask")) masks.push_back(models::tensor_from_json(inst["attention_mask"], at::kLong));
       } else {
-        ids.push_back(tensor_from_json(inst, at::kLong));
+        ids.push_back(models::tensor_from_json(inst, at::kLong));
       }
       if (ids.back().dim() != 1) fail(errc::bad_parameter, "token ids must be a flat list per instance");
       if (static_cast<std::size_t>(ids.back().size(0)) > e.text->max_length()) {
@@ -80,10 +80,10 @@ json predict_other(const model_entry& e, const json& items, bool row, const mode
   }
   if (row) {
     json predictions = json::array();
-    for (const auto& o : outs) predictions.push_back(to_nested_json(o));
+    for (const auto& o : outs) predictions.push_back(models::to_nested_json(o));
     return {{"predictions", predictions}};
   }
-  return {{"outputs", to_nested_json(at::stack(outs))}};
+  return {{"outputs", models::to_nested_json(at::stack(outs))}};
 }
 
 }  // namespace
@@ -138,7 +138,7 @@ void register_tfserving_routes(http_server& server, model_route_context ctx) {
                    } else {
                      const auto& info = model.executor().inputs().at(0);
                      const json& v = inst.is_object() && inst.size() == 1 ? inst.begin().value() : inst;
-                     auto t = tensor_from_json(v, info.dtype).unsqueeze(0);
+                     auto t = models::tensor_from_json(v, info.dtype).unsqueeze(0);
                      check_input_shape(info, t, i);
                      if (row_shape.empty()) row_shape = t.sizes().vec();
                      if (t.sizes().vec() != row_shape) {
@@ -158,19 +158,19 @@ void register_tfserving_routes(http_server& server, model_route_context ctx) {
                  json predictions = json::array();
                  for (std::int64_t i = 0; i < static_cast<std::int64_t>(items.size()); ++i) {
                    if (outputs.size() == 1) {
-                     predictions.push_back(to_nested_json(outputs[0][i]));
+                     predictions.push_back(models::to_nested_json(outputs[0][i]));
                    } else {
                      json obj = json::object();
-                     for (std::size_t o = 0; o < outputs.size(); ++o) obj[tf_output_name(*e, o)] = to_nested_json(outputs[o][i]);
+                     for (std::size_t o = 0; o < outputs.size(); ++o) obj[tf_output_name(*e, o)] = models::to_nested_json(outputs[o][i]);
                      predictions.push_back(obj);
                    }
                  }
                  answer = {{"predictions", predictions}};
                } else if (outputs.size() == 1) {
-                 answer = {{"outputs", to_nested_json(outputs[0])}};
+                 answer = {{"outputs", models::to_nested_json(outputs[0])}};
                } else {
                  json obj = json::object();
-                 for (std::size_t o = 0; o < outputs.size(); ++o) obj[tf_output_name(*e, o)] = to_nested_json(outputs[o]);
+                 for (std::size_t o = 0; o < outputs.size(); ++o) obj[tf_output_name(*e, o)] = models::to_nested_json(outputs[o]);
                  answer = {{"outputs", obj}};
                }
                reply_json(res, answer);
@@ -235,4 +235,4 @@ void register_tfserving_routes(http_server& server, model_route_context ctx) {
              }), route_access::read);
 }
 
-}  // namespace acg2vec
+}  // namespace acg2vec::server

@@ -7,10 +7,10 @@
 #include "models/registry.h"
 #include "server/routes.h"
 
-namespace acg2vec {
+namespace acg2vec::server {
 
 void register_upscale_routes(http_server& server, model_route_context ctx) {
-  model_registry& reg = *ctx.registry;
+  models::model_registry& reg = *ctx.registry;
   // One upscale at a time: each already uses every intra-op thread, and its memory (tile
   // activations plus the whole output image) must not be multiplied by the HTTP worker count.
   // Other requests wait here rather than run the machine out of memory.
@@ -19,9 +19,9 @@ void register_upscale_routes(http_server& server, model_route_context ctx) {
       "POST", "/v1/upscale", "v1.upscale",
       [&reg, ctx, running](const http_request& req, http_response& res) {
         const auto bytes = require_file(req, {"image", "file"}, ctx.max_upload_bytes);
-        const auto e = reg.resolve(find_param(req, "model").value_or(""), model_task::upscaler);
+        const auto e = reg.resolve(find_param(req, "model").value_or(""), models::model_task::upscaler);
         if (!e->upscale) fail(errc::bad_parameter, "model '{}' is not an upscaler", e->manifest.name);
-        const upscaler& u = *e->upscale;
+        const models::upscaler& u = *e->upscale;
         const std::string_view format = image::parse_output_format(find_param(req, "format").value_or("png"));
         const int quality = static_cast<int>(int_param(req, "quality", 92, 1, 100));
         // The pack's input limit (and the server's) applies to the header, before any pixel is
@@ -45,4 +45,4 @@ void register_upscale_routes(http_server& server, model_route_context ctx) {
       route_access::read);
 }
 
-}  // namespace acg2vec
+}  // namespace acg2vec::server

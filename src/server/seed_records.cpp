@@ -6,7 +6,7 @@
 #include <ctime>
 #include <map>
 
-namespace acg2vec {
+namespace acg2vec::server {
 
 using json = nlohmann::json;
 
@@ -146,4 +146,4 @@ void reply_seed(http_response& res, const json& data, std::string_view message) 
   reply(res, empty ? json() : data, message);
 }
 
-}  // namespace acg2vec
+}  // namespace acg2vec::server

@@ -15,7 +15,7 @@
 #include "server/http_server.h"
 #include "store/item_store.h"
 
-namespace acg2vec {
+namespace acg2vec::server {
 
 /// @brief An item id percent-encoded as one URL path segment (ids may hold any UTF-8, '/' included).
 std::string path_segment(std::string_view id);
@@ -46,4 +46,4 @@ nlohmann::json seed_illust(const store::item& it, std::string_view base_url);
 /// array, an empty object or an empty string is left out.
 void reply_seed(http_response& res, const nlohmann::json& data, std::string_view message);
 
-}  // namespace acg2vec
+}  // namespace acg2vec::server

@@ -85,15 +85,7 @@ clip_tokenizer::clip_tokenizer(std::unordered_map<std::string, std::int64_t> voc
 }
 
 clip_tokenizer clip_tokenizer::from_json_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(errc::not_found, "cannot open tokenizer file {}", path.string());
-  nlohmann::json json;
-  try {
-    json = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    fail(errc::bad_parameter, "tokenizer file {} is not valid JSON: {}", path.string(), e.what());
-  }
-  return from_json(json);
+  return from_json(read_tokenizer_json(path));
 }
 
 clip_tokenizer clip_tokenizer::from_json(const nlohmann::json& json) {
@@ -156,13 +148,7 @@ clip_tokenizer clip_tokenizer::from_json(const nlohmann::json& json) {
       merges.push_back(m.at(0).get<std::string>() + " " + m.at(1).get<std::string>());
     }
   }
-  std::vector<added_token> added;
-  if (json.contains("added_tokens")) {
-    for (const auto& t : json["added_tokens"]) {
-      added.push_back({utf8_decode(t.at("content").get<std::string>()), t.at("id").get<std::int64_t>(),
-                       t.value("normalized", false)});
-    }
-  }
+  std::vector<added_token> added = read_added_tokens(json);
   std::string unk = model.contains("unk_token") && model["unk_token"].is_string() ? model["unk_token"].get<std::string>()
                                                                                   : "<|endoftext|>";
   clip_tokenizer tok(std::move(vocab), merges, std::move(steps), std::move(added), std::move(unk));
@@ -377,22 +363,11 @@ void clip_tokenizer::bpe(const std::u32string& word, std::vector<std::int64_t>& 
 }
 
 std::vector<std::int64_t> clip_tokenizer::tokenize(std::string_view text) const {
-  std::vector<std::int64_t> ids{sot_id_};
-  for (const auto& raw : split_added_tokens(utf8_decode(text), added_, false)) {
-    if (raw.id >= 0) {
-      ids.push_back(raw.id);
-      continue;
-    }
-    for (const auto& piece : split_added_tokens(normalize(raw.text), added_, true)) {
-      if (piece.id >= 0) {
-        ids.push_back(piece.id);
-        continue;
-      }
-      for (const auto& word : split_words(piece.text, split_specials_)) bpe(word, ids);
-    }
-  }
-  ids.push_back(eot_id_);
-  return ids;
+  const tokenizer_steps steps{sot_id_, eot_id_, [this](std::u32string_view s) { return normalize(s); },
+                              [this](const std::u32string& run, std::vector<std::int64_t>& ids) {
+                                for (const auto& word : split_words(run, split_specials_)) bpe(word, ids);
+                              }};
+  return run_tokenizer(text, added_, steps);
 }
 
 encoding clip_tokenizer::encode(std::string_view text, std::size_t context) const {

@@ -1,8 +1,11 @@
 #include "text/encoding.h"
 
 #include <algorithm>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "text/unicode.h"
 
 namespace acg2vec::text {
 
@@ -46,6 +49,46 @@ std::vector<text_piece> split_added_tokens(const std::u32string& text, const std
     start = i;
   }
   if (start < text.size()) out.push_back({text.substr(start), -1});
+  return out;
+}
+
+std::vector<std::int64_t> run_tokenizer(std::string_view utf8, const std::vector<added_token>& added,
+                                        const tokenizer_steps& steps) {
+  std::vector<std::int64_t> ids{steps.first_id};
+  for (const auto& raw : split_added_tokens(utf8_decode(utf8), added, false)) {
+    if (raw.id >= 0) {
+      ids.push_back(raw.id);
+      continue;
+    }
+    for (const auto& piece : split_added_tokens(steps.normalize(raw.text), added, true)) {
+      if (piece.id >= 0) {
+        ids.push_back(piece.id);
+      } else {
+        steps.encode_run(piece.text, ids);
+      }
+    }
+  }
+  ids.push_back(steps.last_id);
+  return ids;
+}
+
+nlohmann::json read_tokenizer_json(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(errc::not_found, "cannot open tokenizer file {}", path.string());
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    fail(errc::bad_parameter, "tokenizer file {} is not valid JSON: {}", path.string(), e.what());
+  }
+}
+
+std::vector<added_token> read_added_tokens(const nlohmann::json& json) {
+  std::vector<added_token> out;
+  if (!json.contains("added_tokens") || !json["added_tokens"].is_array()) return out;
+  for (const auto& t : json["added_tokens"]) {
+    out.push_back({utf8_decode(t.at("content").get<std::string>()), t.at("id").get<std::int64_t>(),
+                   t.value("normalized", false)});
+  }
   return out;
 }
 

@@ -1,9 +1,14 @@
 #pragma once
-// What both tokenizers share: the fixed-length model input and the seed's padding rule, and
-// the splitting of literal special tokens ("added tokens") out of the input text.
+// What both tokenizers share: the fixed-length model input and the seed's padding rule, the
+// splitting of literal special tokens ("added tokens") out of the input text, the driver loop
+// around each tokenizer's own word model, and reading tokenizer.json.
 
 #include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <nlohmann/json_fwd.hpp>
 #include <span>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -36,5 +41,26 @@ struct text_piece {
 /// `normalized`; matched tokens become pieces carrying their id.
 std::vector<text_piece> split_added_tokens(const std::u32string& text, const std::vector<added_token>& tokens,
                                            bool normalized);
+
+/// The parts of a tokenizer that differ between WordPiece and byte-level BPE.
+struct tokenizer_steps {
+  std::int64_t first_id = 0;  ///< CLS / start-of-text
+  std::int64_t last_id = 0;   ///< SEP / end-of-text
+  std::function<std::u32string(std::u32string_view)> normalize;
+  /// Appends the ids of one run of plain (normalised, added-token-free) text.
+  std::function<void(const std::u32string&, std::vector<std::int64_t>&)> encode_run;
+};
+
+/// @brief The Hugging Face tokenizers pipeline both models share: added tokens matched on the raw text,
+/// the rest normalised, added tokens matched again on the normalised text, every remaining run given to
+/// the model; framed by the first and last ids.
+std::vector<std::int64_t> run_tokenizer(std::string_view utf8, const std::vector<added_token>& added,
+                                        const tokenizer_steps& steps);
+
+/// @brief Parses a tokenizer.json file; not_found / bad_parameter errors name the file.
+nlohmann::json read_tokenizer_json(const std::filesystem::path& path);
+
+/// @brief tokenizer.json's "added_tokens" (empty when absent).
+std::vector<added_token> read_added_tokens(const nlohmann::json& json);
 
 }  // namespace acg2vec::text

@@ -10,26 +10,6 @@ namespace acg2vec::text {
 
 namespace {
 
-nlohmann::json read_json_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(errc::not_found, "cannot open tokenizer file {}", path.string());
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    fail(errc::bad_parameter, "tokenizer file {} is not valid JSON: {}", path.string(), e.what());
-  }
-}
-
-std::vector<added_token> read_added_tokens(const nlohmann::json& json) {
-  std::vector<added_token> out;
-  if (!json.contains("added_tokens") || !json["added_tokens"].is_array()) return out;
-  for (const auto& t : json["added_tokens"]) {
-    out.push_back({utf8_decode(t.at("content").get<std::string>()), t.at("id").get<std::int64_t>(),
-                   t.value("normalized", false)});
-  }
-  return out;
-}
-
 bool is_bert_whitespace(char32_t cp) { return cp == U'\t' || cp == U'\n' || cp == U'\r' || is_white_space(cp); }
 
 bool is_bert_punctuation(char32_t cp) {
@@ -56,7 +36,7 @@ wordpiece_tokenizer::wordpiece_tokenizer(std::unordered_map<std::string, std::in
 }
 
 wordpiece_tokenizer wordpiece_tokenizer::from_json_file(const std::filesystem::path& path) {
-  return from_json(read_json_file(path));
+  return from_json(read_tokenizer_json(path));
 }
 
 wordpiece_tokenizer wordpiece_tokenizer::from_json(const nlohmann::json& json) {
@@ -194,38 +174,29 @@ void wordpiece_tokenizer::word_to_ids(const std::u32string& word, std::vector<st
 }
 
 std::vector<std::int64_t> wordpiece_tokenizer::tokenize(std::string_view text) const {
-  std::vector<std::int64_t> ids{cls_id_};
-  for (const auto& raw : split_added_tokens(utf8_decode(text), added_, false)) {
-    if (raw.id >= 0) {
-      ids.push_back(raw.id);
-      continue;
-    }
-    for (const auto& piece : split_added_tokens(normalize(raw.text), added_, true)) {
-      if (piece.id >= 0) {
-        ids.push_back(piece.id);
-        continue;
-      }
-      std::u32string word;
-      auto flush = [&] {
-        if (!word.empty()) word_to_ids(word, ids);
-        word.clear();
-      };
-      for (char32_t cp : piece.text) {
-        if (is_bert_whitespace(cp)) {
-          flush();
-        } else if (is_bert_punctuation(cp)) {
-          flush();
-          word.push_back(cp);
-          flush();
-        } else {
-          word.push_back(cp);
+  const tokenizer_steps steps{
+      cls_id_, sep_id_, [this](std::u32string_view s) { return normalize(s); },
+      [this](const std::u32string& run, std::vector<std::int64_t>& ids) {
+        // BERT's pre-tokenizer: whitespace separates words, each punctuation mark is a word of its own.
+        std::u32string word;
+        auto flush = [&] {
+          if (!word.empty()) word_to_ids(word, ids);
+          word.clear();
+        };
+        for (char32_t cp : run) {
+          if (is_bert_whitespace(cp)) {
+            flush();
+          } else if (is_bert_punctuation(cp)) {
+            flush();
+            word.push_back(cp);
+            flush();
+          } else {
+            word.push_back(cp);
+          }
         }
-      }
-      flush();
-    }
-  }
-  ids.push_back(sep_id_);
-  return ids;
+        flush();
+      }};
+  return run_tokenizer(text, added_, steps);
 }
 
 encoding wordpiece_tokenizer::encode(std::string_view text, std::size_t max_len) const {

@@ -7,7 +7,8 @@ $ACG2VEC_BUILD_DIR/module_graph.txt. This test checks:
 - every quoted include in src/<module>/ names the module itself or one it may reach;
 - the compiler enforces it: a probe that includes a header from above does not compile, while a
   probe that includes from below does (so the refusal is about the include, not a broken build);
-- no source file passes ~600 lines without a comment near its top that says why it is one file.
+- no source file passes ~600 lines without a comment near its top that says why it is one file;
+- each module defines its names in its own namespace (acg2vec::<module>; core: acg2vec).
 """
 import os
 import re
@@ -70,6 +71,32 @@ class ModuleGraph(unittest.TestCase):
             if len(lines) > LONG_FILE_LINES and ONE_FILE_MARKER not in head:
                 unexplained.append(f"{path.relative_to(SOURCE)} ({len(lines)} lines)")
         self.assertEqual(unexplained, [], f"files over {LONG_FILE_LINES} lines without '{ONE_FILE_MARKER}'")
+
+    def test_one_namespace_per_module(self):
+        """src/<m>/ defines names only in acg2vec::<m> (core: acg2vec itself, the shared vocabulary),
+        or in a namespace nested inside it; it may forward-declare another module's type, nothing
+        more. Headers hold no using-directives."""
+        opening = re.compile(r"^namespace\s+(acg2vec[\w:]*)\s*\{(.*)$", re.M)
+        wrong = []
+        for module in self.graph:
+            own = "acg2vec" if module == "core" else f"acg2vec::{module}"
+            for path in sorted((SOURCE / "src" / module).glob("*.[ch]*")):
+                text = path.read_text(errors="replace")
+                rel = path.relative_to(SOURCE)
+                for m in opening.finditer(text):
+                    name = m.group(1)
+                    if name == own or name.startswith(own + "::"):
+                        continue
+                    # A forward declaration of another module's type: `namespace acg2vec::x {`
+                    # followed only by `class y;` / `struct y;` lines up to its closing brace.
+                    body = text[m.end():text.find("}", m.end())]
+                    decls = [ln.strip() for ln in body.splitlines() if ln.strip()]
+                    if decls and all(re.fullmatch(r"(class|struct)\s+\w+;", d) for d in decls):
+                        continue
+                    wrong.append(f"{rel}: namespace {name}")
+                if path.suffix == ".h" and re.search(r"^\s*using\s+namespace\b", text, re.M):
+                    wrong.append(f"{rel}: using namespace in a header")
+        self.assertEqual(wrong, [], "code outside its module's namespace")
 
     def build(self, target):
         return subprocess.run(["cmake", "--build", str(BUILD), "--target", target],

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """ONNX model parity: our executor vs PyTorch eager vs ONNX Runtime.
 
-1. tools/export_onnx_models.py (python3-torch) exports ResNet-50, MobileNetV2, ConvNeXt-T,
-   ViT-B/16, Swin-T and a BERT-style encoder (reduced widths, 64x64 images; random weights with
+1. tools/export_onnx_models.py (python3-torch) exports ResNet-50, DeepDanbooru, MobileNetV2, ConvNeXt-T,
+   ViT-B/16, Swin-T, a WD-style tagger ViT (NHWC), the small "mixed" graph and a BERT-style encoder
+   (reduced widths, 64x64 images, mixed at 96x96; random weights with
    randomised BatchNorm statistics) and records eager outputs for batch 1 and 4.
 2. tools/onnx_reference.js runs the same files on the same inputs with ONNX Runtime (npm
    onnxruntime-node, CPU).

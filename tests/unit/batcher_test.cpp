@@ -53,7 +53,7 @@ TEST(Batcher, ArrivalOrderAndBoundedWaitUnderManySubmitters) {
   constexpr int kPerThread = 25;
   constexpr int kMaxBatch = 6;
   fake_model model;
-  batcher b([&](const at::Tensor& x) { return model.forward(x); }, kMaxBatch, 2ms);
+  models::batcher b([&](const at::Tensor& x) { return model.forward(x); }, kMaxBatch, 2ms);
 
   struct submitted {
     std::int64_t rows = 0, width = 0;
@@ -140,7 +140,7 @@ TEST(Batcher, OversizedRequestRunsAloneAndFullBatchDoesNotWait) {
   model.work = 0us;
   // A window of an hour: only a full batch (or stopping) may end it, so finishing proves that
   // a full batch starts at once.
-  batcher b([&](const at::Tensor& x) { return model.forward(x); }, 4, std::chrono::hours(1));
+  models::batcher b([&](const at::Tensor& x) { return model.forward(x); }, 4, std::chrono::hours(1));
   auto big = b.submit(at::full({9, 2}, 0.0, at::kFloat));
   auto full = b.submit(at::full({4, 2}, 1.0, at::kFloat));
   ASSERT_EQ(big.wait_for(60s), std::future_status::ready);
@@ -158,7 +158,7 @@ TEST(Batcher, LoneRequestIsServedAfterItsWindowAndQueueDrainsOnShutdown) {
   std::future<std::vector<at::Tensor>> lone;
   std::future<std::vector<at::Tensor>> last;
   {
-    batcher b([&](const at::Tensor& x) { return model.forward(x); }, 8, 5ms);
+    models::batcher b([&](const at::Tensor& x) { return model.forward(x); }, 8, 5ms);
     lone = b.submit(at::full({1, 2}, 0.0, at::kFloat));
     ASSERT_EQ(lone.wait_for(60s), std::future_status::ready);
     last = b.submit(at::full({1, 2}, 1.0, at::kFloat));

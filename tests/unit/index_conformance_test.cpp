@@ -750,7 +750,7 @@ TEST(VectorSpacesOnMilvus, FollowsTheStoreAndRefillsWhenOutOfStep) {
   milvus_index(options, "sig", 3, metric::inner_product).drop();
   const space_config config{"sig", 3, metric::inner_product, {}};
   {
-    search::vector_spaces spaces(dir, db, factory, {config});
+    search::vector_spaces spaces(dir, db, index_address{factory, std::nullopt}, {config});
     EXPECT_EQ(spaces.size("sig"), 5u);  // filled from the store
     spaces.remove("sig", "s1");
     spaces.add("sig", "s9", std::vector<float>{0.0f, 1.0f, 0.0f});
@@ -761,14 +761,14 @@ TEST(VectorSpacesOnMilvus, FollowsTheStoreAndRefillsWhenOutOfStep) {
   // 5 rows in Milvus and 5 vectors in the store: the counts agree, so the collection is kept as is
   // (s9 stays, s1 stays removed).
   {
-    search::vector_spaces spaces(dir, db, factory, {config});
+    search::vector_spaces spaces(dir, db, index_address{factory, std::nullopt}, {config});
     milvus_index check(options, "sig", 3, metric::inner_product);
     EXPECT_TRUE(check.contains("s9"));
     EXPECT_FALSE(check.contains("s1"));
   }
   // An emptied collection is refilled from the store.
   milvus_index(options, "sig", 3, metric::inner_product).drop();
-  search::vector_spaces spaces(dir, db, factory, {config});
+  search::vector_spaces spaces(dir, db, index_address{factory, std::nullopt}, {config});
   EXPECT_EQ(spaces.size("sig"), 5u);
   EXPECT_TRUE(spaces.contains("sig", "s1"));
   EXPECT_FALSE(spaces.contains("sig", "s9"));

@@ -16,7 +16,7 @@ using json = nlohmann::json;
 
 std::string load_error(const json& j) {
   try {
-    (void)manifest_from_json(j, std::filesystem::temp_directory_path());
+    (void)models::manifest_from_json(j, std::filesystem::temp_directory_path());
   } catch (const error& e) {
     return e.what();
   }
@@ -62,7 +62,7 @@ TEST(ManifestKeys, DropInLayoutsAreRecognised) {
   fs::create_directories(dir / "wd");
   std::ofstream(dir / "wd" / "model.onnx") << "x";
   std::ofstream(dir / "wd" / "selected_tags.csv") << "tag_id,name,category,count\n1,general,9,1\n";
-  auto wd = infer_packs(dir / "wd");
+  auto wd = models::infer_packs(dir / "wd");
   ASSERT_EQ(wd.size(), 1u);
   EXPECT_EQ(wd[0].layout, "wd_tagger");
   EXPECT_EQ(wd[0].manifest["input"]["resize"], "pad_square_bicubic");
@@ -72,7 +72,7 @@ TEST(ManifestKeys, DropInLayoutsAreRecognised) {
   std::ofstream(dir / "immich" / "visual" / "model.onnx") << "x";
   std::ofstream(dir / "immich" / "textual" / "model.onnx") << "x";
   std::ofstream(dir / "immich" / "visual" / "preprocess_cfg.json") << R"({"size": [256, 256], "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]})";
-  auto im = infer_packs(dir / "immich");
+  auto im = models::infer_packs(dir / "immich");
   ASSERT_EQ(im.size(), 2u);
   EXPECT_EQ(im[0].manifest["name"], "immich-visual");
   EXPECT_EQ(im[0].manifest["input"]["size"], json::array({256, 256}));
@@ -82,13 +82,13 @@ TEST(ManifestKeys, DropInLayoutsAreRecognised) {
   std::ofstream(dir / "ddb" / "project.json") << R"({"image_width": 512, "image_height": 512, "model": "resnet_custom_v3"})";
   std::ofstream(dir / "ddb" / "model-resnet_custom_v3.h5") << "x";
   std::ofstream(dir / "ddb" / "tags.txt") << "1girl\n";
-  auto ddb = infer_packs(dir / "ddb");
+  auto ddb = models::infer_packs(dir / "ddb");
   ASSERT_EQ(ddb.size(), 1u);
   EXPECT_EQ(ddb[0].manifest["embedding"]["layer"], "add_43");
 
   fs::create_directories(dir / "nothing");
-  EXPECT_TRUE(infer_packs(dir / "nothing").empty());
-  EXPECT_FALSE(is_pack_dir(dir / "nothing"));
+  EXPECT_TRUE(models::infer_packs(dir / "nothing").empty());
+  EXPECT_FALSE(models::is_pack_dir(dir / "nothing"));
   fs::remove_all(dir);
 }
 

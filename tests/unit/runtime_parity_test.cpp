@@ -30,11 +30,11 @@ namespace {
 constexpr double relative_tolerance = 1e-4;
 
 // Every model tools/export_onnx_models.py exports in the ci profile, each with the cases b1 and b4:
-// six one-output models and BERT's two outputs (mean_pooled, pooled), x 2 batches x 2 references =
-// 32 comparisons. A model or output missing from the manifest must fail the test, not lower the count.
-const std::set<std::string> expected_models = {"resnet50", "deepdanbooru", "mobilenetv2", "convnext_t",
-                                               "vit_b16",  "swin_t",       "bert"};
-constexpr int expected_comparisons = 32;
+// eight one-output models and BERT's two outputs (mean_pooled, pooled), x 2 batches x 2 references =
+// 40 comparisons. A model or output missing from the manifest must fail the test, not lower the count.
+const std::set<std::string> expected_models = {"resnet50", "deepdanbooru", "mobilenetv2", "convnext_t", "vit_b16",
+                                               "swin_t",   "wd_vit",       "mixed",       "bert"};
+constexpr int expected_comparisons = 40;
 
 at::Tensor read_array(const fs::path& dir, const nlohmann::json& spec) {
   const std::string dtype = spec.at("dtype");

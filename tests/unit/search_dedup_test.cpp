@@ -45,9 +45,9 @@ std::string jpeg_of(const image::image_rgb8& img, int quality) {
   return image::encode_image(rgba, "jpeg", quality);
 }
 
-group_input input_of(const std::string& id, const image::image_rgb8& img, bool lossless, std::size_t bytes,
+search::group_input input_of(const std::string& id, const image::image_rgb8& img, bool lossless, std::size_t bytes,
                      std::int64_t created, const std::string& hash) {
-  group_input in;
+  search::group_input in;
   in.facts = {id, static_cast<std::int64_t>(img.width) * img.height, lossless, static_cast<double>(bytes), created};
   in.source = "/pictures/" + id;
   in.content_hash = hash;
@@ -59,31 +59,31 @@ group_input input_of(const std::string& id, const image::image_rgb8& img, bool l
 }
 
 TEST(KeepRule, DefaultOrderIsPixelsLosslessSizeOldest) {
-  const auto rule = parse_keep_rule(default_keep_rule);
-  keep_facts big{"big", 1000, false, 10, 5};
-  keep_facts small{"small", 999, true, 99, 1};
-  EXPECT_TRUE(keep_first(big, small, rule));  // pixels first
-  keep_facts png{"png", 1000, true, 10, 5};
-  keep_facts jpg{"jpg", 1000, false, 50, 1};
-  EXPECT_TRUE(keep_first(png, jpg, rule));  // then lossless over lossy
-  keep_facts larger{"larger", 1000, true, 20, 5};
-  EXPECT_TRUE(keep_first(larger, png, rule));  // then the larger file
-  keep_facts older{"older", 1000, true, 20, 1};
-  EXPECT_TRUE(keep_first(older, larger, rule));  // then the oldest
-  keep_facts twin{"a-twin", 1000, true, 20, 1};
-  EXPECT_TRUE(keep_first(twin, older, rule));  // finally the smaller id
-  EXPECT_FALSE(keep_first(older, twin, rule));
+  const auto rule = search::parse_keep_rule(search::default_keep_rule);
+  search::keep_facts big{"big", 1000, false, 10, 5};
+  search::keep_facts small{"small", 999, true, 99, 1};
+  EXPECT_TRUE(search::keep_first(big, small, rule));  // pixels first
+  search::keep_facts png{"png", 1000, true, 10, 5};
+  search::keep_facts jpg{"jpg", 1000, false, 50, 1};
+  EXPECT_TRUE(search::keep_first(png, jpg, rule));  // then lossless over lossy
+  search::keep_facts larger{"larger", 1000, true, 20, 5};
+  EXPECT_TRUE(search::keep_first(larger, png, rule));  // then the larger file
+  search::keep_facts older{"older", 1000, true, 20, 1};
+  EXPECT_TRUE(search::keep_first(older, larger, rule));  // then the oldest
+  search::keep_facts twin{"a-twin", 1000, true, 20, 1};
+  EXPECT_TRUE(search::keep_first(twin, older, rule));  // finally the smaller id
+  EXPECT_FALSE(search::keep_first(older, twin, rule));
 }
 
 TEST(KeepRule, OverridesAndErrors) {
-  const auto rule = parse_keep_rule("lossless, newest");
-  keep_facts png{"png", 10, true, 1, 1};
-  keep_facts jpg{"jpg", 1000, false, 50, 9};
-  EXPECT_TRUE(keep_first(png, jpg, rule));  // pixels no longer count
-  keep_facts newer{"newer", 10, true, 1, 2};
-  EXPECT_TRUE(keep_first(newer, png, rule));
-  EXPECT_THROW(parse_keep_rule("pixels,biggest"), error);
-  EXPECT_THROW(parse_keep_rule(" , "), error);
+  const auto rule = search::parse_keep_rule("lossless, newest");
+  search::keep_facts png{"png", 10, true, 1, 1};
+  search::keep_facts jpg{"jpg", 1000, false, 50, 9};
+  EXPECT_TRUE(search::keep_first(png, jpg, rule));  // pixels no longer count
+  search::keep_facts newer{"newer", 10, true, 1, 2};
+  EXPECT_TRUE(search::keep_first(newer, png, rule));
+  EXPECT_THROW(search::parse_keep_rule("pixels,biggest"), error);
+  EXPECT_THROW(search::parse_keep_rule(" , "), error);
 }
 
 TEST(FineSignature, PacksEveryCellExactly) {
@@ -119,29 +119,29 @@ TEST(RelationClassification, CopiesAreDuplicatesExpressionsAreVariants) {
   const std::string q70 = jpeg_of(happy, 70);
   auto happy_q70 = image::decode_image(q70);
   auto happy_half = image::resize_bicubic_pil(happy, happy.width / 2, happy.height / 2);
-  std::vector<group_input> in{
+  std::vector<search::group_input> in{
       input_of("happy.q70.jpg", happy_q70, false, q70.size(), 3, "h2"),
       input_of("concerned.png", concerned, true, 217727, 2, "c"),
       input_of("happy.png", happy, true, 218855, 1, "h"),
       input_of("happy.half.png", happy_half, true, 60000, 4, "h3"),
       input_of("happy.again.png", happy, true, 218855, 5, "h4"),  // other bytes, the same pixels
   };
-  std::vector<candidate_pair> pairs{{0, 2, 0.99f}, {1, 2, 0.98f}, {2, 3, 0.99f}, {2, 4, 1.0f}};
-  auto g = analyse_group(in, pairs, parse_keep_rule(default_keep_rule));
+  std::vector<search::candidate_pair> pairs{{0, 2, 0.99f}, {1, 2, 0.98f}, {2, 3, 0.99f}, {2, 4, 1.0f}};
+  auto g = search::analyse_group(in, pairs, search::parse_keep_rule(search::default_keep_rule));
   EXPECT_EQ(g.keep, "happy.png");  // largest, lossless, larger file than concerned, then oldest
-  std::map<std::string, group_member> by_id;
+  std::map<std::string, search::group_member> by_id;
   for (const auto& m : g.members) by_id[m.id] = m;
-  EXPECT_EQ(by_id["happy.png"].relation, member_relation::keep);
-  EXPECT_EQ(by_id["happy.again.png"].relation, member_relation::exact);
-  EXPECT_EQ(by_id["happy.q70.jpg"].relation, member_relation::near_duplicate);
-  EXPECT_EQ(by_id["happy.half.png"].relation, member_relation::near_duplicate);
-  EXPECT_EQ(by_id["concerned.png"].relation, member_relation::variant);
+  EXPECT_EQ(by_id["happy.png"].relation, search::member_relation::keep);
+  EXPECT_EQ(by_id["happy.again.png"].relation, search::member_relation::exact);
+  EXPECT_EQ(by_id["happy.q70.jpg"].relation, search::member_relation::near_duplicate);
+  EXPECT_EQ(by_id["happy.half.png"].relation, search::member_relation::near_duplicate);
+  EXPECT_EQ(by_id["concerned.png"].relation, search::member_relation::variant);
   EXPECT_EQ(by_id["concerned.png"].copy_of, "concerned.png");
   EXPECT_EQ(by_id["happy.q70.jpg"].copy_of, "happy.png");
   EXPECT_GT(by_id["happy.q70.jpg"].score, 0.9f);
   // The group id depends only on the member ids.
-  std::vector<group_input> shuffled{in[4], in[3], in[2], in[1], in[0]};
-  EXPECT_EQ(analyse_group(shuffled, {}, parse_keep_rule(default_keep_rule)).id, g.id);
+  std::vector<search::group_input> shuffled{in[4], in[3], in[2], in[1], in[0]};
+  EXPECT_EQ(search::analyse_group(shuffled, {}, search::parse_keep_rule(search::default_keep_rule)).id, g.id);
   // A different drawing does not align with the sprite: the fine stage rejects that pair.
   auto al = image::align_fine(image::unpack_fine(image::fine_signature(cave, false, 1)),
                               image::unpack_fine(in[2].fine));
@@ -179,15 +179,15 @@ TEST(SelfJoin, FindsWhatTheBruteForceScanFinds) {
     hits.resize(std::min(k, hits.size()));
     return hits;
   };
-  auto joined = self_join(ids, data, dim, search, 4, 0.9f, false, 2);
-  auto brute = brute_force_pairs(data, dim, 0.9f, 2);
-  auto key = [](const candidate_pair& p) { return std::make_pair(p.a, p.b); };
+  auto joined = search::self_join(ids, data, dim, search, 4, 0.9f, false, 2);
+  auto brute = search::brute_force_pairs(data, dim, 0.9f, 2);
+  auto key = [](const search::candidate_pair& p) { return std::make_pair(p.a, p.b); };
   std::set<std::pair<std::size_t, std::size_t>> a, b;
   for (const auto& p : joined) a.insert(key(p));
   for (const auto& p : brute) b.insert(key(p));
   EXPECT_EQ(a, b);
   EXPECT_GE(a.size(), 20u);
-  EXPECT_EQ(connected_groups(ids.size(), joined).size(), a.size());  // each planted pair is its own group
+  EXPECT_EQ(search::connected_groups(ids.size(), joined).size(), a.size());  // each planted pair is its own group
 }
 
 class ResolveTest : public ::testing::Test {
@@ -199,9 +199,9 @@ class ResolveTest : public ::testing::Test {
     std::filesystem::create_directories(dir_ / "models");
     store_ = std::make_unique<store::sqlite_store>(dir_ / "acg2vec.db");
     spaces_ = std::make_unique<search::vector_spaces>(dir_, *store_);
-    models_ = std::make_unique<model_registry>(dir_ / "models");
+    models_ = std::make_unique<models::model_registry>(dir_ / "models");
     models_->load_all();
-    service_ = std::make_unique<search_service>(dir_, *store_, *spaces_, *models_);
+    service_ = std::make_unique<search::search_service>(dir_, *store_, *spaces_, *models_);
     service_->define_spaces();
     const std::string happy = read_file(renpy("demo_eileen_happy.png"));
     const std::string q70 = jpeg_of(image::decode_image(happy), 70);
@@ -219,11 +219,11 @@ class ResolveTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
   void add(const std::string& id, const std::string& bytes, nlohmann::json meta) {
-    item_input in;
+    search::item_input in;
     in.id = id;
     in.source = (dir_ / id).string();
     in.metadata = std::move(meta);
-    service_->add_image(bytes, std::move(in), write_mode::insert);
+    service_->add_image(bytes, std::move(in), search::write_mode::insert);
   }
   void tag(const std::string& id, std::vector<std::pair<std::string, float>> tags) {
     auto it = store_->get(id);
@@ -234,24 +234,24 @@ class ResolveTest : public ::testing::Test {
   std::filesystem::path dir_;
   std::unique_ptr<store::sqlite_store> store_;
   std::unique_ptr<search::vector_spaces> spaces_;
-  std::unique_ptr<model_registry> models_;
-  std::unique_ptr<search_service> service_;
+  std::unique_ptr<models::model_registry> models_;
+  std::unique_ptr<search::search_service> service_;
 };
 
 TEST_F(ResolveTest, MergesTagsAndMetadataAndRemovesTheCopy) {
-  auto report = find_duplicates(*service_, {});
+  auto report = search::find_duplicates(*service_, {});
   ASSERT_EQ(report.groups.size(), 1u);
   const auto& g = report.groups[0];
   EXPECT_EQ(g.keep, "happy.png");
-  auto plan = plan_resolve(*service_, g);
+  auto plan = search::plan_resolve(*service_, g);
   ASSERT_EQ(plan.merges.size(), 1u);  // the variant is never merged
-  auto dry = apply_resolve(*service_, std::span(&plan, 1), {true, false});
+  auto dry = search::apply_resolve(*service_, std::span(&plan, 1), {true, false});
   EXPECT_TRUE(dry["dry_run"].get<bool>());
   EXPECT_TRUE(store_->contains("happy.q70.jpg"));
-  apply_resolve(*service_, std::span(&plan, 1), {});
+  search::apply_resolve(*service_, std::span(&plan, 1), {});
   EXPECT_FALSE(store_->contains("happy.q70.jpg"));
   EXPECT_TRUE(store_->contains("concerned.png"));
-  EXPECT_FALSE(spaces_->contains(std::string(signature_space), "happy.q70.jpg"));
+  EXPECT_FALSE(spaces_->contains(std::string(search::signature_space), "happy.q70.jpg"));
   auto kept = store_->get("happy.png");
   ASSERT_TRUE(kept);
   std::map<std::string, float> tags(kept->tags["wd"].begin(), kept->tags["wd"].end());
@@ -262,16 +262,16 @@ TEST_F(ResolveTest, MergesTagsAndMetadataAndRemovesTheCopy) {
   EXPECT_EQ(kept->metadata["merged_from"][0]["id"], "happy.q70.jpg");
   EXPECT_EQ(kept->metadata["merged_from"][0]["metadata"]["title"], "copy");
   // The variants still form a group, but one with nothing left to resolve.
-  auto after = find_duplicates(*service_, {});
+  auto after = search::find_duplicates(*service_, {});
   ASSERT_EQ(after.groups.size(), 1u);
   EXPECT_EQ(after.groups[0].members.size(), 2u);
-  EXPECT_TRUE(plan_resolve(*service_, after.groups[0]).merges.empty());
+  EXPECT_TRUE(search::plan_resolve(*service_, after.groups[0]).merges.empty());
 }
 
 TEST_F(ResolveTest, AFailureInsideTheTransactionChangesNothing) {
-  auto report = find_duplicates(*service_, {});
+  auto report = search::find_duplicates(*service_, {});
   ASSERT_EQ(report.groups.size(), 1u);
-  auto plan = plan_resolve(*service_, report.groups[0]);
+  auto plan = search::plan_resolve(*service_, report.groups[0]);
   const auto generation = store_->generation();
   std::vector<store::item> kept{plan.merges[0].kept};
   std::vector<std::string> removed{"happy.q70.jpg"};

@@ -17,46 +17,46 @@
 #include "core/error.h"
 #include "server/access.h"
 
-namespace acg2vec::access {
+namespace acg2vec::server {
 namespace {
 
 TEST(ConstantTimeEqual, EqualStrings) {
-  EXPECT_TRUE(constant_time_equal("", ""));
-  EXPECT_TRUE(constant_time_equal("k", "k"));
-  EXPECT_TRUE(constant_time_equal("s3cret-key-0123456789", "s3cret-key-0123456789"));
-  std::string longest(max_key_bytes, 'z');
-  EXPECT_TRUE(constant_time_equal(longest, longest));
+  EXPECT_TRUE(server::constant_time_equal("", ""));
+  EXPECT_TRUE(server::constant_time_equal("k", "k"));
+  EXPECT_TRUE(server::constant_time_equal("s3cret-key-0123456789", "s3cret-key-0123456789"));
+  std::string longest(server::max_key_bytes, 'z');
+  EXPECT_TRUE(server::constant_time_equal(longest, longest));
 }
 
 TEST(ConstantTimeEqual, UnequalStringsOfSameLength) {
-  EXPECT_FALSE(constant_time_equal("abcdef", "abcdeg"));  // last byte
-  EXPECT_FALSE(constant_time_equal("xbcdef", "abcdef"));  // first byte
-  EXPECT_FALSE(constant_time_equal("a", "A"));
-  std::string a(max_key_bytes, 'z');
+  EXPECT_FALSE(server::constant_time_equal("abcdef", "abcdeg"));  // last byte
+  EXPECT_FALSE(server::constant_time_equal("xbcdef", "abcdef"));  // first byte
+  EXPECT_FALSE(server::constant_time_equal("a", "A"));
+  std::string a(server::max_key_bytes, 'z');
   std::string b = a;
-  b[max_key_bytes - 1] = 'y';
-  EXPECT_FALSE(constant_time_equal(a, b));
+  b[server::max_key_bytes - 1] = 'y';
+  EXPECT_FALSE(server::constant_time_equal(a, b));
 }
 
 TEST(ConstantTimeEqual, DifferentLengthsNeverMatch) {
-  EXPECT_FALSE(constant_time_equal("abc", "abcd"));
-  EXPECT_FALSE(constant_time_equal("abcd", "abc"));
-  EXPECT_FALSE(constant_time_equal("", "a"));
-  EXPECT_FALSE(constant_time_equal("a", ""));
+  EXPECT_FALSE(server::constant_time_equal("abc", "abcd"));
+  EXPECT_FALSE(server::constant_time_equal("abcd", "abc"));
+  EXPECT_FALSE(server::constant_time_equal("", "a"));
+  EXPECT_FALSE(server::constant_time_equal("a", ""));
   // Zero padding must not make a key equal to itself with trailing NULs.
-  EXPECT_FALSE(constant_time_equal("abc", std::string("abc\0", 4)));
-  EXPECT_FALSE(constant_time_equal(std::string("\0", 1), ""));
+  EXPECT_FALSE(server::constant_time_equal("abc", std::string("abc\0", 4)));
+  EXPECT_FALSE(server::constant_time_equal(std::string("\0", 1), ""));
 }
 
 TEST(ConstantTimeEqual, OversizedValuesNeverMatch) {
-  std::string big(max_key_bytes + 1, 'q');
-  EXPECT_FALSE(constant_time_equal(big, big));
-  EXPECT_FALSE(constant_time_equal(big, big.substr(0, max_key_bytes)));
-  EXPECT_FALSE(constant_time_equal(big.substr(0, max_key_bytes), big));
+  std::string big(server::max_key_bytes + 1, 'q');
+  EXPECT_FALSE(server::constant_time_equal(big, big));
+  EXPECT_FALSE(server::constant_time_equal(big, big.substr(0, server::max_key_bytes)));
+  EXPECT_FALSE(server::constant_time_equal(big.substr(0, server::max_key_bytes), big));
 }
 
 TEST(KeySet, FindsTheMatchingKeyAmongSeveral) {
-  key_set keys({"alpha-key", "beta-key", "gamma"});
+  server::key_set keys({"alpha-key", "beta-key", "gamma"});
   EXPECT_EQ(keys.size(), 3u);
   EXPECT_EQ(keys.find("alpha-key"), 0u);
   EXPECT_EQ(keys.find("beta-key"), 1u);
@@ -66,31 +66,31 @@ TEST(KeySet, FindsTheMatchingKeyAmongSeveral) {
   EXPECT_EQ(keys.find(""), std::nullopt);
   EXPECT_EQ(keys.find("ALPHA-KEY"), std::nullopt);
   EXPECT_EQ(keys.find(std::string(1000, 'a')), std::nullopt);
-  EXPECT_EQ(key_set().find("anything"), std::nullopt);
-  EXPECT_TRUE(key_set().empty());
+  EXPECT_EQ(server::key_set().find("anything"), std::nullopt);
+  EXPECT_TRUE(server::key_set().empty());
 }
 
 TEST(KeySet, RefusesKeysThatCannotTravelInAHeader) {
-  EXPECT_THROW(key_set({""}), error);
-  EXPECT_THROW(key_set({"has space"}), error);
-  EXPECT_THROW(key_set({"tab\there"}), error);
-  EXPECT_THROW(key_set({std::string(max_key_bytes + 1, 'k')}), error);
-  EXPECT_NO_THROW(key_set({std::string(max_key_bytes, 'k')}));
+  EXPECT_THROW(server::key_set({""}), error);
+  EXPECT_THROW(server::key_set({"has space"}), error);
+  EXPECT_THROW(server::key_set({"tab\there"}), error);
+  EXPECT_THROW(server::key_set({std::string(server::max_key_bytes + 1, 'k')}), error);
+  EXPECT_NO_THROW(server::key_set({std::string(server::max_key_bytes, 'k')}));
 }
 
 TEST(KeyFile, SkipsBlankLinesAndCommentsAndTrims) {
-  auto keys = parse_key_file("# deploy keys\n\nfirst-key\n  second-key  \r\n\t# indented comment\nthird#not-a-comment\n",
+  auto keys = server::parse_key_file("# deploy keys\n\nfirst-key\n  second-key  \r\n\t# indented comment\nthird#not-a-comment\n",
                              "keys.txt");
   EXPECT_EQ(keys, (std::vector<std::string>{"first-key", "second-key", "third#not-a-comment"}));
   // No trailing newline; CRLF endings.
-  EXPECT_EQ(parse_key_file("a\r\nb", "k"), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(server::parse_key_file("a\r\nb", "k"), (std::vector<std::string>{"a", "b"}));
 }
 
 TEST(KeyFile, RejectsFilesWithoutKeysAndBadLines) {
-  EXPECT_THROW(parse_key_file("", "k"), error);
-  EXPECT_THROW(parse_key_file("\n  \n# only a comment\n", "k"), error);
+  EXPECT_THROW(server::parse_key_file("", "k"), error);
+  EXPECT_THROW(server::parse_key_file("\n  \n# only a comment\n", "k"), error);
   try {
-    parse_key_file("good\nbad key\n", "keys.txt");
+    server::parse_key_file("good\nbad key\n", "keys.txt");
     FAIL() << "a key with a space was accepted";
   } catch (const error& e) {
     EXPECT_EQ(e.code(), errc::bad_parameter);
@@ -119,15 +119,15 @@ class KeyFileOnDisk : public ::testing::Test {
 };
 
 TEST_F(KeyFileOnDisk, LoadsKeys) {
-  auto keys = load_key_file(write("keys", "# c\nkey-one\nkey-two\n"));
+  auto keys = server::load_key_file(write("keys", "# c\nkey-one\nkey-two\n"));
   EXPECT_EQ(keys.size(), 2u);
   EXPECT_EQ(keys.find("key-two"), 1u);
 }
 
 TEST_F(KeyFileOnDisk, MissingEmptyAndDirectoryAreErrors) {
-  EXPECT_THROW(load_key_file(dir_ / "absent"), error);
-  EXPECT_THROW(load_key_file(write("empty", "")), error);
-  EXPECT_THROW(load_key_file(dir_), error);
+  EXPECT_THROW(server::load_key_file(dir_ / "absent"), error);
+  EXPECT_THROW(server::load_key_file(write("empty", "")), error);
+  EXPECT_THROW(server::load_key_file(dir_), error);
 }
 
 // Root reads files whatever their mode, and CI runs as root: there the check runs in a forked child
@@ -138,8 +138,8 @@ TEST_F(KeyFileOnDisk, UnreadableIsAnError) {
   ASSERT_EQ(::chmod(readable.c_str(), 0644), 0);
   ASSERT_EQ(::chmod(locked.c_str(), 0), 0);
   if (::geteuid() != 0) {
-    EXPECT_EQ(load_key_file(readable).size(), 1u);
-    EXPECT_THROW(load_key_file(locked), error);
+    EXPECT_EQ(server::load_key_file(readable).size(), 1u);
+    EXPECT_THROW(server::load_key_file(locked), error);
     return;
   }
   ASSERT_EQ(::chmod(dir_.c_str(), 0755), 0);  // nobody must reach the readable file
@@ -149,12 +149,12 @@ TEST_F(KeyFileOnDisk, UnreadableIsAnError) {
     // Only async-signal-safe calls matter until the privileges are gone; the checks report by exit code.
     if (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0 || ::geteuid() == 0) ::_exit(10);
     try {
-      if (load_key_file(readable).size() != 1) ::_exit(11);
+      if (server::load_key_file(readable).size() != 1) ::_exit(11);
     } catch (...) {
       ::_exit(11);  // the control: a readable file must load, or the next check proves nothing
     }
     try {
-      load_key_file(locked);
+      server::load_key_file(locked);
     } catch (const error&) {
       ::_exit(0);
     } catch (...) {
@@ -170,24 +170,24 @@ TEST_F(KeyFileOnDisk, UnreadableIsAnError) {
 }
 
 TEST(PresentedKey, BearerAndHeaderForms) {
-  EXPECT_EQ(presented_key("Bearer abc", ""), "abc");
-  EXPECT_EQ(presented_key("bearer   abc  ", ""), "abc");
-  EXPECT_EQ(presented_key("BEARER abc", "other"), "abc");
-  EXPECT_EQ(presented_key("", "xyz"), "xyz");
-  EXPECT_EQ(presented_key("", "  xyz "), "xyz");
-  EXPECT_EQ(presented_key("Basic dXNlcjpwdw==", "xyz"), "xyz");  // not a bearer token
-  EXPECT_EQ(presented_key("Bearer", ""), std::nullopt);
-  EXPECT_EQ(presented_key("Bearer   ", ""), std::nullopt);
-  EXPECT_EQ(presented_key("Bearerabc", ""), std::nullopt);
-  EXPECT_EQ(presented_key("", ""), std::nullopt);
+  EXPECT_EQ(server::presented_key("Bearer abc", ""), "abc");
+  EXPECT_EQ(server::presented_key("bearer   abc  ", ""), "abc");
+  EXPECT_EQ(server::presented_key("BEARER abc", "other"), "abc");
+  EXPECT_EQ(server::presented_key("", "xyz"), "xyz");
+  EXPECT_EQ(server::presented_key("", "  xyz "), "xyz");
+  EXPECT_EQ(server::presented_key("Basic dXNlcjpwdw==", "xyz"), "xyz");  // not a bearer token
+  EXPECT_EQ(server::presented_key("Bearer", ""), std::nullopt);
+  EXPECT_EQ(server::presented_key("Bearer   ", ""), std::nullopt);
+  EXPECT_EQ(server::presented_key("Bearerabc", ""), std::nullopt);
+  EXPECT_EQ(server::presented_key("", ""), std::nullopt);
 }
 
 TEST(OriginList, ExactOriginsCommaListsAndWildcard) {
-  origin_list none;
+  server::origin_list none;
   EXPECT_TRUE(none.empty());
   EXPECT_FALSE(none.allows("http://a.example"));
 
-  origin_list list({"https://App.Example/", "http://localhost:3000, http://127.0.0.1:8080"});
+  server::origin_list list({"https://App.Example/", "http://localhost:3000, http://127.0.0.1:8080"});
   EXPECT_FALSE(list.empty());
   EXPECT_FALSE(list.allows_any());
   EXPECT_TRUE(list.allows("https://app.example"));
@@ -198,32 +198,32 @@ TEST(OriginList, ExactOriginsCommaListsAndWildcard) {
   EXPECT_FALSE(list.allows("null"));
   EXPECT_FALSE(list.allows(""));
 
-  origin_list any({"*"});
+  server::origin_list any({"*"});
   EXPECT_TRUE(any.allows_any());
   EXPECT_TRUE(any.allows("https://whatever.test"));
   EXPECT_FALSE(any.allows(""));
 }
 
 TEST(OriginList, RejectsWhatIsNotAnOrigin) {
-  EXPECT_THROW(origin_list({"app.example"}), error);
-  EXPECT_THROW(origin_list({"https://app.example/path"}), error);
-  EXPECT_THROW(origin_list({"https://"}), error);
+  EXPECT_THROW(server::origin_list({"app.example"}), error);
+  EXPECT_THROW(server::origin_list({"https://app.example/path"}), error);
+  EXPECT_THROW(server::origin_list({"https://"}), error);
 }
 
 // A clock the test moves by hand.
 struct manual_clock {
-  rate_limiter::clock::time_point now{std::chrono::seconds(1000)};
-  rate_limiter::clock_fn fn() {
+  server::rate_limiter::clock::time_point now{std::chrono::seconds(1000)};
+  server::rate_limiter::clock_fn fn() {
     return [this] { return now; };
   }
   void advance(double seconds) {
-    now += std::chrono::duration_cast<rate_limiter::clock::duration>(std::chrono::duration<double>(seconds));
+    now += std::chrono::duration_cast<server::rate_limiter::clock::duration>(std::chrono::duration<double>(seconds));
   }
 };
 
 TEST(RateLimiter, BurstThenRefillAtTheRate) {
   manual_clock clock;
-  rate_limiter limiter(2.0, 3.0, 100, clock.fn());  // 2 per second, bursts of 3
+  server::rate_limiter limiter(2.0, 3.0, 100, clock.fn());  // 2 per second, bursts of 3
   for (int i = 0; i < 3; ++i) EXPECT_TRUE(limiter.acquire("a").allowed) << i;
   auto refused = limiter.acquire("a");
   EXPECT_FALSE(refused.allowed);
@@ -240,7 +240,7 @@ TEST(RateLimiter, BurstThenRefillAtTheRate) {
 
 TEST(RateLimiter, ClientsHaveSeparateBuckets) {
   manual_clock clock;
-  rate_limiter limiter(1.0, 1.0, 100, clock.fn());
+  server::rate_limiter limiter(1.0, 1.0, 100, clock.fn());
   EXPECT_TRUE(limiter.acquire("a").allowed);
   EXPECT_FALSE(limiter.acquire("a").allowed);
   EXPECT_TRUE(limiter.acquire("b").allowed);
@@ -249,7 +249,7 @@ TEST(RateLimiter, ClientsHaveSeparateBuckets) {
 
 TEST(RateLimiter, RetryAfterCoversTheWaitForOneToken) {
   manual_clock clock;
-  rate_limiter limiter(0.25, 1.0, 100, clock.fn());  // one request per 4 s
+  server::rate_limiter limiter(0.25, 1.0, 100, clock.fn());  // one request per 4 s
   EXPECT_TRUE(limiter.acquire("slow").allowed);
   auto d = limiter.acquire("slow");
   EXPECT_FALSE(d.allowed);
@@ -260,7 +260,7 @@ TEST(RateLimiter, RetryAfterCoversTheWaitForOneToken) {
 
 TEST(RateLimiter, ForgetsIdleClientsAndStaysBounded) {
   manual_clock clock;
-  rate_limiter limiter(10.0, 5.0, 4, clock.fn());
+  server::rate_limiter limiter(10.0, 5.0, 4, clock.fn());
   for (int i = 0; i < 4; ++i) limiter.acquire("c" + std::to_string(i));
   EXPECT_EQ(limiter.tracked(), 4u);
   // Over capacity: the least recently seen client goes, the map never exceeds its bound.
@@ -278,7 +278,7 @@ TEST(RateLimiter, ForgetsIdleClientsAndStaysBounded) {
 
 TEST(RateLimiter, EvictingAnIdleClientLosesNothing) {
   manual_clock clock;
-  rate_limiter limiter(1.0, 2.0, 2, clock.fn());
+  server::rate_limiter limiter(1.0, 2.0, 2, clock.fn());
   EXPECT_TRUE(limiter.acquire("a").allowed);
   EXPECT_TRUE(limiter.acquire("a").allowed);
   EXPECT_FALSE(limiter.acquire("a").allowed);
@@ -289,14 +289,14 @@ TEST(RateLimiter, EvictingAnIdleClientLosesNothing) {
 }
 
 TEST(RateLimiter, RejectsNonsenseSettings) {
-  EXPECT_THROW(rate_limiter(0.0, 1.0), error);
-  EXPECT_THROW(rate_limiter(-1.0, 1.0), error);
-  EXPECT_THROW(rate_limiter(1.0, 0.5), error);
+  EXPECT_THROW(server::rate_limiter(0.0, 1.0), error);
+  EXPECT_THROW(server::rate_limiter(-1.0, 1.0), error);
+  EXPECT_THROW(server::rate_limiter(1.0, 0.5), error);
 }
 
 TEST(RateLimiter, ConcurrentClientsNeverExceedTheBurst) {
   manual_clock clock;  // frozen: no refill, so exactly `burst` requests may pass in total
-  rate_limiter limiter(1.0, 50.0, 100, clock.fn());
+  server::rate_limiter limiter(1.0, 50.0, 100, clock.fn());
   std::atomic<int> allowed{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
@@ -309,4 +309,4 @@ TEST(RateLimiter, ConcurrentClientsNeverExceedTheBurst) {
 }
 
 }  // namespace
-}  // namespace acg2vec::access
+}  // namespace acg2vec::server

@@ -16,7 +16,7 @@ std::string body_of(const std::string& response) {
 }
 
 TEST(ServerRequest, NotFoundPathWithInvalidUtf8IsAJsonAnswer) {
-  http_server server(server_options{});
+  server::http_server server(server::server_options{});
   // "%FF%FE" decodes to bytes that are not UTF-8; the 404 body used to throw while being written.
   auto response = server.process_raw("GET /%FF%FE HTTP/1.1\r\nHost: x\r\n\r\n");
   ASSERT_EQ(response.rfind("HTTP/1.1 404", 0), 0u) << response;
@@ -25,11 +25,11 @@ TEST(ServerRequest, NotFoundPathWithInvalidUtf8IsAJsonAnswer) {
 }
 
 TEST(ServerRequest, ParamsFromQueryAndMultipart) {
-  http_server server(server_options{});
-  server.add("POST", "/p", "p", [](const http_request& req, http_response& res) {
-    reply(res, json{{"k", int_param(req, "k", 1, 1, 9)}, {"t", find_param(req, "t").value_or("")},
-                    {"f", require_file(req, {"image", "file"}, 100).size()}});
-  }, route_access::read);
+  server::http_server server(server::server_options{});
+  server.add("POST", "/p", "p", [](const server::http_request& req, server::http_response& res) {
+    server::reply(res, json{{"k", server::int_param(req, "k", 1, 1, 9)}, {"t", server::find_param(req, "t").value_or("")},
+                    {"f", server::require_file(req, {"image", "file"}, 100).size()}});
+  }, server::route_access::read);
   std::string part = "--b\r\nContent-Disposition: form-data; name=\"t\"\r\n\r\nhello\r\n"
                      "--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\nabc\r\n--b--\r\n";
   auto response = server.process_raw("POST /p?k=7 HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
@@ -45,16 +45,16 @@ TEST(ServerRequest, ParamsFromQueryAndMultipart) {
 }
 
 TEST(ServerRequest, TfPredictBodyForms) {
-  auto row = parse_tf_predict_body(json::parse(R"({"instances": [1, 2]})"));
+  auto row = server::parse_tf_predict_body(json::parse(R"({"instances": [1, 2]})"));
   EXPECT_TRUE(row.row);
   EXPECT_EQ(row.items.size(), 2u);
-  auto columnar = parse_tf_predict_body(json::parse(R"({"inputs": {"b64_input_bytes": [{"b64": "YQ=="}]}})"));
+  auto columnar = server::parse_tf_predict_body(json::parse(R"({"inputs": {"b64_input_bytes": [{"b64": "YQ=="}]}})"));
   EXPECT_FALSE(columnar.row);
   ASSERT_EQ(columnar.items.size(), 1u);
-  EXPECT_EQ(tf_instance_image_bytes(columnar.items[0]), "a");
-  EXPECT_THROW(parse_tf_predict_body(json::parse(R"({"instances": []})")), error);
-  EXPECT_THROW(parse_tf_predict_body(json::parse("[1]")), error);
-  EXPECT_THROW(tf_instance_image_bytes(json::parse(R"({"a": 1, "b": 2})")), error);
+  EXPECT_EQ(server::tf_instance_image_bytes(columnar.items[0]), "a");
+  EXPECT_THROW(server::parse_tf_predict_body(json::parse(R"({"instances": []})")), error);
+  EXPECT_THROW(server::parse_tf_predict_body(json::parse("[1]")), error);
+  EXPECT_THROW(server::tf_instance_image_bytes(json::parse(R"({"a": 1, "b": 2})")), error);
 }
 
 }  // namespace
@@ -64,10 +64,10 @@ namespace acg2vec {
 namespace {
 
 TEST(ServerRequest, JsonNumberOutOfRangeIsBadParameter) {
-  http_request req;
+  server::http_request req;
   req.body = R"({"instances": [1e999]})";
   try {
-    parse_json_body(req);
+    server::parse_json_body(req);
     FAIL() << "expected a bad_parameter error";
   } catch (const error& e) {
     EXPECT_EQ(e.code(), errc::bad_parameter);

@@ -23,28 +23,28 @@ store::item sample_item() {
 }
 
 TEST(SeedRecords, IdsAreIntegersOnlyWhenJavaScriptReadsThemExactly) {
-  EXPECT_EQ(seed_id_json("7"), 7);
-  EXPECT_EQ(seed_id_json("0"), 0);
-  EXPECT_EQ(seed_id_json("9007199254740991"), 9007199254740991LL);
-  EXPECT_EQ(seed_id_json("9007199254740992"), "9007199254740992");
-  EXPECT_EQ(seed_id_json("007"), "007");
-  EXPECT_EQ(seed_id_json("-3"), "-3");
-  EXPECT_EQ(seed_id_json("12a"), "12a");
-  EXPECT_EQ(seed_id_json(""), "");
+  EXPECT_EQ(server::seed_id_json("7"), 7);
+  EXPECT_EQ(server::seed_id_json("0"), 0);
+  EXPECT_EQ(server::seed_id_json("9007199254740991"), 9007199254740991LL);
+  EXPECT_EQ(server::seed_id_json("9007199254740992"), "9007199254740992");
+  EXPECT_EQ(server::seed_id_json("007"), "007");
+  EXPECT_EQ(server::seed_id_json("-3"), "-3");
+  EXPECT_EQ(server::seed_id_json("12a"), "12a");
+  EXPECT_EQ(server::seed_id_json(""), "");
 }
 
 TEST(SeedRecords, SanityLevelsOfRatings) {
-  EXPECT_EQ(sanity_level_of_rating("rating:safe"), 2);
-  EXPECT_EQ(sanity_level_of_rating("general"), 2);
-  EXPECT_EQ(sanity_level_of_rating("sensitive"), 4);
-  EXPECT_EQ(sanity_level_of_rating("rating:questionable"), 6);
-  EXPECT_EQ(sanity_level_of_rating("explicit"), 6);
-  EXPECT_FALSE(sanity_level_of_rating("1girl").has_value());
-  EXPECT_FALSE(sanity_level_of_rating("rating:").has_value());
+  EXPECT_EQ(server::sanity_level_of_rating("rating:safe"), 2);
+  EXPECT_EQ(server::sanity_level_of_rating("general"), 2);
+  EXPECT_EQ(server::sanity_level_of_rating("sensitive"), 4);
+  EXPECT_EQ(server::sanity_level_of_rating("rating:questionable"), 6);
+  EXPECT_EQ(server::sanity_level_of_rating("explicit"), 6);
+  EXPECT_FALSE(server::sanity_level_of_rating("1girl").has_value());
+  EXPECT_FALSE(server::sanity_level_of_rating("rating:").has_value());
 }
 
 TEST(SeedRecords, DefaultsComeFromTheItem) {
-  auto illust = seed_illust(sample_item(), "http://h:1");
+  auto illust = server::seed_illust(sample_item(), "http://h:1");
   EXPECT_EQ(illust.at("id"), 1234);
   EXPECT_EQ(illust.at("title"), "Blue Girl.final");
   const std::string thumb = "http://h:1/v1/items/1234/thumbnail";
@@ -63,7 +63,7 @@ TEST(SeedRecords, StoredFieldsWin) {
   auto it = sample_item();
   it.metadata = {{"title", "stored"}, {"imageUrls", json::array({{{"large", "https://i.pximg.net/a.jpg"}}})},
                  {"artistId", 5}};
-  auto illust = seed_illust(it, "");
+  auto illust = server::seed_illust(it, "");
   EXPECT_EQ(illust.at("title"), "stored");
   EXPECT_EQ(illust.at("imageUrls"), it.metadata.at("imageUrls"));
   EXPECT_EQ(illust.at("artistId"), 5);
@@ -73,38 +73,38 @@ TEST(SeedRecords, StoredFieldsWin) {
 TEST(SeedRecords, TitleFallsBackToTheId) {
   store::item it;
   it.id = "abc";
-  EXPECT_EQ(seed_illust(it, "").at("title"), "abc");
+  EXPECT_EQ(server::seed_illust(it, "").at("title"), "abc");
   it.source = "https://example.org/x/picture.jpg?size=large#top";
-  EXPECT_EQ(seed_illust(it, "").at("title"), "picture");
-  EXPECT_FALSE(seed_illust(it, "").contains("sanityLevel"));  // no rating known
+  EXPECT_EQ(server::seed_illust(it, "").at("title"), "picture");
+  EXPECT_FALSE(server::seed_illust(it, "").contains("sanityLevel"));  // no rating known
   it.id = "a b/c";
-  EXPECT_EQ(seed_illust(it, "").at("imageUrls")[0].at("large"), "/v1/items/a%20b%2Fc/thumbnail");
+  EXPECT_EQ(server::seed_illust(it, "").at("imageUrls")[0].at("large"), "/v1/items/a%20b%2Fc/thumbnail");
 }
 
 TEST(SeedRecords, BaseUrlFromHostAndProxyHeaders) {
-  http_request req;
-  EXPECT_EQ(public_base_url(req), "");
+  server::http_request req;
+  EXPECT_EQ(server::public_base_url(req), "");
   req.headers.emplace("Host", "127.0.0.1:8081");
-  EXPECT_EQ(public_base_url(req), "http://127.0.0.1:8081");
+  EXPECT_EQ(server::public_base_url(req), "http://127.0.0.1:8081");
   req.headers.emplace("X-Forwarded-Host", "a.example.org, b.internal");
   req.headers.emplace("X-Forwarded-Proto", "https");
-  EXPECT_EQ(public_base_url(req), "https://a.example.org");
-  http_request evil;
+  EXPECT_EQ(server::public_base_url(req), "https://a.example.org");
+  server::http_request evil;
   evil.headers.emplace("Host", "x\"><script>");
-  EXPECT_EQ(public_base_url(evil), "");
+  EXPECT_EQ(server::public_base_url(evil), "");
 }
 
 TEST(SeedRecords, EmptyDataIsDropped) {
   for (const json& empty : {json(), json::array(), json::object(), json("")}) {
-    http_response res;
-    reply_seed(res, empty, "m");
+    server::http_response res;
+    server::reply_seed(res, empty, "m");
     EXPECT_EQ(json::parse(res.body), (json{{"message", "m"}})) << empty.dump();
   }
-  http_response res;
-  reply_seed(res, json::array({1}), "m");
+  server::http_response res;
+  server::reply_seed(res, json::array({1}), "m");
   EXPECT_EQ(json::parse(res.body).at("data"), json::array({1}));
-  http_response f;
-  reply_seed(f, false, "m");
+  server::http_response f;
+  server::reply_seed(f, false, "m");
   EXPECT_EQ(json::parse(f.body).at("data"), false);
 }
 

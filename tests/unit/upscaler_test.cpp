@@ -31,9 +31,9 @@ fs::path pack_dir(const std::string& variant) {
   return fs::path(ACG2VEC_SOURCE_DIR) / "models" / ("realcugan-pro-" + variant);
 }
 
-std::unique_ptr<upscaler> load_pack(const std::string& variant) {
-  const model_manifest m = load_manifest(pack_dir(variant));
-  return std::make_unique<upscaler>(m, runtime::load_ncnn(m.file, m.weights));
+std::unique_ptr<models::upscaler> load_pack(const std::string& variant) {
+  const models::model_manifest m = models::load_manifest(pack_dir(variant));
+  return std::make_unique<models::upscaler>(m, runtime::load_ncnn(m.file, m.weights));
 }
 
 at::Tensor drawing_crop(int x, int y, int w, int h) {
@@ -118,10 +118,10 @@ TEST(Upscaler, AlphaIsUpscaledSeparatelyAndTilesAreExact) {
 }
 
 TEST(Upscaler, LimitsAndTinyImages) {
-  model_manifest m = load_manifest(pack_dir("conservative"));
+  models::model_manifest m = models::load_manifest(pack_dir("conservative"));
   m.raw["upscale"]["max_input_pixels"] = 1000;
   m.raw["upscale"]["max_output_pixels"] = 8000;
-  upscaler u(m, runtime::load_ncnn(m.file, m.weights));
+  models::upscaler u(m, runtime::load_ncnn(m.file, m.weights));
   image::image_rgba8 big{40, 30, false, std::vector<std::uint8_t>(40 * 30 * 4, 128)};
   try {
     (void)u.upscale(big);
@@ -132,7 +132,7 @@ TEST(Upscaler, LimitsAndTinyImages) {
   image::image_rgba8 wide{50, 19, false, std::vector<std::uint8_t>(50 * 19 * 4, 128)};  // 950 in, 3800 out: ok
   EXPECT_NO_THROW((void)u.upscale(wide));
   m.raw["upscale"]["max_output_pixels"] = 3000;
-  upscaler strict(m, runtime::load_ncnn(m.file, m.weights));
+  models::upscaler strict(m, runtime::load_ncnn(m.file, m.weights));
   EXPECT_THROW((void)strict.upscale(wide), error);
   // A 1x1 and a 3x2 image (smaller than the padding) still upscale.
   image::image_rgba8 dot{1, 1, false, {10, 200, 30, 255}};

@@ -6,13 +6,13 @@
 
 #include "search/watch.h"
 
-namespace acg2vec::watch {
+namespace acg2vec::search {
 namespace {
 
 using namespace std::chrono_literals;
 
-file_record rec(std::uint64_t size, std::int64_t mtime, std::string hash, std::string id = "") {
-  file_record r;
+search::file_record rec(std::uint64_t size, std::int64_t mtime, std::string hash, std::string id = "") {
+  search::file_record r;
   r.stat = {size, mtime};
   r.hash = std::move(hash);
   r.id = std::move(id);
@@ -24,7 +24,7 @@ file_record rec(std::uint64_t size, std::int64_t mtime, std::string hash, std::s
 struct fake_hashes {
   std::map<std::string, std::string> table;
   std::map<std::string, int> reads;
-  hash_fn fn() {
+  search::hash_fn fn() {
     return [this](const std::string& p) -> std::optional<std::string> {
       ++reads[p];
       auto it = table.find(p);
@@ -35,32 +35,32 @@ struct fake_hashes {
 };
 
 TEST(WatchScope, PrefixesMatchWholePathSegments) {
-  EXPECT_TRUE(in_scope("a/b.png", {""}));
-  EXPECT_TRUE(in_scope("a/b.png", {"a"}));
-  EXPECT_TRUE(in_scope("a", {"a"}));
-  EXPECT_FALSE(in_scope("ab/c.png", {"a"}));
-  EXPECT_FALSE(in_scope("a.png", {"a"}));
-  EXPECT_TRUE(in_scope("x/y/z.png", {"q", "x/y"}));
-  EXPECT_FALSE(in_scope("x/yz.png", {"x/y"}));
-  EXPECT_FALSE(in_scope("anything", {}));
+  EXPECT_TRUE(search::in_scope("a/b.png", {""}));
+  EXPECT_TRUE(search::in_scope("a/b.png", {"a"}));
+  EXPECT_TRUE(search::in_scope("a", {"a"}));
+  EXPECT_FALSE(search::in_scope("ab/c.png", {"a"}));
+  EXPECT_FALSE(search::in_scope("a.png", {"a"}));
+  EXPECT_TRUE(search::in_scope("x/y/z.png", {"q", "x/y"}));
+  EXPECT_FALSE(search::in_scope("x/yz.png", {"x/y"}));
+  EXPECT_FALSE(search::in_scope("anything", {}));
 }
 
 TEST(WatchPlan, UnchangedFilesAreNotRead) {
-  tree_state state{{"a.png", rec(10, 1, "h1", "a.png")}, {"b.png", rec(20, 2, "h2", "b.png")}};
-  tree_scan scan{{"a.png", {10, 1}}, {"b.png", {20, 2}}};
+  search::tree_state state{{"a.png", rec(10, 1, "h1", "a.png")}, {"b.png", rec(20, 2, "h2", "b.png")}};
+  search::tree_scan scan{{"a.png", {10, 1}}, {"b.png", {20, 2}}};
   fake_hashes h;
-  auto plan = plan_changes(state, scan, {""}, h.fn());
+  auto plan = search::plan_changes(state, scan, {""}, h.fn());
   EXPECT_TRUE(plan.empty());
   EXPECT_TRUE(h.reads.empty());
 }
 
 TEST(WatchPlan, NewChangedTouchedAndDeleted) {
-  tree_state state{{"same.png", rec(10, 1, "h1")}, {"edited.png", rec(20, 2, "h2")}, {"touched.png", rec(30, 3, "h3")},
+  search::tree_state state{{"same.png", rec(10, 1, "h1")}, {"edited.png", rec(20, 2, "h2")}, {"touched.png", rec(30, 3, "h3")},
                    {"gone.png", rec(40, 4, "h4")}};
-  tree_scan scan{{"same.png", {10, 1}}, {"edited.png", {21, 5}}, {"touched.png", {30, 9}}, {"new.png", {50, 6}}};
+  search::tree_scan scan{{"same.png", {10, 1}}, {"edited.png", {21, 5}}, {"touched.png", {30, 9}}, {"new.png", {50, 6}}};
   fake_hashes h;
   h.table = {{"edited.png", "h2b"}, {"touched.png", "h3"}, {"new.png", "h5"}};
-  auto plan = plan_changes(state, scan, {""}, h.fn());
+  auto plan = search::plan_changes(state, scan, {""}, h.fn());
   EXPECT_EQ(plan.add, std::vector<std::string>{"new.png"});
   EXPECT_EQ(plan.update, std::vector<std::string>{"edited.png"});
   EXPECT_EQ(plan.touch, std::vector<std::string>{"touched.png"});
@@ -71,29 +71,29 @@ TEST(WatchPlan, NewChangedTouchedAndDeleted) {
 }
 
 TEST(WatchPlan, SameSizeDifferentMtimeAndContentIsAnUpdate) {
-  tree_state state{{"a.png", rec(10, 1, "old")}};
-  tree_scan scan{{"a.png", {10, 2}}};
+  search::tree_state state{{"a.png", rec(10, 1, "old")}};
+  search::tree_scan scan{{"a.png", {10, 2}}};
   fake_hashes h;
   h.table = {{"a.png", "new"}};
-  auto plan = plan_changes(state, scan, {""}, h.fn());
+  auto plan = search::plan_changes(state, scan, {""}, h.fn());
   EXPECT_EQ(plan.update, std::vector<std::string>{"a.png"});
 }
 
 TEST(WatchPlan, UnreadableChangedFileIsAnUpdate) {
   // The apply step then records why it failed, instead of the plan silently keeping stale data.
-  tree_state state{{"a.png", rec(10, 1, "old")}};
-  tree_scan scan{{"a.png", {11, 2}}};
+  search::tree_state state{{"a.png", rec(10, 1, "old")}};
+  search::tree_scan scan{{"a.png", {11, 2}}};
   fake_hashes h;
-  auto plan = plan_changes(state, scan, {""}, h.fn());
+  auto plan = search::plan_changes(state, scan, {""}, h.fn());
   EXPECT_EQ(plan.update, std::vector<std::string>{"a.png"});
 }
 
 TEST(WatchPlan, RenameIsAMoveByContent) {
-  tree_state state{{"a.png", rec(10, 1, "h1", "a.png")}};
-  tree_scan scan{{"renamed.png", {10, 1}}};
+  search::tree_state state{{"a.png", rec(10, 1, "h1", "a.png")}};
+  search::tree_scan scan{{"renamed.png", {10, 1}}};
   fake_hashes h;
   h.table = {{"renamed.png", "h1"}};
-  auto plan = plan_changes(state, scan, {""}, h.fn());
+  auto plan = search::plan_changes(state, scan, {""}, h.fn());
   ASSERT_EQ(plan.move.size(), 1u);
   EXPECT_EQ(plan.move[0], std::make_pair(std::string("a.png"), std::string("renamed.png")));
   EXPECT_TRUE(plan.add.empty());
@@ -101,11 +101,11 @@ TEST(WatchPlan, RenameIsAMoveByContent) {
 }
 
 TEST(WatchPlan, SameSizeOtherContentIsNotAMove) {
-  tree_state state{{"a.png", rec(10, 1, "h1")}};
-  tree_scan scan{{"b.png", {10, 1}}};
+  search::tree_state state{{"a.png", rec(10, 1, "h1")}};
+  search::tree_scan scan{{"b.png", {10, 1}}};
   fake_hashes h;
   h.table = {{"b.png", "other"}};
-  auto plan = plan_changes(state, scan, {""}, h.fn());
+  auto plan = search::plan_changes(state, scan, {""}, h.fn());
   EXPECT_EQ(plan.add, std::vector<std::string>{"b.png"});
   EXPECT_EQ(plan.remove, std::vector<std::string>{"a.png"});
   EXPECT_TRUE(plan.move.empty());
@@ -113,15 +113,15 @@ TEST(WatchPlan, SameSizeOtherContentIsNotAMove) {
 
 TEST(WatchPlan, DirectoryRenameMovesEveryFileAndPrefersTheSameName) {
   // Two identical files (copies) and one other: each keeps its own record by name.
-  tree_state state{{"old/x.png", rec(10, 1, "hx", "old/x.png")},
+  search::tree_state state{{"old/x.png", rec(10, 1, "hx", "old/x.png")},
                    {"old/copy-of-x.png", rec(10, 1, "hx", "old/x.png")},
                    {"old/deep/y.png", rec(20, 2, "hy", "old/deep/y.png")},
                    {"other/z.png", rec(30, 3, "hz", "other/z.png")}};
-  tree_scan scan{{"new/x.png", {10, 1}}, {"new/copy-of-x.png", {10, 1}}, {"new/deep/y.png", {20, 2}}};
+  search::tree_scan scan{{"new/x.png", {10, 1}}, {"new/copy-of-x.png", {10, 1}}, {"new/deep/y.png", {20, 2}}};
   fake_hashes h;
   h.table = {{"new/x.png", "hx"}, {"new/copy-of-x.png", "hx"}, {"new/deep/y.png", "hy"}};
   // Only the two directories of the rename are in scope: other/z.png is not looked at.
-  auto plan = plan_changes(state, scan, {"old", "new"}, h.fn());
+  auto plan = search::plan_changes(state, scan, {"old", "new"}, h.fn());
   std::set<std::pair<std::string, std::string>> moves(plan.move.begin(), plan.move.end());
   std::set<std::pair<std::string, std::string>> expected{{"old/x.png", "new/x.png"},
                                                          {"old/copy-of-x.png", "new/copy-of-x.png"},
@@ -132,20 +132,20 @@ TEST(WatchPlan, DirectoryRenameMovesEveryFileAndPrefersTheSameName) {
 }
 
 TEST(WatchPlan, OutOfScopePathsAreLeftAlone) {
-  tree_state state{{"a/1.png", rec(10, 1, "h1")}, {"b/2.png", rec(20, 2, "h2")}};
-  tree_scan scan{};  // a scan of "a" only, which found nothing
+  search::tree_state state{{"a/1.png", rec(10, 1, "h1")}, {"b/2.png", rec(20, 2, "h2")}};
+  search::tree_scan scan{};  // a scan of "a" only, which found nothing
   fake_hashes h;
-  auto plan = plan_changes(state, scan, {"a"}, h.fn());
+  auto plan = search::plan_changes(state, scan, {"a"}, h.fn());
   EXPECT_EQ(plan.remove, std::vector<std::string>{"a/1.png"});
 }
 
 TEST(WatchPlan, MoveOutAndCopyInWithOneVanishedFile) {
   // One file vanished, two new files with its content: one is the move, the other a new copy.
-  tree_state state{{"a.png", rec(10, 1, "h1", "a.png")}};
-  tree_scan scan{{"b.png", {10, 1}}, {"c.png", {10, 1}}};
+  search::tree_state state{{"a.png", rec(10, 1, "h1", "a.png")}};
+  search::tree_scan scan{{"b.png", {10, 1}}, {"c.png", {10, 1}}};
   fake_hashes h;
   h.table = {{"b.png", "h1"}, {"c.png", "h1"}};
-  auto plan = plan_changes(state, scan, {""}, h.fn());
+  auto plan = search::plan_changes(state, scan, {""}, h.fn());
   ASSERT_EQ(plan.move.size(), 1u);
   EXPECT_EQ(plan.move[0].first, "a.png");
   EXPECT_EQ(plan.add.size(), 1u);
@@ -155,12 +155,12 @@ TEST(WatchPlan, MoveOutAndCopyInWithOneVanishedFile) {
 TEST(WatchPlan, ReconcileAfterDowntime) {
   // What a start-up pass sees after a stop: added, modified (same size, new mtime and content),
   // deleted, and a file moved into a new directory.
-  tree_state state{{"keep.png", rec(1, 1, "k")}, {"mod.png", rec(2, 2, "m")}, {"del.png", rec(3, 3, "d")},
+  search::tree_state state{{"keep.png", rec(1, 1, "k")}, {"mod.png", rec(2, 2, "m")}, {"del.png", rec(3, 3, "d")},
                    {"dir/mv.png", rec(4, 4, "v", "dir/mv.png")}};
-  tree_scan scan{{"keep.png", {1, 1}}, {"mod.png", {2, 7}}, {"added.png", {5, 5}}, {"dir2/sub/mv.png", {4, 4}}};
+  search::tree_scan scan{{"keep.png", {1, 1}}, {"mod.png", {2, 7}}, {"added.png", {5, 5}}, {"dir2/sub/mv.png", {4, 4}}};
   fake_hashes h;
   h.table = {{"mod.png", "m2"}, {"added.png", "a"}, {"dir2/sub/mv.png", "v"}};
-  auto plan = plan_changes(state, scan, {""}, h.fn());
+  auto plan = search::plan_changes(state, scan, {""}, h.fn());
   EXPECT_EQ(plan.add, std::vector<std::string>{"added.png"});
   EXPECT_EQ(plan.update, std::vector<std::string>{"mod.png"});
   EXPECT_EQ(plan.remove, std::vector<std::string>{"del.png"});
@@ -169,8 +169,8 @@ TEST(WatchPlan, ReconcileAfterDowntime) {
 }
 
 TEST(WatchDebounce, BurstOnOneFileIsOneBatchAfterItSettles) {
-  debouncer d(500ms, 10s);
-  auto t0 = debouncer::clock::time_point{} + 1h;
+  search::debouncer d(500ms, 10s);
+  auto t0 = search::debouncer::clock::time_point{} + 1h;
   for (int i = 0; i < 20; ++i) {
     d.touch("a.png", t0 + i * 50ms);
     EXPECT_TRUE(d.take_due(t0 + i * 50ms + 10ms).empty()) << "still being written at step " << i;
@@ -185,8 +185,8 @@ TEST(WatchDebounce, BurstOnOneFileIsOneBatchAfterItSettles) {
 }
 
 TEST(WatchDebounce, BothHalvesOfARenameLandInOneBatch) {
-  debouncer d(500ms, 10s);
-  auto t0 = debouncer::clock::time_point{} + 1h;
+  search::debouncer d(500ms, 10s);
+  auto t0 = search::debouncer::clock::time_point{} + 1h;
   d.touch("old", t0);
   d.touch("new", t0 + 300ms);  // "old" alone is quiet for 500 ms before "new" is: still one batch
   EXPECT_TRUE(d.take_due(t0 + 600ms).empty());
@@ -194,8 +194,8 @@ TEST(WatchDebounce, BothHalvesOfARenameLandInOneBatch) {
 }
 
 TEST(WatchDebounce, ABusyTreeStillAppliesQuietPathsAfterMaxWait) {
-  debouncer d(500ms, 5s);
-  auto t0 = debouncer::clock::time_point{} + 1h;
+  search::debouncer d(500ms, 5s);
+  auto t0 = search::debouncer::clock::time_point{} + 1h;
   d.touch("done.png", t0);
   // Another file is written to without a pause for longer than max_wait.
   for (auto t = t0; t < t0 + 8s; t += 100ms) {
@@ -213,4 +213,4 @@ TEST(WatchDebounce, ABusyTreeStillAppliesQuietPathsAfterMaxWait) {
 }
 
 }  // namespace
-}  // namespace acg2vec::watch
+}  // namespace acg2vec::search
