@@ -9,6 +9,7 @@
 #include <fstream>
 #include <future>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <sstream>
 #include <thread>
@@ -273,7 +274,19 @@ void run_caption_job(const global_options& global, CLI::App& cmd, caption_cli_op
   if (o.separator.empty()) fail(errc::bad_parameter, "--caption-separator must not be empty");
 
   // Packs.
-  model_registry reg(global.models_dir);
+  // Model passes: how full they were and how long the models ran, against the job's time.
+  struct pass_stats {
+    std::mutex mutex;
+    std::size_t passes = 0, rows = 0;
+    double seconds = 0;
+  };
+  auto passes = std::make_shared<pass_stats>();
+  model_registry reg(global.models_dir, [passes](const std::string&, std::size_t rows, double seconds) {
+    std::lock_guard lock(passes->mutex);
+    ++passes->passes;
+    passes->rows += rows;
+    passes->seconds += seconds;
+  });
   reg.load_all();
   std::vector<std::shared_ptr<const model_entry>> models;
   for (const auto& name : split_models(model_names)) {
@@ -461,6 +474,13 @@ void run_caption_job(const global_options& global, CLI::App& cmd, caption_cli_op
   fmt::print("captioned {} images ({} written, {} appended, {} skipped, {} failed) in {:.1f}s, {:.1f} images/s\n",
              written + appended, written, appended, skipped, failed, seconds,
              seconds > 0 ? static_cast<double>(processed) / seconds : 0.0);
+  {
+    std::lock_guard lock(passes->mutex);
+    if (passes->passes > 0) {
+      fmt::print("model passes: {}, {:.1f} images per pass, models busy {:.1f}s of {:.1f}s\n", passes->passes,
+                 static_cast<double>(passes->rows) / static_cast<double>(passes->passes), passes->seconds, seconds);
+    }
+  }
   if (o.frequency) {
     std::vector<std::pair<std::string, std::size_t>> freq(frequency.begin(), frequency.end());
     std::stable_sort(freq.begin(), freq.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
