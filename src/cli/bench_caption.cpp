@@ -151,6 +151,9 @@ void run_bench_caption(const caption_bench_options& o) {
   fmt::print("CPU: {} ({}), {} cores\n{}\n", cpu.model.empty() ? cpu.vendor : cpu.model,
              cpu.avx512 ? "avx512" : cpu.avx2 ? "avx2" : "avx or less", cores, runtime::describe_blas());
 
+  // The peer's tree is looked up first: a missing one fails before anything is measured.
+  const auto root = o.skip_ort ? fs::path() : source_root();
+
   // 1. Model-only at max_batch, on the compute thread, with the forward the batcher calls.
   double model_rate = 0, model_p50 = 0;
   {
@@ -201,12 +204,11 @@ void run_bench_caption(const caption_bench_options& o) {
     double jaccard = -1;
   };
   std::vector<round_result> rounds;
-  const auto root = with_ort ? source_root() : fs::path();
   for (int r = 0; r < o.rounds; ++r) {
     round_result rr;
     const auto ours_out = tmp.path() / "captions-acg2vec";
     rr.ours = run_tag_captions(models_dir, m.name, images, ours_out);
-    if (!root.empty()) {
+    if (with_ort) {
       const auto ort_out = tmp.path() / "captions-ort";
       fs::remove_all(ort_out);
       auto cmd = fmt::format(
