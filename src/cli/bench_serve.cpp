@@ -55,7 +55,7 @@ struct serve_options {
   std::string clients = "1,8,64";
   double seconds = 5.0;
   std::size_t max_files = 100;
-  std::size_t workers = 0;  // ingest's own default
+  std::size_t workers = 8;
   int server_threads = 0;
   bool skip_ingest = false;
 };

@@ -52,10 +52,12 @@ void add_collection_commands(CLI::App& app, global_options& global) {
       std::string dir;
       // Up to a pack's max_batch images reach the models together: at batch 8 ResNet-50 ran 1.6x
       // the images/s of batch 1 on 2 cores, so fewer workers than that leave throughput unused.
-      // 0 = twice the largest max_batch: with only max_batch workers, those whose pass just ended
-      // are decoding, hashing and storing when the next pass starts, and passes held 3.4 images of
-      // 8 on average (112 JPEGs, nsfw-mobilenet-v2); with twice as many they held 7.1.
-      std::size_t workers = 0;
+      // 0 = twice the largest max_batch. With max_batch workers, those whose pass just ended are
+      // decoding, hashing and storing when the next one starts: passes held 3.4-3.8 images of 8
+      // (112 JPEGs, nsfw-mobilenet-v2), 7.1 with twice as many workers, but on 2 cores the extra
+      // workers' decoding slowed the forwards as much as the fuller passes gained, so the default
+      // stays 8 (BENCHMARKS.md, issue 19).
+      std::size_t workers = 8;
       std::size_t max_mb = 20;
       std::uint64_t max_pixels = 100'000'000;
     };
