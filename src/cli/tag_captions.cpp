@@ -471,16 +471,19 @@ void run_caption_job(const global_options& global, CLI::App& cmd, caption_cli_op
   bar.finish();
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::size_t processed = todo.size();
-  fmt::print("captioned {} images ({} written, {} appended, {} skipped, {} failed) in {:.1f}s, {:.1f} images/s\n",
-             written + appended, written, appended, skipped, failed, seconds,
-             seconds > 0 ? static_cast<double>(processed) / seconds : 0.0);
+  // One summary line; the model passes say how full they were and how long the models ran.
+  std::string passes_text;
   {
     std::lock_guard lock(passes->mutex);
     if (passes->passes > 0) {
-      fmt::print("model passes: {}, {:.1f} images per pass, models busy {:.1f}s of {:.1f}s\n", passes->passes,
-                 static_cast<double>(passes->rows) / static_cast<double>(passes->passes), passes->seconds, seconds);
+      passes_text = fmt::format("; model passes: {}, {:.1f} images per pass, models busy {:.1f}s", passes->passes,
+                                static_cast<double>(passes->rows) / static_cast<double>(passes->passes),
+                                passes->seconds);
     }
   }
+  fmt::print("captioned {} images ({} written, {} appended, {} skipped, {} failed) in {:.1f}s, {:.1f} images/s{}\n",
+             written + appended, written, appended, skipped, failed, seconds,
+             seconds > 0 ? static_cast<double>(processed) / seconds : 0.0, passes_text);
   if (o.frequency) {
     std::vector<std::pair<std::string, std::size_t>> freq(frequency.begin(), frequency.end());
     std::stable_sort(freq.begin(), freq.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
