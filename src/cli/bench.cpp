@@ -1,4 +1,4 @@
-// `acg2vec bench model|search|http|ingest|soak|serve`: measuring instruments. Every instrument is
+// `acg2vec bench model|search|http|ingest|soak|serve|caption`: measuring instruments. Every instrument is
 // bounded in time and size, prints a table with the machine's load average (figures taken on a
 // busy machine are not comparable), and measures its peers in the same run so that ratios mean
 // something. One file per instrument (bench_<name>.cpp); what they share is in bench_common.
@@ -15,7 +15,7 @@ void add_bench_command(CLI::App& app, global_options& global) {
   bench->require_subcommand(0, 1);
   bench->callback([bench] {
     if (bench->get_subcommands().empty()) {
-      fail(errc::bad_parameter, "bench: name an instrument: model, search, http, ingest, soak, dedup or serve (see bench --help)");
+      fail(errc::bad_parameter, "bench: name an instrument: model, search, http, ingest, soak, dedup, serve or caption (see bench --help)");
     }
   });
 
@@ -25,6 +25,7 @@ void add_bench_command(CLI::App& app, global_options& global) {
   add_bench_ingest(*bench, global);
   add_bench_soak(*bench);
   add_bench_dedup(*bench);
+  add_bench_caption(*bench);
   add_bench_serve_command(*bench, global);
 }
 

@@ -24,6 +24,7 @@ void add_bench_http(CLI::App& bench);
 void add_bench_ingest(CLI::App& bench, global_options& global);
 void add_bench_soak(CLI::App& bench);
 void add_bench_dedup(CLI::App& bench);
+void add_bench_caption(CLI::App& bench);
 
 namespace bench {
 

@@ -302,6 +302,9 @@ void run_bench_serve(const global_options& global, const serve_options& o) {
     if (secs > 0 && n > 0) {
       ingested = n;
       ingest_rate = static_cast<double>(n) / secs;
+      if (auto p = text.find("model passes: "); p != std::string::npos) {
+        ingest_note = text.substr(p, text.find('\n', p) - p);
+      }
     } else {
       ingest_note = fmt::format("ingest failed (exit {}): {}", rc, text);
     }
@@ -336,8 +339,10 @@ void run_bench_serve(const global_options& global, const serve_options& o) {
   if (!o.skip_ingest) {
     if (ingest_rate > 0) {
       fmt::print("{:<40} {:>7} {:>9.1f} {:>9} {:>9}   {:.2f}x of model-only batch {} (>= 0.90)\n",
-                 fmt::format("ingest, {} images, {} workers", ingested, o.workers), "-", ingest_rate, "-", "-",
-                 ingest_rate / bmax.items_per_s, max_batch);
+                 fmt::format("ingest, {} images, {} workers", ingested,
+                             o.workers == 0 ? std::string("default") : std::to_string(o.workers)),
+                 "-", ingest_rate, "-", "-", ingest_rate / bmax.items_per_s, max_batch);
+      if (!ingest_note.empty()) fmt::print("  ingest {}\n", ingest_note);
     } else {
       fmt::print("{}\n", ingest_note);
     }
@@ -362,8 +367,8 @@ void add_bench_serve_command(CLI::App& bench, global_options& global) {
       ->check(CLI::Range(0.2, 120.0))
       ->capture_default_str();
   cmd->add_option("--max-files", o->max_files, "images ingested at most")->check(CLI::Range(1, 100000))->capture_default_str();
-  cmd->add_option("--workers", o->workers, "ingest workers (as `acg2vec ingest --workers`)")
-      ->check(CLI::Range(1, 64))
+  cmd->add_option("--workers", o->workers, "ingest workers (as `acg2vec ingest --workers`; 0 = ingest's default)")
+      ->check(CLI::Range(0, 64))
       ->capture_default_str();
   cmd->add_option("--server-threads", o->server_threads, "HTTP threads of the started server (0 = its default)");
   cmd->add_flag("--skip-ingest", o->skip_ingest, "leave out the ingest row");

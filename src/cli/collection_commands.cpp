@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <mutex>
 #include <fstream>
 #include <sstream>
 
@@ -25,10 +26,10 @@ using json = nlohmann::json;
 
 /// The embedded collection in --data-dir with every installed model loaded.
 struct collection {
-  explicit collection(const global_options& global)
+  explicit collection(const global_options& global, models::model_registry::observer_fn observer = {})
       : store(acg2vec::store::open_store(global.store, global.data_dir)),
         spaces(global.data_dir, *store, index::parse_index_address(global.index)),
-        models(global.models_dir),
+        models(global.models_dir, std::move(observer)),
         service(global.data_dir, *store, spaces, models) {
     models.load_all();
     service.define_spaces();
@@ -51,21 +52,41 @@ void add_collection_commands(CLI::App& app, global_options& global) {
       std::string dir;
       // Up to a pack's max_batch images reach the models together: at batch 8 ResNet-50 ran 1.6x
       // the images/s of batch 1 on 2 cores, so fewer workers than that leave throughput unused.
+      // 0 = twice the largest max_batch. With max_batch workers, those whose pass just ended are
+      // decoding, hashing and storing when the next one starts: passes held 3.4-3.8 images of 8
+      // (112 JPEGs, nsfw-mobilenet-v2), 7.1 with twice as many workers, but on 2 cores the extra
+      // workers' decoding slowed the forwards as much as the fuller passes gained, so the default
+      // stays 8 (BENCHMARKS.md, issue 19).
       std::size_t workers = 8;
       std::size_t max_mb = 20;
       std::uint64_t max_pixels = 100'000'000;
     };
     auto o = std::make_shared<opts_t>();
     cmd->add_option("dir", o->dir, "directory to scan recursively")->required()->check(CLI::ExistingDirectory);
-    cmd->add_option("--workers", o->workers, "images analysed at once (their model calls are batched together)")
-        ->check(CLI::Range(1, 64))
+    cmd->add_option("--workers", o->workers,
+                    "images analysed at once (their model calls are batched together); 0 = twice the largest "
+                    "max_batch of the installed image packs")
+        ->check(CLI::Range(0, 64))
         ->capture_default_str();
     cmd->add_option("--max-file-mb", o->max_mb, "skip files larger than this")->capture_default_str();
     cmd->add_option("--max-pixels", o->max_pixels, "skip images with more pixels than this (checked before decoding)")
         ->capture_default_str();
     cmd->callback([&global, o] {
       prepare_data_dir(global);
-      collection c(global);
+      // How full the model passes were and how long the models ran: what ingest's rate is held
+      // against (a pass below max_batch, or models idle while images decode, shows here).
+      struct pass_stats {
+        std::mutex mutex;
+        std::size_t passes = 0, rows = 0;
+        double seconds = 0;
+      };
+      auto passes = std::make_shared<pass_stats>();
+      collection c(global, [passes](const std::string&, std::size_t rows, double seconds) {
+        std::lock_guard lock(passes->mutex);
+        ++passes->passes;
+        passes->rows += rows;
+        passes->seconds += seconds;
+      });
       c.service.set_decode_limits(image::decode_limits{o->max_mb << 20, o->max_pixels});
       std::vector<std::filesystem::path> files;
       std::filesystem::path root = std::filesystem::canonical(o->dir);
@@ -79,7 +100,15 @@ void add_collection_commands(CLI::App& app, global_options& global) {
       auto start = std::chrono::steady_clock::now();
       {
         progress_bar bar("ingest", files.size());
-        thread_pool pool(o->workers);
+        std::size_t workers = o->workers;
+        if (workers == 0) {
+          int widest = 1;
+          for (const auto& e : c.models.entries()) {
+            if (e->takes_images()) widest = std::max(widest, e->manifest.max_batch);
+          }
+          workers = std::clamp<std::size_t>(2 * static_cast<std::size_t>(widest), 4, 64);
+        }
+        thread_pool pool(workers);
         std::vector<std::future<void>> jobs;
         for (const auto& f : files) {
           jobs.push_back(pool.submit([&, f] {
@@ -115,6 +144,13 @@ void add_collection_commands(CLI::App& app, global_options& global) {
       fmt::print("ingested {} new, {} already stored, {} duplicates, {} not images, {} failed; {} items in {:.1f}s\n",
                  stored.load(), existing.load(), duplicates.load(), non_images.load(), failed.load(),
                  c.store->count(), secs);
+      {
+        std::lock_guard lock(passes->mutex);
+        if (passes->passes > 0) {
+          fmt::print("model passes: {}, {:.1f} images per pass, models busy {:.1f}s of {:.1f}s\n", passes->passes,
+                     static_cast<double>(passes->rows) / static_cast<double>(passes->passes), passes->seconds, secs);
+        }
+      }
       if (failed > 0 && stored == 0 && existing == 0) fail(errc::unsupported_media, "no file could be ingested");
     });
   }

@@ -9,6 +9,8 @@
 #include <fstream>
 #include <future>
 #include <map>
+#include <mutex>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -19,6 +21,7 @@
 #include "models/captioning.h"
 #include "models/postprocess.h"
 #include "models/registry.h"
+#include "runtime/compute.h"
 
 namespace acg2vec::cli {
 
@@ -271,7 +274,19 @@ void run_caption_job(const global_options& global, CLI::App& cmd, caption_cli_op
   if (o.separator.empty()) fail(errc::bad_parameter, "--caption-separator must not be empty");
 
   // Packs.
-  models::model_registry reg(global.models_dir);
+  // Model passes: how full they were and how long the models ran, against the job's time.
+  struct pass_stats {
+    std::mutex mutex;
+    std::size_t passes = 0, rows = 0;
+    double seconds = 0;
+  };
+  auto passes = std::make_shared<pass_stats>();
+  models::model_registry reg(global.models_dir, [passes](const std::string&, std::size_t rows, double seconds) {
+    std::lock_guard lock(passes->mutex);
+    ++passes->passes;
+    passes->rows += rows;
+    passes->seconds += seconds;
+  });
   reg.load_all();
   std::vector<std::shared_ptr<const models::model_entry>> models;
   for (const auto& name : split_models(model_names)) {
@@ -347,35 +362,43 @@ void run_caption_job(const global_options& global, CLI::App& cmd, caption_cli_op
 
   std::size_t written = 0, appended = 0, failed = 0;
   std::map<std::string, std::size_t> frequency;
+  json models_used = json::array();
+  for (const auto& m : models) models_used.push_back(m->manifest.name);
   auto start = std::chrono::steady_clock::now();
   progress_bar bar("caption", todo.size());
-  refill();
-  for (std::size_t base = 0; base < todo.size(); base += chunk) {
-    std::size_t end = std::min(todo.size(), base + chunk);
+
+  // One batch between its forward and its caption files. Batches are pipelined: batch k+1 is
+  // queued for the compute thread before batch k's captions are chosen and written (fsync per
+  // file), so the model never waits for the file system or the caption rules, and the compute
+  // thread finds the next batch waiting as soon as a forward ends.
+  struct in_flight {
+    std::size_t base = 0, end = 0;
     std::vector<std::size_t> ok;
-    std::vector<std::vector<at::Tensor>> per_model(models.size());
-    for (std::size_t i = base; i < end; ++i) {
-      auto d = pending.front().get();
-      pending.pop_front();
-      if (!d.error.empty()) {
-        std::fprintf(stderr, "acg2vec: %s: %s\n", todo[i].image.c_str(), d.error.c_str());
-        ++failed;
-        continue;
+    std::future<std::vector<at::Tensor>> scores;  // [rows, labels] per model
+  };
+  auto launch = [&](std::size_t base, std::size_t end, std::vector<std::size_t> ok,
+                    std::vector<std::vector<at::Tensor>> per_model) {
+    in_flight f{base, end, std::move(ok), {}};
+    if (f.ok.empty()) return f;
+    f.scores = std::async(std::launch::async, [&models, inputs = std::move(per_model)] {
+      // Merging the rows stays serial here; the forward itself runs on the compute thread.
+      runtime::single_openmp_thread();
+      std::vector<at::Tensor> scores;
+      for (std::size_t m = 0; m < models.size(); ++m) {
+        scores.push_back(models[m]->graph->run_batch(at::cat(inputs[m], 0)).at(0));
       }
-      ok.push_back(i);
-      for (std::size_t m = 0; m < models.size(); ++m) per_model[m].push_back(std::move(d.inputs[m]));
+      return scores;
+    });
+    return f;
+  };
+  auto finish = [&](in_flight& f) {
+    if (f.ok.empty()) {
+      bar.advance(f.end - f.base);
+      return;
     }
-    refill();
-    if (ok.empty()) {
-      bar.advance(end - base);
-      continue;
-    }
-    std::vector<at::Tensor> scores;  // [rows, labels] per model
-    for (std::size_t m = 0; m < models.size(); ++m) {
-      scores.push_back(models[m]->graph->run_batch(at::cat(per_model[m], 0)).at(0));
-    }
-    for (std::size_t j = 0; j < ok.size(); ++j) {
-      const auto& item = todo[ok[j]];
+    auto scores = f.scores.get();
+    for (std::size_t j = 0; j < f.ok.size(); ++j) {
+      const auto& item = todo[f.ok[j]];
       std::vector<models::model_scores> ms;
       for (std::size_t m = 0; m < models.size(); ++m) {
         ms.push_back({models::label_scores(models[m]->manifest, scores[m][static_cast<std::int64_t>(j)]), model_thresholds[m]});
@@ -413,22 +436,54 @@ void run_caption_job(const global_options& global, CLI::App& cmd, caption_cli_op
             tags[t.name] = t.score;
           }
         }
-        json models_used = json::array();
-        for (const auto& m : models) models_used.push_back(m->manifest.name);
         json line{{"image", item.image.string()}, {"caption_file", item.caption.string()}, {"caption", text},
                   {"models", models_used}, {"rating", ratings}, {"tags", tags}};
         jsonl << line.dump(-1, ' ', false, json::error_handler_t::replace) << '\n';
         jsonl.flush();
       }
     }
-    bar.advance(end - base);
+    bar.advance(f.end - f.base);
+  };
+
+  refill();
+  std::optional<in_flight> previous;
+  for (std::size_t base = 0; base < todo.size(); base += chunk) {
+    std::size_t end = std::min(todo.size(), base + chunk);
+    std::vector<std::size_t> ok;
+    std::vector<std::vector<at::Tensor>> per_model(models.size());
+    for (std::size_t i = base; i < end; ++i) {
+      auto d = pending.front().get();
+      pending.pop_front();
+      if (!d.error.empty()) {
+        std::fprintf(stderr, "acg2vec: %s: %s\n", todo[i].image.c_str(), d.error.c_str());
+        ++failed;
+        continue;
+      }
+      ok.push_back(i);
+      for (std::size_t m = 0; m < models.size(); ++m) per_model[m].push_back(std::move(d.inputs[m]));
+    }
+    refill();
+    auto current = launch(base, end, std::move(ok), std::move(per_model));
+    if (previous) finish(*previous);
+    previous = std::move(current);
   }
+  if (previous) finish(*previous);
   bar.finish();
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::size_t processed = todo.size();
-  fmt::print("captioned {} images ({} written, {} appended, {} skipped, {} failed) in {:.1f}s, {:.1f} images/s\n",
+  // One summary line; the model passes say how full they were and how long the models ran.
+  std::string passes_text;
+  {
+    std::lock_guard lock(passes->mutex);
+    if (passes->passes > 0) {
+      passes_text = fmt::format("; model passes: {}, {:.1f} images per pass, models busy {:.1f}s", passes->passes,
+                                static_cast<double>(passes->rows) / static_cast<double>(passes->passes),
+                                passes->seconds);
+    }
+  }
+  fmt::print("captioned {} images ({} written, {} appended, {} skipped, {} failed) in {:.1f}s, {:.1f} images/s{}\n",
              written + appended, written, appended, skipped, failed, seconds,
-             seconds > 0 ? static_cast<double>(processed) / seconds : 0.0);
+             seconds > 0 ? static_cast<double>(processed) / seconds : 0.0, passes_text);
   if (o.frequency) {
     std::vector<std::pair<std::string, std::size_t>> freq(frequency.begin(), frequency.end());
     std::stable_sort(freq.begin(), freq.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
