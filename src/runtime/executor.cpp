@@ -1,6 +1,7 @@
 #include "runtime/executor.h"
 
 #include "core/error.h"
+#include "runtime/fused_conv.h"
 #include "runtime/shapes.h"
 
 #include <c10/core/InferenceMode.h>
@@ -12,6 +13,9 @@
 #include <cmath>
 #include <fmt/ranges.h>
 #include <deque>
+#include <functional>
+#include <limits>
+#include <optional>
 #include <set>
 #include <unordered_map>
 #include <unordered_set>
@@ -203,6 +207,143 @@ void fuse_patterns(graph& g, const std::set<std::string>& keep) {
   spdlog::debug("runtime: fused {} GELU patterns and {} MatMul+bias pairs", gelus, gemms);
 }
 
+
+// The parameters of an activation node for the fused convolution, or nullopt when they are
+// not load-time constants (Clip with runtime bounds) or not supported.
+struct fused_activation_params {
+  std::string kind;
+  double alpha = 0, beta = 0;
+};
+
+std::optional<fused_activation_params> activation_params(const node& act, std::int64_t opset,
+                                                         const std::function<const at::Tensor*(const std::string&)>& constant) {
+  if (!is_default_domain(act.domain) || act.outputs.size() != 1 || act.inputs.empty() || !fusable_activation(act.op_type))
+    return std::nullopt;
+  fused_activation_params p{act.op_type};
+  if (act.op_type == "LeakyRelu") p.alpha = attr_float(act, "alpha", 0.01);
+  if (act.op_type == "Elu") p.alpha = attr_float(act, "alpha", 1.0);
+  if (act.op_type == "Gelu") {
+    const std::string approximate = attr_string(act, "approximate", "none");
+    if (approximate == "tanh") p.kind = "GeluTanh";
+    else if (approximate != "none") return std::nullopt;
+  }
+  if (act.op_type == "Clip") {
+    p.alpha = -std::numeric_limits<float>::max();
+    p.beta = std::numeric_limits<float>::max();
+    if (opset < 11) {
+      p.alpha = attr_float(act, "min", p.alpha);
+      p.beta = attr_float(act, "max", p.beta);
+    } else {
+      for (std::size_t i : {1, 2}) {
+        if (i >= act.inputs.size() || act.inputs[i].empty()) continue;
+        const at::Tensor* t = constant(act.inputs[i]);
+        if (!t || t->numel() != 1 || !at::isFloatingType(t->scalar_type())) return std::nullopt;
+        (i == 1 ? p.alpha : p.beta) = t->to(at::kDouble).item<double>();
+      }
+    }
+  } else if (act.inputs.size() != 1) {
+    return std::nullopt;
+  }
+  return p;
+}
+
+// Conv / ConvTranspose run on oneDNN directly (fused_conv.h), absorbing what follows them when
+// the value in between has one reader and is not a requested output:
+//   Conv -> Add(other) -> activation,  Conv -> activation,  Conv -> Add(other),
+//   Conv -> x * Sigmoid(x)  (SiLU / swish as exporters spell it).
+// Every Conv and ConvTranspose is rewritten into the fused domain, fused or not.
+void fuse_convolutions(graph& g, const std::set<std::string>& keep) {
+  auto [reader_counts, producer] = link_values(g);
+  std::unordered_map<std::string, std::vector<std::size_t>> readers;
+  for (std::size_t i = 0; i < g.nodes.size(); ++i)
+    for (const auto& in : g.nodes[i].inputs)
+      if (!in.empty()) readers[in].push_back(i);
+  std::unordered_map<std::string, at::Tensor> constant_nodes;
+  for (const auto& n : g.nodes)
+    if (n.op_type == "Constant" && is_default_domain(n.domain) && n.outputs.size() == 1)
+      if (auto v = attr_tensor(n, "value")) constant_nodes[n.outputs[0]] = *v;
+  const std::function<const at::Tensor*(const std::string&)> constant = [&](const std::string& name) -> const at::Tensor* {
+    if (auto it = g.initializers.find(name); it != g.initializers.end()) return &it->second;
+    if (auto it = constant_nodes.find(name); it != constant_nodes.end()) return &it->second;
+    return nullptr;
+  };
+  std::vector<bool> removed(g.nodes.size(), false);
+  // The single reader of v, when v is private to it (one read, not requested).
+  auto sole_reader = [&](const std::string& v) -> std::optional<std::size_t> {
+    if (keep.count(v)) return std::nullopt;
+    auto it = readers.find(v);
+    if (it == readers.end() || it->second.size() != 1 || removed[it->second[0]]) return std::nullopt;
+    return it->second[0];
+  };
+  int fused = 0, converted = 0;
+  for (std::size_t ci = 0; ci < g.nodes.size(); ++ci) {
+    node& conv = g.nodes[ci];
+    if ((conv.op_type != "Conv" && conv.op_type != "ConvTranspose") || !is_default_domain(conv.domain) ||
+        conv.outputs.size() != 1 || conv.inputs.size() < 2 || conv.inputs.size() > 3 || removed[ci])
+      continue;
+    std::string label = conv.op_type;
+    std::string out = conv.outputs[0];
+    std::string residual;
+    std::optional<fused_activation_params> act;
+    if (auto r = sole_reader(out)) {
+      node& add = g.nodes[*r];
+      if (add.op_type == "Add" && is_default_domain(add.domain) && add.inputs.size() == 2 && add.outputs.size() == 1 &&
+          add.inputs[0] != add.inputs[1]) {
+        residual = add.inputs[0] == out ? add.inputs[1] : add.inputs[0];
+        removed[*r] = true;
+        out = add.outputs[0];
+        label += "+Add";
+      }
+    }
+    if (auto r = sole_reader(out)) {
+      const node& a = g.nodes[*r];
+      if ((act = activation_params(a, g.opset, constant))) {
+        removed[*r] = true;
+        out = a.outputs[0];
+        label += "+" + a.op_type;
+      }
+    } else if (!act && !keep.count(out)) {
+      // x * Sigmoid(x): out has exactly two readers, a Sigmoid whose result only the Mul reads.
+      auto it = readers.find(out);
+      if (it != readers.end() && it->second.size() == 2) {
+        std::size_t a = it->second[0], b = it->second[1];
+        if (g.nodes[a].op_type != "Sigmoid") std::swap(a, b);
+        const node& sig = g.nodes[a];
+        const node& mul = g.nodes[b];
+        if (!removed[a] && !removed[b] && sig.op_type == "Sigmoid" && is_default_domain(sig.domain) &&
+            sig.outputs.size() == 1 && mul.op_type == "Mul" && is_default_domain(mul.domain) && mul.inputs.size() == 2 &&
+            mul.outputs.size() == 1 && sole_reader(sig.outputs[0]) == b &&
+            ((mul.inputs[0] == out && mul.inputs[1] == sig.outputs[0]) ||
+             (mul.inputs[1] == out && mul.inputs[0] == sig.outputs[0]))) {
+          removed[a] = removed[b] = true;
+          act = fused_activation_params{"Swish"};
+          out = mul.outputs[0];
+          label += "+Swish";
+        }
+      }
+    }
+    conv.domain = std::string(fused_domain);
+    if (!residual.empty()) {
+      conv.inputs.resize(3);
+      conv.inputs.push_back(residual);
+    }
+    if (act) {
+      conv.attributes["fused_activation"] = act->kind;
+      conv.attributes["fused_alpha"] = act->alpha;
+      conv.attributes["fused_beta"] = act->beta;
+    }
+    conv.attributes["fused_label"] = label;
+    conv.outputs[0] = out;
+    ++converted;
+    if (label != conv.op_type) ++fused;
+  }
+  std::vector<node> kept;
+  for (std::size_t i = 0; i < g.nodes.size(); ++i)
+    if (!removed[i]) kept.push_back(std::move(g.nodes[i]));
+  g.nodes = std::move(kept);
+  spdlog::debug("runtime: {} convolutions run on oneDNN directly, {} with fused element-wise work", converted, fused);
+}
+
 }  // namespace
 
 executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset), inputs_(g.inputs) {
@@ -263,6 +404,7 @@ executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset
   drop_unneeded(g, keep);
   fold_batch_norms(g, keep);
   fuse_patterns(g, keep);
+  fuse_convolutions(g, keep);
   drop_unneeded(g, keep);  // e.g. a Constant node that only a fused chain read
   producer.clear();
   for (std::size_t i = 0; i < g.nodes.size(); ++i)
@@ -387,7 +529,9 @@ executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset
         }
       }
     }
-    const kernel_registry& table = n.domain == fused_domain ? fused_kernels() : registry;
+    const kernel_registry& table = n.domain != fused_domain               ? registry
+                                   : fused_conv_kernels().count(n.op_type) ? fused_conv_kernels()
+                                                                           : fused_kernels();
     kernel fn = guarded(label, [&] { return table.find(n.op_type)->second(ctx); });
     if (all_constant) {
       tensor_list args;
@@ -420,7 +564,7 @@ executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset
     step s;
     s.fn = std::move(fn);
     s.label = label;
-    s.op_type = n.op_type;
+    s.op_type = n.domain == fused_domain ? attr_string(n, "fused_label", n.op_type) : n.op_type;
     for (const auto& in : n.inputs) s.inputs.push_back(in.empty() ? -1 : slot(in));
     for (const auto& out : n.outputs) s.outputs.push_back(out.empty() ? -1 : slot(out));
     steps_.push_back(std::move(s));
