@@ -1,6 +1,7 @@
 #include "runtime/executor.h"
 
 #include "core/error.h"
+#include "runtime/block_cache.h"
 #include "runtime/fused_conv.h"
 #include "runtime/shapes.h"
 
@@ -348,6 +349,7 @@ void fuse_convolutions(graph& g, const std::set<std::string>& keep) {
 
 executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset), inputs_(g.inputs) {
   c10::InferenceMode inference;
+  install_block_cache();
   const kernel_registry& registry = kernels();
 
   // Names and support first, so that the errors a user sees are about the model, not its wiring.
