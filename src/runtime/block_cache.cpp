@@ -10,6 +10,7 @@
 
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
+#include <c10/core/impl/alloc_cpu.h>
 #include <spdlog/spdlog.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -19,6 +20,7 @@
 #include <map>
 #include <mutex>
 #include <new>
+#include <unordered_map>
 
 namespace acg2vec::runtime {
 namespace {
@@ -26,62 +28,72 @@ namespace {
 constexpr std::size_t min_block = std::size_t{1} << 20;
 constexpr std::size_t huge_page = std::size_t{2} << 20;
 
-struct block {
-  void* ptr;
-  std::size_t size;
-};
-
+// Every DataPtr's context is its data pointer and every block is freed through release(), as
+// c10's raw_allocate/raw_deallocate (used inside some libtorch kernels) require; the sizes of the
+// large blocks are kept here.
 class block_cache final : public c10::Allocator {
  public:
   explicit block_cache(std::size_t limit) : limit_(limit) {}
 
   c10::DataPtr allocate(std::size_t n) const override {
-    if (n < min_block) return c10::GetDefaultCPUAllocator()->allocate(n);
-    const std::size_t size = (n + huge_page - 1) / huge_page * huge_page;
-    {
-      std::lock_guard lock(mutex_);
-      // The smallest cached block that fits, when it wastes at most a quarter.
-      auto it = free_.lower_bound(size);
-      if (it != free_.end() && it->first <= size + size / 4) {
-        block* b = new block{it->second, it->first};
-        cached_ -= it->first;
-        free_.erase(it);
-        return {b->ptr, b, &release, c10::Device(c10::DeviceType::CPU)};
-      }
+    if (n < min_block) {
+      void* p = c10::alloc_cpu(n);
+      return {p, p, &release, c10::Device(c10::DeviceType::CPU)};
     }
-    void* p = std::aligned_alloc(huge_page, size);
+    const std::size_t size = (n + huge_page - 1) / huge_page * huge_page;
+    std::unique_lock lock(mutex_);
+    // The smallest cached block that fits, when it wastes at most a quarter.
+    auto it = free_.lower_bound(size);
+    void* p = nullptr;
+    if (it != free_.end() && it->first <= size + size / 4) {
+      p = it->second;
+      cached_ -= it->first;
+      live_.emplace(p, it->first);
+      free_.erase(it);
+      return {p, p, &release, c10::Device(c10::DeviceType::CPU)};
+    }
+    lock.unlock();
+    p = std::aligned_alloc(huge_page, size);
     if (!p) throw std::bad_alloc();
     madvise(p, size, MADV_HUGEPAGE);
-    return {p, new block{p, size}, &release, c10::Device(c10::DeviceType::CPU)};
+    lock.lock();
+    live_.emplace(p, size);
+    return {p, p, &release, c10::Device(c10::DeviceType::CPU)};
   }
 
+  c10::DeleterFnPtr raw_deleter() const override { return &release; }
+
  private:
-  static void release(void* ctx);
-  void give_back(block* b) {
+  static void release(void* ptr);
+  void give_back(void* ptr) {
+    std::size_t size = 0;
     {
       std::lock_guard lock(mutex_);
-      if (cached_ + b->size <= limit_) {
-        free_.emplace(b->size, b->ptr);
-        cached_ += b->size;
-        delete b;
-        return;
+      auto it = live_.find(ptr);
+      if (it != live_.end()) {
+        size = it->second;
+        live_.erase(it);
+        if (cached_ + size <= limit_) {
+          free_.emplace(size, ptr);
+          cached_ += size;
+          return;
+        }
       }
     }
-    std::free(b->ptr);
-    delete b;
+    if (size) std::free(ptr);
+    else c10::free_cpu(ptr);
   }
 
   std::size_t limit_;
   mutable std::mutex mutex_;
   mutable std::multimap<std::size_t, void*> free_;
+  mutable std::unordered_map<void*, std::size_t> live_;
   mutable std::size_t cached_ = 0;
-
-  friend void install_block_cache();
 };
 
 block_cache* instance = nullptr;
 
-void block_cache::release(void* ctx) { instance->give_back(static_cast<block*>(ctx)); }
+void block_cache::release(void* ptr) { instance->give_back(ptr); }
 
 }  // namespace
 
