@@ -61,6 +61,8 @@ acg2vec_module(core)
 acg2vec_module(image   USES core)
 acg2vec_module(text    USES core)
 acg2vec_module(runtime USES core)
+# The fused convolutions call oneDNN directly: the libdnnl.so.2 that libtorch itself links.
+target_link_libraries(acg2vec_runtime PUBLIC dnnl)
 acg2vec_module(store   USES core)
 acg2vec_module(index   USES core)
 acg2vec_module(models  USES runtime image text)

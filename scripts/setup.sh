@@ -38,6 +38,8 @@ APT_PACKAGES=(
   libtorch-dev libopenblas0-pthread libvips-dev libfaiss-dev libsqlite3-dev libcpp-httplib-dev
   nlohmann-json3-dev libutf8proc-dev libhiredis-dev libonnx-dev libhdf5-dev libcli11-dev
   libspdlog-dev libfmt-dev libgtest-dev libgmock-dev zlib1g-dev
+  # oneDNN headers for the runtime's fused convolutions (the same libdnnl.so.2 libtorch links)
+  libdnnl-dev
   # models pull (Hugging Face Hub, GitHub releases)
   libcurl4-openssl-dev
   # services and tools used by tests

@@ -1,6 +1,9 @@
 #include "runtime/executor.h"
 
 #include "core/error.h"
+#include "runtime/block_cache.h"
+#include "runtime/fused_conv.h"
+#include "runtime/rewrites.h"
 #include "runtime/shapes.h"
 
 #include <c10/core/InferenceMode.h>
@@ -12,6 +15,9 @@
 #include <cmath>
 #include <fmt/ranges.h>
 #include <deque>
+#include <functional>
+#include <limits>
+#include <optional>
 #include <set>
 #include <unordered_map>
 #include <unordered_set>
@@ -42,171 +48,11 @@ auto guarded(const std::string& label, F&& f) -> decltype(f()) {
   }
 }
 
-bool is_default_domain(const std::string& d) { return d.empty() || d == "ai.onnx"; }
-
-struct value_links {
-  std::unordered_map<std::string, int> readers;           ///< value -> number of node inputs reading it
-  std::unordered_map<std::string, std::size_t> producer;  ///< value -> index of the node writing it
-};
-
-value_links link_values(const graph& g) {
-  value_links l;
-  for (const auto& n : g.nodes)
-    for (const auto& in : n.inputs) ++l.readers[in];
-  for (std::size_t i = 0; i < g.nodes.size(); ++i)
-    for (const auto& out : g.nodes[i].outputs) l.producer[out] = i;
-  return l;
-}
-
-// Folds y = BN(Conv(x)) into Conv(x) with rescaled weights when every parameter is a constant
-// and the Conv result feeds nothing else: one fewer pass over the activations.
-void fold_batch_norms(graph& g, const std::set<std::string>& keep) {
-  auto [readers, producer] = link_values(g);
-  auto init = [&](const std::string& name) -> const at::Tensor* {
-    auto it = g.initializers.find(name);
-    return it == g.initializers.end() ? nullptr : &it->second;
-  };
-  std::vector<bool> removed(g.nodes.size(), false);
-  int folded = 0;
-  for (std::size_t bi = 0; bi < g.nodes.size(); ++bi) {
-    node& bn = g.nodes[bi];
-    if (bn.op_type != "BatchNormalization" || !is_default_domain(bn.domain) || bn.inputs.size() < 5 ||
-        bn.outputs.size() != 1 || attr_int(bn, "training_mode", 0) != 0)
-      continue;
-    auto pit = producer.find(bn.inputs[0]);
-    if (pit == producer.end() || removed[pit->second]) continue;
-    node& conv = g.nodes[pit->second];
-    if (conv.op_type != "Conv" || !is_default_domain(conv.domain) || conv.outputs.size() != 1 ||
-        readers[conv.outputs[0]] != 1 || keep.count(conv.outputs[0]) || conv.inputs.size() < 2)
-      continue;
-    const at::Tensor* w = init(conv.inputs[1]);
-    const at::Tensor* b = conv.inputs.size() > 2 && !conv.inputs[2].empty() ? init(conv.inputs[2]) : nullptr;
-    if (conv.inputs.size() > 2 && !conv.inputs[2].empty() && !b) continue;
-    const at::Tensor *scale = init(bn.inputs[1]), *shift = init(bn.inputs[2]), *mean = init(bn.inputs[3]),
-                     *var = init(bn.inputs[4]);
-    if (!w || !scale || !shift || !mean || !var || w->scalar_type() != at::kFloat) continue;
-    const std::int64_t channels = w->size(0);
-    if (scale->numel() != channels || shift->numel() != channels || mean->numel() != channels ||
-        var->numel() != channels)
-      continue;
-    const double eps = attr_float(bn, "epsilon", 1e-5);
-    // Fold in double precision so that the folded weights round only once.
-    at::Tensor s = scale->to(at::kDouble).reshape({-1}) / at::sqrt(var->to(at::kDouble).reshape({-1}) + eps);
-    std::vector<std::int64_t> shape(static_cast<std::size_t>(w->dim()), 1);
-    shape[0] = channels;
-    at::Tensor new_w = (w->to(at::kDouble) * s.reshape(shape)).to(at::kFloat).contiguous();
-    at::Tensor old_b = b ? b->to(at::kDouble).reshape({-1}) : at::zeros({channels}, at::kDouble);
-    at::Tensor new_b = ((old_b - mean->to(at::kDouble).reshape({-1})) * s + shift->to(at::kDouble).reshape({-1}))
-                           .to(at::kFloat)
-                           .contiguous();
-    const std::string wn = conv.outputs[0] + "::folded_weight", bname = conv.outputs[0] + "::folded_bias";
-    g.initializers[wn] = new_w;
-    g.initializers[bname] = new_b;
-    conv.inputs.resize(3);
-    conv.inputs[1] = wn;
-    conv.inputs[2] = bname;
-    conv.outputs[0] = bn.outputs[0];
-    removed[bi] = true;
-    ++folded;
-  }
-  if (folded == 0) return;
-  std::vector<node> kept;
-  for (std::size_t i = 0; i < g.nodes.size(); ++i)
-    if (!removed[i]) kept.push_back(std::move(g.nodes[i]));
-  g.nodes = std::move(kept);
-  spdlog::debug("runtime: folded {} BatchNormalization nodes into convolutions", folded);
-}
-
-// Element-wise patterns that exporters spell out op by op are run as one kernel:
-//  - x * 0.5 * (1 + erf(x / sqrt(2)))  (torch's GELU before opset 20)  -> Gelu
-//  - MatMul(x, W) + b with constant W [K, N] and b [N]               -> MatMulAdd (one GEMM)
-// Intermediate values must have a single reader and must not be requested outputs.
-void fuse_patterns(graph& g, const std::set<std::string>& keep) {
-  auto [readers, producer] = link_values(g);
-  std::unordered_map<std::string, at::Tensor> constant_nodes;
-  for (const auto& n : g.nodes) {
-    if (n.op_type == "Constant" && is_default_domain(n.domain) && n.outputs.size() == 1) {
-      if (auto v = attr_tensor(n, "value")) constant_nodes[n.outputs[0]] = *v;
-    }
-  }
-  auto constant = [&](const std::string& name) -> const at::Tensor* {
-    if (auto it = g.initializers.find(name); it != g.initializers.end()) return &it->second;
-    if (auto it = constant_nodes.find(name); it != constant_nodes.end()) return &it->second;
-    return nullptr;
-  };
-  auto scalar_is = [&](const std::string& name, double value) {
-    const at::Tensor* t = constant(name);
-    return t && t->numel() == 1 && at::isFloatingType(t->scalar_type()) &&
-           std::abs(t->to(at::kDouble).item<double>() - value) <= 1e-6 * std::abs(value);
-  };
-  auto private_value = [&](const std::string& v) { return readers[v] == 1 && !keep.count(v); };
-  auto single_reader = [&](const std::string& v, const char* op) -> node* {
-    if (!private_value(v)) return nullptr;
-    for (auto& n : g.nodes)
-      if (n.op_type == op && is_default_domain(n.domain) && std::find(n.inputs.begin(), n.inputs.end(), v) != n.inputs.end())
-        return &n;
-    return nullptr;
-  };
-  auto other_input = [](const node& n, const std::string& v) -> std::string {
-    if (n.inputs.size() != 2) return {};
-    return n.inputs[0] == v ? n.inputs[1] : n.inputs[1] == v ? n.inputs[0] : std::string();
-  };
-  std::set<const node*> removed;
-  int gelus = 0, gemms = 0;
-  for (auto& erf : g.nodes) {
-    if (erf.op_type != "Erf" || !is_default_domain(erf.domain) || erf.inputs.size() != 1) continue;
-    auto pd = producer.find(erf.inputs[0]);
-    if (pd == producer.end()) continue;
-    node& div = g.nodes[pd->second];
-    if (div.op_type != "Div" || div.inputs.size() != 2 || !scalar_is(div.inputs[1], std::sqrt(2.0)) ||
-        !private_value(div.outputs[0]))
-      continue;
-    const std::string x = div.inputs[0];
-    node* add = single_reader(erf.outputs[0], "Add");
-    if (!add || !scalar_is(other_input(*add, erf.outputs[0]), 1.0)) continue;
-    node* mul = single_reader(add->outputs[0], "Mul");
-    if (!mul || other_input(*mul, add->outputs[0]) != x) continue;
-    node* half = single_reader(mul->outputs[0], "Mul");
-    if (!half || !scalar_is(other_input(*half, mul->outputs[0]), 0.5)) continue;
-    if (removed.count(&div) || removed.count(add) || removed.count(mul) || removed.count(half)) continue;
-    for (node* n : {&div, &erf, add, mul}) removed.insert(n);
-    half->op_type = "Gelu";
-    half->inputs = {x};
-    half->attributes.clear();
-    ++gelus;
-  }
-  for (auto& mm : g.nodes) {
-    if (mm.op_type != "MatMul" || !is_default_domain(mm.domain) || mm.inputs.size() != 2 || removed.count(&mm)) continue;
-    const at::Tensor* w = constant(mm.inputs[1]);
-    if (!w || w->dim() != 2 || w->scalar_type() != at::kFloat) continue;
-    node* add = single_reader(mm.outputs[0], "Add");
-    if (!add || removed.count(add)) continue;
-    const std::string bias = other_input(*add, mm.outputs[0]);
-    const at::Tensor* b = bias.empty() ? nullptr : constant(bias);
-    if (!b || b->dim() != 1 || b->size(0) != w->size(1) || b->scalar_type() != at::kFloat) continue;
-    removed.insert(&mm);
-    const std::string weight = mm.inputs[1];
-    // Constant nodes become initializers so that the fused kernel sees them at build time.
-    for (const std::string& name : {weight, bias})
-      if (!g.initializers.count(name)) g.initializers[name] = *constant(name);
-    add->op_type = "MatMulAdd";
-    add->domain = std::string(fused_domain);
-    add->inputs = {mm.inputs[0], weight, bias};
-    add->attributes.clear();
-    ++gemms;
-  }
-  if (removed.empty()) return;
-  std::vector<node> kept;
-  for (auto& n : g.nodes)
-    if (!removed.count(&n)) kept.push_back(std::move(n));
-  g.nodes = std::move(kept);
-  spdlog::debug("runtime: fused {} GELU patterns and {} MatMul+bias pairs", gelus, gemms);
-}
-
 }  // namespace
 
 executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset), inputs_(g.inputs) {
   c10::InferenceMode inference;
+  install_block_cache();
   const kernel_registry& registry = kernels();
 
   // Names and support first, so that the errors a user sees are about the model, not its wiring.
@@ -263,6 +109,7 @@ executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset
   drop_unneeded(g, keep);
   fold_batch_norms(g, keep);
   fuse_patterns(g, keep);
+  fuse_convolutions(g, keep);
   drop_unneeded(g, keep);  // e.g. a Constant node that only a fused chain read
   producer.clear();
   for (std::size_t i = 0; i < g.nodes.size(); ++i)
@@ -387,7 +234,9 @@ executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset
         }
       }
     }
-    const kernel_registry& table = n.domain == fused_domain ? fused_kernels() : registry;
+    const kernel_registry& table = n.domain != fused_domain               ? registry
+                                   : fused_conv_kernels().count(n.op_type) ? fused_conv_kernels()
+                                                                           : fused_kernels();
     kernel fn = guarded(label, [&] { return table.find(n.op_type)->second(ctx); });
     if (all_constant) {
       tensor_list args;
@@ -420,7 +269,7 @@ executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset
     step s;
     s.fn = std::move(fn);
     s.label = label;
-    s.op_type = n.op_type;
+    s.op_type = n.domain == fused_domain ? attr_string(n, "fused_label", n.op_type) : n.op_type;
     for (const auto& in : n.inputs) s.inputs.push_back(in.empty() ? -1 : slot(in));
     for (const auto& out : n.outputs) s.outputs.push_back(out.empty() ? -1 : slot(out));
     steps_.push_back(std::move(s));

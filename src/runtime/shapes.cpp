@@ -5,6 +5,7 @@
 #include "runtime/ops.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 namespace acg2vec::runtime {
@@ -107,6 +108,380 @@ std::optional<std::vector<std::int64_t>> axes_of(const node& n, std::int64_t ops
   return attr_ints(n, "axes");
 }
 
+// What a shape rule sees of one node: its attributes, opset, input shapes, load-time constants
+// and partly known values.
+struct shape_args {
+  const std::string& op;
+  const node& n;
+  std::int64_t opset;
+  const std::vector<static_shape>& in;
+  const std::vector<const at::Tensor*>& constants;
+  const std::vector<const partial_value*>& partials;
+  const static_shape& x;  ///< the first input's shape
+  std::int64_t rank;      ///< x's rank; -1 when unknown
+
+  [[nodiscard]] const at::Tensor* c(std::size_t i) const { return i < constants.size() ? constants[i] : nullptr; }
+  // A shape-valued input (Expand, ConstantOfShape) as dimensions, from a constant or a partial.
+  [[nodiscard]] std::optional<static_shape> shape_input(std::size_t i) const {
+    if (auto v = const_ints(c(i))) return static_shape{true, *v};
+    if (i < partials.size() && partials[i] && !partials[i]->scalar) {
+      static_shape s{true, {}};
+      for (const auto& e : partials[i]->values)
+        s.dims.push_back(e.value ? (*e.value >= 0 ? *e.value : -1) : (e.symbol <= -2 ? e.symbol : -1));
+      return s;
+    }
+    return std::nullopt;
+  }
+};
+
+using shape_fn = std::vector<static_shape> (*)(const shape_args&);
+struct shape_rule {
+  shape_fn fn;
+  bool needs_rank;  ///< the rule reads x's dimensions: unknown when x's rank is
+};
+
+std::vector<static_shape> constant_of_shape_shape(const shape_args& q) {
+  if (auto s = q.shape_input(0)) return {*s};
+  return {};
+}
+
+std::vector<static_shape> range_shape(const shape_args& q) {
+  const std::vector<const partial_value*>& partials = q.partials;
+  // arange(0, n, 1) with a symbolic n, as exporters write position ids.
+  const at::Tensor *start = q.c(0), *delta = q.c(2);
+  const partial_value* limit = partials.size() > 1 ? partials[1] : nullptr;
+  if (start && delta && limit && limit->scalar && limit->values.size() == 1 && to_double(*start) == 0.0 &&
+      to_double(*delta) == 1.0) {
+    const auto& e = limit->values[0];
+    return {static_shape{true, {e.value ? *e.value : (e.symbol <= -2 ? e.symbol : -1)}}};
+  }
+  return {};
+}
+
+// Element-wise ops (and ScatterND / ScatterElements): the first input's shape.
+std::vector<static_shape> same_shape(const shape_args& q) {
+  const static_shape& x = q.x;
+  return {x};
+}
+
+std::vector<static_shape> broadcast_shape(const shape_args& q) {
+  const node& n = q.n;
+  const std::vector<static_shape>& in = q.in;
+  const static_shape& x = q.x;
+  static_shape s = x;
+  for (std::size_t i = 1; i < in.size(); ++i)
+    if (!n.inputs[i].empty()) s = broadcast(s, in[i]);
+  return {s};
+}
+
+std::vector<static_shape> conv_shape(const shape_args& q) {
+  const node& n = q.n;
+  const std::vector<static_shape>& in = q.in;
+  return window_op(n, in, true);
+}
+
+std::vector<static_shape> pool_shape(const shape_args& q) {
+  const node& n = q.n;
+  const std::vector<static_shape>& in = q.in;
+  if (n.outputs.size() > 1) return {};
+  return window_op(n, in, false);
+}
+
+std::vector<static_shape> global_pool_shape(const shape_args& q) {
+  const static_shape& x = q.x;
+  const std::int64_t rank = q.rank;
+  if (rank < 3) return {};
+  static_shape s = x;
+  std::fill(s.dims.begin() + 2, s.dims.end(), 1);
+  return {s};
+}
+
+// MatMul, and MatMulAdd (the fused MatMul + bias).
+std::vector<static_shape> matmul_shape(const shape_args& q) {
+  const static_shape& x = q.x;
+  const std::int64_t rank = q.rank;
+  const static_shape& b = q.in.size() > 1 ? q.in[1] : unknown_shape;
+  if (!b.rank_known || rank < 2 || b.dims.size() < 2) return {};
+  static_shape ba{true, {x.dims.begin(), x.dims.end() - 2}}, bb{true, {b.dims.begin(), b.dims.end() - 2}};
+  static_shape s = broadcast(ba, bb);
+  s.dims.push_back(x.dims[x.dims.size() - 2]);
+  s.dims.push_back(b.dims.back());
+  return {s};
+}
+
+std::vector<static_shape> gemm_shape(const shape_args& q) {
+  const node& n = q.n;
+  const std::vector<static_shape>& in = q.in;
+  const static_shape& x = q.x;
+  const std::int64_t rank = q.rank;
+  const static_shape& b = in.size() > 1 ? in[1] : unknown_shape;
+  if (!b.rank_known || rank != 2 || b.dims.size() != 2) return {};
+  const std::int64_t m = attr_int(n, "transA", 0) ? x.dims[1] : x.dims[0];
+  const std::int64_t nn = attr_int(n, "transB", 0) ? b.dims[0] : b.dims[1];
+  return {static_shape{true, {m, nn}}};
+}
+
+std::vector<static_shape> transpose_shape(const shape_args& q) {
+  const node& n = q.n;
+  const static_shape& x = q.x;
+  const std::int64_t rank = q.rank;
+  std::vector<std::int64_t> perm = attr_ints(n, "perm");
+  if (perm.empty())
+    for (std::int64_t i = rank; i-- > 0;) perm.push_back(i);
+  if (static_cast<std::int64_t>(perm.size()) != rank) return {};
+  static_shape s{true, {}};
+  for (auto p : perm) {
+    if (p < 0 || p >= rank) return {};
+    s.dims.push_back(x.dims[static_cast<std::size_t>(p)]);
+  }
+  return {s};
+}
+
+std::vector<static_shape> reshape_shape(const shape_args& q) {
+  const node& n = q.n;
+  const static_shape& x = q.x;
+  const std::int64_t rank = q.rank;
+  auto shape = const_ints(q.c(1));
+  if (!shape) return {};
+  const bool allowzero = attr_int(n, "allowzero", 0) != 0;
+  static_shape s{true, *shape};
+  std::int64_t infer_at = -1;
+  for (std::size_t i = 0; i < s.dims.size(); ++i) {
+    if (s.dims[i] == 0 && !allowzero) s.dims[i] = static_cast<std::int64_t>(i) < rank ? x.dims[i] : -1;
+    else if (s.dims[i] == -1) infer_at = static_cast<std::int64_t>(i);
+  }
+  if (infer_at >= 0) s = resolve_reshape(x, s.dims);
+  return {s};
+}
+
+std::vector<static_shape> flatten_shape(const shape_args& q) {
+  const node& n = q.n;
+  const static_shape& x = q.x;
+  const std::int64_t rank = q.rank;
+  std::int64_t axis = attr_int(n, "axis", 1);
+  if (axis < 0) axis += rank;
+  if (axis < 0 || axis > rank) return {};
+  const auto a = static_cast<std::size_t>(axis);
+  auto group = [&](std::size_t from, std::size_t to) { return to - from == 1 ? x.dims[from] : product(x.dims, from, to); };
+  return {static_shape{true, {group(0, a), group(a, x.dims.size())}}};
+}
+
+std::vector<static_shape> concat_shape(const shape_args& q) {
+  const node& n = q.n;
+  const std::vector<static_shape>& in = q.in;
+  const static_shape& x = q.x;
+  const std::int64_t rank = q.rank;
+  std::int64_t axis = attr_int(n, "axis", 0);
+  if (axis < 0) axis += rank;
+  if (axis < 0 || axis >= rank) return {};
+  static_shape s = x;
+  std::int64_t total = 0;
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    if (n.inputs[i].empty()) continue;
+    if (!in[i].rank_known || static_cast<std::int64_t>(in[i].dims.size()) != rank) return {};
+    const std::int64_t d = in[i].dims[static_cast<std::size_t>(axis)];
+    total = total < 0 || d < 0 ? -1 : total + d;
+    for (std::size_t k = 0; k < s.dims.size(); ++k)
+      if (static_cast<std::int64_t>(k) != axis && s.dims[k] < 0) s.dims[k] = in[i].dims[k];
+  }
+  s.dims[static_cast<std::size_t>(axis)] = total;
+  return {s};
+}
+
+std::vector<static_shape> squeeze_unsqueeze_shape(const shape_args& q) {
+  const std::string& op = q.op;
+  const node& n = q.n;
+  const std::int64_t opset = q.opset;
+  const std::vector<const at::Tensor*>& constants = q.constants;
+  const static_shape& x = q.x;
+  const std::int64_t rank = q.rank;
+  bool present = true;
+  auto axes = axes_of(n, opset, 13, constants, present);
+  if (!axes) return {};
+  if (op == "Unsqueeze") {
+    const std::int64_t out_rank = rank + static_cast<std::int64_t>(axes->size());
+    for (auto& a : *axes) a = a < 0 ? a + out_rank : a;
+    std::sort(axes->begin(), axes->end());
+    static_shape s{true, {}};
+    std::size_t src = 0, k = 0;
+    for (std::int64_t i = 0; i < out_rank; ++i) {
+      if (k < axes->size() && (*axes)[k] == i) {
+        s.dims.push_back(1);
+        ++k;
+      } else {
+        if (src >= x.dims.size()) return {};
+        s.dims.push_back(x.dims[src++]);
+      }
+    }
+    return {s};
+  }
+  static_shape s{true, {}};
+  if (axes->empty()) {
+    for (auto d : x.dims) {
+      if (d < 0) return {};
+      if (d != 1) s.dims.push_back(d);
+    }
+    return {s};
+  }
+  for (auto& a : *axes) a = a < 0 ? a + rank : a;
+  for (std::int64_t i = 0; i < rank; ++i)
+    if (std::find(axes->begin(), axes->end(), i) == axes->end()) s.dims.push_back(x.dims[static_cast<std::size_t>(i)]);
+  return {s};
+}
+
+std::vector<static_shape> slice_shape(const shape_args& q) {
+  const node& n = q.n;
+  const std::int64_t opset = q.opset;
+  const static_shape& x = q.x;
+  const std::int64_t rank = q.rank;
+  std::optional<std::vector<std::int64_t>> starts, ends, axes, steps;
+  if (opset >= 10) {
+    starts = const_ints(q.c(1));
+    ends = const_ints(q.c(2));
+    axes = n.inputs.size() > 3 && !n.inputs[3].empty() ? const_ints(q.c(3)) : std::vector<std::int64_t>{};
+    steps = n.inputs.size() > 4 && !n.inputs[4].empty() ? const_ints(q.c(4)) : std::vector<std::int64_t>{};
+  } else {
+    starts = attr_ints(n, "starts");
+    ends = attr_ints(n, "ends");
+    axes = attr_ints(n, "axes");
+    steps = std::vector<std::int64_t>{};
+  }
+  if (!starts || !ends || !axes || !steps || starts->size() != ends->size()) return {};
+  if (axes->empty())
+    for (std::size_t i = 0; i < starts->size(); ++i) axes->push_back(static_cast<std::int64_t>(i));
+  if (steps->empty()) steps->assign(starts->size(), 1);
+  if (axes->size() != starts->size() || steps->size() != starts->size()) return {};
+  static_shape s = x;
+  for (std::size_t i = 0; i < starts->size(); ++i) {
+    std::int64_t a = (*axes)[i] < 0 ? (*axes)[i] + rank : (*axes)[i];
+    if (a < 0 || a >= rank) return {};
+    const std::int64_t dim = x.dims[static_cast<std::size_t>(a)];
+    const std::int64_t step = (*steps)[i];
+    if (dim < 0 || step == 0) {
+      const bool whole = step == 1 && (*starts)[i] == 0 && (*ends)[i] >= (std::int64_t{1} << 31);
+      s.dims[static_cast<std::size_t>(a)] = whole ? dim : -1;
+      continue;
+    }
+    std::int64_t st = (*starts)[i], en = (*ends)[i];
+    if (st < 0) st = st < -dim ? 0 : st + dim;
+    if (en < 0) en = en < -dim ? -1 : en + dim;
+    std::int64_t len;
+    if (step > 0) {
+      st = std::clamp<std::int64_t>(st, 0, dim);
+      en = std::clamp<std::int64_t>(en, 0, dim);
+      len = en > st ? (en - st + step - 1) / step : 0;
+    } else {
+      st = std::clamp<std::int64_t>(st, -1, dim - 1);
+      en = std::clamp<std::int64_t>(en, -1, dim - 1);
+      len = st > en ? (st - en + (-step) - 1) / (-step) : 0;
+    }
+    s.dims[static_cast<std::size_t>(a)] = len;
+  }
+  return {s};
+}
+
+std::vector<static_shape> gather_shape(const shape_args& q) {
+  const node& n = q.n;
+  const std::vector<static_shape>& in = q.in;
+  const static_shape& x = q.x;
+  const std::int64_t rank = q.rank;
+  const static_shape& idx = in.size() > 1 ? in[1] : unknown_shape;
+  if (!idx.rank_known) return {};
+  std::int64_t axis = attr_int(n, "axis", 0);
+  if (axis < 0) axis += rank;
+  if (axis < 0 || axis >= rank) return {};
+  static_shape s{true, {x.dims.begin(), x.dims.begin() + axis}};
+  s.dims.insert(s.dims.end(), idx.dims.begin(), idx.dims.end());
+  s.dims.insert(s.dims.end(), x.dims.begin() + axis + 1, x.dims.end());
+  return {s};
+}
+
+std::vector<static_shape> reduce_shape(const shape_args& q) {
+  const std::string& op = q.op;
+  const node& n = q.n;
+  const std::int64_t opset = q.opset;
+  const std::vector<const at::Tensor*>& constants = q.constants;
+  const static_shape& x = q.x;
+  const std::int64_t rank = q.rank;
+  bool present = true;
+  auto axes = axes_of(n, opset, op == "ReduceSum" ? 13 : 18, constants, present);
+  if (!axes) return {};
+  const bool keep = attr_int(n, "keepdims", 1) != 0;
+  if (axes->empty()) {
+    if (attr_int(n, "noop_with_empty_axes", 0) != 0) return {x};
+    for (std::int64_t i = 0; i < rank; ++i) axes->push_back(i);
+  }
+  for (auto& a : *axes) a = a < 0 ? a + rank : a;
+  static_shape s{true, {}};
+  for (std::int64_t i = 0; i < rank; ++i) {
+    const bool reduced = std::find(axes->begin(), axes->end(), i) != axes->end();
+    if (!reduced) s.dims.push_back(x.dims[static_cast<std::size_t>(i)]);
+    else if (keep) s.dims.push_back(1);
+  }
+  return {s};
+}
+
+std::vector<static_shape> shape_op_shape(const shape_args& q) {
+  const node& n = q.n;
+  const std::int64_t rank = q.rank;
+  auto clip = [rank](std::int64_t v) { return std::clamp<std::int64_t>(v < 0 ? v + rank : v, 0, rank); };
+  const std::int64_t s0 = clip(attr_int(n, "start", 0));
+  const std::int64_t e0 = has_attr(n, "end") ? clip(attr_int(n, "end", 0)) : rank;
+  return {static_shape{true, {std::max<std::int64_t>(e0 - s0, 0)}}};
+}
+
+std::vector<static_shape> expand_shape(const shape_args& q) {
+  const static_shape& x = q.x;
+  if (auto s = q.shape_input(1)) return {broadcast(x, *s)};
+  return {};
+}
+
+std::vector<static_shape> pad_shape(const shape_args& q) {
+  const node& n = q.n;
+  const std::int64_t opset = q.opset;
+  const static_shape& x = q.x;
+  const std::int64_t rank = q.rank;
+  if (n.inputs.size() > 3 && !n.inputs[3].empty()) return {};
+  auto pads = opset >= 11 ? const_ints(q.c(1)) : std::optional<std::vector<std::int64_t>>(attr_ints(n, "pads"));
+  if (!pads || static_cast<std::int64_t>(pads->size()) != 2 * rank) return {};
+  static_shape s = x;
+  for (std::int64_t i = 0; i < rank; ++i) {
+    auto& d = s.dims[static_cast<std::size_t>(i)];
+    if (d >= 0) d += (*pads)[static_cast<std::size_t>(i)] + (*pads)[static_cast<std::size_t>(i + rank)];
+  }
+  return {s};
+}
+
+// Shape rule per op type; element-wise, broadcasting and Reduce* ops share theirs.
+const std::map<std::string, shape_rule, std::less<>>& shape_rules() {
+  static const std::map<std::string, shape_rule, std::less<>> rules{
+      {"ConstantOfShape", {&constant_of_shape_shape, false}},
+      {"Range", {&range_shape, false}},
+      {"ScatterND", {&same_shape, false}},
+      {"ScatterElements", {&same_shape, false}},
+      {"Conv", {&conv_shape, false}},
+      {"MaxPool", {&pool_shape, false}},
+      {"AveragePool", {&pool_shape, false}},
+      {"GlobalAveragePool", {&global_pool_shape, true}},
+      {"GlobalMaxPool", {&global_pool_shape, true}},
+      {"MatMul", {&matmul_shape, true}},
+      {"MatMulAdd", {&matmul_shape, true}},
+      {"Gemm", {&gemm_shape, true}},
+      {"Transpose", {&transpose_shape, true}},
+      {"Reshape", {&reshape_shape, true}},
+      {"Flatten", {&flatten_shape, true}},
+      {"Concat", {&concat_shape, true}},
+      {"Unsqueeze", {&squeeze_unsqueeze_shape, true}},
+      {"Squeeze", {&squeeze_unsqueeze_shape, true}},
+      {"Slice", {&slice_shape, true}},
+      {"Gather", {&gather_shape, true}},
+      {"Shape", {&shape_op_shape, true}},
+      {"Expand", {&expand_shape, true}},
+      {"Pad", {&pad_shape, true}},
+  };
+  return rules;
+}
+
 }  // namespace
 
 static_shape resolve_reshape(const static_shape& input, std::vector<std::int64_t> dims) {
@@ -152,253 +527,20 @@ at::Tensor partial_value::to_tensor() const {
 std::vector<static_shape> infer_shapes(const node& n, std::int64_t opset, const std::vector<static_shape>& in,
                                        const std::vector<const at::Tensor*>& constants,
                                        const std::vector<const partial_value*>& partials) {
-  const std::string& op = n.op_type;
   const static_shape& x = in.empty() ? unknown_shape : in[0];
-  auto c = [&](std::size_t i) { return i < constants.size() ? constants[i] : nullptr; };
-  // A shape-valued input (Expand, ConstantOfShape) as dimensions, from a constant or a partial.
-  auto shape_input = [&](std::size_t i) -> std::optional<static_shape> {
-    if (auto v = const_ints(c(i))) return static_shape{true, *v};
-    if (i < partials.size() && partials[i] && !partials[i]->scalar) {
-      static_shape s{true, {}};
-      for (const auto& e : partials[i]->values)
-        s.dims.push_back(e.value ? (*e.value >= 0 ? *e.value : -1) : (e.symbol <= -2 ? e.symbol : -1));
-      return s;
-    }
-    return std::nullopt;
-  };
-  if (op == "ConstantOfShape") {
-    if (auto s = shape_input(0)) return {*s};
-    return {};
-  }
-  if (op == "Range") {
-    // arange(0, n, 1) with a symbolic n, as exporters write position ids.
-    const at::Tensor *start = c(0), *delta = c(2);
-    const partial_value* limit = partials.size() > 1 ? partials[1] : nullptr;
-    if (start && delta && limit && limit->scalar && limit->values.size() == 1 && to_double(*start) == 0.0 &&
-        to_double(*delta) == 1.0) {
-      const auto& e = limit->values[0];
-      return {static_shape{true, {e.value ? *e.value : (e.symbol <= -2 ? e.symbol : -1)}}};
-    }
-    return {};
-  }
-  if (op == "ScatterND" || op == "ScatterElements") return {x};
-  if (same_shape_op(op)) return {x};
-  if (broadcast_op(op)) {
-    static_shape s = x;
-    for (std::size_t i = 1; i < in.size(); ++i)
-      if (!n.inputs[i].empty()) s = broadcast(s, in[i]);
-    return {s};
-  }
-  if (op == "Conv") return window_op(n, in, true);
-  if (op == "MaxPool" || op == "AveragePool") {
-    if (n.outputs.size() > 1) return {};
-    return window_op(n, in, false);
-  }
-  if (!x.rank_known) return {};
-  const auto rank = static_cast<std::int64_t>(x.dims.size());
-  if (op == "GlobalAveragePool" || op == "GlobalMaxPool") {
-    if (rank < 3) return {};
-    static_shape s = x;
-    std::fill(s.dims.begin() + 2, s.dims.end(), 1);
-    return {s};
-  }
-  if (op == "MatMul" || op == "MatMulAdd") {  // MatMulAdd: the fused MatMul + bias
-    const static_shape& b = in.size() > 1 ? in[1] : unknown_shape;
-    if (!b.rank_known || rank < 2 || b.dims.size() < 2) return {};
-    static_shape ba{true, {x.dims.begin(), x.dims.end() - 2}}, bb{true, {b.dims.begin(), b.dims.end() - 2}};
-    static_shape s = broadcast(ba, bb);
-    s.dims.push_back(x.dims[x.dims.size() - 2]);
-    s.dims.push_back(b.dims.back());
-    return {s};
-  }
-  if (op == "Gemm") {
-    const static_shape& b = in.size() > 1 ? in[1] : unknown_shape;
-    if (!b.rank_known || rank != 2 || b.dims.size() != 2) return {};
-    const std::int64_t m = attr_int(n, "transA", 0) ? x.dims[1] : x.dims[0];
-    const std::int64_t nn = attr_int(n, "transB", 0) ? b.dims[0] : b.dims[1];
-    return {static_shape{true, {m, nn}}};
-  }
-  if (op == "Transpose") {
-    std::vector<std::int64_t> perm = attr_ints(n, "perm");
-    if (perm.empty())
-      for (std::int64_t i = rank; i-- > 0;) perm.push_back(i);
-    if (static_cast<std::int64_t>(perm.size()) != rank) return {};
-    static_shape s{true, {}};
-    for (auto p : perm) {
-      if (p < 0 || p >= rank) return {};
-      s.dims.push_back(x.dims[static_cast<std::size_t>(p)]);
-    }
-    return {s};
-  }
-  if (op == "Reshape") {
-    auto shape = const_ints(c(1));
-    if (!shape) return {};
-    const bool allowzero = attr_int(n, "allowzero", 0) != 0;
-    static_shape s{true, *shape};
-    std::int64_t infer_at = -1;
-    for (std::size_t i = 0; i < s.dims.size(); ++i) {
-      if (s.dims[i] == 0 && !allowzero) s.dims[i] = static_cast<std::int64_t>(i) < rank ? x.dims[i] : -1;
-      else if (s.dims[i] == -1) infer_at = static_cast<std::int64_t>(i);
-    }
-    if (infer_at >= 0) s = resolve_reshape(x, s.dims);
-    return {s};
-  }
-  if (op == "Flatten") {
-    std::int64_t axis = attr_int(n, "axis", 1);
-    if (axis < 0) axis += rank;
-    if (axis < 0 || axis > rank) return {};
-    const auto a = static_cast<std::size_t>(axis);
-    auto group = [&](std::size_t from, std::size_t to) { return to - from == 1 ? x.dims[from] : product(x.dims, from, to); };
-    return {static_shape{true, {group(0, a), group(a, x.dims.size())}}};
-  }
-  if (op == "Concat") {
-    std::int64_t axis = attr_int(n, "axis", 0);
-    if (axis < 0) axis += rank;
-    if (axis < 0 || axis >= rank) return {};
-    static_shape s = x;
-    std::int64_t total = 0;
-    for (std::size_t i = 0; i < in.size(); ++i) {
-      if (n.inputs[i].empty()) continue;
-      if (!in[i].rank_known || static_cast<std::int64_t>(in[i].dims.size()) != rank) return {};
-      const std::int64_t d = in[i].dims[static_cast<std::size_t>(axis)];
-      total = total < 0 || d < 0 ? -1 : total + d;
-      for (std::size_t k = 0; k < s.dims.size(); ++k)
-        if (static_cast<std::int64_t>(k) != axis && s.dims[k] < 0) s.dims[k] = in[i].dims[k];
-    }
-    s.dims[static_cast<std::size_t>(axis)] = total;
-    return {s};
-  }
-  if (op == "Unsqueeze" || op == "Squeeze") {
-    bool present = true;
-    auto axes = axes_of(n, opset, 13, constants, present);
-    if (!axes) return {};
-    if (op == "Unsqueeze") {
-      const std::int64_t out_rank = rank + static_cast<std::int64_t>(axes->size());
-      for (auto& a : *axes) a = a < 0 ? a + out_rank : a;
-      std::sort(axes->begin(), axes->end());
-      static_shape s{true, {}};
-      std::size_t src = 0, k = 0;
-      for (std::int64_t i = 0; i < out_rank; ++i) {
-        if (k < axes->size() && (*axes)[k] == i) {
-          s.dims.push_back(1);
-          ++k;
-        } else {
-          if (src >= x.dims.size()) return {};
-          s.dims.push_back(x.dims[src++]);
-        }
-      }
-      return {s};
-    }
-    static_shape s{true, {}};
-    if (axes->empty()) {
-      for (auto d : x.dims) {
-        if (d < 0) return {};
-        if (d != 1) s.dims.push_back(d);
-      }
-      return {s};
-    }
-    for (auto& a : *axes) a = a < 0 ? a + rank : a;
-    for (std::int64_t i = 0; i < rank; ++i)
-      if (std::find(axes->begin(), axes->end(), i) == axes->end()) s.dims.push_back(x.dims[static_cast<std::size_t>(i)]);
-    return {s};
-  }
-  if (op == "Slice") {
-    std::optional<std::vector<std::int64_t>> starts, ends, axes, steps;
-    if (opset >= 10) {
-      starts = const_ints(c(1));
-      ends = const_ints(c(2));
-      axes = n.inputs.size() > 3 && !n.inputs[3].empty() ? const_ints(c(3)) : std::vector<std::int64_t>{};
-      steps = n.inputs.size() > 4 && !n.inputs[4].empty() ? const_ints(c(4)) : std::vector<std::int64_t>{};
-    } else {
-      starts = attr_ints(n, "starts");
-      ends = attr_ints(n, "ends");
-      axes = attr_ints(n, "axes");
-      steps = std::vector<std::int64_t>{};
-    }
-    if (!starts || !ends || !axes || !steps || starts->size() != ends->size()) return {};
-    if (axes->empty())
-      for (std::size_t i = 0; i < starts->size(); ++i) axes->push_back(static_cast<std::int64_t>(i));
-    if (steps->empty()) steps->assign(starts->size(), 1);
-    if (axes->size() != starts->size() || steps->size() != starts->size()) return {};
-    static_shape s = x;
-    for (std::size_t i = 0; i < starts->size(); ++i) {
-      std::int64_t a = (*axes)[i] < 0 ? (*axes)[i] + rank : (*axes)[i];
-      if (a < 0 || a >= rank) return {};
-      const std::int64_t dim = x.dims[static_cast<std::size_t>(a)];
-      const std::int64_t step = (*steps)[i];
-      if (dim < 0 || step == 0) {
-        const bool whole = step == 1 && (*starts)[i] == 0 && (*ends)[i] >= (std::int64_t{1} << 31);
-        s.dims[static_cast<std::size_t>(a)] = whole ? dim : -1;
-        continue;
-      }
-      std::int64_t st = (*starts)[i], en = (*ends)[i];
-      if (st < 0) st = st < -dim ? 0 : st + dim;
-      if (en < 0) en = en < -dim ? -1 : en + dim;
-      std::int64_t len;
-      if (step > 0) {
-        st = std::clamp<std::int64_t>(st, 0, dim);
-        en = std::clamp<std::int64_t>(en, 0, dim);
-        len = en > st ? (en - st + step - 1) / step : 0;
-      } else {
-        st = std::clamp<std::int64_t>(st, -1, dim - 1);
-        en = std::clamp<std::int64_t>(en, -1, dim - 1);
-        len = st > en ? (st - en + (-step) - 1) / (-step) : 0;
-      }
-      s.dims[static_cast<std::size_t>(a)] = len;
-    }
-    return {s};
-  }
-  if (op == "Gather") {
-    const static_shape& idx = in.size() > 1 ? in[1] : unknown_shape;
-    if (!idx.rank_known) return {};
-    std::int64_t axis = attr_int(n, "axis", 0);
-    if (axis < 0) axis += rank;
-    if (axis < 0 || axis >= rank) return {};
-    static_shape s{true, {x.dims.begin(), x.dims.begin() + axis}};
-    s.dims.insert(s.dims.end(), idx.dims.begin(), idx.dims.end());
-    s.dims.insert(s.dims.end(), x.dims.begin() + axis + 1, x.dims.end());
-    return {s};
-  }
-  if (op.rfind("Reduce", 0) == 0) {
-    bool present = true;
-    auto axes = axes_of(n, opset, op == "ReduceSum" ? 13 : 18, constants, present);
-    if (!axes) return {};
-    const bool keep = attr_int(n, "keepdims", 1) != 0;
-    if (axes->empty()) {
-      if (attr_int(n, "noop_with_empty_axes", 0) != 0) return {x};
-      for (std::int64_t i = 0; i < rank; ++i) axes->push_back(i);
-    }
-    for (auto& a : *axes) a = a < 0 ? a + rank : a;
-    static_shape s{true, {}};
-    for (std::int64_t i = 0; i < rank; ++i) {
-      const bool reduced = std::find(axes->begin(), axes->end(), i) != axes->end();
-      if (!reduced) s.dims.push_back(x.dims[static_cast<std::size_t>(i)]);
-      else if (keep) s.dims.push_back(1);
-    }
-    return {s};
-  }
-  if (op == "Shape") {
-    auto clip = [rank](std::int64_t v) { return std::clamp<std::int64_t>(v < 0 ? v + rank : v, 0, rank); };
-    const std::int64_t s0 = clip(attr_int(n, "start", 0));
-    const std::int64_t e0 = has_attr(n, "end") ? clip(attr_int(n, "end", 0)) : rank;
-    return {static_shape{true, {std::max<std::int64_t>(e0 - s0, 0)}}};
-  }
-  if (op == "Expand") {
-    if (auto s = shape_input(1)) return {broadcast(x, *s)};
-    return {};
-  }
-  if (op == "Pad") {
-    if (n.inputs.size() > 3 && !n.inputs[3].empty()) return {};
-    auto pads = opset >= 11 ? const_ints(c(1)) : std::optional<std::vector<std::int64_t>>(attr_ints(n, "pads"));
-    if (!pads || static_cast<std::int64_t>(pads->size()) != 2 * rank) return {};
-    static_shape s = x;
-    for (std::int64_t i = 0; i < rank; ++i) {
-      auto& d = s.dims[static_cast<std::size_t>(i)];
-      if (d >= 0) d += (*pads)[static_cast<std::size_t>(i)] + (*pads)[static_cast<std::size_t>(i + rank)];
-    }
-    return {s};
-  }
-  return {};
+  const shape_args q{n.op_type, n, opset, in, constants, partials, x,
+                     x.rank_known ? static_cast<std::int64_t>(x.dims.size()) : -1};
+  const auto& rules = shape_rules();
+  static const shape_rule same{&same_shape, false}, elementwise{&broadcast_shape, false}, reduce{&reduce_shape, true};
+  const std::string& op = n.op_type;
+  auto it = rules.find(op);
+  const shape_rule* rule = it != rules.end()              ? &it->second
+                           : same_shape_op(op)            ? &same
+                           : broadcast_op(op)             ? &elementwise
+                           : op.rfind("Reduce", 0) == 0   ? &reduce
+                                                          : nullptr;
+  if (!rule || (rule->needs_rank && !x.rank_known)) return {};
+  return rule->fn(q);
 }
 
 std::optional<partial_value> infer_partial(const node& n, std::int64_t opset, const std::vector<static_shape>& shapes,

@@ -1,0 +1,408 @@
+// oneDNN convolution / deconvolution primitives with bias, residual add and activation as
+// post-ops (see fused_conv.h). libtorch links the same libdnnl.so.2 and runs it on the same
+// OpenMP team, so these primitives share the runtime's thread settings.
+#include "runtime/fused_conv.h"
+
+#include "core/error.h"
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include <array>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <memory>
+#include <mutex>
+
+namespace acg2vec::runtime {
+namespace {
+
+enum class activation { none, relu, leaky_relu, clip, hardswish, sigmoid, tanh, gelu, gelu_tanh, swish, elu };
+
+activation parse_activation(const std::string& name, const std::string& where) {
+  static const std::map<std::string, activation, std::less<>> names{
+      {"", activation::none},          {"Relu", activation::relu},       {"LeakyRelu", activation::leaky_relu},
+      {"Clip", activation::clip},      {"HardSwish", activation::hardswish}, {"Sigmoid", activation::sigmoid},
+      {"Tanh", activation::tanh},      {"Gelu", activation::gelu},       {"GeluTanh", activation::gelu_tanh},
+      {"Swish", activation::swish},    {"Elu", activation::elu}};
+  auto it = names.find(name);
+  if (it == names.end()) fail(errc::bad_parameter, "{}: unknown fused activation '{}'", where, name);
+  return it->second;
+}
+
+struct activation_spec {
+  activation kind = activation::none;
+  float alpha = 0, beta = 0;
+};
+
+// The activation in libtorch, in place on a tensor the caller owns (the fallback path).
+void apply_in_place(at::Tensor& y, const activation_spec& a) {
+  switch (a.kind) {
+    case activation::none: return;
+    case activation::relu: at::relu_(y); return;
+    case activation::leaky_relu: at::leaky_relu_(y, a.alpha); return;
+    case activation::clip: at::clamp_(y, a.alpha, a.beta); return;
+    case activation::hardswish: at::hardswish_(y); return;
+    case activation::sigmoid: at::sigmoid_(y); return;
+    case activation::tanh: at::tanh_(y); return;
+    case activation::gelu: y = at::gelu(y, "none"); return;
+    case activation::gelu_tanh: y = at::gelu(y, "tanh"); return;
+    case activation::swish: at::silu_(y); return;
+    case activation::elu: at::elu_(y, a.alpha); return;
+  }
+}
+
+bool append_eltwise(dnnl::post_ops& po, const activation_spec& a) {
+  using alg = dnnl::algorithm;
+  switch (a.kind) {
+    case activation::none: return true;
+    case activation::relu: po.append_eltwise(1.f, alg::eltwise_relu, 0.f, 0.f); return true;
+    case activation::leaky_relu: po.append_eltwise(1.f, alg::eltwise_relu, a.alpha, 0.f); return true;
+    // clip_v2 is min(max(x, alpha), beta), the same as ONNX Clip and at::clamp.
+    case activation::clip: po.append_eltwise(1.f, alg::eltwise_clip_v2, a.alpha, a.beta); return true;
+    case activation::hardswish: po.append_eltwise(1.f, alg::eltwise_hardswish, 0.f, 0.f); return true;
+    case activation::sigmoid: po.append_eltwise(1.f, alg::eltwise_logistic, 0.f, 0.f); return true;
+    case activation::tanh: po.append_eltwise(1.f, alg::eltwise_tanh, 0.f, 0.f); return true;
+    case activation::gelu: po.append_eltwise(1.f, alg::eltwise_gelu_erf, 0.f, 0.f); return true;
+    case activation::gelu_tanh: po.append_eltwise(1.f, alg::eltwise_gelu_tanh, 0.f, 0.f); return true;
+    case activation::swish: po.append_eltwise(1.f, alg::eltwise_swish, 1.f, 0.f); return true;
+    case activation::elu: po.append_eltwise(1.f, alg::eltwise_elu, a.alpha, 0.f); return true;
+  }
+  return false;
+}
+
+const dnnl::engine& cpu_engine() {
+  static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+using dims = dnnl::memory::dims;
+
+// One primitive per input shape, with the weights in the layout that primitive chose.
+struct shape_entry {
+  dnnl::primitive primitive;
+  dnnl::memory weights;  // packed, shared with other entries of the same layout
+  dnnl::memory::desc dst_desc;
+  std::size_t scratchpad_bytes = 0;
+  std::vector<std::int64_t> out_sizes;  // NCHW
+};
+
+struct conv_state {
+  std::mutex mutex;
+  std::map<std::vector<std::int64_t>, std::shared_ptr<const shape_entry>> by_shape;
+  std::vector<std::pair<dnnl::memory::desc, dnnl::memory>> packed;  // weights per layout
+};
+
+struct conv_config {
+  bool transpose = false;
+  std::int64_t group = 1;
+  std::array<std::int64_t, 2> strides{1, 1}, dilations{1, 1}, pad_begin{0, 0}, pad_end{0, 0};
+  std::string auto_pad = "NOTSET";
+  at::Tensor weight;  // as in the model: Conv [OC, IC/g, KH, KW], ConvTranspose [IC, OC/g, KH, KW]
+  at::Tensor bias;    // [OC], zeros when the model has none
+  activation_spec act;
+  bool residual = false;
+  // A ConvTranspose whose kernel equals its stride (no overlap, no pads, one group) writes each
+  // input pixel to its own KHxKW block: it runs as a 1x1 convolution to OC*KH*KW channels
+  // followed by a depth-to-space copy. oneDNN 2.6's deconvolution kernel for this case was 15-50x
+  // slower than its 1x1 convolution (Real-CUGAN's 2x upsampling layers, NHWC, AVX-512).
+  std::array<std::int64_t, 2> shuffle{0, 0};
+  bool post_ops_in_primitive = true;  // false when the add and activation follow the shuffle
+};
+
+std::int64_t out_channels(const conv_config& c) {
+  return c.transpose ? c.weight.size(1) * c.group : c.weight.size(0);
+}
+
+// Pads for an input of height/width hw; SAME_* depend on the input size.
+void resolve_pads(const conv_config& c, const std::array<std::int64_t, 2>& hw, std::array<std::int64_t, 2>& lo,
+                  std::array<std::int64_t, 2>& hi) {
+  lo = c.pad_begin;
+  hi = c.pad_end;
+  if (c.auto_pad == "VALID") lo = hi = {0, 0};
+  if (c.auto_pad != "SAME_UPPER" && c.auto_pad != "SAME_LOWER") return;
+  for (std::size_t i = 0; i < 2; ++i) {
+    const std::int64_t k = c.weight.size(static_cast<std::int64_t>(i) + 2);
+    const std::int64_t out = (hw[i] + c.strides[i] - 1) / c.strides[i];
+    const std::int64_t total =
+        std::max<std::int64_t>((out - 1) * c.strides[i] + (k - 1) * c.dilations[i] + 1 - hw[i], 0);
+    const std::int64_t small = total / 2;
+    lo[i] = c.auto_pad == "SAME_UPPER" ? small : total - small;
+    hi[i] = total - lo[i];
+  }
+}
+
+// Creates the primitive for input sizes x (NCHW), or returns nullptr when oneDNN cannot take
+// this shape (the caller then runs the plain kernels).
+std::shared_ptr<const shape_entry> make_entry(const conv_config& c, conv_state& state,
+                                              const std::vector<std::int64_t>& x) {
+  using tag = dnnl::memory::format_tag;
+  using dt = dnnl::memory::data_type;
+  const std::int64_t oc = out_channels(c), g = c.group;
+  const std::int64_t kh = c.weight.size(2), kw = c.weight.size(3);
+  std::array<std::int64_t, 2> lo{}, hi{};
+  resolve_pads(c, {x[2], x[3]}, lo, hi);
+  std::vector<std::int64_t> out{x[0], oc, 0, 0};
+  const std::array<std::int64_t, 2> k{kh, kw};
+  for (std::size_t i = 0; i < 2; ++i) {
+    const std::int64_t span = (k[i] - 1) * c.dilations[i] + 1;
+    out[i + 2] = c.transpose ? (x[i + 2] - 1) * c.strides[i] + span - lo[i] - hi[i]
+                             : (x[i + 2] + lo[i] + hi[i] - span) / c.strides[i] + 1;
+    if (out[i + 2] <= 0) return nullptr;
+  }
+  const std::int64_t ic = x[1];
+  if ((c.transpose ? c.weight.size(0) : c.weight.size(1) * g) != ic) return nullptr;
+  dims wdims = g == 1 ? dims{oc, ic, kh, kw} : dims{g, oc / g, ic / g, kh, kw};
+  const dnnl::memory::desc src_md({x[0], x[1], x[2], x[3]}, dt::f32, tag::nhwc);
+  const dnnl::memory::desc dst_md(dims(out.begin(), out.end()), dt::f32, tag::nhwc);
+  const dnnl::memory::desc any_w(wdims, dt::f32, tag::any);
+  const dnnl::memory::desc bias_md({oc}, dt::f32, tag::a);
+  const dims strides{c.strides[0], c.strides[1]};
+  const dims dilates{c.dilations[0] - 1, c.dilations[1] - 1};  // oneDNN counts the gaps
+  const dims pad_l{lo[0], lo[1]}, pad_r{hi[0], hi[1]};
+  dnnl::post_ops po;
+  if (c.post_ops_in_primitive) {
+    if (c.residual) po.append_sum(1.f);
+    if (!append_eltwise(po, c.act)) return nullptr;
+  }
+  dnnl::primitive_attr attr;
+  attr.set_post_ops(po);
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  auto entry = std::make_shared<shape_entry>();
+  dnnl::memory::desc w_desc;
+  const dnnl::engine& engine = cpu_engine();
+  if (c.transpose) {
+    dnnl::deconvolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct,
+                                        src_md, any_w, bias_md, dst_md, strides, dilates, pad_l, pad_r);
+    dnnl::deconvolution_forward::primitive_desc pd(d, attr, engine);
+    entry->primitive = dnnl::deconvolution_forward(pd);
+    w_desc = pd.weights_desc();
+    entry->scratchpad_bytes = pd.scratchpad_desc().get_size();
+  } else {
+    dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                      src_md, any_w, bias_md, dst_md, strides, dilates, pad_l, pad_r);
+    dnnl::convolution_forward::primitive_desc pd(d, attr, engine);
+    entry->primitive = dnnl::convolution_forward(pd);
+    w_desc = pd.weights_desc();
+    entry->scratchpad_bytes = pd.scratchpad_desc().get_size();
+  }
+  entry->dst_desc = dst_md;
+  entry->out_sizes = out;
+  // The weights as stored by the model: ConvTranspose's [IC, OC/g, KH, KW] is oneDNN's
+  // (g)iohw order over the same dimensions.
+  const tag user_tag = c.transpose ? (g == 1 ? tag::iohw : tag::giohw) : (g == 1 ? tag::oihw : tag::goihw);
+  for (const auto& [desc, mem] : state.packed)
+    if (desc == w_desc) entry->weights = mem;
+  if (!entry->weights) {
+    const dnnl::memory::desc user_md(wdims, dt::f32, user_tag);
+    dnnl::memory user(user_md, engine, c.weight.data_ptr());
+    dnnl::memory packed(w_desc, engine);
+    dnnl::stream stream(engine);
+    dnnl::reorder(user, packed).execute(stream, user, packed);
+    stream.wait();
+    state.packed.emplace_back(w_desc, packed);
+    entry->weights = packed;
+  }
+  return entry;
+}
+
+class conv_kernel {
+ public:
+  conv_kernel(conv_config config, kernel plain, std::string op)
+      : c_(std::move(config)), plain_(std::move(plain)), op_(std::move(op)), state_(std::make_shared<conv_state>()) {}
+
+  tensor_list operator()(const tensor_list& in) const {
+    const at::Tensor& x0 = need(in, 0, op_);
+    const bool direct = c_.weight.defined() && x0.dim() == 4 && x0.scalar_type() == at::kFloat && x0.numel() > 0 &&
+                        (!c_.residual || (present(in, 3) && in[3].scalar_type() == at::kFloat));
+    if (direct) {
+      std::shared_ptr<const shape_entry> e = entry(x0.sizes().vec());
+      if (e && (!c_.residual || in[3].sizes().vec() == final_sizes(*e))) return run_direct(in, *e);
+    }
+    return run_plain(in);
+  }
+
+ private:
+  std::shared_ptr<const shape_entry> entry(const std::vector<std::int64_t>& shape) const {
+    std::lock_guard lock(state_->mutex);
+    auto it = state_->by_shape.find(shape);
+    if (it != state_->by_shape.end()) return it->second;
+    std::shared_ptr<const shape_entry> e;
+    try {
+      e = make_entry(c_, *state_, shape);
+    } catch (const dnnl::error&) {
+      e = nullptr;  // no oneDNN implementation for this configuration: the plain path runs it
+    }
+    state_->by_shape.emplace(shape, e);
+    return e;
+  }
+
+  std::vector<std::int64_t> final_sizes(const shape_entry& e) const {
+    if (c_.shuffle[0] == 0) return e.out_sizes;
+    return {e.out_sizes[0], e.out_sizes[1] / (c_.shuffle[0] * c_.shuffle[1]), e.out_sizes[2] * c_.shuffle[0],
+            e.out_sizes[3] * c_.shuffle[1]};
+  }
+
+  tensor_list run_direct(const tensor_list& in, const shape_entry& e) const {
+    const at::Tensor x = in[0].contiguous(at::MemoryFormat::ChannelsLast);
+    at::Tensor y;
+    if (c_.residual && c_.post_ops_in_primitive) {
+      // The sum post-op adds the convolution to what dst holds: a residual this call owns is
+      // written over, anything else is copied once.
+      const at::Tensor& r = in[3];
+      if (reusable(in, 3) && r.is_contiguous(at::MemoryFormat::ChannelsLast)) {
+        y = r;
+      } else {
+        y = at::empty(e.out_sizes, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+        y.copy_(r);
+      }
+    } else {
+      y = at::empty(e.out_sizes, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+    }
+    const dnnl::engine& engine = cpu_engine();
+    const dnnl::memory::desc src_md({x.size(0), x.size(1), x.size(2), x.size(3)}, dnnl::memory::data_type::f32,
+                                    dnnl::memory::format_tag::nhwc);
+    dnnl::memory src(src_md, engine, x.data_ptr());
+    dnnl::memory dst(e.dst_desc, engine, y.data_ptr());
+    dnnl::memory bias(dnnl::memory::desc({c_.bias.size(0)}, dnnl::memory::data_type::f32, dnnl::memory::format_tag::a),
+                      engine, c_.bias.data_ptr());
+    at::Tensor scratch = at::empty({static_cast<std::int64_t>(e.scratchpad_bytes)}, x.options().dtype(at::kByte));
+    dnnl::memory scratchpad(dnnl::memory::desc({static_cast<std::int64_t>(e.scratchpad_bytes)},
+                                               dnnl::memory::data_type::u8, dnnl::memory::format_tag::a),
+                            engine, scratch.data_ptr());
+    dnnl::stream stream(engine);
+    e.primitive.execute(stream, {{DNNL_ARG_SRC, src},
+                                 {DNNL_ARG_WEIGHTS, e.weights},
+                                 {DNNL_ARG_BIAS, bias},
+                                 {DNNL_ARG_DST, dst},
+                                 {DNNL_ARG_SCRATCHPAD, scratchpad}});
+    stream.wait();
+    if (c_.shuffle[0] == 0) return tensor_list{y};
+    // Depth to space: channel (a, b, o) of pixel (i, j) goes to output pixel (i*KH + a, j*KW + b).
+    const std::int64_t n = e.out_sizes[0], h = e.out_sizes[2], w = e.out_sizes[3];
+    const std::int64_t kh = c_.shuffle[0], kw = c_.shuffle[1], oc = e.out_sizes[1] / (kh * kw);
+    at::Tensor out = at::empty(final_sizes(e), x.options().memory_format(at::MemoryFormat::ChannelsLast));
+    out.permute({0, 2, 3, 1}).view({n, h, kh, w, kw, oc}).copy_(
+        y.permute({0, 2, 3, 1}).view({n, h, w, kh, kw, oc}).permute({0, 1, 3, 2, 4, 5}));
+    if (c_.residual) out.add_(in[3]);
+    if (!c_.post_ops_in_primitive) apply_in_place(out, c_.act);
+    return tensor_list{out};
+  }
+
+  tensor_list run_plain(const tensor_list& in) const {
+    tensor_list args(in.begin(), in.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(in.size(), 3)));
+    at::Tensor y = plain_(args).at(0);
+    if (c_.residual) y = at::add(y, need(in, 3, op_));
+    else if (c_.act.kind != activation::none) y = y.clone();  // the plain kernel may return a view
+    apply_in_place(y, c_.act);
+    return tensor_list{y};
+  }
+
+  conv_config c_;
+  kernel plain_;
+  std::string op_;
+  std::shared_ptr<conv_state> state_;
+};
+
+std::array<std::int64_t, 2> pair_attr(const node& n, std::string_view name, std::int64_t fallback, bool& ok) {
+  auto v = attr_ints(n, name, {fallback, fallback});
+  if (v.size() != 2) {
+    ok = false;
+    return {fallback, fallback};
+  }
+  return {v[0], v[1]};
+}
+
+kernel build(const build_context& ctx, bool transpose) {
+  const node& n = ctx.n;
+  const std::string op = transpose ? "ConvTranspose" : "Conv";
+  const std::string where = fmt::format("node '{}' ({})", n.name, op);
+  // The plain kernel sees the node as the model wrote it (three inputs, its own attributes).
+  node plain_node{n.name, op, "", {}, n.outputs, {}};
+  for (std::size_t i = 0; i < n.inputs.size() && i < 3; ++i) plain_node.inputs.push_back(n.inputs[i]);
+  for (const auto& [name, value] : n.attributes)
+    if (name.rfind("fused_", 0) != 0) plain_node.attributes[name] = value;
+  build_context plain_ctx{plain_node, ctx.opset, {}};
+  for (std::size_t i = 0; i < plain_node.inputs.size(); ++i) plain_ctx.constants.push_back(ctx.constant(i));
+  kernel plain = kernels().at(op)(plain_ctx);
+
+  conv_config c;
+  c.transpose = transpose;
+  c.group = attr_int(n, "group", 1);
+  c.act.kind = parse_activation(attr_string(n, "fused_activation", ""), where);
+  c.act.alpha = static_cast<float>(attr_float(n, "fused_alpha", 0.0));
+  c.act.beta = static_cast<float>(attr_float(n, "fused_beta", 0.0));
+  c.residual = ctx.has_input(3);
+  c.auto_pad = attr_string(n, "auto_pad", "NOTSET");
+  bool ok = true;
+  c.strides = pair_attr(n, "strides", 1, ok);
+  c.dilations = pair_attr(n, "dilations", 1, ok);
+  auto pads = attr_ints(n, "pads", {0, 0, 0, 0});
+  if (pads.size() == 4) {
+    c.pad_begin = {pads[0], pads[1]};
+    c.pad_end = {pads[2], pads[3]};
+  } else {
+    ok = false;
+  }
+  const at::Tensor* w = ctx.constant(1);
+  const at::Tensor* b = ctx.has_input(2) ? ctx.constant(2) : nullptr;
+  ok = ok && w && w->dim() == 4 && w->scalar_type() == at::kFloat && c.group > 0 && (!ctx.has_input(2) || b);
+  if (ok && transpose) {
+    // output_shape and SAME padding size the output from the input; output_padding adds rows
+    // at the end, which oneDNN expresses as less padding there.
+    const auto output_padding = attr_ints(n, "output_padding", {0, 0});
+    ok = !has_attr(n, "output_shape") && (c.auto_pad == "NOTSET" || c.auto_pad == "VALID") && output_padding.size() == 2;
+    for (std::size_t i = 0; ok && i < 2; ++i) {
+      ok = output_padding[i] >= 0 && output_padding[i] < c.strides[i] && c.pad_end[i] >= output_padding[i];
+      if (ok) c.pad_end[i] -= output_padding[i];
+    }
+    if (ok && c.auto_pad == "VALID") c.pad_begin = c.pad_end = {0, 0};
+  }
+  if (ok) {
+    for (std::size_t i = 0; i < 2; ++i)
+      ok = ok && c.strides[i] > 0 && c.dilations[i] > 0 && c.pad_begin[i] >= 0 && c.pad_end[i] >= 0;
+    if (transpose) ok = ok && w->size(0) % c.group == 0;
+    else ok = ok && w->size(0) % c.group == 0;
+  }
+  if (ok) {
+    const std::int64_t oc = transpose ? w->size(1) * c.group : w->size(0);
+    if (b && (b->numel() != oc || b->scalar_type() != at::kFloat)) ok = false;
+    if (ok) {
+      c.weight = w->contiguous();
+      c.bias = b ? b->reshape({oc}).contiguous() : at::zeros({oc}, at::kFloat);
+    }
+  }
+  if (ok && transpose && c.group == 1 && c.auto_pad == "NOTSET" && c.dilations == std::array<std::int64_t, 2>{1, 1} &&
+      c.strides == std::array<std::int64_t, 2>{w->size(2), w->size(3)} && c.pad_begin == std::array<std::int64_t, 2>{0, 0} &&
+      c.pad_end == std::array<std::int64_t, 2>{0, 0} && attr_ints(n, "output_padding", {0, 0}) == std::vector<std::int64_t>{0, 0}) {
+    // [IC, OC, KH, KW] -> 1x1 weights [KH*KW*OC, IC, 1, 1] with channels ordered (a, b, o).
+    const std::int64_t kh = w->size(2), kw = w->size(3), oc = w->size(1);
+    c.weight = w->permute({2, 3, 1, 0}).reshape({kh * kw * oc, w->size(0), 1, 1}).contiguous();
+    c.bias = c.bias.repeat({kh * kw}).contiguous();
+    c.transpose = false;
+    c.strides = {1, 1};
+    c.shuffle = {kh, kw};
+    // An activation commutes with the copy; an add before it does not.
+    c.post_ops_in_primitive = !c.residual;
+  }
+  return conv_kernel(std::move(c), std::move(plain), op);
+}
+
+}  // namespace
+
+const kernel_registry& fused_conv_kernels() {
+  static const kernel_registry table = [] {
+    kernel_registry r;
+    r["Conv"] = [](const build_context& ctx) { return build(ctx, false); };
+    r["ConvTranspose"] = [](const build_context& ctx) { return build(ctx, true); };
+    return r;
+  }();
+  return table;
+}
+
+bool fusable_activation(std::string_view op_type) {
+  return op_type == "Relu" || op_type == "LeakyRelu" || op_type == "Clip" || op_type == "HardSwish" ||
+         op_type == "Sigmoid" || op_type == "Tanh" || op_type == "Gelu" || op_type == "Elu";
+}
+
+}  // namespace acg2vec::runtime
