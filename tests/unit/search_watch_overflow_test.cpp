@@ -11,6 +11,7 @@
 #include <functional>
 #include <thread>
 
+#include "core/error.h"
 #include "models/registry.h"
 #include "search/service.h"
 #include "search/vector_spaces.h"
