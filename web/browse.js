@@ -165,6 +165,12 @@
         const v = t.name.slice(7);
         if (![...sel.options].some((o) => o.value === v)) sel.append(el('option', { value: v, textContent: `${v} (${t.count})` }));
       }
+      // WD-style taggers name their rating tags without the prefix (the server treats both as ratings).
+      for (const bare of ['general', 'sensitive', 'questionable', 'explicit']) {
+        const b = await api(`/v1/tags?prefix=${bare}&limit=50`);
+        const t = b.data.find((x) => x.name === bare);
+        if (t && ![...sel.options].some((o) => o.value === bare)) sel.append(el('option', { value: bare, textContent: `${bare} (${t.count})` }));
+      }
       const items = await api('/v1/items?limit=1');
       const it = items.data[0];
       const sel2 = $('#b-score');

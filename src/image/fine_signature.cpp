@@ -151,10 +151,52 @@ std::pair<params, double> align_plain(const std::vector<float>& src, const std::
           }
         }
       }
+      // Moving one edge alone (the low one: scale up, offset down by as much) or both edges apart around
+      // the centre: scale and offset are strongly correlated, so single-parameter steps stall.
+      {
+        for (std::size_t axis : {std::size_t{0}, std::size_t{2}}) {
+          const double s = base[axis] * step_scale;
+          for (int dir : {-1, 1}) {
+            for (double shift : {-1.0, -0.5}) {
+              params t = q;
+              t.p[axis] += dir * s;
+              t.p[axis + 1] += dir * s * shift;
+              const double e = warp(src, t, &ref, nullptr, nullptr);
+              if (e < err) {
+                err = e;
+                q = t;
+                improved = true;
+              }
+            }
+          }
+        }
+      }
       if (!improved) break;
     }
   }
   return {q, err};
+}
+
+// A [1 2 1]/4 smoothing along both axes over the valid cells (an invalid neighbour counts as the
+// centre): the bilinear resampling blurs a warped grid while the query's grid is sharp, so both are
+// brought to the same softness before cells are compared.
+void smooth(fine_alignment& a) {
+  std::vector<float> tmp(a.warped.size());
+  for (int pass = 0; pass < 2; ++pass) {
+    for (int y = 0; y < g; ++y) {
+      for (int x = 0; x < g; ++x) {
+        const auto c = static_cast<std::size_t>(y * g + x);
+        const auto at = [&](int yy, int xx) {
+          if (yy < 0 || yy >= g || xx < 0 || xx >= g) return a.warped[c];
+          const auto o = static_cast<std::size_t>(yy * g + xx);
+          return a.valid[o] != 0 ? a.warped[o] : a.warped[c];
+        };
+        tmp[c] = pass == 0 ? 0.25f * at(y, x - 1) + 0.5f * a.warped[c] + 0.25f * at(y, x + 1)
+                           : 0.25f * at(y - 1, x) + 0.5f * a.warped[c] + 0.25f * at(y + 1, x);
+      }
+    }
+    a.warped.swap(tmp);
+  }
 }
 
 }  // namespace
@@ -245,7 +287,11 @@ std::vector<std::uint8_t> disagreement_region(std::span<const fine_alignment* co
   return region;
 }
 
-float tolerant_difference(const fine_alignment& a, const fine_alignment& b, std::span<const std::uint8_t> mask) {
+namespace {
+
+// Mean over the cells valid in both (and set in mask, when given) of each cell of a against the closest
+// of b's neighbours within `reach` cells (0: the same cell); -1 when no cell counts.
+float mean_difference(const fine_alignment& a, const fine_alignment& b, std::span<const std::uint8_t> mask, int reach) {
   double sum = 0;
   std::size_t n = 0;
   for (int y = 0; y < g; ++y) {
@@ -253,8 +299,8 @@ float tolerant_difference(const fine_alignment& a, const fine_alignment& b, std:
       const auto c = static_cast<std::size_t>(y * g + x);
       if (a.valid[c] == 0 || b.valid[c] == 0 || (!mask.empty() && mask[c] == 0)) continue;
       float best = 2.0f;
-      for (int dy = -1; dy <= 1; ++dy) {
-        for (int dx = -1; dx <= 1; ++dx) {
+      for (int dy = -reach; dy <= reach; ++dy) {
+        for (int dx = -reach; dx <= reach; ++dx) {
           const int yy = y + dy;
           const int xx = x + dx;
           if (yy < 0 || yy >= g || xx < 0 || xx >= g) continue;
@@ -270,6 +316,12 @@ float tolerant_difference(const fine_alignment& a, const fine_alignment& b, std:
   return n == 0 ? -1.0f : static_cast<float>(sum / static_cast<double>(n));
 }
 
+}  // namespace
+
+float tolerant_difference(const fine_alignment& a, const fine_alignment& b, std::span<const std::uint8_t> mask) {
+  return mean_difference(a, b, mask, 1);
+}
+
 std::vector<float> rank_fine_candidates(const fine_grid& query, std::span<const fine_grid> candidates) {
   fine_alignment q;
   q.warped = query.luma;
@@ -282,6 +334,8 @@ std::vector<float> rank_fine_candidates(const fine_grid& query, std::span<const 
     aligned.push_back(align_fine(c, query));
     if (aligned.back().error <= fine_different_above) same.push_back(&aligned.back());
   }
+  smooth(q);
+  for (auto& a : aligned) smooth(a);
   const auto region = disagreement_region(same);
   // A region of a handful of cells is noise (a crop edge), not a change between drawings.
   const bool use_region = std::count(region.begin(), region.end(), std::uint8_t{1}) >= 4;
@@ -292,8 +346,8 @@ std::vector<float> rank_fine_candidates(const fine_grid& query, std::span<const 
       out.push_back(std::numeric_limits<float>::infinity());
       continue;
     }
-    float d = use_region ? tolerant_difference(q, a, region) : -1.0f;
-    if (d < 0) d = tolerant_difference(q, a, {});
+    float d = use_region ? mean_difference(q, a, region, 0) : -1.0f;
+    if (d < 0) d = mean_difference(q, a, {}, 0);
     out.push_back(d < 0 ? std::numeric_limits<float>::infinity() : d);
   }
   return out;

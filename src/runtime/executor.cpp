@@ -50,12 +50,40 @@ auto guarded(const std::string& label, F&& f) -> decltype(f()) {
 
 }  // namespace
 
+// What construction knows about every value while it builds the steps.
+struct executor::load_state {
+  std::unordered_map<std::string, at::Tensor> constant_values;  ///< initializers and folded values
+  std::unordered_map<std::string, int> slot_of;                 ///< value -> run-time slot
+  std::unordered_map<std::string, static_shape> shapes;         ///< static shapes, for folding
+  std::unordered_map<std::string, partial_value> partials;      ///< partly known shape values
+  int slot(const std::string& name) {
+    auto [it, inserted] = slot_of.emplace(name, static_cast<int>(slot_of.size()));
+    return it->second;
+  }
+};
+
 executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset), inputs_(g.inputs) {
   c10::InferenceMode inference;
   install_block_cache();
-  const kernel_registry& registry = kernels();
-
   // Names and support first, so that the errors a user sees are about the model, not its wiring.
+  name_nodes_and_check_support(g);
+  requested = check_wiring(g, std::move(requested));
+  const std::set<std::string> keep(requested.begin(), requested.end());
+  rewrite_graph(g, keep);
+  const std::vector<std::size_t> order = topological_order(g);
+  load_state st;
+  seed_values(g, st);
+  build_steps(g, order, st);
+  for (const auto& name : requested) output_slots_.push_back(st.slot(name));
+  const std::unordered_set<int> live = prune_dead_steps();
+  place_constants(st, live);
+  plan_releases();
+  describe_outputs(g, requested, st);
+  spdlog::debug("runtime: graph '{}' has {} nodes, {} run per call", g.name, g.nodes.size(), steps_.size());
+}
+
+void executor::name_nodes_and_check_support(graph& g) {
+  const kernel_registry& registry = kernels();
   for (std::size_t i = 0; i < g.nodes.size(); ++i) {
     node& n = g.nodes[i];
     if (n.name.empty()) n.name = fmt::format("{}_{}", n.op_type, i);
@@ -68,7 +96,9 @@ executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset
     if (!registry.count(n.op_type))
       fail(errc::bad_parameter, "unsupported operator {} in node '{}' at opset {}", n.op_type, n.name, g.opset);
   }
+}
 
+std::vector<std::string> executor::check_wiring(const graph& g, std::vector<std::string> requested) {
   std::unordered_set<std::string> sources;
   for (const auto& v : g.inputs) {
     if (!sources.insert(v.name).second) fail(errc::bad_parameter, "graph input '{}' is declared twice", v.name);
@@ -99,8 +129,11 @@ executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset
     if (!sources.count(name) && !producer.count(name))
       fail(errc::bad_parameter, "requested output '{}' is not a value of the graph", name);
   }
-  const std::set<std::string> keep(requested.begin(), requested.end());
+  return requested;
+}
 
+// Rewrites that make fewer, larger steps; they see only what the requested values need.
+void executor::rewrite_graph(graph& g, const std::set<std::string>& keep) {
   // Graph inputs override initializers of the same name (ONNX IR < 4 lists weights as inputs).
   for (const auto& v : g.inputs) g.initializers.erase(v.name);
   // Only the nodes a kept value depends on run. This comes before anything counts readers: a
@@ -111,12 +144,14 @@ executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset
   fuse_patterns(g, keep);
   fuse_convolutions(g, keep);
   drop_unneeded(g, keep);  // e.g. a Constant node that only a fused chain read
-  producer.clear();
+}
+
+// Kahn's algorithm over node dependencies; whatever remains unsorted sits on a cycle.
+std::vector<std::size_t> executor::topological_order(const graph& g) {
+  std::unordered_map<std::string, std::size_t> producer;
   for (std::size_t i = 0; i < g.nodes.size(); ++i)
     for (const auto& out : g.nodes[i].outputs)
       if (!out.empty()) producer.emplace(out, i);
-
-  // Kahn's algorithm over node dependencies; whatever remains unsorted sits on a cycle.
   const std::size_t count = g.nodes.size();
   std::vector<int> pending(count, 0);
   std::vector<std::vector<std::size_t>> dependents(count);
@@ -144,19 +179,16 @@ executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset
     for (std::size_t i = 0; i < count; ++i)
       if (pending[i] > 0) fail(errc::bad_parameter, "the graph has a cycle through node {}", label_of(g.nodes[i]));
   }
+  return order;
+}
 
+// Graph inputs and constants: their slots, and the static shapes that folding starts from.
+void executor::seed_values(const graph& g, load_state& st) {
   // Slots: one per value that exists at run time. Constants are values known now.
-  std::unordered_map<std::string, at::Tensor> constant_values(g.initializers.begin(), g.initializers.end());
-  std::unordered_map<std::string, int> slot_of;
-  auto slot = [&](const std::string& name) {
-    auto [it, inserted] = slot_of.emplace(name, static_cast<int>(slot_of.size()));
-    return it->second;
-  };
-  for (const auto& v : g.inputs) input_slots_.push_back(slot(v.name));
+  st.constant_values.insert(g.initializers.begin(), g.initializers.end());
+  for (const auto& v : g.inputs) input_slots_.push_back(st.slot(v.name));
 
   // What is known statically about every value, for folding shape arithmetic.
-  std::unordered_map<std::string, static_shape> shapes;
-  std::unordered_map<std::string, partial_value> partials;
   std::int64_t next_symbol = -2;
   std::unordered_map<std::string, std::int64_t> named_symbols;
   for (const auto& v : g.inputs) {
@@ -173,29 +205,33 @@ executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset
         s.dims[d] = it->second;
       }
     }
-    shapes[v.name] = s;
+    st.shapes[v.name] = s;
   }
-  for (const auto& [name, t] : constant_values) shapes[name] = static_shape::of(t);
+  for (const auto& [name, t] : st.constant_values) st.shapes[name] = static_shape::of(t);
+}
 
+// Builds each node's kernel in order, folding what is known at load into constants.
+void executor::build_steps(graph& g, const std::vector<std::size_t>& order, load_state& st) {
+  const kernel_registry& registry = kernels();
   for (std::size_t i : order) {
     node& n = g.nodes[i];
     const std::string label = label_of(n);
     build_context ctx{n, g.opset, {}};
     bool all_constant = true;
     for (const auto& in : n.inputs) {
-      auto it = in.empty() ? constant_values.end() : constant_values.find(in);
-      ctx.constants.push_back(it == constant_values.end() ? nullptr : &it->second);
-      if (!in.empty() && it == constant_values.end()) all_constant = false;
+      auto it = in.empty() ? st.constant_values.end() : st.constant_values.find(in);
+      ctx.constants.push_back(it == st.constant_values.end() ? nullptr : &it->second);
+      if (!in.empty() && it == st.constant_values.end()) all_constant = false;
     }
     std::vector<static_shape> in_shapes;
     std::vector<const partial_value*> in_partials;
     std::optional<static_shape> reshape_shape;
     if (!all_constant) {
       for (const auto& in : n.inputs) {
-        auto s = shapes.find(in);
-        in_shapes.push_back(s == shapes.end() ? static_shape{} : s->second);
-        auto p = partials.find(in);
-        in_partials.push_back(p == partials.end() ? nullptr : &p->second);
+        auto s = st.shapes.find(in);
+        in_shapes.push_back(s == st.shapes.end() ? static_shape{} : s->second);
+        auto p = st.partials.find(in);
+        in_partials.push_back(p == st.partials.end() ? nullptr : &p->second);
       }
       // Shape arithmetic over known dimensions becomes a constant even with a dynamic batch.
       std::optional<partial_value> pv =
@@ -203,24 +239,24 @@ executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset
       if (pv && n.outputs.size() == 1 && !n.outputs[0].empty()) {
         if (pv->fully_known()) {
           at::Tensor t = pv->to_tensor();
-          shapes[n.outputs[0]] = static_shape::of(t);
-          constant_values[n.outputs[0]] = t;
+          st.shapes[n.outputs[0]] = static_shape::of(t);
+          st.constant_values[n.outputs[0]] = t;
           continue;
         }
-        partials[n.outputs[0]] = *pv;
+        st.partials[n.outputs[0]] = *pv;
       }
       // A Reshape target with a single unknown entry (the batch) is that entry as -1.
       if (n.op_type == "Reshape" && g.opset >= 5 && n.inputs.size() > 1 && !ctx.constants[1]) {
-        auto p = partials.find(n.inputs[1]);
-        if (p != partials.end() && !p->second.scalar) {
+        auto p = st.partials.find(n.inputs[1]);
+        if (p != st.partials.end() && !p->second.scalar) {
           auto target = static_reshape_target(in_shapes[0], p->second, attr_int(n, "allowzero", 0) != 0);
           if (target) {
             const std::string name = n.name + "::static_shape";
-            constant_values[name] = at::tensor(*target, at::kLong);
-            shapes[name] = static_shape::of(constant_values[name]);
+            st.constant_values[name] = at::tensor(*target, at::kLong);
+            st.shapes[name] = static_shape::of(st.constant_values[name]);
             n.inputs[1] = name;
-            ctx.constants[1] = &constant_values[name];
-            in_shapes[1] = shapes[name];
+            ctx.constants[1] = &st.constant_values[name];
+            in_shapes[1] = st.shapes[name];
             // The output keeps the symbols of the dynamic entries.
             std::vector<std::int64_t> dims;
             for (std::size_t k = 0; k < target->size(); ++k) {
@@ -248,15 +284,15 @@ executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset
           fail(errc::bad_parameter, "node {} does not produce output {}", label, k);
         // Folded values are read on every run; views of weights (Transpose, Reshape) are
         // materialised once here instead of being re-strided per call.
-        constant_values[n.outputs[k]] = results[k].contiguous();
-        shapes[n.outputs[k]] = static_shape::of(results[k]);
+        st.constant_values[n.outputs[k]] = results[k].contiguous();
+        st.shapes[n.outputs[k]] = static_shape::of(results[k]);
       }
       continue;
     }
     std::vector<static_shape> out_shapes = infer_shapes(n, g.opset, in_shapes, ctx.constants, in_partials);
     if (reshape_shape) out_shapes = {*reshape_shape};
     for (std::size_t k = 0; k < out_shapes.size() && k < n.outputs.size(); ++k)
-      if (!n.outputs[k].empty()) shapes[n.outputs[k]] = out_shapes[k];
+      if (!n.outputs[k].empty()) st.shapes[n.outputs[k]] = out_shapes[k];
     if (spdlog::should_log(spdlog::level::trace)) {
       std::string ins;
       for (auto& s2 : in_shapes) ins += fmt::format("[{}]{} ", fmt::join(s2.dims, ","), s2.rank_known ? "" : "?");
@@ -270,14 +306,15 @@ executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset
     s.fn = std::move(fn);
     s.label = label;
     s.op_type = n.domain == fused_domain ? attr_string(n, "fused_label", n.op_type) : n.op_type;
-    for (const auto& in : n.inputs) s.inputs.push_back(in.empty() ? -1 : slot(in));
-    for (const auto& out : n.outputs) s.outputs.push_back(out.empty() ? -1 : slot(out));
+    for (const auto& in : n.inputs) s.inputs.push_back(in.empty() ? -1 : st.slot(in));
+    for (const auto& out : n.outputs) s.outputs.push_back(out.empty() ? -1 : st.slot(out));
     steps_.push_back(std::move(s));
   }
-  for (const auto& name : requested) output_slots_.push_back(slot(name));
+}
 
-  // Folding can leave steps whose results nothing reads any more (e.g. the producer of a
-  // tensor whose only reader was a Shape node): drop them, last to first.
+// Folding can leave steps whose results nothing reads any more (e.g. the producer of a
+// tensor whose only reader was a Shape node): drop them, last to first. Returns the live slots.
+std::unordered_set<int> executor::prune_dead_steps() {
   std::unordered_set<int> live(output_slots_.begin(), output_slots_.end());
   std::vector<step> kept;
   for (auto it = steps_.rbegin(); it != steps_.rend(); ++it) {
@@ -287,15 +324,20 @@ executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset
     kept.push_back(std::move(*it));
   }
   steps_.assign(std::make_move_iterator(kept.rbegin()), std::make_move_iterator(kept.rend()));
+  return live;
+}
 
-  // Constants that anything reads at run time are placed in their slots at the start of a run.
-  for (const auto& [name, index] : slot_of) {
-    auto it = constant_values.find(name);
-    if (it != constant_values.end() && live.count(index)) constants_.emplace_back(index, it->second);
+// Constants that anything reads at run time are placed in their slots at the start of a run.
+void executor::place_constants(const load_state& st, const std::unordered_set<int>& live) {
+  for (const auto& [name, index] : st.slot_of) {
+    auto it = st.constant_values.find(name);
+    if (it != st.constant_values.end() && live.count(index)) constants_.emplace_back(index, it->second);
   }
-  slot_count_ = slot_of.size();
+  slot_count_ = st.slot_of.size();
+}
 
-  // Release each slot after its last reader, unless it is an output.
+// Release each slot after its last reader, unless it is an output.
+void executor::plan_releases() {
   std::vector<int> last_reader(slot_count_, -1);
   for (std::size_t k = 0; k < steps_.size(); ++k)
     for (int in : steps_[k].inputs)
@@ -315,7 +357,10 @@ executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset
       st.hand_over[k] = std::count(st.inputs.begin(), st.inputs.end(), in) == 1;
     }
   }
+}
 
+// The declared description of each requested value, or what is known of it.
+void executor::describe_outputs(const graph& g, const std::vector<std::string>& requested, const load_state& st) {
   std::unordered_map<std::string, const value_info*> declared;
   for (const auto& v : g.outputs) declared[v.name] = &v;
   for (const auto& v : g.inputs) declared[v.name] = &v;
@@ -327,12 +372,11 @@ executor::executor(graph g, std::vector<std::string> requested) : opset_(g.opset
       value_info v;
       v.name = name;
       v.rank_known = false;
-      auto c = constant_values.find(name);
-      if (c != constant_values.end()) v.dtype = c->second.scalar_type();
+      auto c = st.constant_values.find(name);
+      if (c != st.constant_values.end()) v.dtype = c->second.scalar_type();
       outputs_.push_back(v);
     }
   }
-  spdlog::debug("runtime: graph '{}' has {} nodes, {} run per call", g.name, g.nodes.size(), steps_.size());
 }
 
 std::map<std::string, int> executor::run_histogram() const {

@@ -17,7 +17,9 @@
 
 #include <cstddef>
 #include <map>
+#include <set>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 namespace acg2vec::runtime {
@@ -66,6 +68,19 @@ class executor {
     std::vector<int> release;      // slots whose last reader is this step
     std::vector<bool> hand_over;   // per input: moved into the call (last read, read once here)
   };
+
+  // Construction, one step each, in the order the constructor calls them.
+  struct load_state;
+  void name_nodes_and_check_support(graph& g);
+  static std::vector<std::string> check_wiring(const graph& g, std::vector<std::string> requested);
+  static void rewrite_graph(graph& g, const std::set<std::string>& keep);
+  static std::vector<std::size_t> topological_order(const graph& g);
+  void seed_values(const graph& g, load_state& st);
+  void build_steps(graph& g, const std::vector<std::size_t>& order, load_state& st);
+  std::unordered_set<int> prune_dead_steps();
+  void place_constants(const load_state& st, const std::unordered_set<int>& live);
+  void plan_releases();
+  void describe_outputs(const graph& g, const std::vector<std::string>& requested, const load_state& st);
 
   void check_inputs(const std::vector<at::Tensor>& inputs) const;
   std::vector<at::Tensor> execute(std::vector<at::Tensor> feeds, op_profile* profile) const;

@@ -73,6 +73,16 @@ class folder_watcher::root_watch {
     thread_ = std::thread([this] { run(); });
   }
 
+  void inject(std::uint32_t mask) {
+    {
+      std::lock_guard lock(mutex_);
+      fs_event e;
+      e.mask = mask;
+      injected_.push_back(std::move(e));
+    }
+    wake_.notify();
+  }
+
   void stop() {
     stopping_ = true;
     wake_.notify();
@@ -149,6 +159,12 @@ class folder_watcher::root_watch {
       if (stopping_) break;
       if (ready[1]) wake_.clear();
       if (ready[0]) handle_events(inotify_->read_events());
+      std::vector<fs_event> injected;
+      {
+        std::lock_guard lock(mutex_);
+        injected.swap(injected_);
+      }
+      if (!injected.empty()) handle_events(injected);
       if (root_lost_) {
         if (std::filesystem::is_directory(root_)) {
           spdlog::info("watch {}: the root is back; reconciling", root_.string());
@@ -691,6 +707,7 @@ class folder_watcher::root_watch {
   std::atomic<bool> stopping_{false};
   std::atomic<bool> root_lost_{false};
   std::atomic<bool> full_rescan_{false};
+  std::vector<fs_event> injected_;  ///< inject()'s events, guarded by mutex_
   std::atomic<bool> finished_{false};
   std::unordered_map<int, std::string> wd_paths_;  // watch descriptor → directory relative to the root
 
@@ -728,6 +745,11 @@ void folder_watcher::start() {
 
 void folder_watcher::stop() {
   for (auto& r : roots_) r->stop();
+}
+
+void folder_watcher::inject_event(std::size_t root, std::uint32_t mask) {
+  if (root >= roots_.size()) fail(errc::bad_parameter, "no watched root {}", root);
+  roots_[root]->inject(mask);
 }
 
 bool folder_watcher::finished() const {

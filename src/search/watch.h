@@ -183,6 +183,10 @@ class folder_watcher {
   [[nodiscard]] std::vector<root_status> status() const;
   /// @brief The stats() section: one object per root.
   [[nodiscard]] nlohmann::json status_json() const;
+  /// @brief For tests: hands root `root` (in constructor order) one event with this inotify mask
+  /// (no watch, no name), handled by that root's thread exactly like one read from inotify. Lets a
+  /// test reach paths the kernel produces only under load, such as IN_Q_OVERFLOW.
+  void inject_event(std::size_t root, std::uint32_t mask);
 
  private:
   class root_watch;

@@ -1,6 +1,8 @@
 // Duplicate and variant groups of the collection (search/dedup.h): GET /v1/duplicates lists them,
 // POST /v1/duplicates/{group}/resolve keeps the best copy of each and merges the others into it.
 #include <algorithm>
+#include <memory>
+#include <mutex>
 
 #include "search/dedup.h"
 #include "search/service.h"
@@ -41,14 +43,58 @@ bool flag_of(const json& body, const char* name) {
   return body[name].get<bool>();
 }
 
+// The last GET /v1/duplicates answer, for the store generation it was computed at and the settings it
+// was asked with: grouping runs the self-join over the whole collection, and a page that lists the
+// groups again (after viewing one, after a refresh) should not pay for it while nothing changed. Every
+// add, update or delete bumps the store's generation, which invalidates the entry.
+struct duplicates_cache {
+  std::mutex mutex;
+  bool valid = false;
+  std::uint64_t generation = 0;
+  std::string key;
+  json data;
+};
+
+std::string cache_key(const search::dedup_options& o) {
+  std::string key = o.space + '\n' + (o.threshold ? std::to_string(*o.threshold) : std::string("-")) + '\n' +
+                    std::to_string(o.neighbours) + '\n';
+  for (auto c : o.keep_rule) key += std::to_string(static_cast<int>(c)) + ',';
+  return key;
+}
+
 }  // namespace
 
 void register_duplicate_routes(http_server& server, search::search_service& service) {
   auto* svc = &service;
-  server.add("GET", "/v1/duplicates", "v1.duplicates", [svc](const http_request& req, http_response& res) {
-    auto report = search::find_duplicates(*svc, options_of(req, json()));
+  auto cache = std::make_shared<duplicates_cache>();
+  server.add("GET", "/v1/duplicates", "v1.duplicates", [svc, cache](const http_request& req, http_response& res) {
+    const auto options = options_of(req, json());
+    const std::string key = cache_key(options);
+    // The generation is read before grouping: a change made while grouping runs leaves the entry stale
+    // by one generation, so the next call recomputes instead of serving a result that missed it.
+    const std::uint64_t generation = svc->store().generation();
+    {
+      std::lock_guard lock(cache->mutex);
+      if (cache->valid && cache->generation == generation && cache->key == key) {
+        json data = cache->data;
+        data["cached"] = true;
+        const auto count = static_cast<std::int64_t>(data["groups"].size());
+        reply(res, std::move(data), "ok", count);
+        return;
+      }
+    }
+    auto report = search::find_duplicates(*svc, options);
     auto count = static_cast<std::int64_t>(report.groups.size());
-    reply(res, to_json(report), "ok", count);
+    json data = to_json(report);
+    data["cached"] = false;
+    {
+      std::lock_guard lock(cache->mutex);
+      cache->valid = true;
+      cache->generation = generation;
+      cache->key = key;
+      cache->data = data;
+    }
+    reply(res, std::move(data), "ok", count);
   }, route_access::read);
 
   server.add("POST", R"(/v1/duplicates/([^/]+)/resolve)", "v1.duplicates.resolve",

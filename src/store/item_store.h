@@ -68,14 +68,31 @@ struct tag_count {
 
 /// Tag search. A tag "is on" an item when some tagger (or `tagger`, if set) gave it a score
 /// >= min_score. Results are newest first unless order_by_score / ascending say otherwise.
+/// Rating tags come in two spellings: "rating:<rating>" (DeepDanbooru-style packs) and the four bare
+/// names WD-style taggers give their rating category (category 9 in the pack's tag list; the stored
+/// tag keeps only its name, and these four names are not general tags in those lists).
+inline constexpr std::string_view bare_rating_tags[] = {"general", "sensitive", "questionable", "explicit"};
+/// @brief Whether a stored tag name is a rating tag (either spelling).
+inline bool is_rating_tag(std::string_view tag) noexcept {
+  if (tag.starts_with("rating:")) return true;
+  for (auto r : bare_rating_tags) {
+    if (tag == r) return true;
+  }
+  return false;
+}
+/// @brief The rating a rating tag names ("rating:explicit" and "explicit" both name "explicit").
+inline std::string_view rating_of_tag(std::string_view tag) noexcept {
+  return tag.starts_with("rating:") ? tag.substr(7) : tag;
+}
+
 struct tag_query {
   std::vector<std::string> all_of;   ///< every one of these tags is on the item
   std::vector<std::string> any_of;   ///< at least one of these is on the item (ignored when empty)
   std::vector<std::string> none_of;  ///< none of these is on the item
   std::optional<std::string> tagger; ///< only this tagger's tags count
   float min_score = 0.0f;
-  /// Rating such as "safe" / "questionable" / "explicit": the item's highest-scoring "rating:*" tag
-  /// must be "rating:<rating>".
+  /// Rating such as "safe" / "questionable" / "explicit": for some tagger, the item's highest-scoring
+  /// rating tag (is_rating_tag: "rating:*" or a bare WD rating name) must name <rating>.
   std::optional<std::string> rating;
   std::vector<score_minimum> score_minimums;
   std::vector<score_maximum> score_maximums;  ///< an item without that output never matches

@@ -644,15 +644,15 @@ std::vector<std::string> redis_store::search_tags(const tag_query& q) const {
       if (ok && !q.any_of.empty()) ok = std::any_of(q.any_of.begin(), q.any_of.end(), on);
       if (ok) ok = std::none_of(q.none_of.begin(), q.none_of.end(), on);
       if (ok && q.rating) {
-        // Some tagger's highest-scoring rating:* tag is rating:<rating> (ties count).
+        // Some tagger's highest-scoring rating tag names <rating> (ties count; both spellings).
         bool rated = false;
         for (const auto& [tagger, list] : it.tags) {
           if (!counts(tagger)) continue;
           std::optional<float> best;
           for (const auto& [t, score] : list)
-            if (t.starts_with("rating:") && (!best || score > *best)) best = score;
+            if (is_rating_tag(t) && (!best || score > *best)) best = score;
           for (const auto& [t, score] : list)
-            if (t == "rating:" + *q.rating && best && score == *best) rated = true;
+            if (is_rating_tag(t) && rating_of_tag(t) == *q.rating && best && score == *best) rated = true;
         }
         ok = rated;
       }

@@ -429,11 +429,16 @@ std::vector<std::string> sqlite_store::search_tags(const tag_query& q) const {
   if (!q.any_of.empty()) sql += " AND i.id IN (" + tag_filter(q.any_of) + ")";
   if (!q.none_of.empty()) sql += " AND i.id NOT IN (" + tag_filter(q.none_of) + ")";
   if (q.rating) {
-    sql +=
-        " AND EXISTS (SELECT 1 FROM tags r WHERE r.item_id = i.id AND r.tag = ?"
-        " AND r.score = (SELECT MAX(r2.score) FROM tags r2 WHERE r2.item_id = i.id"
-        " AND r2.tagger = r.tagger AND r2.tag LIKE 'rating:%')";
+    // Both spellings of a rating tag (store::is_rating_tag): "rating:<r>" and, for the four WD names,
+    // the bare name.
+    std::string bare_names;
+    for (auto r : bare_rating_tags) bare_names += (bare_names.empty() ? "'" : ", '") + std::string(r) + "'";
+    sql += " AND EXISTS (SELECT 1 FROM tags r WHERE r.item_id = i.id AND r.tag IN (?, ?)"
+           " AND r.score = (SELECT MAX(r2.score) FROM tags r2 WHERE r2.item_id = i.id"
+           " AND r2.tagger = r.tagger AND (r2.tag LIKE 'rating:%' OR r2.tag IN (" + bare_names + ")))";
     params.push_back({true, "rating:" + *q.rating, 0});
+    params.push_back({true, is_rating_tag(*q.rating) && !q.rating->starts_with("rating:") ? *q.rating
+                                                                                             : "rating:" + *q.rating, 0});
     if (q.tagger) {
       sql += " AND r.tagger = ?";
       params.push_back({true, *q.tagger, 0});

@@ -70,10 +70,15 @@ class BrowseApiTest(unittest.TestCase):
                 return True
         return False
 
+    # Rating tags: "rating:*", or the four bare names WD-style taggers give their rating category.
+    BARE_RATINGS = ("general", "sensitive", "questionable", "explicit")
+
     def rated(self, item_id, rating):
+        def name_of(tag):
+            return tag[7:] if tag.startswith("rating:") else tag
         for tags in self.items[item_id]["tags"].values():
-            ratings = [t for t in tags if t["name"].startswith("rating:")]
-            if ratings and any(t["name"] == "rating:" + rating and t["score"] == max(r["score"] for r in ratings)
+            ratings = [t for t in tags if t["name"].startswith("rating:") or t["name"] in self.BARE_RATINGS]
+            if ratings and any(name_of(t["name"]) == rating and t["score"] == max(r["score"] for r in ratings)
                                for t in ratings):
                 return True
         return False
@@ -165,6 +170,9 @@ class BrowseApiTest(unittest.TestCase):
         counts = [len(self.check({"rating": r}, rating=r)) for r in ("safe", "questionable", "explicit")]
         self.assertEqual(len(self.check({"rating": "rating:safe"}, rating="safe")), counts[0])
         self.assertGreater(sum(counts), 0, "the tiny tagger gives every item a rating")
+        # Bare WD rating names are ratings too (the reference above counts them the same way).
+        bare = {r: len(self.check({"rating": r}, rating=r)) for r in self.BARE_RATINGS}
+        print(f"prefixed ratings {counts}, bare ratings {bare}")
 
     def test_score_range_and_sort(self):
         key = "nsfw-mobilenet-v2:Drawing"

@@ -123,6 +123,25 @@ TEST_P(StoreBrowse, ScoreRangesAndOrders) {
   EXPECT_EQ(db.search_tags({.rating = "explicit", .order_by_score = score_key{"q", "v"}}), (ids{"b"}));
 }
 
+// WD-style taggers name their rating category's tags without the prefix; both spellings are ratings.
+TEST_P(StoreBrowse, BareWdRatingTagsAreRatings) {
+  auto& db = *db_;
+  add("w1", 6, {{"wd", {{"1girl", .9f}, {"general", .7f}, {"sensitive", .2f}, {"explicit", .05f}}}}, -1);
+  add("w2", 7, {{"wd", {{"1girl", .8f}, {"general", .1f}, {"questionable", .3f}, {"explicit", .6f}}}}, -1);
+  // A plain tag that merely contains a rating word is not a rating.
+  add("w3", 8, {{"wd", {{"explicit_content_warning", .9f}, {"sensitive", .4f}}}}, -1);
+  EXPECT_EQ(db.search_tags({.rating = "general", .ascending = true}), (ids{"a", "c", "w1"}));
+  EXPECT_EQ(db.search_tags({.rating = "explicit", .ascending = true}), (ids{"b", "w2"}));
+  EXPECT_EQ(db.search_tags({.rating = "sensitive"}), (ids{"w3"}));
+  EXPECT_TRUE(db.search_tags({.rating = "questionable"}).empty());
+  EXPECT_EQ(db.search_tags({.tagger = "wd", .rating = "general"}), (ids{"w1"}));
+  EXPECT_TRUE(is_rating_tag("rating:safe"));
+  EXPECT_TRUE(is_rating_tag("sensitive"));
+  EXPECT_FALSE(is_rating_tag("explicit_content_warning"));
+  EXPECT_EQ(rating_of_tag("rating:explicit"), "explicit");
+  EXPECT_EQ(rating_of_tag("questionable"), "questionable");
+}
+
 INSTANTIATE_TEST_SUITE_P(browse, StoreBrowse, ::testing::Values("sqlite", "redis", "redis_cluster"),
                          [](const auto& info) { return info.param; });
 
