@@ -55,11 +55,16 @@ class BenchSmokeTest(unittest.TestCase):
                   "--skip-peak", "--profile")
         self.assertRegex(out, r"profile batch 2 \(acg2vec, mean of 3 runs, [\d.]+ ms per run in kernels\):")
         rows = dict((m[0], (int(m[1]), float(m[3]))) for m in
-                    re.findall(r"^  (\w+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)%$", out, re.M))
-        # The tiny ResNet's convolutions (BatchNormalization folded into them) are all counted.
-        self.assertIn("Conv", rows, out)
+                    re.findall(r"^  ([\w+]+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)%$", out, re.M))
+        # The tiny ResNet's convolutions (BatchNormalization folded into them) are all counted, under
+        # the names of what runs: a convolution with its ReLU and residual Add fused is one step
+        # named "Conv+Relu" / "Conv+Add+Relu".
         self.assertNotIn("BatchNormalization", rows, out)
-        self.assertGreater(rows["Conv"][0], 10, out)
+        self.assertNotIn("Relu", rows, out)
+        convs = {op: calls for op, (calls, _) in rows.items() if op == "Conv" or op.startswith("Conv+")}
+        self.assertIn("Conv+Relu", convs, out)
+        self.assertIn("Conv+Add+Relu", convs, out)
+        self.assertGreater(sum(convs.values()), 10, out)
         self.assertAlmostEqual(sum(share for _, share in rows.values()), 100.0, delta=0.5)
 
     def test_search_all_kinds(self):
