@@ -171,20 +171,20 @@ std::shared_ptr<const shape_entry> make_entry(const conv_config& c, conv_state& 
   auto entry = std::make_shared<shape_entry>();
   dnnl::memory::desc w_desc;
   const dnnl::engine& engine = cpu_engine();
+  // Convolution and deconvolution take the same descriptors; only the primitive type differs.
+  auto make = [&](auto primitive_tag, dnnl::algorithm algorithm) {
+    using primitive = decltype(primitive_tag);
+    typename primitive::desc d(dnnl::prop_kind::forward_inference, algorithm, src_md, any_w, bias_md, dst_md, strides,
+                               dilates, pad_l, pad_r);
+    typename primitive::primitive_desc pd(d, attr, engine);
+    entry->primitive = primitive(pd);
+    w_desc = pd.weights_desc();
+    entry->scratchpad_bytes = pd.scratchpad_desc().get_size();
+  };
   if (c.transpose) {
-    dnnl::deconvolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct,
-                                        src_md, any_w, bias_md, dst_md, strides, dilates, pad_l, pad_r);
-    dnnl::deconvolution_forward::primitive_desc pd(d, attr, engine);
-    entry->primitive = dnnl::deconvolution_forward(pd);
-    w_desc = pd.weights_desc();
-    entry->scratchpad_bytes = pd.scratchpad_desc().get_size();
+    make(dnnl::deconvolution_forward{}, dnnl::algorithm::deconvolution_direct);
   } else {
-    dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-                                      src_md, any_w, bias_md, dst_md, strides, dilates, pad_l, pad_r);
-    dnnl::convolution_forward::primitive_desc pd(d, attr, engine);
-    entry->primitive = dnnl::convolution_forward(pd);
-    w_desc = pd.weights_desc();
-    entry->scratchpad_bytes = pd.scratchpad_desc().get_size();
+    make(dnnl::convolution_forward{}, dnnl::algorithm::convolution_direct);
   }
   entry->dst_desc = dst_md;
   entry->out_sizes = out;
