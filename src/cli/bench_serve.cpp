@@ -53,7 +53,7 @@ struct serve_options {
   std::string clients = "1,8,64";
   double seconds = 5.0;
   std::size_t max_files = 100;
-  std::size_t workers = 8;
+  std::size_t workers = 0;
   int server_threads = 0;
   bool skip_ingest = false;
 };
@@ -93,13 +93,39 @@ struct timing {
   double p99_ms = 0;
   std::size_t count = 0;
   std::size_t errors = 0;
+  /// Mean milliseconds per request of each Server-Timing span, in first-seen order.
+  std::vector<std::pair<std::string, double>> spans;
 };
+
+/// Adds a Server-Timing header's `name;dur=ms` entries to sums (by name, first-seen order).
+void add_server_timing(const std::string& header, std::vector<std::pair<std::string, double>>& sums) {
+  std::size_t pos = 0;
+  while (pos < header.size()) {
+    auto end = header.find(',', pos);
+    if (end == std::string::npos) end = header.size();
+    std::string entry = header.substr(pos, end - pos);
+    pos = end + 1;
+    auto first = entry.find_first_not_of(' ');
+    auto semi = entry.find(';');
+    auto dur = entry.find("dur=");
+    if (first == std::string::npos || semi == std::string::npos || dur == std::string::npos) continue;
+    std::string name = entry.substr(first, semi - first);
+    double ms = std::strtod(entry.c_str() + dur + 4, nullptr);
+    auto it = std::find_if(sums.begin(), sums.end(), [&](const auto& s) { return s.first == name; });
+    if (it == sums.end()) {
+      sums.emplace_back(name, ms);
+    } else {
+      it->second += ms;
+    }
+  }
+}
 
 /// clients keep-alive connections, each posting the image again and again for seconds.
 timing post_load(int port, int clients, double seconds, const std::string& route, const std::string& image) {
   struct per_client {
     std::vector<double> ms;
     std::size_t errors = 0;
+    std::vector<std::pair<std::string, double>> spans;
   };
   std::vector<per_client> per(static_cast<std::size_t>(clients));
   auto post = [&](httplib::Client& c) {
@@ -129,6 +155,7 @@ timing post_load(int port, int clients, double seconds, const std::string& route
         auto res = post(c);
         if (res && res->status == 200) {
           mine.ms.push_back(seconds_since(t0) * 1e3);
+          add_server_timing(res->get_header_value("Server-Timing"), mine.spans);
         } else {
           ++mine.errors;
         }
@@ -146,7 +173,16 @@ timing post_load(int port, int clients, double seconds, const std::string& route
   for (auto& p : per) {
     all.insert(all.end(), p.ms.begin(), p.ms.end());
     r.errors += p.errors;
+    for (const auto& [name, ms] : p.spans) {
+      auto it = std::find_if(r.spans.begin(), r.spans.end(), [&](const auto& s) { return s.first == name; });
+      if (it == r.spans.end()) {
+        r.spans.emplace_back(name, ms);
+      } else {
+        it->second += ms;
+      }
+    }
   }
+  for (auto& s : r.spans) s.second /= static_cast<double>(std::max<std::size_t>(1, all.size()));
   r.count = all.size();
   r.items_per_s = static_cast<double>(all.size()) / elapsed;
   r.p50_ms = percentile(all, 0.5);
@@ -335,6 +371,29 @@ void run_bench_serve(const global_options& global, const serve_options& o) {
     if (r.t.errors > 0) against += fmt::format("; {} errors", r.t.errors);
     fmt::print("{:<40} {:>7} {:>9.1f} {:>9.2f} {:>9.2f}   {}\n", "POST " + route, r.clients, r.t.items_per_s,
                r.t.p50_ms, r.t.p99_ms, against);
+  }
+  // Served and ingested images are decoded on the same cores that run the forwards, so the CPU
+  // bounds them below model-only: one image costs a 1/bmax share of all cores plus its decode on
+  // one core.
+  {
+    const double cores = std::max(1u, std::thread::hardware_concurrency());
+    const double ceiling = 1.0 / (1.0 / std::max(bmax.items_per_s, 1e-9) + decode_s / cores);
+    fmt::print("  CPU bound with decoding on the same {} cores: {:.1f}/s = {:.2f}x of model-only batch {}\n",
+               static_cast<int>(cores), ceiling, ceiling / bmax.items_per_s, max_batch);
+  }
+  // Where a request's time goes, from the server's Server-Timing headers: what the round trip
+  // holds beyond the spans (client, loopback, the connection loop) is "outside".
+  for (const auto& r : served) {
+    if (r.t.spans.empty()) continue;
+    std::string parts;
+    double inside = 0;
+    for (const auto& [name, ms] : r.t.spans) {
+      parts += fmt::format(" {} {:.2f}", name, ms);
+      if (name == "worker_wait" || name == "parse" || name == "handler") inside += ms;
+    }
+    double mean_ms = r.t.items_per_s > 0 ? static_cast<double>(r.clients) * 1e3 / r.t.items_per_s : 0;
+    fmt::print("  {} client{}, mean ms per request:{}; outside the server {:.2f} of {:.2f}\n", r.clients,
+               r.clients == 1 ? "" : "s", parts, std::max(0.0, mean_ms - inside), mean_ms);
   }
   if (!o.skip_ingest) {
     if (ingest_rate > 0) {

@@ -50,14 +50,12 @@ void add_collection_commands(CLI::App& app, global_options& global) {
     auto* cmd = app.add_subcommand("ingest", "add every image under a directory to the collection (resumable)");
     struct opts_t {
       std::string dir;
-      // Up to a pack's max_batch images reach the models together: at batch 8 ResNet-50 ran 1.6x
-      // the images/s of batch 1 on 2 cores, so fewer workers than that leave throughput unused.
-      // 0 = twice the largest max_batch. With max_batch workers, those whose pass just ended are
-      // decoding, hashing and storing when the next one starts: passes held 3.4-3.8 images of 8
-      // (112 JPEGs, nsfw-mobilenet-v2), 7.1 with twice as many workers, but on 2 cores the extra
-      // workers' decoding slowed the forwards as much as the fuller passes gained, so the default
-      // stays 8 (BENCHMARKS.md, issue 19).
-      std::size_t workers = 8;
+      // Each worker holds one image from decoding to storing, so with only max_batch workers
+      // every one of them waits inside the running forward and none prepares the next batch
+      // (passes held 2.4-3.8 images of 8). 0 = twice the largest max_batch: passes then held 6.3-6.6,
+      // and with the workers' lower priority (core/thread_pool.h) the extra decoding no longer
+      // slows the forwards as much (BENCHMARKS.md "bench serve", issue 19).
+      std::size_t workers = 0;
       std::size_t max_mb = 20;
       std::uint64_t max_pixels = 100'000'000;
     };
@@ -108,7 +106,7 @@ void add_collection_commands(CLI::App& app, global_options& global) {
           }
           workers = std::clamp<std::size_t>(2 * static_cast<std::size_t>(widest), 4, 64);
         }
-        thread_pool pool(workers);
+        thread_pool pool(workers, input_thread_nice());
         std::vector<std::future<void>> jobs;
         for (const auto& f : files) {
           jobs.push_back(pool.submit([&, f] {

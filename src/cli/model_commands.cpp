@@ -35,7 +35,7 @@ std::vector<file_result> run_files(const models::graph_model& model, const std::
   std::vector<file_result> results(files.size());
   // This thread only merges decoded images; forwards run on the compute thread (runtime/compute.h).
   runtime::single_openmp_thread();
-  thread_pool pool(2);
+  thread_pool pool(2, input_thread_nice());
   std::vector<std::future<at::Tensor>> inputs;
   inputs.reserve(files.size());
   for (const auto& f : files) {

@@ -339,7 +339,7 @@ void run_caption_job(const global_options& global, CLI::App& cmd, caption_cli_op
   unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   std::size_t threads = o.decode_threads > 0 ? static_cast<std::size_t>(o.decode_threads)
                                              : std::clamp<std::size_t>(cores / 2, 1, 8);
-  thread_pool pool(threads);
+  thread_pool pool(threads, input_thread_nice());
   const std::size_t chunk = static_cast<std::size_t>(std::max(1, models.front()->manifest.max_batch));
   const std::size_t window = chunk * 3 + threads;
   std::deque<std::future<decoded>> pending;

@@ -14,9 +14,20 @@
 
 namespace acg2vec {
 
+/// @brief Raises the calling thread's nice value by `increment` (Linux: per thread). Threads
+/// that decode and prepare images yield to the compute thread this way: on a machine with few
+/// cores, a forward pass whose OpenMP team loses a core to a decoder waits at every barrier.
+void lower_thread_priority(int increment) noexcept;
+
+/// @brief The nice increment of threads that decode and prepare model inputs (ingest, captions,
+/// watch, HTTP workers): ACG2VEC_INPUT_NICE (0-19) when set, else 5 (CFS weight 335 against the
+/// compute thread's 1024).
+[[nodiscard]] int input_thread_nice() noexcept;
+
 class thread_pool {
  public:
-  explicit thread_pool(std::size_t threads);
+  /// @param nice_increment raises each worker's nice value (0 keeps the caller's priority).
+  explicit thread_pool(std::size_t threads, int nice_increment = 0);
   ~thread_pool();
   thread_pool(const thread_pool&) = delete;
   thread_pool& operator=(const thread_pool&) = delete;

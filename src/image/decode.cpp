@@ -1,5 +1,7 @@
 #include "image/decode.h"
 
+#include "core/timing.h"
+
 #include <vips/vips8>
 
 #include <algorithm>
@@ -418,6 +420,7 @@ std::string_view sniff_image_format(std::string_view b) noexcept {
 }
 
 image_rgb8 decode_image(std::string_view bytes, const decode_limits& limits) {
+  timed_span span("decode");
   if (bytes.empty()) fail(errc::bad_parameter, "image data is empty (0 bytes)");
   if (bytes.size() > limits.max_bytes) {
     fail(errc::too_large, "image data is {} bytes, over the limit of {}", bytes.size(), limits.max_bytes);
@@ -432,6 +435,7 @@ image_rgb8 decode_image(std::string_view bytes, const decode_limits& limits) {
 }
 
 image_rgba8 decode_image_rgba(std::string_view bytes, const decode_limits& limits) {
+  timed_span span("decode");
   if (bytes.empty()) fail(errc::bad_parameter, "image data is empty (0 bytes)");
   if (bytes.size() > limits.max_bytes)
     fail(errc::too_large, "image data is {} bytes, over the limit of {}", bytes.size(), limits.max_bytes);

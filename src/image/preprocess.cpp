@@ -1,5 +1,7 @@
 #include "image/preprocess.h"
 
+#include "core/timing.h"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -384,6 +386,7 @@ image_rgb8 center_crop_square(const image_rgb8& img) {
 }
 
 float_image preprocess(const image_rgb8& img, const preprocess_spec& spec) {
+  timed_span span("preprocess");
   check_input(img);
   check_output_size(spec.width, spec.height);
   if (!(spec.scale > 0) || !std::isfinite(spec.scale)) fail(errc::bad_parameter, "preprocess scale {} must be > 0", spec.scale);

@@ -26,12 +26,13 @@ batcher::~batcher() {
 
 std::future<std::vector<at::Tensor>> batcher::submit(at::Tensor input) {
   if (!input.defined() || input.dim() < 1 || input.size(0) < 1) fail(errc::internal, "batcher: empty input");
-  request r{std::move(input), {}, std::chrono::steady_clock::now()};
+  request r{std::move(input), {}, std::chrono::steady_clock::now(), current_request_timings()};
   auto future = r.promise.get_future();
   {
     std::lock_guard lock(mutex_);
     if (stopping_) fail(errc::unavailable, "model is shutting down");
     rows_queued_ += r.input.size(0);
+    if (forward_running_) ++arrived_during_forward_;
     queue_.push_back(std::move(r));
   }
   cv_.notify_one();
@@ -49,9 +50,12 @@ void batcher::run() {
       if (queue_.empty()) return;
       // Give concurrent callers a short window to join this forward pass, counted from the
       // arrival of the oldest request: one that already waited through the previous forward
-      // does not wait a second window.
+      // does not wait a second window. A lone sequential caller, who has no companion to wait
+      // for, is not kept waiting.
       const auto deadline = queue_.front().arrived + max_wait_;
-      while (!stopping_ && rows_queued_ < max_batch_ && cv_.wait_until(lock, deadline) != std::cv_status::timeout) {
+      const bool expect_company = load_concurrent_ || queue_.size() > 1;
+      while (expect_company && !stopping_ && rows_queued_ < max_batch_ &&
+             cv_.wait_until(lock, deadline) != std::cv_status::timeout) {
       }
       // The longest prefix of one row shape that fits: taking a later request past one that does
       // not fit (or has another shape) would let it overtake, and under steady load the skipped
@@ -68,6 +72,12 @@ void batcher::run() {
         queue_.pop_front();
       }
       rows_queued_ -= rows;
+      forward_running_ = true;
+      arrived_during_forward_ = 0;
+    }
+    const auto formed = std::chrono::steady_clock::now();
+    for (auto& r : batch) {
+      if (r.timings) r.timings->add("batch_wait", std::chrono::duration<double>(formed - r.arrived).count());
     }
     try {
       // Merging, the forward and splitting the outputs all run on the process's compute thread
@@ -78,10 +88,18 @@ void batcher::run() {
         inputs.reserve(batch.size());
         for (auto& r : batch) inputs.push_back(r.input);
         auto start = std::chrono::steady_clock::now();
+        for (auto& r : batch) {
+          if (r.timings) r.timings->add("compute_wait", std::chrono::duration<double>(start - formed).count());
+        }
         at::Tensor merged = inputs.size() == 1 ? inputs[0] : at::cat(inputs, 0);
         auto outputs = forward_(merged);
         double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        // Before any caller learns its answer, so that a caller's next request counts as new.
+        forward_done();
         if (observer_) observer_(static_cast<std::size_t>(merged.size(0)), seconds);
+        for (auto& r : batch) {
+          if (r.timings) r.timings->add("forward", seconds);
+        }
         std::int64_t offset = 0;
         for (auto& r : batch) {
           std::int64_t n = r.input.size(0);
@@ -108,7 +126,15 @@ void batcher::run() {
         }
       }
     }
+    forward_done();
   }
+}
+
+void batcher::forward_done() {
+  std::lock_guard lock(mutex_);
+  if (!forward_running_) return;
+  forward_running_ = false;
+  load_concurrent_ = arrived_during_forward_ > 0;
 }
 
 }  // namespace acg2vec::models

@@ -4,7 +4,11 @@
 // inputs share one per-row shape and fit in max_batch rows (a single larger request runs alone),
 // so no request is ever passed over by a later one. A request waits for companions at most
 // max_wait counted from its own arrival; beyond that it waits only for the forwards of the work
-// that arrived before it (plus the one in progress).
+// that arrived before it (plus the one in progress). It waits for companions only while the load
+// is concurrent (another request queued, or requests arrived during the last forward): a lone
+// caller sending one request after another would otherwise pay max_wait on every request.
+// Each request's wait and forward time go to the request the submitting thread serves
+// (core/timing.h: Server-Timing).
 //
 // Thread safety: submit() from any thread; the forward function runs on the batcher's thread.
 
@@ -19,6 +23,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "core/timing.h"
 
 namespace acg2vec::models {
 
@@ -42,8 +48,10 @@ class batcher {
     at::Tensor input;
     std::promise<std::vector<at::Tensor>> promise;
     std::chrono::steady_clock::time_point arrived;
+    std::shared_ptr<request_timings> timings;
   };
   void run();
+  void forward_done();
 
   forward_fn forward_;
   int max_batch_;
@@ -54,6 +62,9 @@ class batcher {
   std::mutex mutex_;
   std::condition_variable cv_;
   bool stopping_ = false;
+  bool forward_running_ = false;
+  std::size_t arrived_during_forward_ = 0;
+  bool load_concurrent_ = false;  ///< requests arrived while the last forward ran
   std::thread worker_;
 };
 

@@ -396,7 +396,7 @@ class folder_watcher::root_watch {
       if (auto it = files_.find(path); it != files_.end()) it->second.stat = found.at(path);
     }
     {
-      thread_pool pool(std::max<std::size_t>(1, options_.workers));
+      thread_pool pool(std::max<std::size_t>(1, options_.workers), input_thread_nice());
       std::vector<std::future<void>> jobs;
       auto submit = [&](const std::string& path, bool update) {
         jobs.push_back(pool.submit([this, path, update, st = found.at(path)] {

@@ -1,5 +1,7 @@
 #include "server/connection_loop.h"
 
+#include "core/thread_pool.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -84,7 +86,12 @@ class connection_loop::impl {
     watch(listen_fd_, listen_key, EPOLLIN, EPOLL_CTL_ADD);
     watch(owner_.wake_fd_, wake_key, EPOLLIN, EPOLL_CTL_ADD);
     std::size_t nworkers = std::max<std::size_t>(1, lim_.workers);
-    for (std::size_t i = 0; i < nworkers; ++i) workers_.emplace_back([this] { work(); });
+    for (std::size_t i = 0; i < nworkers; ++i) {
+      workers_.emplace_back([this] {
+        lower_thread_priority(lim_.worker_nice);
+        work();
+      });
+    }
 
     std::array<epoll_event, 256> events{};
     auto last_sweep = clock_type::now();
@@ -324,7 +331,7 @@ class connection_loop::impl {
     set_events(key, c, 0);
     {
       std::lock_guard lock(queue_mutex_);
-      jobs_.push_back(job{key, wire_request{std::move(raw), c.peer_ip, c.peer_port}});
+      jobs_.push_back(job{key, wire_request{std::move(raw), c.peer_ip, c.peer_port, clock_type::now()}});
     }
     queue_cv_.notify_one();
   }

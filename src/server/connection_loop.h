@@ -32,6 +32,7 @@ struct connection_limits {
   std::size_t max_requests_per_connection = 10'000;
   std::size_t body_budget_bytes = 512u << 20;         ///< request bodies held at once, all clients
   std::size_t workers = 8;
+  int worker_nice = 0;  ///< nice increment of the worker threads (they decode; see server_options)
 };
 
 /// What a worker gets: the request rebuilt with a plain Content-Length body, and the peer.
@@ -39,6 +40,7 @@ struct wire_request {
   std::string raw;
   std::string peer_ip;
   int peer_port = 0;
+  std::chrono::steady_clock::time_point queued{};  ///< when the whole request was read
 };
 
 /// What a worker gives back: the raw response bytes and whether to close afterwards.

@@ -2,6 +2,8 @@
 // static files and the hand-off from the connection loop all act on the same route entries.
 #include "server/http_server.h"
 
+#include "core/timing.h"
+
 #include "core/json_guard.h"
 
 #include <spdlog/spdlog.h>
@@ -33,6 +35,7 @@ namespace {
 struct request_trace {
   std::chrono::steady_clock::time_point start;
   std::string route = "unmatched";
+  std::chrono::steady_clock::time_point queued{}, picked{};  ///< read whole; taken by this worker
 };
 thread_local request_trace current_trace;
 
@@ -129,7 +132,8 @@ http_server::http_server(server_options options)
   }
 
   srv.set_pre_routing_handler([this](const http_request& req, http_response& res) {
-    current_trace = request_trace{std::chrono::steady_clock::now(), "unmatched"};
+    current_trace.start = std::chrono::steady_clock::now();
+    current_trace.route = "unmatched";
     std::string id = req.get_header_value("X-Request-Id");
     if (!valid_request_id(id)) id = next_request_id();
     res.set_header("X-Request-Id", id);
@@ -206,6 +210,29 @@ void http_server::add(std::string_view method, const std::string& pattern, std::
                                                                                         http_response& res) {
     current_trace.route = name;
     if (!admit(req, res, access)) return;
+    // Server-Timing: where this request's time went (worker queue, parsing, decoding, model
+    // queue and forward pass, the rest of the handler), for clients and `bench serve`.
+    auto timings = std::make_shared<request_timings>();
+    request_timing_scope timing_scope(timings);
+    struct timing_header {
+      http_response& res;
+      request_timings& timings;
+      std::chrono::steady_clock::time_point begin = std::chrono::steady_clock::now();
+      ~timing_header() {
+        using seconds = std::chrono::duration<double>;
+        const auto& t = current_trace;
+        if (t.queued != std::chrono::steady_clock::time_point{} && t.picked >= t.queued) {
+          timings.add("worker_wait", seconds(t.picked - t.queued).count());
+          timings.add("parse", seconds(t.start - t.picked).count());
+        }
+        timings.add("handler", seconds(std::chrono::steady_clock::now() - begin).count());
+        try {
+          res.set_header("Server-Timing", timings.header());
+        } catch (...) {
+          // the answer matters more than its timing
+        }
+      }
+    } header{res, *timings};
     try {
       handler(req, res);
     } catch (const error& e) {
@@ -294,7 +321,7 @@ bool http_server::handle_cors(const http_request& req, http_response& res) const
   bool allowed = origins.allows(origin);
   if (allowed) {
     res.set_header("Access-Control-Allow-Origin", origins.allows_any() ? std::string("*") : origin);
-    res.set_header("Access-Control-Expose-Headers", "Retry-After, WWW-Authenticate, X-Request-Id");
+    res.set_header("Access-Control-Expose-Headers", "Retry-After, WWW-Authenticate, X-Request-Id, Server-Timing");
   }
   bool preflight = req.method == "OPTIONS" && req.has_header("Access-Control-Request-Method");
   if (!preflight) return false;
@@ -513,6 +540,7 @@ connection_limits http_server::loop_limits() const {
   lim.max_connections_per_client = std::max<std::size_t>(1, options_.max_connections_per_client);
   lim.body_budget_bytes = std::max(options_.body_budget_bytes, options_.max_request_bytes);
   lim.workers = std::max<std::size_t>(2, options_.threads);
+  lim.worker_nice = options_.worker_nice;
   return lim;
 }
 
@@ -547,6 +575,8 @@ void http_server::stop() {
 }
 
 wire_response http_server::process(const wire_request& request) {
+  current_trace.queued = request.queued;
+  current_trace.picked = std::chrono::steady_clock::now();
   memory_stream stream(request.raw, request.peer_ip, request.peer_port);
   bool closed = false;
   static_cast<local_server&>(*server_).process_request(stream, false, closed, nullptr);

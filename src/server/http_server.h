@@ -25,6 +25,7 @@
 #include <string_view>
 
 #include "core/error.h"
+#include "core/thread_pool.h"
 #include "server/access.h"
 #include "server/connection_loop.h"
 #include "server/metrics.h"
@@ -40,7 +41,14 @@ struct server_options {
   int port = 8081;
   std::size_t max_request_bytes = 100u << 20;  ///< whole body, as the seed's 100 MB request limit
   std::size_t max_upload_bytes = 20u << 20;    ///< one file part, as the seed's 20 MB
-  std::size_t threads = 8;                     ///< HTTP worker threads (they mostly wait on models)
+  /// HTTP worker threads. Each holds its request from decoding to the answer, so with only
+  /// max_batch (8) of them every worker waits inside the running forward and none decodes the
+  /// next batch: at 64 clients 8 workers served 0.38x of model-only batch 8, 16 served 0.50-0.56x
+  /// (BENCHMARKS.md "bench serve").
+  std::size_t threads = 16;
+  /// Nice increment of the HTTP workers: they decode and preprocess, and yield the cores to the
+  /// model's compute thread, whose OpenMP team otherwise stalls at barriers (BENCHMARKS.md).
+  int worker_nice = input_thread_nice();
   std::chrono::seconds read_timeout{15};       ///< the whole request head must arrive within this (else 408)
   std::chrono::seconds request_timeout{120};   ///< the whole request, head and body (else 408)
   std::chrono::seconds keep_alive_timeout{5};  ///< an idle keep-alive connection is closed after this

@@ -78,5 +78,38 @@ class ServedEqualsCli(unittest.TestCase):
                         "model=illust2vec-test", exact=False)
 
 
+class ServerTiming(unittest.TestCase):
+    """Every answer says where its time went (Server-Timing), and the spans add up: the handler
+    holds the decode, preprocess, model queue and forward of the request it served."""
+
+    def test_model_route_spans(self):
+        image = real_images()[0]
+        with open(image, "rb") as f:
+            data = f.read()
+        boundary = "acg2vecboundary"
+        body = (f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n'
+                f'Content-Type: application/octet-stream\r\n\r\n').encode() + data + f"\r\n--{boundary}--\r\n".encode()
+        with Server(models_dir=test_packs()) as srv:
+            srv.wait_ready()
+            status, headers, payload = srv.request(
+                "POST", "/v1/tag?model=deepdanbooru-test", body,
+                {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+            self.assertEqual(status, 200, payload[:200])
+            spans = {}
+            for entry in headers["Server-Timing"].split(","):
+                name, _, dur = entry.strip().partition(";dur=")
+                spans[name] = float(dur)
+            for name in ("worker_wait", "parse", "decode", "preprocess", "batch_wait", "compute_wait", "forward",
+                         "handler"):
+                self.assertIn(name, spans, headers["Server-Timing"])
+                self.assertGreaterEqual(spans[name], 0.0, name)
+            self.assertGreater(spans["forward"], 0.0)
+            inner = sum(spans[n] for n in ("decode", "preprocess", "batch_wait", "compute_wait", "forward"))
+            self.assertLessEqual(inner, spans["handler"] * 1.001 + 0.01, headers["Server-Timing"])
+            # A route without a model still reports its handler; an unknown route is not timed.
+            status, headers, _ = srv.request("GET", "/health")
+            self.assertIn("handler;dur=", headers.get("Server-Timing", ""))
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -167,5 +167,39 @@ TEST(Batcher, LoneRequestIsServedAfterItsWindowAndQueueDrainsOnShutdown) {
   EXPECT_TRUE(at::equal(last.get()[0], at::full({1, 2}, 2.0, at::kFloat)));
 }
 
+TEST(Batcher, LoneSequentialCallerIsNotKeptWaitingForCompanions) {
+  fake_model model;
+  model.work = 0us;
+  // A window of an hour: a lone caller that waited for companions would never finish here.
+  models::batcher b([&](const at::Tensor& x) { return model.forward(x); }, 8, std::chrono::hours(1));
+  for (int i = 0; i < 20; ++i) {
+    auto f = b.submit(at::full({1, 2}, static_cast<double>(i), at::kFloat));
+    ASSERT_EQ(f.wait_for(60s), std::future_status::ready) << "request " << i;
+    EXPECT_TRUE(at::equal(f.get()[0], at::full({1, 2}, 2.0 * i, at::kFloat)));
+  }
+  std::lock_guard lock(model.mutex);
+  EXPECT_EQ(model.batches.size(), 20U);
+}
+
+TEST(Batcher, RecordsWaitAndForwardInTheSubmittersRequestTimings) {
+  fake_model model;
+  models::batcher b([&](const at::Tensor& x) { return model.forward(x); }, 8, 1ms);
+  auto timings = std::make_shared<request_timings>();
+  {
+    request_timing_scope scope(timings);
+    auto f = b.submit(at::full({1, 2}, 1.0, at::kFloat));
+    ASSERT_EQ(f.wait_for(60s), std::future_status::ready);
+  }
+  std::vector<std::string> names;
+  for (const auto& [name, ms] : timings->spans_ms()) {
+    names.push_back(name);
+    EXPECT_GE(ms, 0.0) << name;
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"batch_wait", "compute_wait", "forward"}));
+  // The fake model sleeps 500 us per pass.
+  EXPECT_GE(timings->spans_ms().back().second, 0.5);
+  EXPECT_NE(timings->header().find("forward;dur="), std::string::npos);
+}
+
 }  // namespace
 }  // namespace acg2vec
