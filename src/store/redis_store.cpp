@@ -295,7 +295,10 @@ nlohmann::json item_to_journal(const item& it) {
     auto& arr = vectors[space] = nlohmann::json::array();
     for (const float x : v) arr.push_back(static_cast<double>(x));
   }
-  return {{"id", it.id},           {"numeric_id", it.numeric_id}, {"source", it.source},
+  // The source is a path's raw bytes (not always UTF-8, which JSON text must be): hex.
+  std::string source_hex;
+  for (const unsigned char c : it.source) source_hex += fmt::format("{:02x}", c);
+  return {{"id", it.id},           {"numeric_id", it.numeric_id}, {"source_hex", source_hex},
           {"content_hash", it.content_hash}, {"width", it.width},  {"height", it.height},
           {"metadata", it.metadata}, {"tags", std::move(tags)},   {"scores", scores_json(it)},
           {"vectors", std::move(vectors)}, {"created_at", it.created_at}, {"updated_at", it.updated_at}};
@@ -305,7 +308,10 @@ item item_from_journal(const nlohmann::json& j) {
   item it;
   it.id = j.at("id").get<std::string>();
   it.numeric_id = j.at("numeric_id").get<bool>();
-  it.source = j.at("source").get<std::string>();
+  const auto hex = j.at("source_hex").get<std::string>();
+  if (hex.size() % 2 != 0) fail(errc::internal, "redis: resolve journal: odd source_hex");
+  for (std::size_t i = 0; i < hex.size(); i += 2)
+    it.source += static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
   it.content_hash = j.at("content_hash").get<std::string>();
   it.width = j.at("width").get<int>();
   it.height = j.at("height").get<int>();
@@ -846,7 +852,7 @@ std::uint64_t redis_store::apply_journal_entry(std::string_view token, std::stri
     const auto entry = nlohmann::json::parse(payload);
     for (const auto& j : entry.at("upserts")) upserts.push_back(item_from_journal(j));
     for (const auto& id : entry.at("removals")) removals.push_back(id.get<std::string>());
-  } catch (const nlohmann::json::exception& e) {
+  } catch (const std::exception& e) {
     fail(errc::internal, "redis: resolve journal entry '{}' in {} is unreadable ({}); delete it with HDEL to go on",
          token, keys{options_.prefix}.journal(), e.what());
   }
