@@ -40,10 +40,10 @@ void check_resolve_is_finished_by_the_next_opening(const std::string& uri) {
     first.insert_batch(std::vector<item>{make_item("a", 1.0f), make_item("a.q70", 1.01f), make_item("a.half", 0.99f),
                                          make_item("b{x}", 7.0f)});
   }
-  // The merged item as a resolve writes it: tags and metadata of the copies, provenance, a source that
-  // is not UTF-8 and a vector value that must come back bit for bit.
+  // The merged item as a resolve writes it: tags and metadata of the copies, provenance, a source with
+  // non-ASCII bytes and vector values that must come back bit for bit.
   item kept = make_item("a", 1.0f);
-  kept.source = std::string("/pics/\xff\xfe a.png");
+  kept.source = std::string("/pics/\xc3\xa4 \xe7\xb5\xb5 a.png");
   kept.tags["dd"].push_back({"a.q70", 0.5f});
   kept.metadata["merged_from"] = nlohmann::json::array({{{"id", "a.q70"}}, {{"id", "a.half"}}});
   kept.vectors["signature"] = {1.0f / 3.0f, 1e-30f, -0.0f};
