@@ -9,9 +9,9 @@
 //  2. Candidates whose fine grids (image/fine_signature.h) do not align, i.e. a different drawing,
 //     are dropped; the rest are joined into groups (connected components).
 // Within a group, members are taken best first by the keep rule. The first is an "anchor"; each next
-// member is compared, in the region where the anchors so far differ among themselves, with every
-// anchor, and joins the closest one as its copy unless even that one differs locally (then it is a
-// variant and becomes an anchor itself). A member's relation to the group's kept item is then:
+// member is placed between every two anchors where they differ (image::rank_fine_candidates), and
+// joins the closest one as its copy unless even that one differs locally (then it is a variant and
+// becomes an anchor itself). A member's relation to the group's kept item is then:
 // exact (same content hash, or same size with identical signature and fine grid), near_duplicate
 // (a copy of the same anchor) or variant.
 //

@@ -295,7 +295,7 @@ nlohmann::json item_to_journal(const item& it) {
     auto& arr = vectors[space] = nlohmann::json::array();
     for (const float x : v) arr.push_back(static_cast<double>(x));
   }
-  // The source is a path's raw bytes (not always UTF-8, which JSON text must be): hex.
+  // The source goes as hex, byte for byte, independent of JSON escaping (validate_item checks it).
   std::string source_hex;
   for (const unsigned char c : it.source) source_hex += fmt::format("{:02x}", c);
   return {{"id", it.id},           {"numeric_id", it.numeric_id}, {"source_hex", source_hex},
