@@ -4,6 +4,7 @@
 #include <array>
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "core/error.h"
 #include "image/preprocess.h"
@@ -322,6 +323,34 @@ float tolerant_difference(const fine_alignment& a, const fine_alignment& b, std:
   return mean_difference(a, b, mask, 1);
 }
 
+namespace {
+
+// Which of two aligned candidates a and b the query q is a copy of, measured where they differ: the
+// least-squares position t of q on the line from b (t = 0) to a (t = 1) over the cells valid in all
+// three where |a - b| > fine_region_threshold,
+//   t = sum (q - b)(a - b) / sum (a - b)^2.
+// Resampling, re-encoding and a crop's misalignment add noise that is mostly unrelated to the pattern
+// a - b, so it averages out of t, while a mean absolute difference adds it up. nullopt: a and b do not
+// differ anywhere (same drawing), no evidence either way.
+std::optional<double> position_between(const fine_alignment& q, const fine_alignment& a, const fine_alignment& b) {
+  double num = 0;
+  double den = 0;
+  int cells = 0;
+  for (std::size_t c = 0; c < a.warped.size(); ++c) {
+    if (q.valid[c] == 0 || a.valid[c] == 0 || b.valid[c] == 0) continue;
+    const double d = static_cast<double>(a.warped[c]) - b.warped[c];
+    if (std::abs(d) <= fine_region_threshold) continue;
+    num += (static_cast<double>(q.warped[c]) - b.warped[c]) * d;
+    den += d * d;
+    ++cells;
+  }
+  // A handful of cells is noise (a crop edge, one misaligned line), not a change between drawings.
+  if (cells < 4 || den <= 0) return std::nullopt;
+  return num / den;
+}
+
+}  // namespace
+
 std::vector<float> rank_fine_candidates(const fine_grid& query, std::span<const fine_grid> candidates) {
   fine_alignment q;
   q.warped = query.luma;
@@ -329,26 +358,29 @@ std::vector<float> rank_fine_candidates(const fine_grid& query, std::span<const 
   q.error = 0;
   std::vector<fine_alignment> aligned;
   aligned.reserve(candidates.size());
-  std::vector<const fine_alignment*> same;
-  for (const auto& c : candidates) {
-    aligned.push_back(align_fine(c, query));
-    if (aligned.back().error <= fine_different_above) same.push_back(&aligned.back());
-  }
+  for (const auto& c : candidates) aligned.push_back(align_fine(c, query));
   smooth(q);
   for (auto& a : aligned) smooth(a);
-  const auto region = disagreement_region(same);
-  // A region of a handful of cells is noise (a crop edge), not a change between drawings.
-  const bool use_region = std::count(region.begin(), region.end(), std::uint8_t{1}) >= 4;
-  std::vector<float> out;
-  out.reserve(candidates.size());
-  for (const auto& a : aligned) {
-    if (a.error > fine_different_above) {
-      out.push_back(std::numeric_limits<float>::infinity());
-      continue;
+  // Each candidate of the same drawing meets every other one: its distance is its worst showing,
+  // max over the others b of (1 - t) where t places the query between it (1) and b (0); plus the
+  // mean difference over the whole grid, which orders candidates the pairs cannot tell apart
+  // (copies of one drawing) and is small beside a lost pairing (about 1).
+  std::vector<float> out(candidates.size(), std::numeric_limits<float>::infinity());
+  std::vector<double> worst(candidates.size(), 0.0);
+  for (std::size_t i = 0; i < aligned.size(); ++i) {
+    if (aligned[i].error > fine_different_above) continue;
+    for (std::size_t j = i + 1; j < aligned.size(); ++j) {
+      if (aligned[j].error > fine_different_above) continue;
+      const auto t = position_between(q, aligned[i], aligned[j]);
+      if (!t) continue;
+      worst[i] = std::max(worst[i], 1.0 - *t);
+      worst[j] = std::max(worst[j], *t);
     }
-    float d = use_region ? mean_difference(q, a, region, 0) : -1.0f;
-    if (d < 0) d = mean_difference(q, a, {}, 0);
-    out.push_back(d < 0 ? std::numeric_limits<float>::infinity() : d);
+  }
+  for (std::size_t i = 0; i < aligned.size(); ++i) {
+    if (aligned[i].error > fine_different_above) continue;
+    const float d = mean_difference(q, aligned[i], {}, 0);
+    if (d >= 0) out[i] = static_cast<float>(worst[i]) + d;
   }
   return out;
 }

@@ -204,7 +204,7 @@ std::string_view to_string(member_relation r) noexcept {
 
 std::vector<candidate_pair> self_join(std::span<const std::string> ids, std::span<const float> data, int dim,
                                       const neighbour_search& search, std::size_t k, float threshold, bool mirror,
-                                      std::size_t threads) {
+                                      std::size_t threads, std::size_t queries) {
   const auto d = static_cast<std::size_t>(dim);
   if (data.size() != ids.size() * d) fail(errc::bad_parameter, "self_join: {} ids but {} floats", ids.size(), data.size());
   std::unordered_map<std::string_view, std::size_t> pos;
@@ -213,14 +213,15 @@ std::vector<candidate_pair> self_join(std::span<const std::string> ids, std::spa
   std::mutex mutex;
   std::map<std::pair<std::size_t, std::size_t>, float> best;
   const std::size_t workers = pool_size(threads);
-  const std::size_t chunk = std::max<std::size_t>(64, ids.size() / (workers * 8) + 1);
+  const std::size_t asked = queries > 0 ? std::min(queries, ids.size()) : ids.size();
+  const std::size_t chunk = std::max<std::size_t>(64, asked / (workers * 8) + 1);
   {
     thread_pool pool(workers);
     std::vector<std::future<void>> jobs;
-    for (std::size_t start = 0; start < ids.size(); start += chunk) {
+    for (std::size_t start = 0; start < asked; start += chunk) {
       jobs.push_back(pool.submit([&, start] {
         std::vector<std::pair<std::pair<std::size_t, std::size_t>, float>> local;
-        const std::size_t end = std::min(ids.size(), start + chunk);
+        const std::size_t end = std::min(asked, start + chunk);
         for (std::size_t i = start; i < end; ++i) {
           std::span<const float> v = data.subspan(i * d, d);
           auto take = [&](const std::vector<index::hit>& hits) {

@@ -9,9 +9,9 @@
 //  2. Candidates whose fine grids (image/fine_signature.h) do not align, i.e. a different drawing,
 //     are dropped; the rest are joined into groups (connected components).
 // Within a group, members are taken best first by the keep rule. The first is an "anchor"; each next
-// member is compared, in the region where the anchors so far differ among themselves, with every
-// anchor, and joins the closest one as its copy unless even that one differs locally (then it is a
-// variant and becomes an anchor itself). A member's relation to the group's kept item is then:
+// member is placed between every two anchors where they differ (image::rank_fine_candidates), and
+// joins the closest one as its copy unless even that one differs locally (then it is a variant and
+// becomes an anchor itself). A member's relation to the group's kept item is then:
 // exact (same content hash, or same size with identical signature and fine grid), near_duplicate
 // (a copy of the same anchor) or variant.
 //
@@ -78,9 +78,11 @@ using neighbour_search = std::function<std::vector<index::hit>(std::span<const f
 /// @brief The ANN self-join: for each of n vectors (rows of data, dim floats each), asks `search` for k
 /// neighbours (and, when mirror is set, for the neighbours of the mirrored signature) and keeps pairs
 /// scoring >= threshold, each once (a < b). ids[i] names row i; hits naming other ids are ignored.
+/// queries > 0 asks only for the first `queries` rows' neighbours (a measured sample of the join; pairs
+/// with every row still count).
 std::vector<candidate_pair> self_join(std::span<const std::string> ids, std::span<const float> data, int dim,
                                       const neighbour_search& search, std::size_t k, float threshold, bool mirror,
-                                      std::size_t threads);
+                                      std::size_t threads, std::size_t queries = 0);
 
 /// @brief All pairs of rows with inner product >= threshold by scanning every pair (the baseline).
 std::vector<candidate_pair> brute_force_pairs(std::span<const float> data, int dim, float threshold,

@@ -146,10 +146,11 @@ class item_store {
   /// @brief Deletes an item with everything attached to it; false if it did not exist.
   virtual bool remove(std::string_view id) = 0;
   /// @brief Upserts `upserts` and deletes `removals` together (duplicate resolve). The SQLite store
-  /// does it in ONE transaction, so a crash leaves all of it or none; this default (used by the Redis
-  /// store) writes the upserts first and then deletes one by one, so a crash in between leaves the
-  /// merged items beside the ones not yet deleted. before_commit runs after the writes, before the
-  /// commit (tests use it to stop a process mid-transaction).
+  /// does it in ONE transaction, the Redis store through a journal finished by the next opening (see
+  /// redis_store.h); either way a crash leaves all of it or none. This default (for other backends)
+  /// writes the upserts first and then deletes one by one, so a crash in between leaves the merged
+  /// items beside the ones not yet deleted. before_commit runs after the writes, before the commit
+  /// (tests use it to stop a process mid-transaction).
   virtual std::uint64_t upsert_and_remove(std::span<const item> upserts, std::span<const std::string> removals,
                                           const std::function<void()>& before_commit = {});
 

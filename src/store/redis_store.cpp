@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <random>
 #include <cstring>
 #include <set>
 #include <thread>
@@ -213,6 +214,7 @@ struct keys {
   std::string tag(std::string_view t) const { return idx("tag:") + std::string(t); }
   std::string space(std::string_view s) const { return idx("space:") + std::string(s); }
   std::string spaces() const { return idx("spaces"); }
+  std::string journal() const { return idx("resolve-journal"); }
 };
 
 template <class F>
@@ -271,6 +273,69 @@ bool check_exec(const std::vector<reply_ptr>& replies, std::string_view node) {
   return true;
 }
 
+// ---- Resolve journal ----
+// A duplicate resolve upserts the merged items and removes their copies: many keys, which in a Redis
+// Cluster lie in different hash slots where no MULTI/EXEC or script can span them. So the whole change
+// is first written as ONE journal entry (HSET of <prefix>:{<prefix>}:resolve-journal, field: a random
+// token, value: the items as written and the ids removed), then applied with the ordinary writes, then
+// the entry is deleted. Applying is idempotent (an upsert of the same item again, a removal of an item
+// already gone), so an entry left by a killed process is applied again, in full, by the next
+// redis_store that touches the prefix, before that one reads or writes anything: an observer that
+// opens the store after a crash sees the old state (no entry yet) or the new one (entry finished).
+
+nlohmann::json item_to_journal(const item& it) {
+  nlohmann::json tags = nlohmann::json::object();
+  for (const auto& [tagger, list] : it.tags) {
+    auto& arr = tags[tagger] = nlohmann::json::array();
+    for (const auto& [tag, score] : list) arr.push_back({tag, static_cast<double>(score)});
+  }
+  // Vectors as JSON numbers: a float widened to double prints (17 digits) and parses back exactly.
+  nlohmann::json vectors = nlohmann::json::object();
+  for (const auto& [space, v] : it.vectors) {
+    auto& arr = vectors[space] = nlohmann::json::array();
+    for (const float x : v) arr.push_back(static_cast<double>(x));
+  }
+  // The source goes as hex, byte for byte, independent of JSON escaping (validate_item checks it).
+  std::string source_hex;
+  for (const unsigned char c : it.source) source_hex += fmt::format("{:02x}", c);
+  return {{"id", it.id},           {"numeric_id", it.numeric_id}, {"source_hex", source_hex},
+          {"content_hash", it.content_hash}, {"width", it.width},  {"height", it.height},
+          {"metadata", it.metadata}, {"tags", std::move(tags)},   {"scores", scores_json(it)},
+          {"vectors", std::move(vectors)}, {"created_at", it.created_at}, {"updated_at", it.updated_at}};
+}
+
+item item_from_journal(const nlohmann::json& j) {
+  item it;
+  it.id = j.at("id").get<std::string>();
+  it.numeric_id = j.at("numeric_id").get<bool>();
+  const auto hex = j.at("source_hex").get<std::string>();
+  if (hex.size() % 2 != 0) fail(errc::internal, "redis: resolve journal: odd source_hex");
+  for (std::size_t i = 0; i < hex.size(); i += 2)
+    it.source += static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
+  it.content_hash = j.at("content_hash").get<std::string>();
+  it.width = j.at("width").get<int>();
+  it.height = j.at("height").get<int>();
+  it.metadata = j.at("metadata");
+  read_tags(j.at("tags"), it);
+  read_scores(j.at("scores"), it);
+  for (const auto& [space, arr] : j.at("vectors").items()) {
+    auto& v = it.vectors[space];
+    v.reserve(arr.size());
+    for (const auto& x : arr) v.push_back(static_cast<float>(x.get<double>()));
+  }
+  it.created_at = j.at("created_at").get<std::int64_t>();
+  it.updated_at = j.at("updated_at").get<std::int64_t>();
+  return it;
+}
+
+std::string journal_token() {
+  std::random_device rd;
+  return fmt::format("{:08x}{:08x}{:08x}", rd(), rd(), rd());
+}
+
+// Set while this thread applies a journal entry: the writes it makes must not look for entries again.
+thread_local bool applying_journal = false;
+
 }  // namespace
 
 redis_store::redis_store(redis_options options) : options_(std::move(options)) {
@@ -289,6 +354,7 @@ std::uint64_t redis_store::insert_batch(std::span<const item> items) { return wr
 std::uint64_t redis_store::upsert_batch(std::span<const item> items) { return write(items, write_mode::upsert); }
 
 std::uint64_t redis_store::write(std::span<const item> items, write_mode mode) {
+  finish_journal();
   const std::vector<std::string> metadata_text = prepare_write_batch(items, mode == write_mode::insert);
   if (items.empty()) return generation();
   const keys k{options_.prefix};
@@ -441,6 +507,7 @@ std::uint64_t redis_store::write(std::span<const item> items, write_mode mode) {
 }
 
 bool redis_store::remove(std::string_view id) {
+  finish_journal();
   validate_item_id(id);
   const keys k{options_.prefix};
   std::lock_guard lock(mutex_);
@@ -473,6 +540,7 @@ bool redis_store::remove(std::string_view id) {
 }
 
 std::optional<item> redis_store::get(std::string_view id) const {
+  finish_journal();
   validate_item_id(id);
   const keys k{options_.prefix};
   std::lock_guard lock(mutex_);
@@ -483,6 +551,7 @@ std::optional<item> redis_store::get(std::string_view id) const {
 }
 
 bool redis_store::contains(std::string_view id) const {
+  finish_journal();
   validate_item_id(id);
   const keys k{options_.prefix};
   std::lock_guard lock(mutex_);
@@ -490,6 +559,7 @@ bool redis_store::contains(std::string_view id) const {
 }
 
 std::optional<std::string> redis_store::find_by_hash(std::string_view hash) const {
+  finish_journal();
   if (hash.empty()) return std::nullopt;
   const keys k{options_.prefix};
   std::lock_guard lock(mutex_);
@@ -503,6 +573,7 @@ std::optional<std::string> redis_store::find_by_hash(std::string_view hash) cons
 }
 
 std::size_t redis_store::count() const {
+  finish_journal();
   const keys k{options_.prefix};
   std::lock_guard lock(mutex_);
   return with_retries([&] {
@@ -511,6 +582,7 @@ std::size_t redis_store::count() const {
 }
 
 std::vector<item> redis_store::list(std::size_t offset, std::size_t limit, bool with_vectors) const {
+  finish_journal();
   const keys k{options_.prefix};
   std::lock_guard lock(mutex_);
   return with_retries([&] {
@@ -538,6 +610,7 @@ std::vector<item> redis_store::list(std::size_t offset, std::size_t limit, bool 
 
 void redis_store::for_each_vector(
     std::string_view space, const std::function<void(const std::string& id, std::span<const float> v)>& f) const {
+  finish_journal();
   const keys k{options_.prefix};
   std::vector<std::string> ids;
   {
@@ -578,6 +651,7 @@ void redis_store::for_each_vector(
 }
 
 std::vector<std::string> redis_store::search_tags(const tag_query& q) const {
+  finish_journal();
   const keys k{options_.prefix};
   std::lock_guard lock(mutex_);
   return with_retries([&] {
@@ -704,6 +778,7 @@ std::vector<std::string> redis_store::search_tags(const tag_query& q) const {
 }
 
 std::map<std::string, space_count> redis_store::vector_counts() const {
+  finish_journal();
   const keys k{options_.prefix};
   std::lock_guard lock(mutex_);
   return with_retries([&] {
@@ -731,6 +806,7 @@ std::map<std::string, space_count> redis_store::vector_counts() const {
 }
 
 std::uint64_t redis_store::generation() const {
+  finish_journal();
   const keys k{options_.prefix};
   std::lock_guard lock(mutex_);
   return with_retries([&] {
@@ -738,6 +814,85 @@ std::uint64_t redis_store::generation() const {
     if (is_error(got.front().get())) raise_reply(got.front().get(), "GET", "redis");
     return static_cast<std::uint64_t>(to_int(got.front().get(), "GET"));
   });
+}
+
+std::uint64_t redis_store::upsert_and_remove(std::span<const item> upserts, std::span<const std::string> removals,
+                                             const std::function<void()>& before_commit) {
+  finish_journal();
+  // Everything is checked before the entry is recorded: an entry that cannot be applied would stop
+  // every later access of the store.
+  prepare_write_batch(upserts, false);
+  for (const auto& id : removals) validate_item_id(id);
+  nlohmann::json entry{{"upserts", nlohmann::json::array()}, {"removals", removals}, {"started_ms", unix_time_ms()}};
+  for (const auto& it : upserts) entry["upserts"].push_back(item_to_journal(it));
+  const std::string payload = entry.dump();
+  const keys k{options_.prefix};
+  const std::string token = journal_token();
+  {
+    std::lock_guard lock(mutex_);
+    with_retries([&] {
+      auto got = link_->run(k.journal(), {{"HSET", k.journal(), token, payload}});
+      if (is_error(got.front().get())) raise_reply(got.front().get(), "HSET", "the journal node");
+      return 0;
+    });
+  }
+  return apply_journal_entry(token, payload, before_commit);
+}
+
+std::uint64_t redis_store::apply_journal_entry(std::string_view token, std::string_view payload,
+                                               const std::function<void()>& before_commit) {
+  struct restore_flag {
+    bool before = applying_journal;
+    ~restore_flag() { applying_journal = before; }
+  } restore;
+  applying_journal = true;
+  std::vector<item> upserts;
+  std::vector<std::string> removals;
+  try {
+    const auto entry = nlohmann::json::parse(payload);
+    for (const auto& j : entry.at("upserts")) upserts.push_back(item_from_journal(j));
+    for (const auto& id : entry.at("removals")) removals.push_back(id.get<std::string>());
+  } catch (const std::exception& e) {
+    fail(errc::internal, "redis: resolve journal entry '{}' in {} is unreadable ({}); delete it with HDEL to go on",
+         token, keys{options_.prefix}.journal(), e.what());
+  }
+  if (!upserts.empty()) write(upserts, write_mode::upsert);
+  if (before_commit) before_commit();
+  for (const auto& id : removals) remove(id);
+  const keys k{options_.prefix};
+  std::lock_guard lock(mutex_);
+  return with_retries([&] {
+    auto got = link_->run(k.journal(), {{"HDEL", k.journal(), std::string(token)}});
+    if (is_error(got.front().get())) raise_reply(got.front().get(), "HDEL", "the journal node");
+    got = link_->run(k.gen(), {{"GET", k.gen()}});
+    if (is_error(got.front().get())) raise_reply(got.front().get(), "GET", "redis");
+    return static_cast<std::uint64_t>(to_int(got.front().get(), "GET"));
+  });
+}
+
+void redis_store::finish_journal() const {
+  if (applying_journal || journal_checked_.load(std::memory_order_acquire)) return;
+  // Other threads wait here until the entries are applied: nothing is read before.
+  std::lock_guard once(journal_mutex_);
+  if (journal_checked_.load(std::memory_order_acquire)) return;
+  const keys k{options_.prefix};
+  std::map<std::string, std::string, std::less<>> entries;
+  {
+    std::lock_guard lock(mutex_);
+    with_retries([&] {
+      auto got = link_->run(k.journal(), {{"HGETALL", k.journal()}});
+      if (is_error(got.front().get())) raise_reply(got.front().get(), "HGETALL", "the journal node");
+      entries = hash_fields(got.front().get());
+      return 0;
+    });
+  }
+  // The store object is logically unchanged by finishing what another process committed to.
+  auto* self = const_cast<redis_store*>(this);
+  for (const auto& [token, payload] : entries) {
+    spdlog::warn("redis: finishing a duplicate resolve that a stopped process left in {} ({})", k.journal(), token);
+    self->apply_journal_entry(token, payload, {});
+  }
+  journal_checked_.store(true, std::memory_order_release);
 }
 
 void redis_store::clear() {

@@ -11,6 +11,7 @@
 
 #include "store/item_store.h"
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -54,6 +55,13 @@ class redis_store final : public item_store {
   std::uint64_t insert_batch(std::span<const item> items) override;
   std::uint64_t upsert_batch(std::span<const item> items) override;
   bool remove(std::string_view id) override;
+  /// @brief Duplicate resolve through a journal (see redis_store.cpp, "Resolve journal"): the whole
+  /// change is recorded in one command first, then applied; a process killed in between leaves the
+  /// journal, and the next access of any redis_store on this prefix finishes it, so readers see the
+  /// old state or the new one. before_commit runs with the journal written, the upserts applied and
+  /// the removals not yet made (the point where a crash used to leave a mix).
+  std::uint64_t upsert_and_remove(std::span<const item> upserts, std::span<const std::string> removals,
+                                  const std::function<void()>& before_commit = {}) override;
 
   [[nodiscard]] std::optional<item> get(std::string_view id) const override;
   [[nodiscard]] bool contains(std::string_view id) const override;
@@ -76,6 +84,13 @@ class redis_store final : public item_store {
  private:
   enum class write_mode { insert, upsert };
   std::uint64_t write(std::span<const item> items, write_mode mode);
+  /// Finishes resolves that a killed process left in the journal (once per store object, before its
+  /// first read or write; again after a failure to reach the server).
+  void finish_journal() const;
+  std::uint64_t apply_journal_entry(std::string_view token, std::string_view payload,
+                                    const std::function<void()>& before_commit);
+  mutable std::atomic<bool> journal_checked_{false};
+  mutable std::mutex journal_mutex_;
 
   redis_options options_;
   mutable std::mutex mutex_;  // one command stream per node: calls take turns

@@ -101,15 +101,19 @@ class BenchSmokeTest(unittest.TestCase):
         # Every tenth synthetic signature is a noisy copy of the one before: n/10 true pairs, all of
         # which the self-join must find (recall against the brute-force pair scan).
         out = run("bench", "dedup", "--n", "2000", "--brute-max", "2000", "--threads", "1")
-        row = re.search(r"^\s+2000\s+flat\s+[\d.]+\s+[\d.]+\s+(\d+)\s+(\d+)\s+[\d.]+\s+([\d.]+)$", out, re.M)
+        row = re.search(r"^\s+2000\s+flat\s+[\d.]+\s+[\d.]+\s+(\d+)\s+(\d+)\s+[\d.]+\s+([\d.]+) \(all\)\s", out, re.M)
         self.assertIsNotNone(row, out)
         self.assertEqual(int(row.group(1)), 200, out)
         self.assertEqual(float(row.group(3)), 1.0, out)
-        # --join-sample queries only part of the index and says that its time is extrapolated.
+        # --join-sample queries only part of the index and says that its time is scaled; past --brute-max
+        # the scan runs on sampled rows (here the 1000 queried ones) against all n, which gives the recall
+        # and the scan's time estimate.
         out = run("bench", "dedup", "--n", "4000", "--brute-max", "2000", "--join-sample", "1000", "--threads", "1")
-        self.assertIn("(join of n=4000: 1000 of 4000 vectors queried; time extrapolated x4.0", out)
-        # The first 1000 vectors hold 100 of the pairs; no scan at this size, so no recall either.
-        self.assertRegex(out, r"(?m)^\s+4000\s+flat\s+[\d.]+\s+[\d.]+\s+100\s+100\s+-\s+-$")
+        self.assertIn("join: 1000 of 4000 queried, time x4;", out)
+        self.assertIn("scan: 1000 rows x 4000 timed, x2 for all pairs;", out)
+        # The first 1000 vectors hold 100 of the planted pairs, all found.
+        self.assertRegex(out, r"(?m)^\s+4000\s+flat\s+[\d.]+\s+[\d.]+\s+100\s+100\s+~[\d.]+ \(from 1000 rows\)\s+"
+                              r"1\.0000 \(1000 rows\)\s")
 
     def test_soak_mixed_load(self):
         import json

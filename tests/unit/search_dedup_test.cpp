@@ -188,6 +188,17 @@ TEST(SelfJoin, FindsWhatTheBruteForceScanFinds) {
   EXPECT_EQ(a, b);
   EXPECT_GE(a.size(), 20u);
   EXPECT_EQ(search::connected_groups(ids.size(), joined).size(), a.size());  // each planted pair is its own group
+  // A sampled join (bench dedup --join-sample) asks only for the first rows' neighbours and keeps their
+  // pairs with every row: exactly the scan's pairs that touch one of those rows.
+  constexpr std::size_t sample = 10;  // rows 0..9: the planted pairs (0..9, 200..209)
+  auto sampled = search::self_join(ids, data, dim, search, 4, 0.9f, false, 2, sample);
+  std::set<std::pair<std::size_t, std::size_t>> c, d;
+  for (const auto& p : sampled) c.insert(key(p));
+  for (const auto& p : b)
+    if (p.first < sample || p.second < sample) d.insert(p);
+  EXPECT_EQ(c, d);
+  EXPECT_GE(c.size(), 10u);
+  EXPECT_LT(c.size(), a.size());
 }
 
 class ResolveTest : public ::testing::Test {
