@@ -25,6 +25,7 @@ struct upscale_options {
   std::string model;
   std::string format;
   int tile = -1;
+  int memory_budget_mb = -1;
   int quality = 92;
   bool overwrite = false;
 };
@@ -72,6 +73,7 @@ void run(const upscale_options& o, const global_options& global) {
   if (!o.output_dir.empty()) fs::create_directories(o.output_dir);
 
   const auto u = models::load_upscaler(global.models_dir, o.model);
+  if (o.memory_budget_mb >= 0) u->set_memory_budget(static_cast<std::uint64_t>(o.memory_budget_mb) << 20);
   const int scale = u->spec().scale;
   image::decode_limits limits;
   limits.max_bytes = 256u << 20;
@@ -126,8 +128,14 @@ void add_upscale_command(CLI::App& app, global_options& global) {
                   "folder for the outputs, named like the inputs (default: beside each input as NAME_2x.EXT)");
   cmd->add_option("--model", o->model, "upscaler pack name or alias (default: the first upscaler pack by name)");
   cmd->add_option("--format", o->format, "png (default), webp or jpg; PNG and WebP keep alpha");
-  cmd->add_option("--tile", o->tile, "tile size in input pixels (0 = whole image; default: the pack's)")
+  cmd->add_option("--tile", o->tile,
+                  "tile size in input pixels (0 = whole image; default: the whole image when it fits --memory-budget, "
+                  "else the pack's tile)")
       ->check(CLI::Range(0, 4096));
+  cmd->add_option("--memory-budget", o->memory_budget_mb,
+                  "MB of network activations one image may use (default: the pack's upscale.memory_budget_mb, 1536): "
+                  "decides whole image vs tiles, and how many tiles keep their state between SE passes")
+      ->check(CLI::Range(0, 1 << 20));
   cmd->add_option("--quality", o->quality, "JPEG / lossy WebP quality 1-100")->check(CLI::Range(1, 100))->capture_default_str();
   cmd->add_flag("--overwrite", o->overwrite, "replace existing output files");
   cmd->callback([o, &global] { run(*o, global); });
