@@ -95,17 +95,25 @@ void run(const upscale_options& o, const global_options& global) {
       const auto img = image::decode_image_rgba(read_file(in, "image", limits.max_bytes), limits);
       const auto start = std::chrono::steady_clock::now();
       std::unique_ptr<progress_bar> tiles;
-      const auto result = u->upscale(img, o.tile, [&](std::size_t /*done*/, std::size_t total) {
-        if (many || total < 8) return;  // a bar per tile only for one large image
-        if (!tiles) tiles = std::make_unique<progress_bar>("tiles", total);
-        tiles->advance();
-      });
+      models::upscaler::run_stats st;
+      const auto result = u->upscale(
+          img, o.tile,
+          [&](std::size_t /*done*/, std::size_t total) {
+            if (many || total < 8) return;  // a bar per tile only for one large image
+            if (!tiles) tiles = std::make_unique<progress_bar>("tiles", total);
+            tiles->advance();
+          },
+          &st);
       if (tiles) tiles->finish();
       write_file_atomic(out, image::encode_image(result, fmt_name, o.quality));
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (bar) bar->advance();
-      std::printf("%s -> %s (%dx%d -> %dx%d, %.2fs)\n", in.string().c_str(), out.string().c_str(), img.width,
-                  img.height, result.width, result.height, s);
+      std::string how;  // how it was cut: what --tile and --memory-budget decided
+      if (st.tiles > 1)
+        how = " [" + std::to_string(st.tiles) + " tiles of " + std::to_string(st.tile) + ", " +
+              std::to_string(st.segment_runs) + " segment runs, " + std::to_string(st.resumed) + " resumed]";
+      std::printf("%s -> %s (%dx%d -> %dx%d, %.2fs)%s\n", in.string().c_str(), out.string().c_str(), img.width,
+                  img.height, result.width, result.height, s, how.c_str());
     } catch (const error& e) {
       if (bar) bar->advance();
       if (!many) throw;
