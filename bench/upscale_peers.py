@@ -7,7 +7,9 @@
    bench/ort_peer.js) minus PyTorch's, max abs, in pixel units (network output x 255).
 2. For each size S (square RGB crops of a drawing, resized to S if the source is smaller):
    - acg2vec: `acg2vec upscale` on R+1 copies of the PNG in one process, --tile 0 (whole image,
-     like the peers) and, separately, the pack's default tile. The per-image seconds it prints
+     like the peers), the default (whole image when its estimated peak fits the memory budget,
+     else the pack's tile), --tile S/2 (4 tiles, SE hand-overs kept) and with --recompute also
+     --tile S/2 --memory-budget 0 (each SE pass recomputes every tile's prefix). The per-image seconds it prints
      (upscale + PNG encode of the output; decode and model load excluded) of the last R images.
      A 16x16 image gives the fixed cost per image (its figure is printed beside).
    - PyTorch eager: the same network on the same padded input (reflect 18 px), inference_mode,
@@ -68,8 +70,8 @@ def run_ort(onnx_path, x, work, threads, seconds):
     return j, y
 
 
-def run_acg2vec(a, png, tile, copies, work):
-    d = os.path.join(work, f"acg_{os.path.basename(png)}_{tile}")
+def run_acg2vec(a, png, tile, copies, work, budget=None):
+    d = os.path.join(work, f"acg_{os.path.basename(png)}_{tile}_{budget}")
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(os.path.join(d, "in"))
     os.makedirs(os.path.join(d, "out"))
@@ -82,6 +84,8 @@ def run_acg2vec(a, png, tile, copies, work):
            "--model", a.pack]
     if tile is not None:
         cmd += ["--tile", str(tile)]
+    if budget is not None:
+        cmd += ["--memory-budget", str(budget)]
     res = subprocess.run(cmd, check=True, capture_output=True, text=True)
     secs = [float(m) for m in re.findall(r", ([0-9.]+)s\)", res.stdout)]
     assert len(secs) == copies, res.stdout
@@ -98,6 +102,7 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--image", default=os.path.join(ROOT, "tests/data/images/real/thequestion_bg_lecturehall.jpg"))
     ap.add_argument("--work", default="/tmp/acg2vec-upscale-peers")
+    ap.add_argument("--recompute", action="store_true", help="also time 4 tiles with --memory-budget 0")
     ap.add_argument("--fixed-onnx", metavar="FILE", help="only write an export with a fixed input of the first "
                     "size (for `acg2vec bench model --onnx FILE`) and stop")
     a = ap.parse_args()
@@ -139,10 +144,16 @@ def main():
         x = ref.prepare(rgb)
         mp = s * s / 1e6
 
-        # acg2vec, whole image and default tile
-        for tile, label in ((0, "acg2vec --tile 0 (whole)"), (None, "acg2vec default tile")):
+        # acg2vec: whole image, the default (whole image when it fits the memory budget, else the
+        # pack's tile), 4 tiles with their SE hand-overs kept (default budget), and 4 tiles with
+        # none kept (budget 0: each SE pass recomputes every tile's prefix)
+        configs = [(0, None, "acg2vec --tile 0 (whole)"), (None, None, "acg2vec default"),
+                   (s // 2, None, f"acg2vec 4 tiles (--tile {s // 2}), hand-overs kept")]
+        if a.recompute:
+            configs.append((s // 2, 0, f"acg2vec 4 tiles (--tile {s // 2}), --memory-budget 0"))
+        for tile, budget, label in configs:
             la = load_average()
-            secs, out_png = run_acg2vec(a, png, tile, a.runs + 1, a.work)
+            secs, out_png = run_acg2vec(a, png, tile, a.runs + 1, a.work, budget)
             med = statistics.median(secs[1:])
             rows.append({"size": s, "runtime": label, "median_s": med, "runs": secs[1:], "mp_s": mp / med, "load": la})
             print(f"{s}x{s} {label}: {', '.join(f'{t:.2f}' for t in secs[1:])} s -> {mp / med:.4f} MP/s (load {la})",
@@ -192,13 +203,11 @@ def main():
     print()
     for s in sizes:
         by = {r["runtime"]: r for r in rows if r["size"] == s}
-        whole = by["acg2vec --tile 0 (whole)"]["mp_s"]
-        tiled = by["acg2vec default tile"]["mp_s"]
+        ours = {n: r["mp_s"] for n, r in by.items() if n.startswith("acg2vec")}
         for name, r in by.items():
             if name.startswith("acg2vec"):
                 continue
-            print(f"{s}x{s}: acg2vec whole / {name} = {whole / r['mp_s']:.2f}x; "
-                  f"acg2vec default tile / {name} = {tiled / r['mp_s']:.2f}x")
+            print(f"{s}x{s} vs {name}: " + "; ".join(f"{n[8:]} {v / r['mp_s']:.2f}x" for n, v in ours.items()))
     with open(os.path.join(a.work, "peers.json"), "w") as f:
         json.dump({"rows": rows, "tiny_secs": tiny_secs, "threads": a.threads}, f, indent=1)
 

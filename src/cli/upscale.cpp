@@ -25,6 +25,7 @@ struct upscale_options {
   std::string model;
   std::string format;
   int tile = -1;
+  int memory_budget_mb = -1;
   int quality = 92;
   bool overwrite = false;
 };
@@ -72,6 +73,7 @@ void run(const upscale_options& o, const global_options& global) {
   if (!o.output_dir.empty()) fs::create_directories(o.output_dir);
 
   const auto u = models::load_upscaler(global.models_dir, o.model);
+  if (o.memory_budget_mb >= 0) u->set_memory_budget(static_cast<std::uint64_t>(o.memory_budget_mb) << 20);
   const int scale = u->spec().scale;
   image::decode_limits limits;
   limits.max_bytes = 256u << 20;
@@ -93,17 +95,25 @@ void run(const upscale_options& o, const global_options& global) {
       const auto img = image::decode_image_rgba(read_file(in, "image", limits.max_bytes), limits);
       const auto start = std::chrono::steady_clock::now();
       std::unique_ptr<progress_bar> tiles;
-      const auto result = u->upscale(img, o.tile, [&](std::size_t /*done*/, std::size_t total) {
-        if (many || total < 8) return;  // a bar per tile only for one large image
-        if (!tiles) tiles = std::make_unique<progress_bar>("tiles", total);
-        tiles->advance();
-      });
+      models::upscaler::run_stats st;
+      const auto result = u->upscale(
+          img, o.tile,
+          [&](std::size_t /*done*/, std::size_t total) {
+            if (many || total < 8) return;  // a bar per tile only for one large image
+            if (!tiles) tiles = std::make_unique<progress_bar>("tiles", total);
+            tiles->advance();
+          },
+          &st);
       if (tiles) tiles->finish();
       write_file_atomic(out, image::encode_image(result, fmt_name, o.quality));
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (bar) bar->advance();
-      std::printf("%s -> %s (%dx%d -> %dx%d, %.2fs)\n", in.string().c_str(), out.string().c_str(), img.width,
-                  img.height, result.width, result.height, s);
+      std::string how;  // how it was cut: what --tile and --memory-budget decided
+      if (st.tiles > 1)
+        how = " [" + std::to_string(st.tiles) + " tiles of " + std::to_string(st.tile) + ", " +
+              std::to_string(st.segment_runs) + " segment runs, " + std::to_string(st.resumed) + " resumed]";
+      std::printf("%s -> %s (%dx%d -> %dx%d, %.2fs)%s\n", in.string().c_str(), out.string().c_str(), img.width,
+                  img.height, result.width, result.height, s, how.c_str());
     } catch (const error& e) {
       if (bar) bar->advance();
       if (!many) throw;
@@ -126,8 +136,14 @@ void add_upscale_command(CLI::App& app, global_options& global) {
                   "folder for the outputs, named like the inputs (default: beside each input as NAME_2x.EXT)");
   cmd->add_option("--model", o->model, "upscaler pack name or alias (default: the first upscaler pack by name)");
   cmd->add_option("--format", o->format, "png (default), webp or jpg; PNG and WebP keep alpha");
-  cmd->add_option("--tile", o->tile, "tile size in input pixels (0 = whole image; default: the pack's)")
+  cmd->add_option("--tile", o->tile,
+                  "tile size in input pixels (0 = whole image; default: the whole image when it fits --memory-budget, "
+                  "else the pack's tile)")
       ->check(CLI::Range(0, 4096));
+  cmd->add_option("--memory-budget", o->memory_budget_mb,
+                  "MB of network activations one image may use (default: the pack's upscale.memory_budget_mb, 1536): "
+                  "decides whole image vs tiles, and how many tiles keep their state between SE passes")
+      ->check(CLI::Range(0, 1 << 20));
   cmd->add_option("--quality", o->quality, "JPEG / lossy WebP quality 1-100")->check(CLI::Range(1, 100))->capture_default_str();
   cmd->add_flag("--overwrite", o->overwrite, "replace existing output files");
   cmd->callback([o, &global] { run(*o, global); });

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <set>
 
 #include "core/error.h"
 #include "models/registry.h"
@@ -57,23 +59,37 @@ double num_field(const json& j, const char* key, double fallback, const std::str
   return v;
 }
 
-// The graph with the given GlobalAveragePool nodes replaced by graph inputs (their outputs).
-runtime::graph without_pools(const runtime::graph& g, const std::vector<std::string>& pooled,
-                             const std::vector<std::int64_t>& channels) {
-  runtime::graph out = g;
-  out.nodes.clear();
-  for (const auto& n : g.nodes) {
-    if (n.op_type == "GlobalAveragePool" && std::find(pooled.begin(), pooled.end(), n.outputs.at(0)) != pooled.end())
-      continue;
-    out.nodes.push_back(n);
+// Node indices in an order where every node follows the producers of its inputs, keeping the
+// stored order wherever it already is one (ncnn and ONNX files are stored so).
+std::vector<std::size_t> topological(const runtime::graph& g, const std::string& pack) {
+  std::set<std::string> have;
+  for (const auto& v : g.inputs) have.insert(v.name);
+  for (const auto& [name, t] : g.initializers) have.insert(name);
+  std::vector<bool> placed(g.nodes.size(), false);
+  std::vector<std::size_t> order;
+  for (bool progress = true; progress && order.size() < g.nodes.size();) {
+    progress = false;
+    for (std::size_t i = 0; i < g.nodes.size(); ++i) {
+      if (placed[i]) continue;
+      const auto& n = g.nodes[i];
+      if (!std::all_of(n.inputs.begin(), n.inputs.end(), [&](const std::string& v) { return v.empty() || have.count(v); }))
+        continue;
+      placed[i] = progress = true;
+      order.push_back(i);
+      have.insert(n.outputs.begin(), n.outputs.end());
+    }
   }
-  for (std::size_t i = 0; i < pooled.size(); ++i) {
-    runtime::value_info v;
-    v.name = pooled[i];
-    v.shape = {1, channels[i], 1, 1};
-    out.inputs.push_back(v);
-  }
-  return out;
+  if (order.size() != g.nodes.size())
+    fail(errc::bad_parameter, "pack '{}': the graph has a cycle or reads a value nothing produces", pack);
+  return order;
+}
+
+std::uint64_t state_bytes(const std::map<std::string, at::Tensor>& state) {
+  std::set<const void*> seen;  // values may share storage (views)
+  std::uint64_t bytes = 0;
+  for (const auto& [name, t] : state)
+    if (t.defined() && seen.insert(t.storage().data()).second) bytes += t.storage().nbytes();
+  return bytes;
 }
 
 }  // namespace
@@ -93,6 +109,7 @@ upscale_spec upscale_spec::from_manifest(const model_manifest& m) {
   s.out_offset = num_field(j, "out_offset", 0.0, m.name);
   s.max_input_pixels = static_cast<std::uint64_t>(num_field(j, "max_input_pixels", 16'777'216.0, m.name));
   s.max_output_pixels = static_cast<std::uint64_t>(num_field(j, "max_output_pixels", 67'108'864.0, m.name));
+  s.memory_budget = static_cast<std::uint64_t>(int_field(j, "memory_budget_mb", 1536, 0, 1 << 20, m.name)) << 20;
   if (s.tile != 0 && (s.tile < 16 || s.tile % s.multiple != 0))
     fail(errc::bad_parameter, "pack '{}': upscale.tile must be 0 or a multiple of upscale.multiple >= 16", m.name);
   if (s.max_input_pixels == 0 || s.max_output_pixels == 0)
@@ -105,49 +122,182 @@ upscaler::upscaler(model_manifest manifest, const runtime::graph& graph)
   if (graph.inputs.size() != 1 || graph.outputs.size() != 1)
     fail(errc::bad_parameter, "pack '{}': an upscaler needs one image input and one output, the graph has {} and {}",
          manifest_.name, graph.inputs.size(), graph.outputs.size());
+  input_name_ = graph.inputs[0].name;
+  output_name_ = graph.outputs[0].name;
   whole_ = std::make_unique<runtime::executor>(graph);
-  for (const auto& n : graph.nodes)
+  build_size_model(graph);
+  if (!gaps_.empty()) build_segments(graph);
+}
+
+// Runs the graph on two zero images with every value as an output: each value's size is then
+// channels * (rate * side + extra) per axis, which gives the pooled maps' geometry (how tiles
+// share them) and the liveness estimate of the peak memory for any input size.
+void upscaler::build_size_model(const runtime::graph& graph) {
+  const auto order = topological(graph, manifest_.name);
+  steps_ = static_cast<std::int64_t>(order.size());
+  std::map<std::string, value_size> by_name;
+  std::vector<std::string> names;
+  for (std::size_t pos = 0; pos < order.size(); ++pos) {
+    const auto& n = graph.nodes[order[pos]];
+    for (const auto& v : n.inputs) {
+      auto it = by_name.find(v);
+      if (it != by_name.end()) it->second.last = static_cast<std::int64_t>(pos);
+    }
+    for (const auto& v : n.outputs) {
+      if (v.empty()) continue;
+      value_size vs;
+      vs.first = vs.last = static_cast<std::int64_t>(pos);
+      by_name[v] = vs;
+      names.push_back(v);
+    }
     if (n.op_type == "GlobalAveragePool" && !n.inputs.empty() && !n.outputs.empty())
       gaps_.push_back(gap_info{n.inputs[0], n.outputs[0]});
-  if (gaps_.empty()) return;
+  }
+  value_size in;
+  in.first = -1;
+  in.spatial = true;
+  in.elems = 3 * 4;
+  in.rate_h = in.rate_w = 1;
+  for (const auto& n : graph.nodes)
+    for (const auto& v : n.inputs)
+      if (v == input_name_) in.last = steps_;  // conservatively alive throughout (the caller holds it)
+  sizes_.push_back(in);
+  for (auto& [name, vs] : by_name)
+    if (name == output_name_) vs.last = steps_;
 
-  // Probe the geometry of every pooled feature map: its size is rate * core + extra for a core
-  // of `core` pixels fed with the pack's padding. Two zero images of different sizes tell both.
-  std::vector<std::string> probe_outputs;
-  for (const auto& gp : gaps_) probe_outputs.push_back(gp.feature);
-  runtime::executor probe(graph, probe_outputs);
-  const std::int64_t c1 = 8 * spec_.multiple + 16, c2 = c1 + 8 * spec_.multiple;
-  auto run_probe = [&](std::int64_t core) {
-    const std::int64_t side = round_up(core, spec_.multiple) + 2 * (spec_.pre_padding + spec_.overlap);
+  runtime::executor probe(graph, names);
+  const std::int64_t pad = spec_.pre_padding + spec_.overlap;
+  const std::int64_t r1 = round_up(8 * spec_.multiple + 16, spec_.multiple),
+                     r2 = round_up(16 * spec_.multiple + 16, spec_.multiple);
+  const std::int64_t s1 = r1 + 2 * pad, s2 = r2 + 2 * pad;
+  std::vector<at::Tensor> f1, f2;
+  {
     c10::InferenceMode guard;
-    return probe.run({at::zeros({1, 3, side, side})});
-  };
-  const auto f1 = run_probe(round_up(c1, spec_.multiple));
-  const auto f2 = run_probe(round_up(c2, spec_.multiple));
-  const auto r1 = round_up(c1, spec_.multiple), r2 = round_up(c2, spec_.multiple);
-  for (std::size_t i = 0; i < gaps_.size(); ++i) {
-    if (f1[i].dim() != 4 || f2[i].dim() != 4)
-      fail(errc::bad_parameter, "pack '{}': pooled value '{}' is not a 4-D feature map", manifest_.name, gaps_[i].feature);
-    gaps_[i].channels = f1[i].size(1);
-    const double rate = static_cast<double>(f2[i].size(3) - f1[i].size(3)) / static_cast<double>(r2 - r1);
-    const double extra = static_cast<double>(f1[i].size(3)) - rate * static_cast<double>(r1);
-    if (!(rate > 0) || extra < 0 || extra != std::floor(extra) ||
-        f2[i].size(2) - f1[i].size(2) != f2[i].size(3) - f1[i].size(3))
+    f1 = probe.run({at::zeros({1, 3, s1, s1})});
+    f2 = probe.run({at::zeros({1, 3, s2, s2})});
+  }
+  std::map<std::string, std::size_t> index;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    index[names[i]] = i;
+    value_size vs = by_name.at(names[i]);
+    const at::Tensor &a = f1[i], &b = f2[i];
+    if (a.dim() == 4 && b.dim() == 4 && (a.size(2) != b.size(2) || a.size(3) != b.size(3))) {
+      vs.spatial = true;
+      vs.elems = static_cast<double>(a.size(0) * a.size(1) * static_cast<std::int64_t>(a.element_size()));
+      vs.rate_h = static_cast<double>(b.size(2) - a.size(2)) / static_cast<double>(s2 - s1);
+      vs.extra_h = static_cast<double>(a.size(2)) - vs.rate_h * static_cast<double>(s1);
+      vs.rate_w = static_cast<double>(b.size(3) - a.size(3)) / static_cast<double>(s2 - s1);
+      vs.extra_w = static_cast<double>(a.size(3)) - vs.rate_w * static_cast<double>(s1);
+    } else {
+      vs.elems = static_cast<double>(std::max(a.nbytes(), b.nbytes()));
+    }
+    sizes_.push_back(vs);
+  }
+
+  for (auto& g : gaps_) {
+    const at::Tensor &a = f1[index.at(g.feature)], &b = f2[index.at(g.feature)];
+    if (a.dim() != 4 || b.dim() != 4)
+      fail(errc::bad_parameter, "pack '{}': pooled value '{}' is not a 4-D feature map", manifest_.name, g.feature);
+    g.channels = a.size(1);
+    // per core pixel, so relative to the core sizes r1, r2
+    const double rate = static_cast<double>(b.size(3) - a.size(3)) / static_cast<double>(r2 - r1);
+    const double extra = static_cast<double>(a.size(3)) - rate * static_cast<double>(r1);
+    if (!(rate > 0) || extra < 0 || extra != std::floor(extra) || b.size(2) - a.size(2) != b.size(3) - a.size(3))
       fail(errc::bad_parameter,
            "pack '{}': the feature map pooled at '{}' does not cover the tile cores ({} features per pixel, {} extra); "
-           "is pre_padding right?", manifest_.name, gaps_[i].feature, rate, extra);
-    gaps_[i].rate = rate;
-    gaps_[i].extra = static_cast<std::int64_t>(extra);
+           "is pre_padding right?", manifest_.name, g.feature, rate, extra);
+    g.rate = rate;
+    g.extra = static_cast<std::int64_t>(extra);
   }
-  std::vector<std::string> pooled;
-  std::vector<std::int64_t> channels;
-  for (std::size_t k = 0; k < gaps_.size(); ++k) {
-    partial_.push_back(std::make_unique<runtime::executor>(without_pools(graph, pooled, channels),
-                                                           std::vector<std::string>{gaps_[k].feature}));
-    pooled.push_back(gaps_[k].pooled);
-    channels.push_back(gaps_[k].channels);
+}
+
+// Cuts the graph at its SE blocks (see the header): segment k runs the nodes after block k-1 up
+// to block k's pool, and hands over the values read after that pool.
+void upscaler::build_segments(const runtime::graph& graph) {
+  const auto order = topological(graph, manifest_.name);
+  std::set<std::string> pooled;
+  for (const auto& g : gaps_) pooled.insert(g.pooled);
+  std::map<std::string, std::int64_t> first, last;
+  first[input_name_] = -1;
+  std::vector<std::int64_t> cut;
+  for (std::size_t pos = 0; pos < order.size(); ++pos) {
+    const auto& n = graph.nodes[order[pos]];
+    const auto p = static_cast<std::int64_t>(pos);
+    for (const auto& v : n.inputs)
+      if (!v.empty()) last[v] = p;
+    for (const auto& v : n.outputs) first[v] = p;
+    if (n.op_type == "GlobalAveragePool" && !n.outputs.empty() && pooled.count(n.outputs[0])) cut.push_back(p);
   }
-  final_ = std::make_unique<runtime::executor>(without_pools(graph, pooled, channels));
+  last[output_name_] = steps_;
+  cut.push_back(steps_);
+  for (std::size_t k = 0; k < cut.size(); ++k) {
+    const std::int64_t lo = k == 0 ? -1 : cut[k - 1], hi = cut[k];
+    runtime::graph part;
+    part.name = graph.name;
+    part.opset = graph.opset;
+    part.initializers = graph.initializers;
+    std::set<std::string> produced, taken;
+    segment seg;
+    for (std::int64_t p = lo + 1; p < hi; ++p) {
+      const auto& n = graph.nodes[order[static_cast<std::size_t>(p)]];
+      for (const auto& v : n.inputs) {
+        if (v.empty() || produced.count(v) || graph.initializers.count(v) || !taken.insert(v).second) continue;
+        seg.inputs.push_back(v);
+        runtime::value_info vi;
+        if (v == input_name_) {
+          vi = graph.inputs[0];
+        } else {
+          vi.name = v;
+          vi.rank_known = false;
+        }
+        part.inputs.push_back(vi);
+      }
+      produced.insert(n.outputs.begin(), n.outputs.end());
+      part.nodes.push_back(n);
+    }
+    for (const auto& v : produced)
+      if (last.count(v) && last.at(v) >= hi) seg.outputs.push_back(v);
+    if (k + 1 == cut.size() && !produced.count(output_name_))
+      fail(errc::bad_parameter, "pack '{}': the output is not computed after the last SE block", manifest_.name);
+    for (const auto& v : seg.outputs) {
+      runtime::value_info vi;
+      vi.name = v;
+      vi.rank_known = false;
+      part.outputs.push_back(vi);
+    }
+    for (const auto& [v, p] : last)
+      if (first.count(v) && first.at(v) < hi && p > hi && !pooled.count(v)) seg.keep.push_back(v);
+    if (!part.nodes.empty() && !seg.outputs.empty())
+      seg.exec = std::make_unique<runtime::executor>(std::move(part), seg.outputs);
+    segments_.push_back(std::move(seg));
+  }
+}
+
+std::uint64_t upscaler::estimate_peak_bytes(std::int64_t height, std::int64_t width) const {
+  const std::int64_t pad = spec_.pre_padding + spec_.overlap;
+  const double sh = static_cast<double>(round_up(height, spec_.multiple) + 2 * pad);
+  const double sw = static_cast<double>(round_up(width, spec_.multiple) + 2 * pad);
+  std::vector<double> bytes(sizes_.size());
+  for (std::size_t i = 0; i < sizes_.size(); ++i) {
+    const value_size& v = sizes_[i];
+    bytes[i] = v.spatial ? v.elems * std::max(0.0, v.rate_h * sh + v.extra_h) * std::max(0.0, v.rate_w * sw + v.extra_w)
+                         : v.elems;
+  }
+  double peak = 0;
+  for (std::int64_t p = 0; p < std::max<std::int64_t>(steps_, 1); ++p) {
+    double live = 0;
+    for (std::size_t i = 0; i < sizes_.size(); ++i)
+      if (sizes_[i].first <= p && sizes_[i].last >= p) live += bytes[i];
+    peak = std::max(peak, live);
+  }
+  return static_cast<std::uint64_t>(peak);
+}
+
+std::int64_t upscaler::tile_for(std::int64_t height, std::int64_t width, int tile) const {
+  if (tile >= 0) return tile;
+  if (spec_.tile == 0) return 0;
+  if (spec_.tile >= height && spec_.tile >= width) return 0;  // one tile anyway
+  return estimate_peak_bytes(height, width) <= spec_.memory_budget ? 0 : spec_.tile;
 }
 
 std::vector<upscaler::tile_geom> upscaler::plan(std::int64_t height, std::int64_t width, std::int64_t tile) const {
@@ -182,10 +332,10 @@ at::Tensor upscaler::tile_input(const at::Tensor& rgb, const tile_geom& t) const
   return x;
 }
 
-void upscaler::run_tiles(const at::Tensor& rgb, std::int64_t tile,
+void upscaler::run_tiles(const at::Tensor& rgb, int tile_arg,
                          const std::function<void(const tile_geom&, const at::Tensor&)>& sink,
-                         const progress_fn& progress) const {
-  const auto tiles = plan(rgb.size(0), rgb.size(1), tile);
+                         const progress_fn& progress, run_stats* stats) const {
+  const auto tiles = plan(rgb.size(0), rgb.size(1), tile_for(rgb.size(0), rgb.size(1), tile_arg));
   const bool synced = tiles.size() > 1 && !gaps_.empty();
   const std::size_t total = tiles.size() * (synced ? gaps_.size() + 1 : 1);
   std::size_t done = 0;
@@ -193,43 +343,10 @@ void upscaler::run_tiles(const at::Tensor& rgb, std::int64_t tile,
     ++done;
     if (progress) progress(done, total);
   };
-  c10::InferenceMode guard;
-  std::vector<at::Tensor> means;
-  if (synced) {
-    for (std::size_t k = 0; k < gaps_.size(); ++k) {
-      const gap_info& g = gaps_[k];
-      at::Tensor sum = at::zeros({g.channels}, at::kDouble);
-      std::int64_t count = 0;
-      for (const auto& t : tiles) {
-        std::vector<at::Tensor> in{tile_input(rgb, t)};
-        in.insert(in.end(), means.begin(), means.end());
-        const at::Tensor f = partial_[k]->run(in).at(0);
-        // This tile's share of the whole-image feature map: the features of its own core
-        // (up to the next tile's core), plus everything to the end on the last row/column.
-        const auto own = [&](bool last, std::int64_t size) {
-          return last ? size : static_cast<std::int64_t>(g.rate * static_cast<double>(t.step));
-        };
-        const std::int64_t oh = own(t.last_row, f.size(2)), ow = own(t.last_col, f.size(3));
-        if (oh > f.size(2) || ow > f.size(3))
-          fail(errc::internal, "upscaler: tile feature map {}x{} is smaller than its core share {}x{}", f.size(2),
-               f.size(3), oh, ow);
-        using namespace at::indexing;
-        sum += f.index({0, Slice(), Slice(0, oh), Slice(0, ow)}).to(at::kDouble).sum({1, 2});
-        count += oh * ow;
-        tick();
-      }
-      means.push_back((sum / static_cast<double>(count)).to(at::kFloat).reshape({1, g.channels, 1, 1}));
-    }
-  }
-  for (const auto& t : tiles) {
-    at::Tensor y;
-    if (synced) {
-      std::vector<at::Tensor> in{tile_input(rgb, t)};
-      in.insert(in.end(), means.begin(), means.end());
-      y = final_->run(in).at(0);
-    } else {
-      y = whole_->run({tile_input(rgb, t)}).at(0);
-    }
+  run_stats st;
+  st.tiles = tiles.size();
+  st.tile = tiles.size() > 1 ? tiles[0].step : 0;
+  auto emit = [&](const tile_geom& t, const at::Tensor& y) {
     const std::int64_t s = spec_.scale, o = spec_.overlap;
     if (y.dim() != 4 || y.size(1) < 3 || y.size(2) != s * (t.hc + 2 * o) || y.size(3) != s * (t.wc + 2 * o))
       fail(errc::bad_parameter,
@@ -238,21 +355,119 @@ void upscaler::run_tiles(const at::Tensor& rgb, std::int64_t tile,
     using namespace at::indexing;
     sink(t, y.index({Slice(), Slice(0, 3), Slice(s * o, s * o + s * t.h), Slice(s * o, s * o + s * t.w)}));
     tick();
+  };
+  c10::InferenceMode guard;
+  if (!synced) {
+    for (const auto& t : tiles) {
+      emit(t, whole_->run({tile_input(rgb, t)}).at(0));
+      ++st.segment_runs;
+    }
+    if (stats) *stats = st;
+    return;
   }
+
+  using state_map = std::map<std::string, at::Tensor>;
+  state_map means;
+  // Runs segment s on a tile's state, then drops what no later segment reads.
+  auto run_segment = [&](std::size_t s, state_map& state) {
+    const segment& seg = segments_[s];
+    if (seg.exec) {
+      std::vector<at::Tensor> in;
+      in.reserve(seg.inputs.size());
+      for (const auto& v : seg.inputs) {
+        auto it = state.find(v);
+        in.push_back(it != state.end() ? it->second : means.at(v));
+      }
+      auto out = seg.exec->run(in);
+      for (std::size_t i = 0; i < out.size(); ++i) state[seg.outputs[i]] = std::move(out[i]);
+      ++st.segment_runs;
+    }
+  };
+  auto prune = [](state_map& state, const std::vector<std::string>& keep) {
+    state_map kept;
+    for (const auto& v : keep) {
+      auto it = state.find(v);
+      if (it != state.end()) kept.emplace(v, std::move(it->second));
+    }
+    state = std::move(kept);
+  };
+
+  const std::size_t last_pass = gaps_.size();
+  // Hand-overs kept between passes: the cache may use what the budget leaves after one tile's own
+  // working set; a tile whose hand-over does not fit starts again from its input next pass.
+  const std::uint64_t per_tile = estimate_peak_bytes(tiles[0].hc, tiles[0].wc);
+  const std::uint64_t cache_budget = spec_.memory_budget > per_tile ? spec_.memory_budget - per_tile : 0;
+  std::vector<state_map> kept(tiles.size());
+  std::vector<std::uint64_t> kept_bytes(tiles.size(), 0);
+  std::uint64_t kept_total = 0;
+  for (std::size_t k = 0; k <= last_pass; ++k) {
+    at::Tensor sum;
+    std::int64_t count = 0;
+    for (std::size_t i = 0; i < tiles.size(); ++i) {
+      const tile_geom& t = tiles[i];
+      state_map state;
+      std::size_t from = 0;
+      if (!kept[i].empty()) {
+        state = std::move(kept[i]);
+        kept[i].clear();
+        kept_total -= kept_bytes[i];
+        kept_bytes[i] = 0;
+        from = k;
+        ++st.resumed;
+      } else {
+        state[input_name_] = tile_input(rgb, t);
+      }
+      for (std::size_t s = from; s <= k; ++s) {
+        run_segment(s, state);
+        if (s < k) prune(state, segments_[s].keep);
+      }
+      if (k == last_pass) {
+        emit(t, state.at(output_name_));
+        continue;
+      }
+      const gap_info& g = gaps_[k];
+      const at::Tensor& f = state.at(g.feature);
+      // This tile's share of the whole-image feature map: the features of its own core
+      // (up to the next tile's core), plus everything to the end on the last row/column.
+      const auto own = [&](bool last, std::int64_t size) {
+        return last ? size : static_cast<std::int64_t>(g.rate * static_cast<double>(t.step));
+      };
+      const std::int64_t oh = own(t.last_row, f.size(2)), ow = own(t.last_col, f.size(3));
+      if (oh > f.size(2) || ow > f.size(3))
+        fail(errc::internal, "upscaler: tile feature map {}x{} is smaller than its core share {}x{}", f.size(2),
+             f.size(3), oh, ow);
+      using namespace at::indexing;
+      const at::Tensor part = f.index({0, Slice(), Slice(0, oh), Slice(0, ow)}).to(at::kDouble).sum({1, 2});
+      sum = sum.defined() ? sum + part : part;
+      count += oh * ow;
+      prune(state, segments_[k].keep);
+      const std::uint64_t bytes = state_bytes(state);
+      if (kept_total + bytes <= cache_budget) {
+        kept[i] = std::move(state);
+        kept_bytes[i] = bytes;
+        kept_total += bytes;
+        st.kept_peak_bytes = std::max(st.kept_peak_bytes, kept_total);
+      }
+      tick();
+    }
+    if (k < last_pass)
+      means[gaps_[k].pooled] = (sum / static_cast<double>(count)).to(at::kFloat).reshape({1, gaps_[k].channels, 1, 1});
+  }
+  if (stats) *stats = st;
 }
 
-at::Tensor upscaler::upscale_float(const at::Tensor& rgb, int tile) const {
+at::Tensor upscaler::upscale_float(const at::Tensor& rgb, int tile, run_stats* stats) const {
   if (rgb.dim() != 3 || rgb.size(2) != 3 || rgb.scalar_type() != at::kByte)
     fail(errc::bad_parameter, "upscale_float expects [H, W, 3] uint8");
   const std::int64_t s = spec_.scale;
   at::Tensor out = at::empty({1, 3, s * rgb.size(0), s * rgb.size(1)});
-  run_tiles(rgb, tile < 0 ? spec_.tile : tile,
+  run_tiles(rgb, tile,
             [&](const tile_geom& t, const at::Tensor& y) {
               using namespace at::indexing;
               out.index_put_({Slice(), Slice(), Slice(s * t.y0, s * (t.y0 + t.h)), Slice(s * t.x0, s * (t.x0 + t.w))},
                              y * spec_.out_scale + spec_.out_offset);
             },
-            {});
+            {}, stats);
   return out;
 }
 
@@ -261,7 +476,8 @@ at::Tensor upscaler::run_network(const at::Tensor& input) const {
   return whole_->run({input}).at(0);
 }
 
-image::image_rgba8 upscaler::upscale(const image::image_rgba8& img, int tile, const progress_fn& progress) const {
+image::image_rgba8 upscaler::upscale(const image::image_rgba8& img, int tile, const progress_fn& progress,
+                                     run_stats* stats) const {
   const std::int64_t s = spec_.scale;
   const auto w = static_cast<std::int64_t>(img.width), h = static_cast<std::int64_t>(img.height);
   if (w <= 0 || h <= 0 || img.pixels.size() != static_cast<std::size_t>(w * h * 4))
@@ -295,7 +511,7 @@ image::image_rgba8 upscaler::upscale(const image::image_rgba8& img, int tile, co
     }
   };
   auto to_u8 = [](at::Tensor v) { return (v + 0.5).floor_().clamp_(0, 255).to(at::kByte); };
-  run_tiles(rgb, tile < 0 ? spec_.tile : tile,
+  run_tiles(rgb, tile,
             [&](const tile_geom& t, const at::Tensor& y) {
               at::Tensor px = to_u8(y[0] * spec_.out_scale + spec_.out_offset).permute({1, 2, 0});
               store(s * t.y0, s * t.x0, px, 0);
@@ -310,7 +526,7 @@ image::image_rgba8 upscaler::upscale(const image::image_rgba8& img, int tile, co
               a = a.index({0, 0, Slice(s * ctx, s * (ctx + t.h)), Slice(s * ctx, s * (ctx + t.w))});
               store(s * t.y0, s * t.x0, to_u8(a).unsqueeze(2), 3);
             },
-            progress);
+            progress, stats);
   return out;
 }
 
@@ -322,7 +538,8 @@ nlohmann::json upscaler::describe() const {
           {"overlap", spec_.overlap},
           {"se_blocks", gaps_.size()},
           {"max_input_pixels", spec_.max_input_pixels},
-          {"max_output_pixels", spec_.max_output_pixels}};
+          {"max_output_pixels", spec_.max_output_pixels},
+          {"memory_budget_mb", spec_.memory_budget >> 20}};
 }
 
 std::unique_ptr<upscaler> load_upscaler(const std::filesystem::path& models_dir, std::string_view name) {

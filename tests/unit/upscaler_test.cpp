@@ -117,6 +117,72 @@ TEST(Upscaler, AlphaIsUpscaledSeparatelyAndTilesAreExact) {
   EXPECT_EQ(a.index({Slice(), Slice(0, 30), 3}).max().item<int>(), 0);
 }
 
+TEST(Upscaler, KeptHandOversAndRecomputationGiveTheSameTiles) {
+  // Pass k of a tile either resumes from its hand-over of pass k-1 or recomputes its prefix from
+  // the input; both run the same segments on the same values, so the results are identical, and
+  // equal to the whole image within the tiling tolerance. A budget between the two keeps some
+  // tiles' hand-overs and not others'.
+  const auto u = load_pack("no-denoise");
+  const at::Tensor rgb = drawing_crop(20, 90, 96, 81);
+  const at::Tensor whole = u->upscale_float(rgb, 0);
+  const std::size_t passes = u->se_blocks() + 1;
+  models::upscaler::run_stats kept, none, some;
+  u->set_memory_budget(std::uint64_t{1} << 40);
+  const at::Tensor a = u->upscale_float(rgb, 32, &kept);
+  EXPECT_EQ(kept.tiles, 9u);  // 3 x 3 cores of 32
+  EXPECT_EQ(kept.segment_runs, kept.tiles * passes);  // one segment per tile and pass
+  EXPECT_EQ(kept.resumed, kept.tiles * (passes - 1));
+  EXPECT_GT(kept.kept_peak_bytes, 0u);
+  u->set_memory_budget(0);
+  const at::Tensor b = u->upscale_float(rgb, 32, &none);
+  EXPECT_EQ(none.resumed, 0u);
+  EXPECT_EQ(none.segment_runs, none.tiles * passes * (passes + 1) / 2);  // pass k runs k + 1 segments
+  EXPECT_EQ(none.kept_peak_bytes, 0u);
+  u->set_memory_budget(u->estimate_peak_bytes(32, 32) + kept.kept_peak_bytes / 2);
+  const at::Tensor c = u->upscale_float(rgb, 32, &some);
+  EXPECT_GT(some.resumed, 0u);
+  EXPECT_LT(some.resumed, kept.resumed);
+  EXPECT_LE(some.kept_peak_bytes, kept.kept_peak_bytes / 2);
+  EXPECT_TRUE(at::equal(a, b));
+  EXPECT_TRUE(at::equal(a, c));
+  const double diff = (whole - a).abs().max().item<double>();
+  std::cout << fmt::format("kept {} / {} tile passes, {} kept bytes at most; tiled vs whole max diff {:.3g}\n",
+                           kept.resumed, kept.tiles * passes, kept.kept_peak_bytes, diff);
+  EXPECT_LE(diff, tiled_tolerance);
+}
+
+TEST(Upscaler, DefaultTilePicksTheWholeImageWhenItFitsTheBudget) {
+  const auto u = load_pack("conservative");
+  EXPECT_EQ(u->spec().memory_budget, std::uint64_t{1536} << 20);
+  EXPECT_EQ(u->describe().at("memory_budget_mb"), 1536);
+  // The estimate grows with the padded pixel count (pre-padding 18 per side) and is at least the
+  // largest single activation (64 channels of fp32 at the padded input size).
+  const std::uint64_t e256 = u->estimate_peak_bytes(256, 256), e512 = u->estimate_peak_bytes(512, 512);
+  EXPECT_GE(e256, std::uint64_t{64} * 4 * 292 * 292);
+  EXPECT_GT(e512, 3 * e256);
+  EXPECT_LT(e512, 5 * e256);
+  std::cout << fmt::format("estimated peak: 256x256 {} MB, 512x512 {} MB, 1024x1024 {} MB\n", e256 >> 20, e512 >> 20,
+                           u->estimate_peak_bytes(1024, 1024) >> 20);
+  u->set_memory_budget(e512);
+  EXPECT_EQ(u->tile_for(512, 512, -1), 0);     // fits: one piece
+  EXPECT_EQ(u->tile_for(513, 512, -1), 256);   // does not: the pack's tile
+  EXPECT_EQ(u->tile_for(512, 512, 128), 128);  // an explicit tile is kept
+  EXPECT_EQ(u->tile_for(200, 100, -1), 0);     // one tile anyway
+  u->set_memory_budget(0);
+  EXPECT_EQ(u->tile_for(512, 512, -1), 256);
+  EXPECT_EQ(u->tile_for(512, 512, 0), 0);
+  models::upscaler::run_stats st;
+  const at::Tensor rgb = drawing_crop(0, 0, 40, 36);
+  (void)u->upscale_float(rgb, -1, &st);
+  EXPECT_EQ(st.tiles, 1u);
+  // A manifest budget is read and checked.
+  models::model_manifest m = models::load_manifest(pack_dir("conservative"));
+  m.raw["upscale"]["memory_budget_mb"] = 64;
+  EXPECT_EQ(models::upscale_spec::from_manifest(m).memory_budget, std::uint64_t{64} << 20);
+  m.raw["upscale"]["memory_budget_mb"] = -1;
+  EXPECT_THROW((void)models::upscale_spec::from_manifest(m), error);
+}
+
 TEST(Upscaler, LimitsAndTinyImages) {
   models::model_manifest m = models::load_manifest(pack_dir("conservative"));
   m.raw["upscale"]["max_input_pixels"] = 1000;
@@ -197,13 +263,16 @@ TEST(RealcuganParity, DISABLED_MatchesPytorchReference) {
         EXPECT_LE(d, relative_tolerance * ref.abs().max().item<double>());
         ++comparisons;
       }
-      for (int tile : {0, 32}) {
+      // tile 32 twice: with the tiles' hand-overs kept between SE passes (default budget) and
+      // with none kept (budget 0: every pass recomputes each tile's prefix).
+      for (auto [tile, budget] : {std::pair{0, 1536}, std::pair{32, 1536}, std::pair{32, 0}}) {
+        u->set_memory_budget(static_cast<std::uint64_t>(budget) << 20);
         const at::Tensor got = u->upscale_float(rgb, tile);
         ASSERT_EQ(got.sizes(), want.sizes());
         const double d = (got - want).abs().max().item<double>();
-        std::cout << fmt::format("{} {} tile {}: max diff {:.3g} of max {:.4g} ({:.2e} rel)\n", name,
-                                 c.at("name").get<std::string>(), tile, d, scale, d / scale);
-        EXPECT_LE(d, relative_tolerance * scale) << "tile " << tile;
+        std::cout << fmt::format("{} {} tile {} budget {} MB: max diff {:.3g} of max {:.4g} ({:.2e} rel)\n", name,
+                                 c.at("name").get<std::string>(), tile, budget, d, scale, d / scale);
+        EXPECT_LE(d, relative_tolerance * scale) << "tile " << tile << " budget " << budget;
         ++comparisons;
       }
     }
