@@ -268,26 +268,6 @@ fine_alignment align_fine(const fine_grid& source, const fine_grid& reference) {
   return out;
 }
 
-std::vector<std::uint8_t> disagreement_region(std::span<const fine_alignment* const> aligned) {
-  std::vector<std::uint8_t> region(static_cast<std::size_t>(fine_cells), 0);
-  if (aligned.size() < 2) return region;
-  for (std::size_t c = 0; c < region.size(); ++c) {
-    float lo = 2.0f;
-    float hi = -1.0f;
-    bool all_valid = true;
-    for (const auto* a : aligned) {
-      if (a->valid[c] == 0) {
-        all_valid = false;
-        break;
-      }
-      lo = std::min(lo, a->warped[c]);
-      hi = std::max(hi, a->warped[c]);
-    }
-    region[c] = all_valid && hi - lo > fine_region_threshold ? 1 : 0;
-  }
-  return region;
-}
-
 namespace {
 
 // Mean over the cells valid in both (and set in mask, when given) of each cell of a against the closest

@@ -87,9 +87,6 @@ struct fine_alignment {
 /// @brief Aligns `source` to `reference` (scale and offset per axis, mirror) and resamples it there.
 fine_alignment align_fine(const fine_grid& source, const fine_grid& reference);
 
-/// @brief Cells (of the shared frame) where the aligned grids differ by more than
-/// fine_region_threshold among themselves, valid in all of them.
-std::vector<std::uint8_t> disagreement_region(std::span<const fine_alignment* const> aligned);
 
 /// @brief Mean tolerant difference (each cell of a against the closest of b's 3x3 neighbours) over
 /// the cells that are valid in both and, when mask is not empty, set in mask; -1 when no cell counts.
