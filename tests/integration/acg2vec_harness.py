@@ -123,6 +123,32 @@ class Server:
         return self.json(method, path, body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
 
 
+def kill_at_marker(cmd, marker, env=None, timeout=120):
+    """Runs cmd, waits until its stderr prints a line containing marker, SIGKILLs it there and returns
+    its exit code (-SIGKILL when it was killed); fails when the marker never came."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, **(env or {})))
+    try:
+        deadline = time.time() + timeout
+        seen = False
+        while time.time() < deadline and not seen:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            seen = marker in line
+        if not seen:
+            raise AssertionError(f"{' '.join(cmd)} never printed {marker!r}")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    return proc.returncode
+
+
 def raw_get(port, raw_path):
     """Sends the request line verbatim, so that no client library normalises the path ('..',
     percent-encoding); returns (status, body)."""

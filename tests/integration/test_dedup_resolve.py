@@ -15,11 +15,10 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from acg2vec_harness import BIN, Server  # noqa: E402
+from acg2vec_harness import BIN, Server, kill_at_marker  # noqa: E402
 
 try:
     from PIL import Image
@@ -172,27 +171,9 @@ class DedupResolveTest(unittest.TestCase):
     def test_sigkill_inside_the_resolve_leaves_the_old_state(self):
         old_items, old_indexed = self.state()
         self.assertEqual(len(old_items), 7)
-        proc = subprocess.Popen([BIN, "--data-dir", self.data, "--models-dir", self.models, "dedup", "--apply",
-                                 "keep-best"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=dict(os.environ, ACG2VEC_RESOLVE_STALL_MS="120000"))
-        try:
-            deadline = time.time() + 120
-            seen = False
-            while time.time() < deadline and not seen:
-                line = proc.stderr.readline()
-                if not line:
-                    break
-                seen = "resolve: transaction open" in line
-            self.assertTrue(seen, "the resolve never reached its transaction")
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stdout.close()
-            proc.stderr.close()
-        self.assertEqual(proc.returncode, -signal.SIGKILL)
+        rc = kill_at_marker([BIN, "--data-dir", self.data, "--models-dir", self.models, "dedup", "--apply",
+                             "keep-best"], "resolve: transaction open", {"ACG2VEC_RESOLVE_STALL_MS": "120000"})
+        self.assertEqual(rc, -signal.SIGKILL)
         items, indexed = self.state()
         self.assertEqual(items, old_items, "the killed transaction left nothing behind")
         self.assertEqual(indexed, old_indexed)

@@ -20,7 +20,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from acg2vec_harness import BIN  # noqa: E402
+from acg2vec_harness import BIN, kill_at_marker  # noqa: E402
 from test_redis_store import REDIS, Redis  # noqa: E402
 
 try:
@@ -105,27 +105,9 @@ class DedupResolveRedisTest(unittest.TestCase):
 
     def test_sigkill_mid_resolve_is_finished_by_the_next_open(self):
         self.assertEqual(self.state()[0], "old")
-        proc = subprocess.Popen(self.base() + ["dedup", "--apply", "keep-best"], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True,
-                                env=dict(os.environ, ACG2VEC_RESOLVE_STALL_MS="120000"))
-        try:
-            deadline = time.time() + 120
-            seen = False
-            while time.time() < deadline and not seen:
-                line = proc.stderr.readline()
-                if not line:
-                    break
-                seen = "resolve: transaction open" in line
-            self.assertTrue(seen, "the resolve never reached the point between its writes")
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stdout.close()
-            proc.stderr.close()
-        self.assertEqual(proc.returncode, -signal.SIGKILL)
+        rc = kill_at_marker(self.base() + ["dedup", "--apply", "keep-best"], "resolve: transaction open",
+                            {"ACG2VEC_RESOLVE_STALL_MS": "120000"})
+        self.assertEqual(rc, -signal.SIGKILL)
         # The raw keys are a mix right now: merged items written, their copies still there, the entry kept.
         self.assertEqual(self.redis_cli("HLEN", "acg2vec:{acg2vec}:resolve-journal"), "1")
         self.assertEqual(len(self.raw_ids()), 7)
