@@ -97,8 +97,20 @@ struct timing {
   std::vector<std::pair<std::string, double>> spans;
 };
 
-/// Adds a Server-Timing header's `name;dur=ms` entries to sums (by name, first-seen order).
-void add_server_timing(const std::string& header, std::vector<std::pair<std::string, double>>& sums) {
+using span_sums = std::vector<std::pair<std::string, double>>;
+
+/// Adds ms to the span `name` of sums (first-seen order).
+void add_span(span_sums& sums, const std::string& name, double ms) {
+  auto it = std::find_if(sums.begin(), sums.end(), [&](const auto& s) { return s.first == name; });
+  if (it == sums.end()) {
+    sums.emplace_back(name, ms);
+  } else {
+    it->second += ms;
+  }
+}
+
+/// Adds a Server-Timing header's `name;dur=ms` entries to sums.
+void add_server_timing(const std::string& header, span_sums& sums) {
   std::size_t pos = 0;
   while (pos < header.size()) {
     auto end = header.find(',', pos);
@@ -110,13 +122,7 @@ void add_server_timing(const std::string& header, std::vector<std::pair<std::str
     auto dur = entry.find("dur=");
     if (first == std::string::npos || semi == std::string::npos || dur == std::string::npos) continue;
     std::string name = entry.substr(first, semi - first);
-    double ms = std::strtod(entry.c_str() + dur + 4, nullptr);
-    auto it = std::find_if(sums.begin(), sums.end(), [&](const auto& s) { return s.first == name; });
-    if (it == sums.end()) {
-      sums.emplace_back(name, ms);
-    } else {
-      it->second += ms;
-    }
+    add_span(sums, name, std::strtod(entry.c_str() + dur + 4, nullptr));
   }
 }
 
@@ -173,14 +179,7 @@ timing post_load(int port, int clients, double seconds, const std::string& route
   for (auto& p : per) {
     all.insert(all.end(), p.ms.begin(), p.ms.end());
     r.errors += p.errors;
-    for (const auto& [name, ms] : p.spans) {
-      auto it = std::find_if(r.spans.begin(), r.spans.end(), [&](const auto& s) { return s.first == name; });
-      if (it == r.spans.end()) {
-        r.spans.emplace_back(name, ms);
-      } else {
-        it->second += ms;
-      }
-    }
+    for (const auto& [name, ms] : p.spans) add_span(r.spans, name, ms);
   }
   for (auto& s : r.spans) s.second /= static_cast<double>(std::max<std::size_t>(1, all.size()));
   r.count = all.size();
