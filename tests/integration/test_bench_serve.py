@@ -34,6 +34,18 @@ class BenchServeTest(unittest.TestCase):
         self.assertGreater(float(row3.group(1)), 0.0)
         self.assertNotIn("errors", row3.group(2), out)
         self.assertRegex(out, rf"ingest, \d+ images, 2 workers\s+-\s+{num}\s+-\s+-\s+{num}x of model-only batch 8")
+        self.assertRegex(out, rf"CPU bound with decoding on the same \d+ cores: {num}/s = {num}x of model-only batch 8")
+        # The Server-Timing breakdown of each client level: every span, and the handler holds the
+        # decode, preprocess and forward of its request.
+        for clients in ("1 client", "3 clients"):
+            line = re.search(rf"^  {clients}, mean ms per request:(.*); outside the server ({num}) of ({num})$", out, re.M)
+            self.assertIsNotNone(line, out)
+            spans = dict((k, float(v)) for k, v in re.findall(rf"(\w+) ({num})", line.group(1)))
+            for name in ("decode", "preprocess", "batch_wait", "compute_wait", "forward", "worker_wait", "parse",
+                         "handler"):
+                self.assertIn(name, spans, line.group(0))
+            self.assertGreater(spans["forward"], 0.0)
+            self.assertLessEqual(spans["decode"] + spans["preprocess"] + spans["forward"], spans["handler"] + 0.01)
 
 
 if __name__ == "__main__":
