@@ -114,6 +114,13 @@ class BenchSmokeTest(unittest.TestCase):
         # The first 1000 vectors hold 100 of the planted pairs, all found.
         self.assertRegex(out, r"(?m)^\s+4000\s+flat\s+[\d.]+\s+[\d.]+\s+100\s+100\s+~[\d.]+ \(from 1000 rows\)\s+"
                               r"1\.0000 \(1000 rows\)\s")
+        # --index picks the join's index kind and --recall-sample the rows scanned exactly past --brute-max.
+        out = run("bench", "dedup", "--n", "3000", "--brute-max", "1000", "--recall-sample", "500", "--index", "hnsw",
+                  "--threads", "1")
+        self.assertIn("index hnsw", out)
+        self.assertIn("scan: 500 rows x 3000 timed, x3 for all pairs;", out)
+        self.assertRegex(out, r"(?m)^\s+3000\s+hnsw\s+[\d.]+\s+[\d.]+\s+300\s+300\s+~[\d.]+ \(from 500 rows\)\s+"
+                              r"[\d.]+ \(500 rows\)\s")
 
     def test_soak_mixed_load(self):
         import json

@@ -85,6 +85,21 @@ class UpscaleCliTest(unittest.TestCase):
         self.assertAlmostEqual(img.getpixel((w // 4, h * 3 // 4))[3], 128, delta=1)
         self.assertEqual(img.getpixel((w // 4, h // 4))[3], 255)
 
+    def test_memory_budget_changes_the_cut_not_the_pixels(self):
+        # Tiles of 32 with kept hand-overs (the default budget) and with none kept (--memory-budget 0,
+        # every SE pass recomputes each tile) give the same image; the CLI line says how it was cut.
+        src = os.path.join(FORMATS, "card.png")
+        kept, recomputed = os.path.join(self.tmp, "kept.png"), os.path.join(self.tmp, "recomputed.png")
+        r1 = self.cli(src, "-o", kept, "--tile", "32")
+        r2 = self.cli(src, "-o", recomputed, "--tile", "32", "--memory-budget", "0")
+        self.assertEqual(r1.returncode, 0, r1.stderr)
+        self.assertEqual(r2.returncode, 0, r2.stderr)
+        self.assertRegex(r1.stdout, r"[1-9]\d* resumed")
+        self.assertRegex(r2.stdout, r"\b0 resumed")
+        self.assertEqual(list(Image.open(kept).getdata()), list(Image.open(recomputed).getdata()))
+        r = self.cli(src, "-o", os.path.join(self.tmp, "bad.png"), "--memory-budget", "-1")
+        self.assertNotEqual(r.returncode, 0)
+
     def test_folder_with_output_dir_and_webp(self):
         folder = os.path.join(self.tmp, "in")
         os.makedirs(folder, exist_ok=True)
