@@ -47,7 +47,7 @@ void add_dedup_command(CLI::App& app, global_options& global) {
   cmd->add_option("--threshold", o->threshold,
                   "first-stage similarity for a candidate pair (default 0.75 on the signature, 0.95 elsewhere)")
       ->check(CLI::Range(0.01, 1.0));
-  cmd->add_option("--neighbours", o->neighbours, "nearest neighbours asked per item in the self-join")
+  cmd->add_option("--neighbours", o->neighbours, "most similar items kept per item in the self-join")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
   cmd->add_option("--keep-rule", o->keep_rule,

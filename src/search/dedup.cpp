@@ -1,4 +1,4 @@
-// Duplicate and variant groups: the ANN self-join over the signature space, the fine stage that
+// Duplicate and variant groups: the similarity self-join over the signature space, the fine stage that
 // drops pairs of different drawings, the split of each group into drawings and their copies, the
 // keep rule, and resolve. One file because every step works on the same group structures and
 // the resolve replays the grouping it was asked about.
@@ -15,16 +15,13 @@
 #include <filesystem>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <numeric>
 #include <set>
 #include <sstream>
-#include <thread>
 #include <unordered_map>
 
 #include "core/hash.h"
 #include "core/error.h"
-#include "core/thread_pool.h"
 #include "image/fine_signature.h"
 #include "image/signature.h"
 #include "search/service.h"
@@ -83,11 +80,6 @@ bool local_change(const image::fine_alignment& m, const image::fine_alignment& a
   }
   return top_sum > variant_top_sum && total > 0 &&
          top_sum / total > (tolerant ? variant_top_share : variant_plain_top_share);
-}
-
-std::size_t pool_size(std::size_t threads) {
-  if (threads > 0) return threads;
-  return std::max<std::size_t>(1, std::thread::hardware_concurrency());
 }
 
 float dot(std::span<const float> a, std::span<const float> b) {
@@ -202,87 +194,21 @@ std::string_view to_string(member_relation r) noexcept {
   return "variant";
 }
 
-std::vector<candidate_pair> self_join(std::span<const std::string> ids, std::span<const float> data, int dim,
-                                      const neighbour_search& search, std::size_t k, float threshold, bool mirror,
-                                      std::size_t threads, std::size_t queries) {
+std::vector<candidate_pair> self_join(std::span<const float> data, int dim, bool mirror,
+                                      const index::self_join_options& options, index::self_join_stats* stats) {
   const auto d = static_cast<std::size_t>(dim);
-  if (data.size() != ids.size() * d) fail(errc::bad_parameter, "self_join: {} ids but {} floats", ids.size(), data.size());
-  std::unordered_map<std::string_view, std::size_t> pos;
-  pos.reserve(ids.size());
-  for (std::size_t i = 0; i < ids.size(); ++i) pos.emplace(ids[i], i);
-  std::mutex mutex;
-  std::map<std::pair<std::size_t, std::size_t>, float> best;
-  const std::size_t workers = pool_size(threads);
-  const std::size_t asked = queries > 0 ? std::min(queries, ids.size()) : ids.size();
-  const std::size_t chunk = std::max<std::size_t>(64, asked / (workers * 8) + 1);
-  {
-    thread_pool pool(workers);
-    std::vector<std::future<void>> jobs;
-    for (std::size_t start = 0; start < asked; start += chunk) {
-      jobs.push_back(pool.submit([&, start] {
-        std::vector<std::pair<std::pair<std::size_t, std::size_t>, float>> local;
-        const std::size_t end = std::min(asked, start + chunk);
-        for (std::size_t i = start; i < end; ++i) {
-          std::span<const float> v = data.subspan(i * d, d);
-          auto take = [&](const std::vector<index::hit>& hits) {
-            for (const auto& h : hits) {
-              if (h.score < threshold) continue;
-              auto it = pos.find(h.id);
-              if (it == pos.end() || it->second == i) continue;
-              local.push_back({{std::min(i, it->second), std::max(i, it->second)}, h.score});
-            }
-          };
-          take(search(v, k + 1));
-          if (mirror) {
-            const std::vector<float> m = image::mirror_signature(std::vector<float>(v.begin(), v.end()));
-            take(search(m, k + 1));
-          }
-        }
-        std::lock_guard lock(mutex);
-        for (auto& [key, score] : local) {
-          auto [it, inserted] = best.try_emplace(key, score);
-          if (!inserted) it->second = std::max(it->second, score);
-        }
-      }));
+  std::vector<float> mirrored;
+  if (mirror) {
+    if (dim != image::signature_dim) fail(errc::bad_parameter, "self_join: mirroring needs {}-d signatures, got {}", image::signature_dim, dim);
+    const std::size_t rows = options.queries > 0 ? std::min(options.queries, data.size() / d) : data.size() / d;
+    mirrored.resize(data.size());
+    for (std::size_t i = 0; i < rows; ++i) {
+      const auto m = image::mirror_signature(std::vector<float>(data.begin() + static_cast<std::ptrdiff_t>(i * d),
+                                                                data.begin() + static_cast<std::ptrdiff_t>((i + 1) * d)));
+      std::copy(m.begin(), m.end(), mirrored.begin() + static_cast<std::ptrdiff_t>(i * d));
     }
-    for (auto& j : jobs) j.get();
   }
-  std::vector<candidate_pair> out;
-  out.reserve(best.size());
-  for (const auto& [key, score] : best) out.push_back({key.first, key.second, score});
-  return out;
-}
-
-std::vector<candidate_pair> brute_force_pairs(std::span<const float> data, int dim, float threshold,
-                                              std::size_t threads) {
-  const auto d = static_cast<std::size_t>(dim);
-  const std::size_t n = data.size() / d;
-  std::mutex mutex;
-  std::vector<candidate_pair> out;
-  const std::size_t workers = pool_size(threads);
-  {
-    thread_pool pool(workers);
-    std::vector<std::future<void>> jobs;
-    // Rows interleaved across jobs so that each gets a similar share of the triangle.
-    for (std::size_t w = 0; w < workers * 4; ++w) {
-      jobs.push_back(pool.submit([&, w] {
-        std::vector<candidate_pair> local;
-        for (std::size_t i = w; i < n; i += workers * 4) {
-          const float* a = data.data() + i * d;
-          for (std::size_t j = i + 1; j < n; ++j) {
-            const float* b = data.data() + j * d;
-            float s = 0;
-            for (std::size_t c = 0; c < d; ++c) s += a[c] * b[c];
-            if (s >= threshold) local.push_back({i, j, s});
-          }
-        }
-        std::lock_guard lock(mutex);
-        out.insert(out.end(), local.begin(), local.end());
-      }));
-    }
-    for (auto& j : jobs) j.get();
-  }
-  return out;
+  return index::similarity_self_join(data, dim, mirrored, options, stats);
 }
 
 std::vector<std::vector<std::size_t>> connected_groups(std::size_t n, std::span<const candidate_pair> pairs) {
@@ -446,17 +372,24 @@ dedup_report find_duplicates(const search_service& service, const dedup_options&
   std::vector<std::string> ids;
   std::vector<float> data;
   int dim = 0;
+  // Scores are cosine similarities: rows are normalised here (signatures already are), and rows that
+  // cannot be (zero, not finite, another dimension) take no part, as in the space's index.
   service.store().for_each_vector(report.space, [&](const std::string& id, std::span<const float> v) {
     if (dim == 0) dim = static_cast<int>(v.size());
     if (static_cast<int>(v.size()) != dim) return;
+    double norm = 0.0;
+    for (float x : v) norm += static_cast<double>(x) * x;
+    if (!(norm > 0.0) || !std::isfinite(norm)) return;
+    const auto inv = static_cast<float>(1.0 / std::sqrt(norm));
     ids.push_back(id);
-    data.insert(data.end(), v.begin(), v.end());
+    for (float x : v) data.push_back(x * inv);
   });
   report.items = ids.size();
   if (ids.empty()) return report;
-  auto search = [&](std::span<const float> q, std::size_t k) { return spaces.search(report.space, q, k); };
-  auto pairs = self_join(ids, data, dim, search, options.neighbours, report.threshold,
-                         on_signature && dim == image::signature_dim, options.threads);
+  index::self_join_options join;
+  join.threshold = report.threshold;
+  join.neighbours = options.neighbours;
+  auto pairs = self_join(data, dim, on_signature && dim == image::signature_dim, join);
   report.candidate_pairs = pairs.size();
 
   // Load what the second stage needs for every item in a pair.

@@ -2,10 +2,11 @@
 // Duplicate and variant groups over the whole collection, and resolving them.
 //
 // Grouping, in two stages:
-//  1. An ANN self-join over a stored vector space (the perceptual signature by default): every
-//     vector queries the space's index for its k nearest neighbours (on the signature also with its
-//     mirrored form), and each pair at or above the threshold is a candidate. This costs n index
-//     queries, not n^2/2 comparisons (BENCHMARKS.md, "Duplicate groups").
+//  1. A similarity self-join over a stored vector space (the perceptual signature by default): each
+//     vector's best k neighbours at or above the threshold (on the signature also those of its
+//     mirrored form) are candidates. The join clusters the vectors and compares each one only with
+//     the few clusters nearest to it, as matrix products (index/similarity_join.h); up to 30,000
+//     items it compares all pairs. BENCHMARKS.md, "Collection: duplicate grouping", has its scaling.
 //  2. Candidates whose fine grids (image/fine_signature.h) do not align, i.e. a different drawing,
 //     are dropped; the rest are joined into groups (connected components).
 // Within a group, members are taken best first by the keep rule. The first is an "anchor"; each next
@@ -33,6 +34,7 @@
 #include <string_view>
 #include <vector>
 
+#include "index/similarity_join.h"
 #include "index/vector_index.h"
 #include "store/item_store.h"
 
@@ -65,28 +67,18 @@ bool keep_first(const keep_facts& a, const keep_facts& b, std::span<const keep_c
 enum class member_relation { keep, exact, near_duplicate, variant };
 std::string_view to_string(member_relation r) noexcept;
 
-/// A first-stage pair (indexes into the caller's id list).
-struct candidate_pair {
-  std::size_t a = 0;
-  std::size_t b = 0;
-  float score = 0.0f;
-};
+/// A first-stage pair (indexes into the caller's row list, a < b).
+using candidate_pair = index::row_pair;
 
-/// Nearest neighbours of a query vector: hits with ids, best first.
-using neighbour_search = std::function<std::vector<index::hit>(std::span<const float> query, std::size_t k)>;
-
-/// @brief The ANN self-join: for each of n vectors (rows of data, dim floats each), asks `search` for k
-/// neighbours (and, when mirror is set, for the neighbours of the mirrored signature) and keeps pairs
-/// scoring >= threshold, each once (a < b). ids[i] names row i; hits naming other ids are ignored.
-/// queries > 0 asks only for the first `queries` rows' neighbours (a measured sample of the join; pairs
-/// with every row still count).
-std::vector<candidate_pair> self_join(std::span<const std::string> ids, std::span<const float> data, int dim,
-                                      const neighbour_search& search, std::size_t k, float threshold, bool mirror,
-                                      std::size_t threads, std::size_t queries = 0);
-
-/// @brief All pairs of rows with inner product >= threshold by scanning every pair (the baseline).
-std::vector<candidate_pair> brute_force_pairs(std::span<const float> data, int dim, float threshold,
-                                              std::size_t threads);
+/// @brief The first stage: the similarity self-join over n vectors (rows of data, dim floats each),
+/// each row's best `options.neighbours` rows scoring >= options.threshold, each pair once. With mirror
+/// set (perceptual signatures), each row also asks with the signature of its mirrored image.
+/// options.queries > 0 asks only for the first rows' neighbours (a measured sample; pairs with every
+/// row still count). The join runs on the vectors given, not on the space's search index, so it is
+/// the same on every index backend.
+std::vector<candidate_pair> self_join(std::span<const float> data, int dim, bool mirror,
+                                      const index::self_join_options& options,
+                                      index::self_join_stats* stats = nullptr);
 
 /// @brief Connected components of n nodes under pairs, only components of two or more, each sorted.
 std::vector<std::vector<std::size_t>> connected_groups(std::size_t n, std::span<const candidate_pair> pairs);
@@ -130,7 +122,6 @@ struct dedup_options {
   std::optional<float> threshold;  ///< default: 0.75 on the signature, 0.95 on other spaces
   std::size_t neighbours = 16;
   std::vector<keep_criterion> keep_rule;  ///< empty: default_keep_rule
-  std::size_t threads = 0;                ///< 0: hardware concurrency
 };
 
 struct dedup_report {

@@ -99,28 +99,39 @@ class BenchSmokeTest(unittest.TestCase):
 
     def test_dedup_join_against_pair_scan(self):
         # Every tenth synthetic signature is a noisy copy of the one before: n/10 true pairs, all of
-        # which the self-join must find (recall against the brute-force pair scan).
+        # which the self-join must find (recall against the exact pair scan).
+        num = r"[\d.]+"
         out = run("bench", "dedup", "--n", "2000", "--brute-max", "2000", "--threads", "1")
-        row = re.search(r"^\s+2000\s+flat\s+[\d.]+\s+[\d.]+\s+(\d+)\s+(\d+)\s+[\d.]+\s+([\d.]+) \(all\)\s", out, re.M)
+        self.assertIn("1 OpenMP threads", out)
+        self.assertRegex(out, r"BLAS: .*kernel")
+        row = re.search(rf"^\s+2000\s+exact\s+{num}\s+{num}\s+{num}\s+(\d+)\s+(\d+)\s+{num}\s+({num}) \(all\)\s", out, re.M)
         self.assertIsNotNone(row, out)
         self.assertEqual(int(row.group(1)), 200, out)
+        self.assertEqual(int(row.group(2)), 200, out)
         self.assertEqual(float(row.group(3)), 1.0, out)
-        # --join-sample queries only part of the index and says that its time is scaled; past --brute-max
+        # --join-sample queries only the first vectors and says that its time is scaled; past --brute-max
         # the scan runs on sampled rows (here the 1000 queried ones) against all n, which gives the recall
         # and the scan's time estimate.
         out = run("bench", "dedup", "--n", "4000", "--brute-max", "2000", "--join-sample", "1000", "--threads", "1")
         self.assertIn("join: 1000 of 4000 queried, time x4;", out)
-        self.assertIn("scan: 1000 rows x 4000 timed, x2 for all pairs;", out)
+        self.assertIn("scan: 1000 rows x 4000 timed, x4 for all rows;", out)
         # The first 1000 vectors hold 100 of the planted pairs, all found.
-        self.assertRegex(out, r"(?m)^\s+4000\s+flat\s+[\d.]+\s+[\d.]+\s+100\s+100\s+~[\d.]+ \(from 1000 rows\)\s+"
+        self.assertRegex(out, rf"(?m)^\s+4000\s+exact\s+{num}\s+{num}\s+{num}\s+100\s+100\s+~{num} \(from 1000 rows\)\s+"
                               r"1\.0000 \(1000 rows\)\s")
-        # --index picks the join's index kind and --recall-sample the rows scanned exactly past --brute-max.
-        out = run("bench", "dedup", "--n", "3000", "--brute-max", "1000", "--recall-sample", "500", "--index", "hnsw",
-                  "--threads", "1")
-        self.assertIn("index hnsw", out)
-        self.assertIn("scan: 500 rows x 3000 timed, x3 for all pairs;", out)
-        self.assertRegex(out, r"(?m)^\s+3000\s+hnsw\s+[\d.]+\s+[\d.]+\s+300\s+300\s+~[\d.]+ \(from 500 rows\)\s+"
-                              r"[\d.]+ \(500 rows\)\s")
+        # Past --exact-max the join clusters: with every cluster probed it must still find every pair,
+        # and each query then meets all 3000 rows; with fewer probes it meets fewer.
+        out = run("bench", "dedup", "--n", "3000", "--brute-max", "1000", "--recall-sample", "500", "--exact-max", "1000",
+                  "--clusters", "10", "--probes", "10", "--threads", "1")
+        self.assertIn("scan: 500 rows x 3000 timed, x6 for all rows;", out)
+        self.assertIn(" 3000 rows compared per query;", out)
+        self.assertRegex(out, rf"(?m)^\s+3000\s+10c/10p\s+{num}\s+{num}\s+{num}\s+300\s+300\s+~{num} \(from 500 rows\)\s+"
+                              r"1\.0000 \(500 rows\)\s")
+        out = run("bench", "dedup", "--n", "3000", "--brute-max", "3000", "--exact-max", "1000", "--clusters", "10",
+                  "--probes", "3", "--threads", "1")
+        compared = re.search(r" (\d+) rows compared per query;", out)
+        self.assertIsNotNone(compared, out)
+        self.assertLess(int(compared.group(1)), 1500, out)
+        self.assertRegex(out, rf"(?m)^\s+3000\s+10c/3p\s+.*\s({num}) \(all\)\s")
 
     def test_soak_mixed_load(self):
         import json

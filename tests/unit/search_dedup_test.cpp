@@ -148,57 +148,130 @@ TEST(RelationClassification, CopiesAreDuplicatesExpressionsAreVariants) {
   EXPECT_GT(al.error, image::fine_different_above);
 }
 
-TEST(SelfJoin, FindsWhatTheBruteForceScanFinds) {
-  // 200 random unit vectors with 20 planted near copies; exact search as the neighbour source.
-  std::mt19937 rng(3);
+// Random unit vectors, the last `copies` of them near copies (noise 0.05) of the first ones.
+std::vector<float> planted_vectors(int n, int copies, int dim, unsigned seed) {
+  std::mt19937 rng(seed);
   std::normal_distribution<float> normal;
-  const int dim = 16;
   std::vector<float> data;
-  std::vector<std::string> ids;
-  for (int i = 0; i < 220; ++i) {
-    std::vector<float> v(dim);
-    if (i >= 200) {
-      for (int c = 0; c < dim; ++c) v[c] = data[static_cast<std::size_t>((i - 200) * dim + c)] + 0.05f * normal(rng);
-    } else {
-      for (auto& x : v) x = normal(rng);
+  for (int i = 0; i < n; ++i) {
+    std::vector<float> v(static_cast<std::size_t>(dim));
+    for (int c = 0; c < dim; ++c) {
+      v[static_cast<std::size_t>(c)] =
+          i >= n - copies ? data[static_cast<std::size_t>((i - (n - copies)) * dim + c)] + 0.05f * normal(rng) : normal(rng);
     }
-    float n = 0;
-    for (float x : v) n += x * x;
-    for (auto& x : v) x /= std::sqrt(n);
+    float norm = 0;
+    for (float x : v) norm += x * x;
+    for (auto& x : v) x /= std::sqrt(norm);
     data.insert(data.end(), v.begin(), v.end());
-    ids.push_back("i" + std::to_string(i));
   }
-  auto search = [&](std::span<const float> q, std::size_t k) {
-    std::vector<index::hit> hits;
-    for (std::size_t j = 0; j < ids.size(); ++j) {
-      float s = 0;
-      for (int c = 0; c < dim; ++c) s += q[static_cast<std::size_t>(c)] * data[j * dim + static_cast<std::size_t>(c)];
-      hits.push_back({ids[j], s, 0});
+  return data;
+}
+
+// The reference: every pair (a < b) at or above the threshold by a plain double loop.
+std::set<std::pair<std::size_t, std::size_t>> pairs_by_loop(const std::vector<float>& data, int dim, float threshold) {
+  const auto d = static_cast<std::size_t>(dim);
+  const std::size_t n = data.size() / d;
+  std::set<std::pair<std::size_t, std::size_t>> out;
+  for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t j = i + 1; j < n; ++j) {
+      double s = 0;
+      for (std::size_t c = 0; c < d; ++c) s += static_cast<double>(data[i * d + c]) * data[j * d + c];
+      if (s >= threshold) out.insert({i, j});
     }
-    std::sort(hits.begin(), hits.end(), [](auto& a, auto& b) { return a.score > b.score; });
-    hits.resize(std::min(k, hits.size()));
-    return hits;
-  };
-  auto joined = search::self_join(ids, data, dim, search, 4, 0.9f, false, 2);
-  auto brute = search::brute_force_pairs(data, dim, 0.9f, 2);
-  auto key = [](const search::candidate_pair& p) { return std::make_pair(p.a, p.b); };
-  std::set<std::pair<std::size_t, std::size_t>> a, b;
-  for (const auto& p : joined) a.insert(key(p));
-  for (const auto& p : brute) b.insert(key(p));
-  EXPECT_EQ(a, b);
-  EXPECT_GE(a.size(), 20u);
-  EXPECT_EQ(search::connected_groups(ids.size(), joined).size(), a.size());  // each planted pair is its own group
-  // A sampled join (bench dedup --join-sample) asks only for the first rows' neighbours and keeps their
-  // pairs with every row: exactly the scan's pairs that touch one of those rows.
+  return out;
+}
+
+std::set<std::pair<std::size_t, std::size_t>> pair_set(const std::vector<search::candidate_pair>& pairs) {
+  std::set<std::pair<std::size_t, std::size_t>> out;
+  for (const auto& p : pairs) {
+    EXPECT_LT(p.a, p.b);
+    out.insert({p.a, p.b});
+  }
+  return out;
+}
+
+TEST(SelfJoin, ExactJoinAndPairScanFindWhatALoopFinds) {
+  const int dim = 16;
+  const auto data = planted_vectors(220, 20, dim, 3);
+  const auto want = pairs_by_loop(data, dim, 0.9f);
+  ASSERT_GE(want.size(), 20u);
+  index::self_join_options o;
+  o.threshold = 0.9f;
+  o.neighbours = 4;
+  index::self_join_stats st;
+  auto joined = index::similarity_self_join(data, dim, {}, o, &st);
+  EXPECT_TRUE(st.exact);
+  EXPECT_EQ(pair_set(joined), want);
+  for (const auto& p : joined) EXPECT_GE(p.score, 0.9f);
+  EXPECT_EQ(pair_set(index::all_pairs_scan(data, dim, 0.9f)), want);
+  EXPECT_EQ(search::connected_groups(220, joined).size(), want.size());  // each planted pair is its own group
+  // A sampled join asks only for the first rows' neighbours and keeps their pairs with every row:
+  // exactly the pairs that touch one of those rows. The pair scan samples rows the same way.
   constexpr std::size_t sample = 10;  // rows 0..9: the planted pairs (0..9, 200..209)
-  auto sampled = search::self_join(ids, data, dim, search, 4, 0.9f, false, 2, sample);
-  std::set<std::pair<std::size_t, std::size_t>> c, d;
-  for (const auto& p : sampled) c.insert(key(p));
-  for (const auto& p : b)
-    if (p.first < sample || p.second < sample) d.insert(p);
-  EXPECT_EQ(c, d);
-  EXPECT_GE(c.size(), 10u);
-  EXPECT_LT(c.size(), a.size());
+  std::set<std::pair<std::size_t, std::size_t>> touching;
+  for (const auto& p : want)
+    if (p.first < sample || p.second < sample) touching.insert(p);
+  o.queries = sample;
+  EXPECT_EQ(pair_set(index::similarity_self_join(data, dim, {}, o)), touching);
+  EXPECT_EQ(pair_set(index::all_pairs_scan(data, dim, 0.9f, sample)), touching);
+  EXPECT_GE(touching.size(), 10u);
+  EXPECT_LT(touching.size(), want.size());
+}
+
+TEST(SelfJoin, ClusteredJoinIsExactWhenEveryClusterIsProbedAndFindsNearCopiesWithFew) {
+  const int dim = 16;
+  const auto data = planted_vectors(3000, 300, dim, 5);
+  const auto want = pairs_by_loop(data, dim, 0.9f);
+  ASSERT_GE(want.size(), 300u);
+  index::self_join_options o;
+  o.threshold = 0.9f;
+  o.exact_max = 0;
+  o.clusters = 12;
+  o.probes = 12;
+  index::self_join_stats st;
+  EXPECT_EQ(pair_set(index::similarity_self_join(data, dim, {}, o, &st)), want);
+  EXPECT_FALSE(st.exact);
+  EXPECT_EQ(st.clusters, 12u);
+  EXPECT_NEAR(st.mean_compared, 3000.0, 1e-9);  // every query met every row once
+  // With 2 of 12 clusters probed each query meets about a sixth of the rows; the planted copies
+  // (cosine ~0.98) sit in their original's cluster or the next, and are found from both sides.
+  o.probes = 2;
+  const auto few = pair_set(index::similarity_self_join(data, dim, {}, o, &st));
+  EXPECT_LT(st.mean_compared, 3000.0 / 3);
+  std::size_t found = 0;
+  for (const auto& p : few) {
+    EXPECT_TRUE(want.count(p)) << p.first << "," << p.second;
+    found += want.count(p);
+  }
+  EXPECT_GE(static_cast<double>(found), 0.98 * static_cast<double>(want.size()));
+}
+
+TEST(SelfJoin, AlternativeQueriesFindMirroredCopiesAndNeighboursAreCapped) {
+  const int dim = 8;
+  // Row 1 is row 0 reversed (its "mirror"), orthogonal-ish to it; only the alternative query finds it.
+  std::vector<float> data{1, 0, 0, 0, 0, 0, 0, 0,  //
+                          0, 0, 0, 0, 0, 0, 0, 1,  //
+                          0, 0, 0, 1, 0, 0, 0, 0};
+  std::vector<float> alt(data.size());
+  for (std::size_t r = 0; r < 3; ++r)
+    for (std::size_t c = 0; c < 8; ++c) alt[r * 8 + c] = data[r * 8 + (7 - c)];
+  index::self_join_options o;
+  o.threshold = 0.9f;
+  EXPECT_TRUE(index::similarity_self_join(data, dim, {}, o).empty());
+  auto mirrored = index::similarity_self_join(data, dim, alt, o);
+  ASSERT_EQ(mirrored.size(), 1u);
+  EXPECT_EQ(mirrored[0].a, 0u);
+  EXPECT_EQ(mirrored[0].b, 1u);
+  EXPECT_FLOAT_EQ(mirrored[0].score, 1.0f);
+  // 40 identical rows: each keeps its best 3, so at most 40 * 3 pairs, and they still form one group.
+  std::vector<float> same;
+  for (int i = 0; i < 40; ++i) same.insert(same.end(), data.begin(), data.begin() + 8);
+  o.neighbours = 3;
+  auto capped = index::similarity_self_join(same, dim, {}, o);
+  EXPECT_LE(capped.size(), 40u * 3);
+  EXPECT_GE(capped.size(), 39u);
+  EXPECT_THROW(index::similarity_self_join(std::vector<float>(7), dim, {}, o), error);
+  EXPECT_THROW(index::similarity_self_join(data, dim, std::vector<float>(8), o), error);
 }
 
 class ResolveTest : public ::testing::Test {
