@@ -14,6 +14,7 @@
 #include "core/thread_pool.h"
 #include "image/decode.h"
 #include "index/open_index.h"
+#include "runtime/threads.h"
 #include "search/service.h"
 #include "search/watch.h"
 #include "store/open_store.h"
@@ -145,8 +146,10 @@ void add_collection_commands(CLI::App& app, global_options& global) {
       {
         std::lock_guard lock(passes->mutex);
         if (passes->passes > 0) {
-          fmt::print("model passes: {}, {:.1f} images per pass, models busy {:.1f}s of {:.1f}s\n", passes->passes,
-                     static_cast<double>(passes->rows) / static_cast<double>(passes->passes), passes->seconds, secs);
+          const int threads = runtime::intra_op_threads();
+          fmt::print("model passes: {}, {:.1f} images per pass, {} thread{} each, models busy {:.1f}s of {:.1f}s\n",
+                     passes->passes, static_cast<double>(passes->rows) / static_cast<double>(passes->passes), threads,
+                     threads == 1 ? "" : "s", passes->seconds, secs);
         }
       }
       if (failed > 0 && stored == 0 && existing == 0) fail(errc::unsupported_media, "no file could be ingested");

@@ -18,6 +18,8 @@ struct global_options {
   std::string store;
   /// Vector index: "" / faiss (files in data_dir/index) or milvus://host:port[?...] (parse_milvus_uri)
   std::string index;
+  /// Threads per forward pass, for every command that runs a model (0 = number of cores).
+  int intra_op_threads = 0;
 };
 
 void add_serve_command(CLI::App& app, global_options& global);

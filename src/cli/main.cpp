@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "runtime/blas.h"
+#include "runtime/threads.h"
 
 namespace {
 
@@ -66,6 +67,9 @@ int main(int argc, char** argv) {
       ->envname("ACG2VEC_STORE");
   app.add_option("--index", global.index, "vector index: faiss (in --data-dir, saved parameters), faiss?kind=auto|flat|hnsw|ivfpq&m=&ef_construction=&ef_search=&nlist=&nprobe=&refine= (docs/index-params.md) or milvus://host:port[?index=HNSW&M=&efConstruction=&ef=&nlist=&nprobe=&db=&prefix=&token=&timeout_ms=&load_timeout_ms=&retries=] (docs/scale-out.md)")
       ->envname("ACG2VEC_INDEX");
+  app.add_option("--intra-op-threads", global.intra_op_threads, "threads per forward pass (0 = number of cores)")
+      ->envname("ACG2VEC_INTRA_OP_THREADS")
+      ->check(CLI::Range(0, 256));
 
   cli::add_serve_command(app, global);
   cli::add_version_command(app);
@@ -81,6 +85,10 @@ int main(int argc, char** argv) {
   app.parse_complete_callback([&global] {
     acg2vec::init_logging(global.log_level);
     acg2vec::runtime::warn_if_generic_blas();
+    // Every command that runs a model (serve, ingest, tag, embed, upscale, watch, ...) gets the same
+    // thread layout: one OpenMP team on the compute thread, BLAS single-threaded inside it. Without
+    // this, `ingest` left OpenBLAS's own worker yielding on the cores its decoders needed.
+    acg2vec::runtime::configure_threads(global.intra_op_threads);
   });
 
   try {

@@ -94,7 +94,6 @@ void add_serve_command(CLI::App& app, global_options& global) {
   auto max_request_mb = std::make_shared<std::size_t>(100);
   auto port_file = std::make_shared<std::string>();
   auto max_pixels = std::make_shared<std::uint64_t>(100'000'000);
-  auto intra_threads = std::make_shared<int>(0);
   cmd->add_option("--host", opts->host, "address to bind (127.0.0.1 keeps it local)")
       ->envname("ACG2VEC_HOST")
       ->capture_default_str();
@@ -119,9 +118,6 @@ void add_serve_command(CLI::App& app, global_options& global) {
   cmd->add_option("--max-pixels", *max_pixels, "largest accepted image in pixels (checked before decoding)")
       ->envname("ACG2VEC_MAX_PIXELS")
       ->capture_default_str();
-  cmd->add_option("--intra-op-threads", *intra_threads, "threads per forward pass (0 = number of cores)")
-      ->envname("ACG2VEC_INTRA_OP_THREADS")
-      ->check(CLI::Range(0, 256));
   cmd->add_option_function<int>(
          "--read-timeout",
          [opts](int seconds) { opts->read_timeout = std::chrono::seconds(seconds); },
@@ -213,9 +209,9 @@ void add_serve_command(CLI::App& app, global_options& global) {
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
 
-  cmd->callback([&global, opts, max_upload_mb, max_request_mb, port_file, max_pixels, intra_threads, api_key_file,
+  cmd->callback([&global, opts, max_upload_mb, max_request_mb, port_file, max_pixels, api_key_file,
                  cors_origins, body_budget_mb, max_instances, watch_dirs, watch_settle_ms, watch_workers] {
-    runtime::configure_threads(*intra_threads);
+    spdlog::info("runtime: {} intra-op threads per forward pass", runtime::intra_op_threads());
     server::server_options options = *opts;
     options.max_upload_bytes = *max_upload_mb << 20;
     // A request must be able to carry one full-size file plus its multipart framing.

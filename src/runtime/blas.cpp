@@ -6,6 +6,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdlib>
 #include <cstring>
@@ -27,6 +28,15 @@ constexpr const char* kChosenMarker = "ACG2VEC_BLAS_CORE";
 // items/s, as fully active; passive 18.1) and 92 % of passive's under load (9.4 vs 10.2;
 // BENCHMARKS.md). An explicit OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
 constexpr const char* kOpenmpSpin = "10000";
+
+// An OpenBLAS worker that has finished its share of a GEMM calls sched_yield in a loop for 2^N
+// cycles (N = 28 by default, about 0.1 s) before it sleeps. A served model runs a GEMM every few
+// milliseconds, so its worker never sleeps: profiling `acg2vec ingest` of a small model on 2 cores,
+// that thread took 14 % of all CPU samples, yielding, beside the decoders. 2^20 cycles (a few
+// hundred microseconds) still covers the gap between the GEMMs of one forward (model-only speed
+// unchanged within noise) and made the same ingest 20 % faster (BENCHMARKS.md). An explicit
+// OPENBLAS_THREAD_TIMEOUT wins.
+constexpr const char* kOpenblasTimeout = "20";
 
 std::string read_model_name() {
   std::ifstream in("/proc/cpuinfo");
@@ -105,6 +115,9 @@ blas_info current_blas() {
     b.config = get_config();
     b.core = get_core();
     b.library = library_of(reinterpret_cast<void*>(get_config));
+    using int_fn = int (*)();
+    if (auto timeout = reinterpret_cast<int_fn>(::dlsym(RTLD_DEFAULT, "openblas_thread_timeout")))
+      b.thread_timeout = timeout();
     const char* set = env_or_null("OPENBLAS_CORETYPE");
     const char* mine = env_or_null(kChosenMarker);
     if (set == nullptr) {
@@ -136,8 +149,10 @@ std::string describe_blas() {
   }
   auto cpu = detect_cpu_features();
   std::string simd = cpu.avx512 ? "avx512" : cpu.avx2 ? "avx2" : cpu.avx ? "avx" : "sse";
-  return fmt::format("BLAS: {} [{}], kernel {} ({}; CPU {}, {})", b.config, b.library, b.core, why,
-                     cpu.model.empty() ? cpu.vendor : cpu.model, simd);
+  // OpenBLAS clamps the timeout to [4, 30] when it reads it.
+  const int timeout = b.thread_timeout > 0 ? std::clamp(b.thread_timeout, 4, 30) : 28;
+  return fmt::format("BLAS: {} [{}], kernel {} ({}; CPU {}, {}), idle threads sleep after 2^{} cycles", b.config,
+                     b.library, b.core, why, cpu.model.empty() ? cpu.vendor : cpu.model, simd, timeout);
 }
 
 bool warn_if_generic_blas() {
@@ -156,6 +171,10 @@ void prepare_process(char** argv) {
   bool changed = false;
   if (env_or_null("OMP_WAIT_POLICY") == nullptr && env_or_null("GOMP_SPINCOUNT") == nullptr) {
     ::setenv("GOMP_SPINCOUNT", kOpenmpSpin, 1);
+    changed = true;
+  }
+  if (env_or_null("OPENBLAS_THREAD_TIMEOUT") == nullptr) {
+    ::setenv("OPENBLAS_THREAD_TIMEOUT", kOpenblasTimeout, 1);
     changed = true;
   }
   if (env_or_null("OPENBLAS_CORETYPE") == nullptr) {

@@ -38,6 +38,9 @@ struct blas_info {
   std::string config;   ///< openblas_get_config(), e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH ..."
   std::string core;     ///< openblas_get_corename(): the kernel in use, e.g. "SkylakeX"
   std::string origin;   ///< who chose the core: "CPU features", "OPENBLAS_CORETYPE", "OpenBLAS"
+  /// openblas_thread_timeout(): an idle OpenBLAS thread yields for 2^N cycles before it sleeps
+  /// (0: not set, OpenBLAS's built-in 2^28).
+  int thread_timeout = 0;
 };
 [[nodiscard]] blas_info current_blas();
 

@@ -38,8 +38,13 @@ void configure_threads(int intra_op) {
   } catch (const std::exception&) {
     // Only settable before the first inter-op task; a second call keeps the first setting.
   }
-  spdlog::info("runtime: {} intra-op threads{}", threads,
+  spdlog::debug("runtime: {} intra-op threads{}", threads,
                set_blas_threads ? ", OpenBLAS single-threaded" : " (BLAS is not OpenBLAS)");
+}
+
+int intra_op_threads() {
+  // Asked where the forwards run: the compute thread keeps its own OpenMP setting.
+  return on_compute_thread([] { return at::get_num_threads(); });
 }
 
 }  // namespace acg2vec::runtime

@@ -9,4 +9,7 @@ namespace acg2vec::runtime {
 /// with OMP_WAIT_POLICY=PASSIVE where cores are shared (see threads.cpp for the measurement).
 void configure_threads(int intra_op);
 
+/// @brief The threads each forward pass runs on (as the compute thread sees it).
+[[nodiscard]] int intra_op_threads();
+
 }  // namespace acg2vec::runtime

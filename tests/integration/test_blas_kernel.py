@@ -51,6 +51,17 @@ class BlasKernelTest(unittest.TestCase):
         if {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"} <= flags:
             self.assertIn(core, AVX512_CORES, f"AVX-512 CPU without an AVX-512 GEMM kernel: {line}")
 
+    def test_idle_openblas_threads_sleep_soon_unless_told_otherwise(self):
+        # OpenBLAS reads OPENBLAS_THREAD_TIMEOUT once, when it loads: the line reports what the
+        # library itself holds (openblas_thread_timeout()), not the environment.
+        line, _ = version()
+        if "OpenBLAS" in line:
+            self.assertRegex(line, r", idle threads sleep after 2\^20 cycles$")
+            line, _ = version(OPENBLAS_THREAD_TIMEOUT="25")
+            self.assertRegex(line, r", idle threads sleep after 2\^25 cycles$")
+            line, _ = version(OPENBLAS_THREAD_TIMEOUT="2")  # clamped by OpenBLAS
+            self.assertRegex(line, r", idle threads sleep after 2\^4 cycles$")
+
     def test_user_choice_wins_and_generic_kernel_is_warned_about(self):
         line, err = version(OPENBLAS_CORETYPE="Prescott")
         self.assertRegex(line, r"kernel Prescott \(set by OPENBLAS_CORETYPE;")
