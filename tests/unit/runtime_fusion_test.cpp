@@ -285,3 +285,56 @@ TEST(RuntimeFusion, StridedTransposedConvolutionsMatchTorch) {
     }
   }
 }
+
+// A stride-1 convolution to at most four channels runs as a 1x1 convolution to one channel per
+// tap and a gather (fused_conv.cpp); checked against libtorch's convolution with the ONNX pads
+// applied by constant_pad_nd, with and without a fused Add + LeakyRelu.
+TEST(RuntimeFusion, NarrowConvolutionsMatchTorch) {
+  struct narrow_case {
+    std::int64_t cin, cout, kh, kw;
+    std::vector<std::int64_t> pads;  // top, left, bottom, right
+    std::int64_t batch, h, w;
+  };
+  const std::vector<narrow_case> cases{
+      {64, 3, 3, 3, {0, 0, 0, 0}, 1, 14, 14},  // Real-CUGAN's last layer (64->3, 3x3, no pads)
+      {64, 3, 3, 3, {1, 1, 1, 1}, 1, 9, 13},
+      {16, 1, 5, 5, {2, 2, 2, 2}, 2, 7, 6},
+      {32, 4, 3, 3, {1, 0, 2, 1}, 1, 8, 11},   // asymmetric
+      {16, 2, 1, 7, {0, 3, 0, 3}, 1, 5, 12},
+      {16, 2, 3, 3, {4, 0, 0, 4}, 1, 6, 6},    // whole rows/columns of padding: bias only there
+  };
+  at::manual_seed(23);
+  for (const narrow_case& t : cases) {
+    SCOPED_TRACE(::testing::Message() << t.cin << "->" << t.cout << " k" << t.kh << "x" << t.kw << " pads " << t.pads[0]
+                                      << "," << t.pads[1] << "," << t.pads[2] << "," << t.pads[3]);
+    for (bool fused_tail : {false, true}) {
+      runtime::graph g;
+      g.opset = 13;
+      g.inputs.push_back(input("X", {t.batch, t.cin, t.h, t.w}));
+      const at::Tensor w = at::randn({t.cout, t.cin, t.kh, t.kw}) * 0.2, b = at::randn({t.cout});
+      g.initializers["W"] = w;
+      g.initializers["B"] = b;
+      runtime::node conv{"conv", "Conv", "", {"X", "W", "B"}, {fused_tail ? "c" : "Y"}, {}};
+      conv.attributes["pads"] = t.pads;
+      g.nodes.push_back(conv);
+      const at::Tensor x = at::randn({t.batch, t.cin, t.h, t.w});
+      const at::Tensor ref = at::conv2d(at::constant_pad_nd(x, {t.pads[1], t.pads[3], t.pads[0], t.pads[2]}), w, b);
+      std::vector<at::Tensor> in{x};
+      at::Tensor expected = ref;
+      if (fused_tail) {
+        g.inputs.push_back(input("R", ref.sizes().vec()));
+        g.nodes.push_back({"add", "Add", "", {"c", "R"}, {"a"}, {}});
+        g.nodes.push_back({"act", "LeakyRelu", "", {"a"}, {"Y"}, {{"alpha", 0.1}}});
+        in.push_back(at::randn(ref.sizes()));
+        expected = at::leaky_relu(ref + in[1], 0.1);
+      }
+      g.outputs.push_back(input("Y", {}));
+      g.outputs.back().rank_known = false;
+      runtime::executor ex(g);
+      EXPECT_EQ(ex.run_histogram().begin()->first, fused_tail ? "Conv+Add+LeakyRelu" : "Conv");
+      const at::Tensor y = ex.run(in)[0];
+      ASSERT_EQ(y.sizes(), expected.sizes());
+      EXPECT_LE(max_rel(y, expected), 1e-5);  // fp32, another summation order
+    }
+  }
+}
