@@ -105,6 +105,7 @@ struct conv_config {
   at::Tensor bias;    // [OC], zeros when the model has none
   activation_spec act;
   bool residual = false;
+  bool add_after_activation = false;  // Conv -> activation -> Add instead of Conv -> Add -> activation
   // A ConvTranspose with stride s and a kernel k that s divides (one group, dilation 1, any pads)
   // runs as a convolution with kernel k/s to OC*s*s channels, one per output phase (a, b, o),
   // followed by a depth-to-space copy that also crops the transposed convolution's pads: output
@@ -178,7 +179,7 @@ std::shared_ptr<const shape_entry> make_entry(const conv_config& c, conv_state& 
   const dims pad_l{lo[0], lo[1]}, pad_r{hi[0], hi[1]};
   dnnl::post_ops po;
   if (c.post_ops_in_primitive) {
-    if (c.residual) po.append_sum(1.f);
+    if (c.residual && !c.add_after_activation) po.append_sum(1.f);
     if (!append_eltwise(po, c.act)) return nullptr;
   }
   dnnl::primitive_attr attr;
@@ -293,7 +294,7 @@ class conv_kernel {
   tensor_list run_direct(const tensor_list& in, const shape_entry& e) const {
     const at::Tensor x = in[0].contiguous(at::MemoryFormat::ChannelsLast);
     at::Tensor y;
-    if (c_.residual && c_.post_ops_in_primitive) {
+    if (c_.residual && c_.post_ops_in_primitive && !c_.add_after_activation) {
       // The sum post-op adds the convolution to what dst holds: a residual this call owns is
       // written over, anything else is copied once.
       const at::Tensor& r = in[3];
@@ -325,16 +326,28 @@ class conv_kernel {
                                  {DNNL_ARG_SCRATCHPAD, scratchpad}});
     stream.wait();
     if (c_.taps[0] != 0) return tensor_list{finish(gather_taps(y, e), in)};
-    if (c_.shuffle[0] == 0) return tensor_list{y};
+    if (c_.shuffle[0] == 0) {
+      if (c_.residual && c_.add_after_activation) y.add_(in[3]);  // the activation ran in the primitive
+      return tensor_list{y};
+    }
     // Depth to space: channel (a, b, o) of pixel (i, j) goes to output pixel
     // (i*SH + a - crop_h, j*SW + b - crop_w).
     const std::int64_t n = e.out_sizes[0], h = e.out_sizes[2], w = e.out_sizes[3];
     const std::int64_t sh = c_.shuffle[0], sw = c_.shuffle[1], oc = e.out_sizes[1] / (sh * sw);
     at::Tensor out = at::empty(final_sizes(e), x.options().memory_format(at::MemoryFormat::ChannelsLast));
     const std::int64_t oh = out.size(2), ow = out.size(3);
+    // A residual is added in the same pass as the copy: the activation either ran in the
+    // primitive already (Conv -> activation -> Add) or follows in finish (Conv -> Add -> activation).
+    const at::Tensor* r = c_.residual ? &in[3] : nullptr;
+    auto place = [&](at::Tensor dst, const at::Tensor& src, const at::Tensor& res) {
+      if (r) at::add_out(dst, src, res);
+      else dst.copy_(src);
+    };
     if (c_.crop == std::array<std::int64_t, 2>{0, 0} && oh == h * sh && ow == w * sw) {
-      out.permute({0, 2, 3, 1}).view({n, h, sh, w, sw, oc}).copy_(
-          y.permute({0, 2, 3, 1}).view({n, h, w, sh, sw, oc}).permute({0, 1, 3, 2, 4, 5}));
+      // Splitting a dimension in two is a view whatever the residual's strides are.
+      place(out.permute({0, 2, 3, 1}).view({n, h, sh, w, sw, oc}),
+            y.permute({0, 2, 3, 1}).view({n, h, w, sh, sw, oc}).permute({0, 1, 3, 2, 4, 5}),
+            r ? r->permute({0, 2, 3, 1}).view({n, h, sh, w, sw, oc}) : at::Tensor());
     } else {
       // One strided copy per phase; rows and columns outside the output are the crop.
       for (std::int64_t a = 0; a < sh; ++a) {
@@ -344,21 +357,28 @@ class conv_kernel {
           const phase_span cols = span_of(b, sw, c_.crop[1], w, ow);
           if (cols.count <= 0) continue;
           const std::int64_t c0 = (a * sw + b) * oc;
-          out.slice(2, rows.out_first, rows.out_first + (rows.count - 1) * sh + 1, sh)
-              .slice(3, cols.out_first, cols.out_first + (cols.count - 1) * sw + 1, sw)
-              .copy_(y.slice(1, c0, c0 + oc)
-                         .slice(2, rows.in_first, rows.in_first + rows.count)
-                         .slice(3, cols.in_first, cols.in_first + cols.count));
+          auto out_phase = [&](const at::Tensor& t) {
+            return t.slice(2, rows.out_first, rows.out_first + (rows.count - 1) * sh + 1, sh)
+                .slice(3, cols.out_first, cols.out_first + (cols.count - 1) * sw + 1, sw);
+          };
+          place(out_phase(out),
+                y.slice(1, c0, c0 + oc)
+                    .slice(2, rows.in_first, rows.in_first + rows.count)
+                    .slice(3, cols.in_first, cols.in_first + cols.count),
+                r ? out_phase(*r) : at::Tensor());
         }
       }
     }
-    return tensor_list{finish(std::move(out), in)};
+    return tensor_list{finish(std::move(out), in, true)};
   }
 
-  // The add and the activation of a step whose primitive could not apply them.
-  at::Tensor finish(at::Tensor out, const tensor_list& in) const {
-    if (c_.residual) out.add_(in[3]);
+  // The add and the activation of a step whose primitive could not apply them, in the node's
+  // order; residual_done when the add happened already (in the depth-to-space copy).
+  at::Tensor finish(at::Tensor out, const tensor_list& in, bool residual_done = false) const {
+    const bool add = c_.residual && !residual_done;
+    if (add && !c_.add_after_activation) out.add_(in[3]);
     if (!c_.post_ops_in_primitive) apply_in_place(out, c_.act);
+    if (add && c_.add_after_activation) out.add_(in[3]);
     return out;
   }
 
@@ -402,6 +422,11 @@ class conv_kernel {
   tensor_list run_plain(const tensor_list& in) const {
     tensor_list args(in.begin(), in.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(in.size(), 3)));
     at::Tensor y = plain_(args).at(0);
+    if (c_.residual && c_.add_after_activation) {
+      y = y.clone();  // the plain kernel may return a view
+      apply_in_place(y, c_.act);
+      return tensor_list{at::add(y, need(in, 3, op_))};
+    }
     if (c_.residual) y = at::add(y, need(in, 3, op_));
     else if (c_.act.kind != activation::none) y = y.clone();  // the plain kernel may return a view
     apply_in_place(y, c_.act);
@@ -456,6 +481,7 @@ kernel build(const build_context& ctx, bool transpose) {
   c.act.alpha = static_cast<float>(attr_float(n, "fused_alpha", 0.0));
   c.act.beta = static_cast<float>(attr_float(n, "fused_beta", 0.0));
   c.residual = ctx.has_input(3);
+  c.add_after_activation = c.residual && attr_int(n, "fused_add_after_activation", 0) != 0;
   c.auto_pad = attr_string(n, "auto_pad", "NOTSET");
   bool ok = true;
   c.strides = pair_attr(n, "strides", 1, ok);
@@ -521,7 +547,7 @@ kernel build(const build_context& ctx, bool transpose) {
     c.strides = {1, 1};
     c.shuffle = {sh, sw};
     // An activation commutes with the copy and the crop; an add before it does not.
-    c.post_ops_in_primitive = !c.residual;
+    c.post_ops_in_primitive = !c.residual || c.add_after_activation;
   }
   if (ok && !c.transpose && c.group == 1 && c.dilations == std::array<std::int64_t, 2>{1, 1} &&
       c.strides == std::array<std::int64_t, 2>{1, 1} && (c.auto_pad == "NOTSET" || c.auto_pad == "VALID")) {

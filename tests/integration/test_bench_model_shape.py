@@ -32,10 +32,14 @@ class BenchModelShapeTest(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         rows = dict((m[0], int(m[1])) for m in re.findall(r"^  ([\w+]+)\s+(\d+)\s+[\d.]+\s+[\d.]+%$", p.stdout, re.M))
         # Four transposed convolutions: three 2x2 stride-2 upsamplings with their LeakyReLU and the
-        # 4x4 stride-2 output layer; 18 convolutions in all.
-        self.assertEqual(rows.get("ConvTranspose+LeakyRelu"), 3, p.stdout)
+        # skip connection's add, and the 4x4 stride-2 output layer; 18 convolutions in all, the
+        # last with the add of UNet1's output. No Identity or Add step is left on its own.
+        self.assertEqual(rows.get("ConvTranspose+LeakyRelu+Add"), 3, p.stdout)
         self.assertEqual(rows.get("ConvTranspose"), 1, p.stdout)
-        self.assertEqual(rows.get("Conv+LeakyRelu", 0) + rows.get("Conv", 0), 18, p.stdout)
+        self.assertEqual(rows.get("Conv+Add"), 1, p.stdout)
+        self.assertEqual(sum(n for op, n in rows.items() if op == "Conv" or op.startswith("Conv+")), 18, p.stdout)
+        self.assertNotIn("Identity", rows, p.stdout)
+        self.assertNotIn("Add", rows, p.stdout)
         self.assertRegex(p.stdout, r"(?m)^acg2vec\s+1\s+[\d.]+\s+[\d.]+\s+[\d.]+\s")
 
     def test_wrong_shapes_are_refused(self):

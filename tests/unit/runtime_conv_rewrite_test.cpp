@@ -162,3 +162,58 @@ TEST(RuntimeConvRewrite, NarrowConvolutionsMatchTorch) {
     }
   }
 }
+
+// Conv -> LeakyRelu -> Add(R) (the add after the activation, as Real-CUGAN's upsampling layers
+// and skip connections are written) is one fused step on every path: the oneDNN convolution and
+// deconvolution, the shuffled transposed convolution with and without a crop, and the narrow one.
+TEST(RuntimeConvRewrite, AddAfterTheActivationFusesOnEveryPath) {
+  struct case_t {
+    bool transpose;
+    std::int64_t cin, cout, k, stride, pad;
+  };
+  const std::vector<case_t> cases{
+      {false, 8, 16, 3, 1, 1},   // oneDNN convolution, eltwise post-op, then the add
+      {false, 32, 3, 3, 1, 1},   // narrow: gather, activation, add
+      {true, 16, 8, 2, 2, 0},    // shuffle without a crop: the add in the copy
+      {true, 16, 3, 4, 2, 3},    // shuffle with a crop (Real-CUGAN's output layer shape)
+      {true, 8, 4, 3, 2, 1},     // oneDNN deconvolution
+  };
+  at::manual_seed(29);
+  for (const case_t& t : cases) {
+    SCOPED_TRACE(::testing::Message() << (t.transpose ? "ConvTranspose" : "Conv") << " " << t.cin << "->" << t.cout
+                                      << " k" << t.k << " s" << t.stride << " p" << t.pad);
+    const std::int64_t side = 11;
+    runtime::graph g;
+    g.opset = 13;
+    g.inputs.push_back(input("X", {1, t.cin, side, side}));
+    const at::Tensor w = (t.transpose ? at::randn({t.cin, t.cout, t.k, t.k}) : at::randn({t.cout, t.cin, t.k, t.k})) * 0.2;
+    const at::Tensor b = at::randn({t.cout});
+    g.initializers["W"] = w;
+    g.initializers["B"] = b;
+    runtime::node conv{"conv", t.transpose ? "ConvTranspose" : "Conv", "", {"X", "W", "B"}, {"c"}, {}};
+    conv.attributes["strides"] = std::vector<std::int64_t>{t.stride, t.stride};
+    conv.attributes["pads"] = std::vector<std::int64_t>{t.pad, t.pad, t.pad, t.pad};
+    g.nodes.push_back(conv);
+    const at::Tensor x = at::randn({1, t.cin, side, side});
+    const std::vector<std::int64_t> s{t.stride, t.stride}, p{t.pad, t.pad}, one{1, 1}, zero{0, 0};
+    const at::Tensor c = t.transpose ? at::conv_transpose2d(x, w, b, s, p, zero, 1, one) : at::conv2d(x, w, b, s, p, one, 1);
+    g.inputs.push_back(input("R", c.sizes().vec()));
+    g.nodes.push_back({"act", "LeakyRelu", "", {"c"}, {"l"}, {{"alpha", 0.1}}});
+    g.nodes.push_back({"add", "Add", "", {"R", "l"}, {"Y"}, {}});
+    g.outputs.push_back(input("Y", {}));
+    g.outputs.back().rank_known = false;
+    runtime::executor ex(g);
+    const auto hist = ex.run_histogram();
+    ASSERT_EQ(hist.size(), 1u);
+    EXPECT_EQ(hist.begin()->first, std::string(t.transpose ? "ConvTranspose" : "Conv") + "+LeakyRelu+Add");
+    const at::Tensor r = at::randn(c.sizes());
+    const at::Tensor r_before = r.clone();
+    const at::Tensor y = ex.run(std::vector<at::Tensor>{x, r})[0];
+    const at::Tensor expected = at::leaky_relu(c, 0.1) + r;
+    ASSERT_EQ(y.sizes(), expected.sizes());
+    EXPECT_LE(max_rel(y, expected), 1e-5);
+    EXPECT_TRUE(at::equal(r, r_before)) << "the caller's residual was written to";
+    // A negative residual shows the order: Add -> LeakyRelu would scale it by 0.1 where the sum is
+    // negative, so a swapped order fails the comparison above on these random values.
+  }
+}
