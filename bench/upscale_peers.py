@@ -24,6 +24,7 @@
     /usr/bin/python3 bench/upscale_peers.py [--acg2vec build/release/acg2vec] [--models-dir var/models]
         [--pack realcugan-pro-conservative] [--sizes 256,512] [--runs 3] [--threads 2]
         [--image tests/data/images/real/thequestion_bg_lecturehall.jpg] [--work /tmp/acg2vec-upscale-peers]
+        [--baseline OTHER_ACG2VEC]   # e.g. a build from before a change, timed in the same run
     /usr/bin/python3 bench/upscale_peers.py --sizes 256 --fixed-onnx FILE   # static 1x3x292x292 export
 """
 import argparse
@@ -70,8 +71,8 @@ def run_ort(onnx_path, x, work, threads, seconds):
     return j, y
 
 
-def run_acg2vec(a, png, tile, copies, work, budget=None):
-    d = os.path.join(work, f"acg_{os.path.basename(png)}_{tile}_{budget}")
+def run_acg2vec(a, png, tile, copies, work, budget=None, binary=None):
+    d = os.path.join(work, f"acg_{os.path.basename(png)}_{tile}_{budget}" + ("_baseline" if binary else ""))
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(os.path.join(d, "in"))
     os.makedirs(os.path.join(d, "out"))
@@ -80,7 +81,7 @@ def run_acg2vec(a, png, tile, copies, work, budget=None):
         f = os.path.join(d, "in", f"c{i:02d}.png")
         shutil.copyfile(png, f)
         files.append(f)
-    cmd = [a.acg2vec, "--models-dir", a.models_dir, "upscale", *files, "--output-dir", os.path.join(d, "out"),
+    cmd = [binary or a.acg2vec, "--models-dir", a.models_dir, "upscale", *files, "--output-dir", os.path.join(d, "out"),
            "--model", a.pack]
     if tile is not None:
         cmd += ["--tile", str(tile)]
@@ -103,6 +104,8 @@ def main():
     ap.add_argument("--image", default=os.path.join(ROOT, "tests/data/images/real/thequestion_bg_lecturehall.jpg"))
     ap.add_argument("--work", default="/tmp/acg2vec-upscale-peers")
     ap.add_argument("--recompute", action="store_true", help="also time 4 tiles with --memory-budget 0")
+    ap.add_argument("--baseline", metavar="BINARY", help="another acg2vec build (e.g. before a change): its whole "
+                    "image and default rows are timed in the same run, right after this build's")
     ap.add_argument("--fixed-onnx", metavar="FILE", help="only write an export with a fixed input of the first "
                     "size (for `acg2vec bench model --onnx FILE`) and stop")
     a = ap.parse_args()
@@ -151,14 +154,18 @@ def main():
                    (s // 2, None, f"acg2vec 4 tiles (--tile {s // 2}), hand-overs kept")]
         if a.recompute:
             configs.append((s // 2, 0, f"acg2vec 4 tiles (--tile {s // 2}), --memory-budget 0"))
-        for tile, budget, label in configs:
+        configs = [(t, b, l, None) for t, b, l in configs]
+        if a.baseline:
+            configs[2:2] = [(0, None, "acg2vec baseline --tile 0 (whole)", a.baseline),
+                            (None, None, "acg2vec baseline default", a.baseline)]
+        for tile, budget, label, binary in configs:
             la = load_average()
-            secs, out_png = run_acg2vec(a, png, tile, a.runs + 1, a.work, budget)
+            secs, out_png = run_acg2vec(a, png, tile, a.runs + 1, a.work, budget, binary)
             med = statistics.median(secs[1:])
             rows.append({"size": s, "runtime": label, "median_s": med, "runs": secs[1:], "mp_s": mp / med, "load": la})
             print(f"{s}x{s} {label}: {', '.join(f'{t:.2f}' for t in secs[1:])} s -> {mp / med:.4f} MP/s (load {la})",
                   flush=True)
-            if tile == 0:
+            if tile == 0 and not binary:
                 ours = np.asarray(Image.open(out_png).convert("RGB")).astype(np.float64)
 
         # PyTorch eager

@@ -49,6 +49,7 @@ struct model_options {
   int warmup = 2;
   bool skip_peak = false;
   bool profile = false;
+  std::string shape;  // the input's non-batch dimensions, for models that leave them open
 };
 
 struct model_row {
@@ -175,8 +176,19 @@ void run_bench_model(const model_options& o) {
          ex.inputs().size());
   }
   auto shape = ex.inputs()[0].shape;
+  if (!o.shape.empty()) {
+    const auto given = parse_int_list(o.shape, "--shape");
+    if (given.size() + 1 != shape.size())
+      fail(errc::bad_parameter, "--shape: '{}' takes {} dimensions after the batch, not {}", label, shape.size() - 1,
+           given.size());
+    for (std::size_t i = 1; i < shape.size(); ++i) {
+      if (given[i - 1] <= 0 || (shape[i] > 0 && shape[i] != given[i - 1]))
+        fail(errc::bad_parameter, "--shape: dimension {} of '{}' is {}, not {}", i, label, shape[i], given[i - 1]);
+      shape[i] = given[i - 1];
+    }
+  }
   for (std::size_t i = 1; i < shape.size(); ++i) {
-    if (shape[i] <= 0) fail(errc::bad_parameter, "bench model: input dimension {} of '{}' is not fixed", i, label);
+    if (shape[i] <= 0) fail(errc::bad_parameter, "bench model: input dimension {} of '{}' is not fixed (give --shape)", i, label);
   }
   if (!peers.empty() && onnx_file.empty()) {
     fail(errc::bad_parameter, "bench model: peers need an ONNX file; pack '{}' is not ONNX (use --peers none)", label);
@@ -308,6 +320,9 @@ void add_bench_model(CLI::App& bench_cmd) {
   cmd->add_option("--warmup", o->warmup, "untimed runs first")->check(CLI::Range(1, 100))->capture_default_str();
   cmd->add_flag("--skip-peak", o->skip_peak, "skip the conv/gemm peak microbenchmarks");
   cmd->add_flag("--profile", o->profile, "after each acg2vec measurement, print the time per op type");
+  cmd->add_option("--shape", o->shape,
+                  "the input's dimensions after the batch, comma-separated, for models that leave them open "
+                  "(e.g. 3,292,292 for a Real-CUGAN pack)");
   // On the thread that runs every served forward (runtime/compute.h), so that the figures are
   // those of the thread that owns the process's OpenMP team.
   cmd->callback([o] { runtime::on_compute_thread([&] { run_bench_model(*o); }); });

@@ -5,6 +5,8 @@
 
 #include "core/error.h"
 
+#include <ATen/Parallel.h>
+
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include <array>
@@ -84,7 +86,8 @@ struct shape_entry {
   dnnl::memory weights;  // packed, shared with other entries of the same layout
   dnnl::memory::desc dst_desc;
   std::size_t scratchpad_bytes = 0;
-  std::vector<std::int64_t> out_sizes;  // NCHW
+  std::vector<std::int64_t> out_sizes;    // NCHW, what the primitive writes
+  std::vector<std::int64_t> final_sizes;  // NCHW, the node's result (differs after a shuffle)
 };
 
 struct conv_state {
@@ -102,12 +105,26 @@ struct conv_config {
   at::Tensor bias;    // [OC], zeros when the model has none
   activation_spec act;
   bool residual = false;
-  // A ConvTranspose whose kernel equals its stride (no overlap, no pads, one group) writes each
-  // input pixel to its own KHxKW block: it runs as a 1x1 convolution to OC*KH*KW channels
-  // followed by a depth-to-space copy. oneDNN 2.6's deconvolution kernel for this case was 15-50x
-  // slower than its 1x1 convolution (Real-CUGAN's 2x upsampling layers, NHWC, AVX-512).
-  std::array<std::int64_t, 2> shuffle{0, 0};
+  bool add_after_activation = false;  // Conv -> activation -> Add instead of Conv -> Add -> activation
+  // A ConvTranspose with stride s and a kernel k that s divides (one group, dilation 1, any pads)
+  // runs as a convolution with kernel k/s to OC*s*s channels, one per output phase (a, b, o),
+  // followed by a depth-to-space copy that also crops the transposed convolution's pads: output
+  // pixel (Y, X) with Y + pad = q*s + a reads input rows q-k/s+1 .. q only, through kernel rows
+  // a, a+s, .. (see shuffled_weights). oneDNN 2.6's deconvolution kernels were 15-50x slower than
+  // its 1x1 convolution when k == s (Real-CUGAN's 2x upsampling layers) and ran at about
+  // 9 GFLOP/s for its 64->3 4x4 stride-2 output layer (NHWC, AVX-512).
+  std::array<std::int64_t, 2> shuffle{0, 0};    // s per axis; 0 when not rewritten
+  std::array<std::int64_t, 2> crop{0, 0};       // rows/columns of the shuffled result before the output
+  std::array<std::int64_t, 2> t_kernel{0, 0};   // the transposed convolution's kernel and total pads,
+  std::array<std::int64_t, 2> t_pads{0, 0};     // which size its output
   bool post_ops_in_primitive = true;  // false when the add and activation follow the shuffle
+  // A stride-1 convolution to very few channels (Real-CUGAN's 64->3 3x3 output layer) vectorises
+  // badly in oneDNN (about 20 GFLOP/s against 130 for 64->64). It runs as a 1x1 convolution to
+  // OC*KH*KW channels, one per tap (ky, kx, o), followed by a gather that sums for each output
+  // pixel the taps of its KHxKW neighbourhood (zero padding: taps outside the input are skipped).
+  std::array<std::int64_t, 2> taps{0, 0};  // the kernel's KH, KW; 0 when not rewritten
+  std::array<std::int64_t, 2> tap_pad_begin{0, 0}, tap_pad_end{0, 0};
+  at::Tensor tap_bias;  // [OC], added by the gather
 };
 
 std::int64_t out_channels(const conv_config& c) {
@@ -162,7 +179,7 @@ std::shared_ptr<const shape_entry> make_entry(const conv_config& c, conv_state& 
   const dims pad_l{lo[0], lo[1]}, pad_r{hi[0], hi[1]};
   dnnl::post_ops po;
   if (c.post_ops_in_primitive) {
-    if (c.residual) po.append_sum(1.f);
+    if (c.residual && !c.add_after_activation) po.append_sum(1.f);
     if (!append_eltwise(po, c.act)) return nullptr;
   }
   dnnl::primitive_attr attr;
@@ -188,6 +205,26 @@ std::shared_ptr<const shape_entry> make_entry(const conv_config& c, conv_state& 
   }
   entry->dst_desc = dst_md;
   entry->out_sizes = out;
+  entry->final_sizes = out;
+  if (c.shuffle[0] != 0) {
+    const std::int64_t phases = c.shuffle[0] * c.shuffle[1];
+    entry->final_sizes[1] = oc / phases;
+    for (std::size_t i = 0; i < 2; ++i) {
+      const std::int64_t s = c.shuffle[i];
+      const std::int64_t final = (x[i + 2] - 1) * s + c.t_kernel[i] - c.t_pads[i];
+      // Every output row must come from a computed row of the shuffled result.
+      if (final <= 0 || out[i + 2] * s - c.crop[i] < final) return nullptr;
+      entry->final_sizes[i + 2] = final;
+    }
+  }
+  if (c.taps[0] != 0) {
+    entry->final_sizes[1] = oc / (c.taps[0] * c.taps[1]);
+    for (std::size_t i = 0; i < 2; ++i) {
+      const std::int64_t final = x[i + 2] + c.tap_pad_begin[i] + c.tap_pad_end[i] - c.taps[i] + 1;
+      if (final <= 0) return nullptr;
+      entry->final_sizes[i + 2] = final;
+    }
+  }
   // The weights as stored by the model: ConvTranspose's [IC, OC/g, KH, KW] is oneDNN's
   // (g)iohw order over the same dimensions.
   const tag user_tag = c.transpose ? (g == 1 ? tag::iohw : tag::giohw) : (g == 1 ? tag::oihw : tag::goihw);
@@ -204,6 +241,21 @@ std::shared_ptr<const shape_entry> make_entry(const conv_config& c, conv_state& 
     entry->weights = packed;
   }
   return entry;
+}
+
+// The rows of phase a (of s) that land in an output of `out` rows: shuffled row i*s + a is
+// output row i*s + a - crop, for i in [0, in).
+struct phase_span {
+  std::int64_t in_first = 0, out_first = 0, count = 0;
+};
+
+phase_span span_of(std::int64_t a, std::int64_t s, std::int64_t crop, std::int64_t in, std::int64_t out) {
+  phase_span p;
+  p.in_first = crop > a ? (crop - a + s - 1) / s : 0;
+  p.out_first = p.in_first * s + a - crop;
+  if (p.out_first >= out) return p;
+  p.count = std::min(in - p.in_first, (out - p.out_first + s - 1) / s);
+  return p;
 }
 
 class conv_kernel {
@@ -237,16 +289,12 @@ class conv_kernel {
     return e;
   }
 
-  std::vector<std::int64_t> final_sizes(const shape_entry& e) const {
-    if (c_.shuffle[0] == 0) return e.out_sizes;
-    return {e.out_sizes[0], e.out_sizes[1] / (c_.shuffle[0] * c_.shuffle[1]), e.out_sizes[2] * c_.shuffle[0],
-            e.out_sizes[3] * c_.shuffle[1]};
-  }
+  static const std::vector<std::int64_t>& final_sizes(const shape_entry& e) { return e.final_sizes; }
 
   tensor_list run_direct(const tensor_list& in, const shape_entry& e) const {
     const at::Tensor x = in[0].contiguous(at::MemoryFormat::ChannelsLast);
     at::Tensor y;
-    if (c_.residual && c_.post_ops_in_primitive) {
+    if (c_.residual && c_.post_ops_in_primitive && !c_.add_after_activation) {
       // The sum post-op adds the convolution to what dst holds: a residual this call owns is
       // written over, anything else is copied once.
       const at::Tensor& r = in[3];
@@ -277,21 +325,108 @@ class conv_kernel {
                                  {DNNL_ARG_DST, dst},
                                  {DNNL_ARG_SCRATCHPAD, scratchpad}});
     stream.wait();
-    if (c_.shuffle[0] == 0) return tensor_list{y};
-    // Depth to space: channel (a, b, o) of pixel (i, j) goes to output pixel (i*KH + a, j*KW + b).
+    if (c_.taps[0] != 0) return tensor_list{finish(gather_taps(y, e), in)};
+    if (c_.shuffle[0] == 0) {
+      if (c_.residual && c_.add_after_activation) y.add_(in[3]);  // the activation ran in the primitive
+      return tensor_list{y};
+    }
+    // Depth to space: channel (a, b, o) of pixel (i, j) goes to output pixel
+    // (i*SH + a - crop_h, j*SW + b - crop_w).
     const std::int64_t n = e.out_sizes[0], h = e.out_sizes[2], w = e.out_sizes[3];
-    const std::int64_t kh = c_.shuffle[0], kw = c_.shuffle[1], oc = e.out_sizes[1] / (kh * kw);
+    const std::int64_t sh = c_.shuffle[0], sw = c_.shuffle[1], oc = e.out_sizes[1] / (sh * sw);
     at::Tensor out = at::empty(final_sizes(e), x.options().memory_format(at::MemoryFormat::ChannelsLast));
-    out.permute({0, 2, 3, 1}).view({n, h, kh, w, kw, oc}).copy_(
-        y.permute({0, 2, 3, 1}).view({n, h, w, kh, kw, oc}).permute({0, 1, 3, 2, 4, 5}));
-    if (c_.residual) out.add_(in[3]);
+    const std::int64_t oh = out.size(2), ow = out.size(3);
+    // A residual is added in the same pass as the copy: the activation either ran in the
+    // primitive already (Conv -> activation -> Add) or follows in finish (Conv -> Add -> activation).
+    const at::Tensor* r = c_.residual ? &in[3] : nullptr;
+    auto place = [&](at::Tensor dst, const at::Tensor& src, const at::Tensor& res) {
+      if (r) at::add_out(dst, src, res);
+      else dst.copy_(src);
+    };
+    if (c_.crop == std::array<std::int64_t, 2>{0, 0} && oh == h * sh && ow == w * sw) {
+      // Splitting a dimension in two is a view whatever the residual's strides are.
+      place(out.permute({0, 2, 3, 1}).view({n, h, sh, w, sw, oc}),
+            y.permute({0, 2, 3, 1}).view({n, h, w, sh, sw, oc}).permute({0, 1, 3, 2, 4, 5}),
+            r ? r->permute({0, 2, 3, 1}).view({n, h, sh, w, sw, oc}) : at::Tensor());
+    } else {
+      // One strided copy per phase; rows and columns outside the output are the crop.
+      for (std::int64_t a = 0; a < sh; ++a) {
+        const phase_span rows = span_of(a, sh, c_.crop[0], h, oh);
+        if (rows.count <= 0) continue;
+        for (std::int64_t b = 0; b < sw; ++b) {
+          const phase_span cols = span_of(b, sw, c_.crop[1], w, ow);
+          if (cols.count <= 0) continue;
+          const std::int64_t c0 = (a * sw + b) * oc;
+          auto out_phase = [&](const at::Tensor& t) {
+            return t.slice(2, rows.out_first, rows.out_first + (rows.count - 1) * sh + 1, sh)
+                .slice(3, cols.out_first, cols.out_first + (cols.count - 1) * sw + 1, sw);
+          };
+          place(out_phase(out),
+                y.slice(1, c0, c0 + oc)
+                    .slice(2, rows.in_first, rows.in_first + rows.count)
+                    .slice(3, cols.in_first, cols.in_first + cols.count),
+                r ? out_phase(*r) : at::Tensor());
+        }
+      }
+    }
+    return tensor_list{finish(std::move(out), in, true)};
+  }
+
+  // The add and the activation of a step whose primitive could not apply them, in the node's
+  // order; residual_done when the add happened already (in the depth-to-space copy).
+  at::Tensor finish(at::Tensor out, const tensor_list& in, bool residual_done = false) const {
+    const bool add = c_.residual && !residual_done;
+    if (add && !c_.add_after_activation) out.add_(in[3]);
     if (!c_.post_ops_in_primitive) apply_in_place(out, c_.act);
-    return tensor_list{out};
+    if (add && c_.add_after_activation) out.add_(in[3]);
+    return out;
+  }
+
+  // out[n, y, x, o] = bias[o] + sum over taps (ky, kx) inside the input of
+  // z[n, y + ky - pad_top, x + kx - pad_left, (ky*KW + kx)*OC + o]; z and out are NHWC.
+  at::Tensor gather_taps(const at::Tensor& y, const shape_entry& e) const {
+    const std::int64_t n = e.out_sizes[0], h = e.out_sizes[2], w = e.out_sizes[3], channels = e.out_sizes[1];
+    const std::int64_t kh = c_.taps[0], kw = c_.taps[1], oc = e.final_sizes[1];
+    const std::int64_t oh = e.final_sizes[2], ow = e.final_sizes[3];
+    const std::int64_t top = c_.tap_pad_begin[0], left = c_.tap_pad_begin[1];
+    at::Tensor out = at::empty(e.final_sizes, y.options().memory_format(at::MemoryFormat::ChannelsLast));
+    const float* z = y.data_ptr<float>();
+    const float* bias = c_.tap_bias.data_ptr<float>();
+    float* o = out.data_ptr<float>();
+    at::parallel_for(0, n * oh, 1, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t r = begin; r < end; ++r) {
+        const std::int64_t b = r / oh, row = r % oh;
+        float* dst = o + r * ow * oc;
+        for (std::int64_t x = 0; x < ow; ++x)
+          for (std::int64_t k = 0; k < oc; ++k) dst[x * oc + k] = bias[k];
+        for (std::int64_t ky = 0; ky < kh; ++ky) {
+          const std::int64_t iy = row + ky - top;
+          if (iy < 0 || iy >= h) continue;
+          const float* src_row = z + (b * h + iy) * w * channels;
+          for (std::int64_t kx = 0; kx < kw; ++kx) {
+            const std::int64_t first = std::max<std::int64_t>(0, left - kx);
+            const std::int64_t last = std::min<std::int64_t>(ow, w - kx + left);
+            const float* src = src_row + (ky * kw + kx) * oc;
+            for (std::int64_t x = first; x < last; ++x) {
+              const float* s = src + (x + kx - left) * channels;
+              float* d = dst + x * oc;
+              for (std::int64_t k = 0; k < oc; ++k) d[k] += s[k];
+            }
+          }
+        }
+      }
+    });
+    return out;
   }
 
   tensor_list run_plain(const tensor_list& in) const {
     tensor_list args(in.begin(), in.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(in.size(), 3)));
     at::Tensor y = plain_(args).at(0);
+    if (c_.residual && c_.add_after_activation) {
+      y = y.clone();  // the plain kernel may return a view
+      apply_in_place(y, c_.act);
+      return tensor_list{at::add(y, need(in, 3, op_))};
+    }
     if (c_.residual) y = at::add(y, need(in, 3, op_));
     else if (c_.act.kind != activation::none) y = y.clone();  // the plain kernel may return a view
     apply_in_place(y, c_.act);
@@ -311,6 +446,19 @@ std::array<std::int64_t, 2> pair_attr(const node& n, std::string_view name, std:
     return {fallback, fallback};
   }
   return {v[0], v[1]};
+}
+
+// ConvTranspose weights [IC, OC, KH, KW] (stride s dividing the kernel, m = K/s) as Conv weights
+// [SH*SW*OC, IC, MH, MW] with output channels ordered (a, b, o): phase a's tap u reads kernel row
+// a + (m-1-u)*s, flipped because a correlation walks the input the other way round.
+at::Tensor shuffled_weights(const at::Tensor& w, std::int64_t sh, std::int64_t sw) {
+  const std::int64_t ic = w.size(0), oc = w.size(1), mh = w.size(2) / sh, mw = w.size(3) / sw;
+  return w.contiguous()
+      .view({ic, oc, mh, sh, mw, sw})
+      .flip({2, 4})
+      .permute({3, 5, 1, 0, 2, 4})
+      .reshape({sh * sw * oc, ic, mh, mw})
+      .contiguous();
 }
 
 kernel build(const build_context& ctx, bool transpose) {
@@ -333,6 +481,7 @@ kernel build(const build_context& ctx, bool transpose) {
   c.act.alpha = static_cast<float>(attr_float(n, "fused_alpha", 0.0));
   c.act.beta = static_cast<float>(attr_float(n, "fused_beta", 0.0));
   c.residual = ctx.has_input(3);
+  c.add_after_activation = c.residual && attr_int(n, "fused_add_after_activation", 0) != 0;
   c.auto_pad = attr_string(n, "auto_pad", "NOTSET");
   bool ok = true;
   c.strides = pair_attr(n, "strides", 1, ok);
@@ -372,18 +521,51 @@ kernel build(const build_context& ctx, bool transpose) {
       c.bias = b ? b->reshape({oc}).contiguous() : at::zeros({oc}, at::kFloat);
     }
   }
-  if (ok && transpose && c.group == 1 && c.auto_pad == "NOTSET" && c.dilations == std::array<std::int64_t, 2>{1, 1} &&
-      c.strides == std::array<std::int64_t, 2>{w->size(2), w->size(3)} && c.pad_begin == std::array<std::int64_t, 2>{0, 0} &&
-      c.pad_end == std::array<std::int64_t, 2>{0, 0} && attr_ints(n, "output_padding", {0, 0}) == std::vector<std::int64_t>{0, 0}) {
-    // [IC, OC, KH, KW] -> 1x1 weights [KH*KW*OC, IC, 1, 1] with channels ordered (a, b, o).
-    const std::int64_t kh = w->size(2), kw = w->size(3), oc = w->size(1);
-    c.weight = w->permute({2, 3, 1, 0}).reshape({kh * kw * oc, w->size(0), 1, 1}).contiguous();
-    c.bias = c.bias.repeat({kh * kw}).contiguous();
+  if (ok && transpose && c.group == 1 && c.dilations == std::array<std::int64_t, 2>{1, 1} &&
+      w->size(2) % c.strides[0] == 0 && w->size(3) % c.strides[1] == 0) {
+    // Pads here are final: VALID is zeros and output_padding was taken off pad_end above.
+    const std::int64_t sh = c.strides[0], sw = c.strides[1];
+    c.weight = shuffled_weights(*w, sh, sw);
+    c.bias = c.bias.repeat({sh * sw}).contiguous();
+    for (std::size_t i = 0; i < 2; ++i) {
+      const std::int64_t s = c.strides[i], k = w->size(static_cast<std::int64_t>(i) + 2), m = k / s;
+      const std::int64_t lo = c.pad_begin[i], hi = c.pad_end[i];
+      // Shuffled row q covers transposed rows q*s .. q*s+s-1 before the pads come off; with
+      // convolution pads (m-1, m-1) row q = 0 .. IH+m-2 is computed. Rows wholly inside the
+      // pads are skipped where a non-negative convolution pad allows it; the copy crops the rest.
+      const std::int64_t pad_l = std::max<std::int64_t>(0, m - 1 - lo / s);
+      const std::int64_t pad_r = std::max<std::int64_t>(0, m - (hi + s) / s);
+      const std::int64_t first_q = m - 1 - pad_l;
+      c.crop[i] = lo - first_q * s;
+      c.t_kernel[i] = k;
+      c.t_pads[i] = lo + hi;
+      c.pad_begin[i] = pad_l;
+      c.pad_end[i] = pad_r;
+    }
+    c.auto_pad = "NOTSET";
     c.transpose = false;
     c.strides = {1, 1};
-    c.shuffle = {kh, kw};
-    // An activation commutes with the copy; an add before it does not.
-    c.post_ops_in_primitive = !c.residual;
+    c.shuffle = {sh, sw};
+    // An activation commutes with the copy and the crop; an add before it does not.
+    c.post_ops_in_primitive = !c.residual || c.add_after_activation;
+  }
+  if (ok && !c.transpose && c.group == 1 && c.dilations == std::array<std::int64_t, 2>{1, 1} &&
+      c.strides == std::array<std::int64_t, 2>{1, 1} && (c.auto_pad == "NOTSET" || c.auto_pad == "VALID")) {
+    const std::int64_t oc = w->size(0), ic = w->size(1), kh = w->size(2), kw = w->size(3);
+    // Few output channels, a kernel larger than 1x1 and enough input channels that the 1x1
+    // convolution is the work; the gather reads OC*KH*KW values per output pixel.
+    if (oc <= 4 && kh * kw > 1 && oc * kh * kw <= 64 && ic >= 16) {
+      if (c.auto_pad == "VALID") c.pad_begin = c.pad_end = {0, 0};
+      c.weight = w->permute({2, 3, 0, 1}).reshape({kh * kw * oc, ic, 1, 1}).contiguous();
+      c.tap_bias = c.bias;
+      c.bias = at::zeros({kh * kw * oc}, at::kFloat);
+      c.taps = {kh, kw};
+      c.tap_pad_begin = c.pad_begin;
+      c.tap_pad_end = c.pad_end;
+      c.pad_begin = c.pad_end = {0, 0};
+      c.auto_pad = "NOTSET";
+      c.post_ops_in_primitive = false;
+    }
   }
   return conv_kernel(std::move(c), std::move(plain), op);
 }

@@ -7,7 +7,7 @@
 //     "Tanh", "Gelu", "GeluTanh", "Swish", "Elu"; with "fused_alpha"/"fused_beta" (floats) for
 //     LeakyRelu (alpha), Clip (min, max) and Elu (alpha);
 //   - an optional fourth input, a tensor added to the convolution result before the activation
-//     (a residual connection);
+//     (a residual connection), or after it when "fused_add_after_activation" (int) is 1;
 //   - "fused_label" (string): what --profile and run_histogram() call the step, e.g.
 //     "Conv+Add+Relu".
 // With constant 4-D float weights and a 4-D float input, the kernel creates a oneDNN

@@ -349,6 +349,7 @@ class translator {
     std::string name = base;
     for (int i = 1; used_.count(name); ++i) name = fmt::format("{}_{}", base, i);
     used_.insert(name);
+    temps_.insert(name);
     return name;
   }
 
@@ -424,6 +425,16 @@ class translator {
   void finish_value(const std::string& value, int rank) {
     const std::string& top = L_->tops.at(0);
     if (value == top) {
+      set_top(0, top, rank);
+      return;
+    }
+    // A temporary that this layer's last node just produced (nothing reads it yet) takes the
+    // blob's name itself: an Identity in between would hide the layer's consumer from the
+    // executor's fusion pass (e.g. Convolution -> BinaryOp add, which fuses into one step).
+    if (!g_.nodes.empty() && g_.nodes.back().outputs.size() == 1 && g_.nodes.back().outputs[0] == value &&
+        temps_.count(value)) {
+      g_.nodes.back().outputs[0] = top;
+      g_.nodes.back().name = L_->name;
       set_top(0, top, rank);
       return;
     }
@@ -892,6 +903,7 @@ class translator {
   std::map<std::string, blob> blobs_;
   std::set<std::string> consumed_;
   std::set<std::string> used_;
+  std::set<std::string> temps_;  // values named by temp(), not by the .param
   std::vector<std::string> order_;
 };
 

@@ -225,6 +225,7 @@ std::optional<fused_activation_params> activation_params(const node& act, std::i
 // Conv / ConvTranspose run on oneDNN directly (fused_conv.h), absorbing what follows them when
 // the value in between has one reader and is not a requested output:
 //   Conv -> Add(other) -> activation,  Conv -> activation,  Conv -> Add(other),
+//   Conv -> activation -> Add(other),
 //   Conv -> x * Sigmoid(x)  (SiLU / swish as exporters spell it).
 // Every Conv and ConvTranspose is rewritten into the fused domain, fused or not.
 void fuse_convolutions(graph& g, const std::set<std::string>& keep) {
@@ -297,7 +298,24 @@ void fuse_convolutions(graph& g, const std::set<std::string>& keep) {
         }
       }
     }
+    // Conv -> activation -> Add(other): the add comes after the activation (Real-CUGAN's
+    // upsampling ConvTranspose + LeakyReLU, then the skip connection).
+    bool add_after_activation = false;
+    if (act && residual.empty()) {
+      if (auto r = sole_reader(out)) {
+        node& add = g.nodes[*r];
+        if (add.op_type == "Add" && is_default_domain(add.domain) && add.inputs.size() == 2 &&
+            add.outputs.size() == 1 && add.inputs[0] != add.inputs[1]) {
+          residual = add.inputs[0] == out ? add.inputs[1] : add.inputs[0];
+          removed[*r] = true;
+          out = add.outputs[0];
+          label += "+Add";
+          add_after_activation = true;
+        }
+      }
+    }
     conv.domain = std::string(fused_domain);
+    if (add_after_activation) conv.attributes["fused_add_after_activation"] = std::int64_t{1};
     if (!residual.empty()) {
       conv.inputs.resize(3);
       conv.inputs.push_back(residual);
