@@ -13,9 +13,6 @@
 #include "image/encode.h"
 #include "models/upscaler.h"
 
-#include <ATen/Parallel.h>
-#include <thread>
-
 namespace acg2vec::cli {
 namespace {
 
@@ -75,11 +72,8 @@ void run(const upscale_options& o, const global_options& global) {
   const std::string ext = fmt_name == "jpeg" ? ".jpg" : "." + std::string(fmt_name);
   if (!o.output_dir.empty()) fs::create_directories(o.output_dir);
 
-  // The network runs on this thread: give it one intra-op thread per core. Without this the
-  // count is libtorch's default, which was 1 on the 2-core benchmark machine (oneDNN reported
-  // nthr:1), so every convolution ran on one core. (runtime::configure_threads would also log a
-  // line, and this command prints only results and one-line errors.)
-  at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  // The network runs on this thread, with the threads main.cpp configured (--intra-op-threads,
+  // one per core by default); libtorch's own default was 1 on a 2-core machine.
   const auto u = models::load_upscaler(global.models_dir, o.model);
   if (o.memory_budget_mb >= 0) u->set_memory_budget(static_cast<std::uint64_t>(o.memory_budget_mb) << 20);
   const int scale = u->spec().scale;

@@ -17,7 +17,7 @@ SOURCE = os.environ.get("ACG2VEC_SOURCE_DIR", os.path.join(os.path.dirname(__fil
 
 
 class UpscaleThreadsTest(unittest.TestCase):
-    def test_one_thread_per_core(self):
+    def threads_used(self, *extra):
         with tempfile.TemporaryDirectory() as d:
             models = os.path.join(d, "models")
             os.makedirs(models)
@@ -27,13 +27,20 @@ class UpscaleThreadsTest(unittest.TestCase):
             Image.new("RGB", (24, 20), (200, 120, 40)).save(src)
             env = dict(os.environ, ONEDNN_VERBOSE="1")
             env.pop("OMP_NUM_THREADS", None)
-            r = subprocess.run([BIN, "--models-dir", models, "upscale", src, "-o", os.path.join(d, "out.png"),
+            r = subprocess.run([BIN, "--models-dir", models, *extra, "upscale", src, "-o", os.path.join(d, "out.png"),
                                 "--model", "realcugan-pro-conservative"], capture_output=True, text=True,
                                timeout=300, env=env)
             self.assertEqual(r.returncode, 0, r.stderr)
-            counts = set(re.findall(r"onednn_verbose,info,cpu,runtime:OpenMP,nthr:(\d+)", r.stdout))
-            self.assertEqual(counts, {str(len(os.sched_getaffinity(0)))}, r.stdout[:2000])
             self.assertEqual(r.stderr.strip(), "")
+            return set(re.findall(r"onednn_verbose,info,cpu,runtime:OpenMP,nthr:(\d+)", r.stdout)), r.stdout[:2000]
+
+    def test_one_thread_per_core(self):
+        counts, out = self.threads_used()
+        self.assertEqual(counts, {str(len(os.sched_getaffinity(0)))}, out)
+
+    def test_intra_op_threads_option(self):
+        counts, out = self.threads_used("--intra-op-threads", "1")
+        self.assertEqual(counts, {"1"}, out)
 
 
 if __name__ == "__main__":
