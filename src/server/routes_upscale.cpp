@@ -5,13 +5,14 @@
 #include "image/decode.h"
 #include "image/encode.h"
 #include "models/registry.h"
+#include "runtime/compute.h"
 #include "server/routes.h"
 
 namespace acg2vec::server {
 
 void register_upscale_routes(http_server& server, model_route_context ctx) {
   models::model_registry& reg = *ctx.registry;
-  // One upscale at a time: each already uses every intra-op thread, and its memory (tile
+  // One upscale at a time: each uses every intra-op thread, and its memory (tile
   // activations plus the whole output image) must not be multiplied by the HTTP worker count.
   // Other requests wait here rather than run the machine out of memory.
   auto running = std::make_shared<std::mutex>();
@@ -34,7 +35,9 @@ void register_upscale_routes(http_server& server, model_route_context ctx) {
         {
           std::lock_guard lock(*running);
           const auto start = std::chrono::steady_clock::now();
-          out = u.upscale(img);
+          // On the compute thread, like every forward: there it has the process's OpenMP team
+          // (--intra-op-threads); an HTTP worker has one OpenMP thread and a lower priority.
+          out = runtime::on_compute_thread([&] { return u.upscale(img); });
           seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         }
         res.set_content(image::encode_image(out, format, quality), std::string(image::output_content_type(format)));
