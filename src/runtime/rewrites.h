@@ -26,5 +26,8 @@ void fuse_gemm_activations(graph& g, const std::set<std::string>& keep);
 /// @brief MatMul -> [scalar Mul/Div] -> Softmax(last axis) -> MatMul, with an optional scalar Mul
 /// on the first MatMul's left input, becomes one Attention(Q, K^T, V) node (ops_fused.cpp).
 void fuse_attention(graph& g, const std::set<std::string>& keep);
+/// @brief The decomposed LayerNorm that torch.onnx exports before opset 17 (ReduceMean, Sub, Pow,
+/// ReduceMean, Add, Sqrt, Div, Mul, Add over the last axis) becomes one LayerNormalization node.
+void fuse_layer_norms(graph& g, const std::set<std::string>& keep);
 
 }  // namespace acg2vec::runtime

@@ -411,3 +411,57 @@ TEST(RuntimeFusion, GemmActivationsRunInPlaceOnTheGemmResult) {
     EXPECT_LE(max_rel(ex.run(std::vector<at::Tensor>{x})[0], a + at::relu(a)), 1e-5);
   }
 }
+
+namespace {
+
+// torch.onnx's LayerNorm before opset 17: X [2, 7, 24] -> ... -> "Y"; `tweak` makes near misses.
+runtime::graph decomposed_layer_norm(const at::Tensor& gamma, const at::Tensor& beta, double eps,
+                                     const std::string& tweak = "") {
+  runtime::graph g;
+  g.opset = 13;
+  g.inputs.push_back(input("X", {2, 7, 24}));
+  g.initializers["two"] = at::scalar_tensor(tweak == "pow3" ? 3.0 : 2.0, at::kFloat);
+  g.initializers["eps"] = at::scalar_tensor(eps, at::kFloat);
+  g.initializers["gamma"] = gamma;
+  g.initializers["beta"] = beta;
+  const std::vector<std::int64_t> axes{tweak == "axis1" ? 1 : -1};
+  g.nodes.push_back({"mean", "ReduceMean", "", {"X"}, {"m"}, {{"axes", axes}}});
+  g.nodes.push_back({"sub", "Sub", "", {"X", "m"}, {"d"}, {}});
+  g.nodes.push_back({"pow", "Pow", "", {"d", "two"}, {"p"}, {}});
+  g.nodes.push_back({"var", "ReduceMean", "", {"p"}, {"v"}, {{"axes", std::vector<std::int64_t>{-1}}}});
+  g.nodes.push_back({"addeps", "Add", "", {"v", "eps"}, {"ve"}, {}});
+  g.nodes.push_back({"sqrt", "Sqrt", "", {"ve"}, {"s"}, {}});
+  g.nodes.push_back({"div", "Div", "", {"d", "s"}, {"n"}, {}});
+  g.nodes.push_back({"mul", "Mul", "", {"n", "gamma"}, {"scaled"}, {}});
+  g.nodes.push_back({"add", "Add", "", {"beta", "scaled"}, {"Y"}, {}});
+  g.outputs.push_back(any_output("Y"));
+  if (tweak == "d_read_twice") {
+    g.nodes.push_back({"extra", "Abs", "", {"d"}, {"D"}, {}});
+    g.outputs.push_back(any_output("D"));
+  }
+  return g;
+}
+
+}  // namespace
+
+TEST(RuntimeFusion, DecomposedLayerNormBecomesOneStep) {
+  at::manual_seed(24);
+  const at::Tensor gamma = at::randn({24}), beta = at::randn({24});
+  const runtime::graph g = decomposed_layer_norm(gamma, beta, 1e-6);
+  runtime::executor fused(g);
+  runtime::executor unfused(g, {"Y", "d"});
+  EXPECT_EQ(fused.run_histogram().size(), 1u);
+  EXPECT_TRUE(has_step(fused, "LayerNormalization"));
+  EXPECT_FALSE(has_step(unfused, "LayerNormalization"));
+  const at::Tensor x = at::randn({2, 7, 24}) * 3 + 1;
+  const at::Tensor y = fused.run(std::vector<at::Tensor>{x})[0];
+  // 1e-5: libtorch's layer_norm computes the variance in one pass (Welford), the chain in two.
+  EXPECT_LE(max_rel(y, unfused.run(std::vector<at::Tensor>{x})[0]), 1e-5);
+  EXPECT_LE(max_rel(y, at::layer_norm(x, {24}, gamma, beta, 1e-6)), 1e-5);
+  for (const std::string tweak : {"pow3", "axis1", "d_read_twice"}) {
+    SCOPED_TRACE(tweak);
+    runtime::executor near_miss(decomposed_layer_norm(gamma, beta, 1e-6, tweak));
+    EXPECT_FALSE(has_step(near_miss, "LayerNormalization"));
+    EXPECT_TRUE(has_step(near_miss, "Sqrt"));
+  }
+}
