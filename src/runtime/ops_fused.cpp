@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -120,8 +121,9 @@ at::Tensor attention(at::Tensor q, at::Tensor kt, at::Tensor v, double scale) {
   const float alpha = static_cast<float>(scale);
   at::parallel_for(0, count * blocks, 1, [&](std::int64_t begin, std::int64_t end) {
     c10::InferenceMode guard;
-    std::vector<float> buffer(static_cast<std::size_t>(2 * rows * n));
-    float* scores = buffer.data();
+    // Uninitialised: every element is written by the GEMM before it is read.
+    const std::unique_ptr<float[]> buffer(new float[static_cast<std::size_t>(2 * rows * n)]);
+    float* scores = buffer.get();
     float* probs = scores + rows * n;
     for (std::int64_t t = begin; t < end; ++t) {
       const std::int64_t i = t / blocks, r0 = (t % blocks) * rows, r = std::min(rows, m - r0);
