@@ -21,6 +21,7 @@ const kernel_registry& fused_kernels() {
   static const kernel_registry registry = [] {
     kernel_registry r;
     register_fused_ops(r);
+    register_fused_attention(r);
     return r;
   }();
   return registry;

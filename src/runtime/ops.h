@@ -51,6 +51,8 @@ inline constexpr std::string_view fused_domain = "acg2vec.fused";
 /// MatMulAdd(A, B, bias) = MatMul(A, B) + bias with a constant 2-D B and 1-D bias.
 const kernel_registry& fused_kernels();
 void register_fused_ops(kernel_registry& r);
+/// Attention(Q, K^T, V; scale) = Softmax(scale * Q K^T, last axis) V (ops_fused.cpp).
+void register_fused_attention(kernel_registry& r);
 
 // Registration hooks, one per ops_*.cpp file.
 void register_math_ops(kernel_registry& r);

@@ -566,9 +566,16 @@ void register_fused_ops(kernel_registry& r) {
     if (!w || !bias || w->dim() != 2 || bias->dim() != 1 || bias->size(0) != w->size(1))
       fail(errc::internal, "node '{}' (MatMulAdd): needs a constant 2-D weight and matching bias", ctx.n.name);
     const at::Tensor b = w->contiguous(), c = bias->contiguous();
-    return [b, c](const tensor_list& in) {
+    const std::string activation = attr_string(ctx.n, "activation", "");  // from fuse_gemm_activations
+    if (!activation.empty() && activation != "Relu" && activation != "Gelu" && activation != "GeluTanh")
+      fail(errc::internal, "node '{}' (MatMulAdd): unknown activation '{}'", ctx.n.name, activation);
+    auto activate = [activation](at::Tensor y) {  // in place on the GEMM's fresh result
+      if (activation.empty()) return y;
+      return activation == "Relu" ? y.relu_() : at::gelu_(y, activation == "Gelu" ? "none" : "tanh");
+    };
+    return [b, c, activate](const tensor_list& in) {
       const at::Tensor& a = need(in, 0, "MatMul");
-      if (a.dim() < 2) return tensor_list{at::matmul(a, b) + c};
+      if (a.dim() < 2) return tensor_list{activate(at::matmul(a, b) + c)};
       std::vector<std::int64_t> shape(a.sizes().begin(), a.sizes().end() - 1);
       shape.push_back(b.size(1));
       const at::Tensor a2 = a.reshape({-1, a.size(-1)});
@@ -579,7 +586,7 @@ void register_fused_ops(kernel_registry& r) {
       } else {
         y = at::addmm(c, a2, b);  // the bias rides in the GEMM's accumulator
       }
-      return tensor_list{y.view(shape)};
+      return tensor_list{activate(y).view(shape)};
     };
   };
 }

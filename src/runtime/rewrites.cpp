@@ -339,3 +339,255 @@ void fuse_convolutions(graph& g, const std::set<std::string>& keep) {
 
 
 }  // namespace acg2vec::runtime
+
+namespace acg2vec::runtime {
+
+// MatMulAdd -> Relu / Gelu: the activation runs in place on the GEMM's fresh result, saving a
+// pass over the activations and an allocation (what ONNX Runtime calls BiasGelu / FusedGemm).
+void fuse_gemm_activations(graph& g, const std::set<std::string>& keep) {
+  std::unordered_map<std::string, std::vector<std::size_t>> readers;
+  for (std::size_t i = 0; i < g.nodes.size(); ++i)
+    for (const auto& in : g.nodes[i].inputs)
+      if (!in.empty()) readers[in].push_back(i);
+  std::vector<bool> removed(g.nodes.size(), false);
+  int fused = 0;
+  for (auto& mm : g.nodes) {
+    if (mm.op_type != "MatMulAdd" || mm.domain != fused_domain || mm.outputs.size() != 1 || keep.count(mm.outputs[0]) ||
+        has_attr(mm, "activation"))
+      continue;
+    auto it = readers.find(mm.outputs[0]);
+    if (it == readers.end() || it->second.size() != 1 || removed[it->second[0]]) continue;
+    const node& act = g.nodes[it->second[0]];
+    if (!is_default_domain(act.domain) || act.inputs.size() != 1 || act.outputs.size() != 1) continue;
+    std::string kind;
+    if (act.op_type == "Relu") {
+      kind = "Relu";
+    } else if (act.op_type == "Gelu") {
+      const std::string approximate = attr_string(act, "approximate", "none");
+      if (approximate == "none") kind = "Gelu";
+      else if (approximate == "tanh") kind = "GeluTanh";
+    }
+    if (kind.empty()) continue;
+    removed[it->second[0]] = true;
+    mm.attributes["activation"] = kind;
+    mm.attributes["fused_label"] = std::string("MatMulAdd+") + act.op_type;
+    mm.outputs[0] = act.outputs[0];
+    ++fused;
+  }
+  if (fused == 0) return;
+  std::vector<node> kept;
+  for (std::size_t i = 0; i < g.nodes.size(); ++i)
+    if (!removed[i]) kept.push_back(std::move(g.nodes[i]));
+  g.nodes = std::move(kept);
+  spdlog::debug("runtime: fused {} MatMul+bias+activation chains", fused);
+}
+
+// Scaled dot-product attention as exporters spell it:
+//   MatMul([Mul(Q, c) |] Q, K^T) -> [Mul(., c) | Div(., c)] -> Softmax(last axis) -> MatMul(., V)
+// becomes one Attention(Q, K^T, V) node with the product of the scalar constants as "scale". The
+// kernel (ops_fused.cpp) computes the probabilities block by block in cache and never writes the
+// [.., m, n] score tensor out. K^T is taken as it is (whatever produced it stays in the graph).
+void fuse_attention(graph& g, const std::set<std::string>& keep) {
+  auto [reader_counts, producer] = link_values(g);
+  std::unordered_map<std::string, at::Tensor> constant_nodes;
+  for (const auto& n : g.nodes)
+    if (n.op_type == "Constant" && is_default_domain(n.domain) && n.outputs.size() == 1)
+      if (auto v = attr_tensor(n, "value")) constant_nodes[n.outputs[0]] = *v;
+  // A floating-point scalar constant (rank 0 or 1, one element), as double.
+  auto scalar = [&](const std::string& name) -> std::optional<double> {
+    const at::Tensor* t = nullptr;
+    if (auto it = g.initializers.find(name); it != g.initializers.end()) t = &it->second;
+    else if (auto it2 = constant_nodes.find(name); it2 != constant_nodes.end()) t = &it2->second;
+    if (!t || t->numel() != 1 || t->dim() > 1 || !at::isFloatingType(t->scalar_type())) return std::nullopt;
+    return t->to(at::kDouble).item<double>();
+  };
+  auto private_value = [&](const std::string& v) { return reader_counts[v] == 1 && !keep.count(v); };
+  auto made_by = [&](const std::string& v, const char* op) -> std::optional<std::size_t> {
+    auto it = producer.find(v);
+    if (it == producer.end()) return std::nullopt;
+    const node& n = g.nodes[it->second];
+    if (n.op_type != op || !is_default_domain(n.domain) || n.outputs.size() != 1 || n.inputs.size() != 2)
+      return std::nullopt;
+    return it->second;
+  };
+  std::vector<bool> removed(g.nodes.size(), false);
+  std::unordered_map<std::string, std::size_t> reader_of;  // value -> its node, for private values
+  for (std::size_t i = 0; i < g.nodes.size(); ++i)
+    for (const auto& in : g.nodes[i].inputs) reader_of[in] = i;
+  int fused = 0;
+  for (std::size_t si = 0; si < g.nodes.size(); ++si) {
+    const node& sm = g.nodes[si];
+    if (sm.op_type != "Softmax" || !is_default_domain(sm.domain) || sm.inputs.size() != 1 || sm.outputs.size() != 1 ||
+        removed[si])
+      continue;
+    // The last axis only: -1 (opset 13's default); before opset 13 axis -1 flattens to the same rows.
+    if (attr_int(sm, "axis", g.opset >= 13 ? -1 : 1) != -1) continue;
+    if (!private_value(sm.inputs[0]) || !private_value(sm.outputs[0])) continue;
+    double scale = 1.0;
+    std::vector<std::size_t> chain;
+    std::string scores = sm.inputs[0];
+    // Optional scaling of the scores.
+    for (const char* op : {"Mul", "Div"}) {
+      auto p = made_by(scores, op);
+      if (!p) continue;
+      const node& s = g.nodes[*p];
+      std::optional<double> c = scalar(s.inputs[1]);
+      std::string other = s.inputs[0];
+      if (!c && std::string(op) == "Mul") {
+        c = scalar(s.inputs[0]);
+        other = s.inputs[1];
+      }
+      if (!c || *c == 0.0 || !private_value(other)) break;
+      scale = std::string(op) == "Mul" ? *c : 1.0 / *c;
+      chain.push_back(*p);
+      scores = other;
+      break;
+    }
+    auto qk = made_by(scores, "MatMul");
+    if (!qk) continue;
+    std::string q = g.nodes[*qk].inputs[0];
+    const std::string kt = g.nodes[*qk].inputs[1];
+    chain.push_back(*qk);
+    // Optional scaling of Q.
+    if (auto p = made_by(q, "Mul"); p && private_value(q)) {
+      const node& s = g.nodes[*p];
+      if (auto c = scalar(s.inputs[1])) {
+        scale *= *c;
+        q = s.inputs[0];
+        chain.push_back(*p);
+      } else if (auto c0 = scalar(s.inputs[0])) {
+        scale *= *c0;
+        q = s.inputs[1];
+        chain.push_back(*p);
+      }
+    }
+    auto rd = reader_of.find(sm.outputs[0]);
+    if (rd == reader_of.end()) continue;
+    node& pv = g.nodes[rd->second];
+    if (pv.op_type != "MatMul" || !is_default_domain(pv.domain) || pv.inputs.size() != 2 || pv.outputs.size() != 1 ||
+        pv.inputs[0] != sm.outputs[0] || pv.inputs[1] == sm.outputs[0] || removed[rd->second])
+      continue;
+    if (std::any_of(chain.begin(), chain.end(), [&](std::size_t i) { return removed[i]; })) continue;
+    for (std::size_t i : chain) removed[i] = true;
+    removed[si] = true;
+    const std::string v = pv.inputs[1];
+    pv.op_type = "Attention";
+    pv.domain = std::string(fused_domain);
+    pv.inputs = {q, kt, v};
+    pv.attributes.clear();
+    pv.attributes["scale"] = scale;
+    pv.attributes["fused_label"] = std::string("Attention");
+    ++fused;
+  }
+  if (fused == 0) return;
+  std::vector<node> kept;
+  for (std::size_t i = 0; i < g.nodes.size(); ++i)
+    if (!removed[i]) kept.push_back(std::move(g.nodes[i]));
+  g.nodes = std::move(kept);
+  spdlog::debug("runtime: fused {} MatMul-Softmax-MatMul attention chains", fused);
+}
+
+}  // namespace acg2vec::runtime
+
+namespace acg2vec::runtime {
+
+// LayerNorm over the last axis as torch.onnx spells it before opset 17:
+//   mean = ReduceMean(x, [-1]); d = x - mean; var = ReduceMean(Pow(d, 2), [-1])
+//   y = d / Sqrt(var + eps) * gamma + beta        (gamma, beta constant, rank <= 1)
+// becomes LayerNormalization(x, gamma, beta; axis -1, epsilon eps): one pass instead of nine.
+void fuse_layer_norms(graph& g, const std::set<std::string>& keep) {
+  auto [reader_counts, producer] = link_values(g);
+  std::unordered_map<std::string, at::Tensor> constant_nodes;
+  for (const auto& n : g.nodes)
+    if (n.op_type == "Constant" && is_default_domain(n.domain) && n.outputs.size() == 1)
+      if (auto v = attr_tensor(n, "value")) constant_nodes[n.outputs[0]] = *v;
+  auto constant = [&](const std::string& name) -> const at::Tensor* {
+    if (auto it = g.initializers.find(name); it != g.initializers.end()) return &it->second;
+    if (auto it = constant_nodes.find(name); it != constant_nodes.end()) return &it->second;
+    return nullptr;
+  };
+  auto scalar = [&](const std::string& name) -> std::optional<double> {
+    const at::Tensor* t = constant(name);
+    if (!t || t->numel() != 1 || t->dim() > 1 || !at::isFloatingType(t->scalar_type())) return std::nullopt;
+    return t->to(at::kDouble).item<double>();
+  };
+  auto private_value = [&](const std::string& v) { return reader_counts[v] == 1 && !keep.count(v); };
+  // The node producing v when it is `op` in the default domain with one output.
+  auto made_by = [&](const std::string& v, const char* op) -> node* {
+    auto it = producer.find(v);
+    if (it == producer.end()) return nullptr;
+    node& n = g.nodes[it->second];
+    return n.op_type == op && is_default_domain(n.domain) && n.outputs.size() == 1 ? &n : nullptr;
+  };
+  // ReduceMean over the last axis only, keeping it.
+  auto last_axis_mean = [&](const node* n) {
+    if (!n || n->inputs.empty() || attr_int(*n, "keepdims", 1) != 1) return false;
+    if (n->inputs.size() == 1) return has_attr(*n, "axes") && attr_ints(*n, "axes") == std::vector<std::int64_t>{-1};
+    const at::Tensor* axes = n->inputs.size() == 2 ? constant(n->inputs[1]) : nullptr;
+    return !has_attr(*n, "axes") && axes && axes->numel() == 1 && !at::isFloatingType(axes->scalar_type()) &&
+           axes->to(at::kLong).item<std::int64_t>() == -1;
+  };
+  // The non-`v` input of a two-input node when it is a constant of rank <= 1.
+  auto affine_constant = [&](const node& n, const std::string& v) -> std::string {
+    if (n.inputs.size() != 2) return {};
+    const std::string& other = n.inputs[0] == v ? n.inputs[1] : n.inputs[1] == v ? n.inputs[0] : std::string();
+    const at::Tensor* t = other.empty() ? nullptr : constant(other);
+    return t && t->dim() <= 1 && t->scalar_type() == at::kFloat ? other : std::string();
+  };
+  std::set<const node*> removed;
+  int fused = 0;
+  for (auto& add : g.nodes) {
+    if (add.op_type != "Add" || !is_default_domain(add.domain) || add.inputs.size() != 2 || add.outputs.size() != 1 ||
+        removed.count(&add))
+      continue;
+    node* mul = made_by(add.inputs[0], "Mul");
+    if (!mul) mul = made_by(add.inputs[1], "Mul");
+    if (!mul || !private_value(mul->outputs[0])) continue;
+    const std::string beta = affine_constant(add, mul->outputs[0]);
+    if (beta.empty()) continue;
+    node* div = made_by(mul->inputs[0], "Div");
+    if (!div && mul->inputs.size() == 2) div = made_by(mul->inputs[1], "Div");
+    if (!div || div->inputs.size() != 2 || !private_value(div->outputs[0])) continue;
+    const std::string gamma = affine_constant(*mul, div->outputs[0]);
+    if (gamma.empty()) continue;
+    node* sqrt = made_by(div->inputs[1], "Sqrt");
+    node* sub = made_by(div->inputs[0], "Sub");
+    if (!sqrt || !sub || sqrt->inputs.size() != 1 || sub->inputs.size() != 2 || !private_value(sqrt->outputs[0]) ||
+        reader_counts[sub->outputs[0]] != 2 || keep.count(sub->outputs[0]))
+      continue;
+    node* eps_add = made_by(sqrt->inputs[0], "Add");
+    if (!eps_add || eps_add->inputs.size() != 2 || !private_value(eps_add->outputs[0])) continue;
+    std::optional<double> eps = scalar(eps_add->inputs[1]);
+    std::string var_value = eps_add->inputs[0];
+    if (!eps) {
+      eps = scalar(eps_add->inputs[0]);
+      var_value = eps_add->inputs[1];
+    }
+    node* var = made_by(var_value, "ReduceMean");
+    if (!eps || *eps < 0 || !last_axis_mean(var) || !private_value(var->outputs[0])) continue;
+    node* pow = made_by(var->inputs[0], "Pow");
+    if (!pow || pow->inputs.size() != 2 || pow->inputs[0] != sub->outputs[0] || scalar(pow->inputs[1]) != 2.0 ||
+        !private_value(pow->outputs[0]))
+      continue;
+    node* mean = made_by(sub->inputs[1], "ReduceMean");
+    const std::string x = sub->inputs[0];
+    if (!last_axis_mean(mean) || mean->inputs[0] != x || !private_value(mean->outputs[0])) continue;
+    const std::vector<node*> chain{mean, sub, pow, var, eps_add, sqrt, div, mul};
+    if (std::any_of(chain.begin(), chain.end(), [&](node* n) { return removed.count(n) > 0; })) continue;
+    for (node* n : chain) removed.insert(n);
+    add.op_type = "LayerNormalization";
+    add.inputs = {x, gamma, beta};
+    add.attributes.clear();
+    add.attributes["axis"] = std::int64_t{-1};
+    add.attributes["epsilon"] = *eps;
+    ++fused;
+  }
+  if (fused == 0) return;
+  std::vector<node> kept;
+  for (auto& n : g.nodes)
+    if (!removed.count(&n)) kept.push_back(std::move(n));
+  g.nodes = std::move(kept);
+  spdlog::debug("runtime: fused {} decomposed LayerNorm chains", fused);
+}
+
+}  // namespace acg2vec::runtime

@@ -20,5 +20,14 @@ void fuse_patterns(graph& g, const std::set<std::string>& keep);
 /// @brief Every Conv / ConvTranspose moves to the fused domain (oneDNN directly, fused_conv.h),
 /// absorbing a following Add and activation where the values in between are private.
 void fuse_convolutions(graph& g, const std::set<std::string>& keep);
+/// @brief MatMulAdd followed by Relu or Gelu (approximate none / tanh) runs the activation in
+/// place on the GEMM's result (attribute "activation").
+void fuse_gemm_activations(graph& g, const std::set<std::string>& keep);
+/// @brief MatMul -> [scalar Mul/Div] -> Softmax(last axis) -> MatMul, with an optional scalar Mul
+/// on the first MatMul's left input, becomes one Attention(Q, K^T, V) node (ops_fused.cpp).
+void fuse_attention(graph& g, const std::set<std::string>& keep);
+/// @brief The decomposed LayerNorm that torch.onnx exports before opset 17 (ReduceMean, Sub, Pow,
+/// ReduceMean, Add, Sqrt, Div, Mul, Add over the last axis) becomes one LayerNormalization node.
+void fuse_layer_norms(graph& g, const std::set<std::string>& keep);
 
 }  // namespace acg2vec::runtime

@@ -209,6 +209,18 @@ std::vector<static_shape> matmul_shape(const shape_args& q) {
   return {s};
 }
 
+// Attention(Q, K^T, V) (the fused MatMul-Softmax-MatMul): Q's rows, V's columns.
+std::vector<static_shape> attention_shape(const shape_args& q) {
+  std::vector<static_shape> s = matmul_shape(q);
+  const static_shape& v = q.in.size() > 2 ? q.in[2] : unknown_shape;
+  if (s.empty() || !v.rank_known || v.dims.size() < 2) return {};
+  static_shape bv{true, {v.dims.begin(), v.dims.end() - 2}};
+  static_shape out = broadcast(static_shape{true, {s[0].dims.begin(), s[0].dims.end() - 2}}, bv);
+  out.dims.push_back(s[0].dims[s[0].dims.size() - 2]);
+  out.dims.push_back(v.dims.back());
+  return {out};
+}
+
 std::vector<static_shape> gemm_shape(const shape_args& q) {
   const node& n = q.n;
   const std::vector<static_shape>& in = q.in;
@@ -466,6 +478,7 @@ const std::map<std::string, shape_rule, std::less<>>& shape_rules() {
       {"GlobalMaxPool", {&global_pool_shape, true}},
       {"MatMul", {&matmul_shape, true}},
       {"MatMulAdd", {&matmul_shape, true}},
+      {"Attention", {&attention_shape, true}},
       {"Gemm", {&gemm_shape, true}},
       {"Transpose", {&transpose_shape, true}},
       {"Reshape", {&reshape_shape, true}},
