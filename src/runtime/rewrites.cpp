@@ -31,6 +31,23 @@ value_links link_values(const graph& g) {
   return l;
 }
 
+// The graph without the nodes marked removed, in order.
+void drop_removed(graph& g, const std::vector<bool>& removed) {
+  std::vector<node> kept;
+  for (std::size_t i = 0; i < g.nodes.size(); ++i)
+    if (!removed[i]) kept.push_back(std::move(g.nodes[i]));
+  g.nodes = std::move(kept);
+}
+
+// The values written by Constant nodes (default domain, one output).
+std::unordered_map<std::string, at::Tensor> constant_values(const graph& g) {
+  std::unordered_map<std::string, at::Tensor> out;
+  for (const auto& n : g.nodes)
+    if (n.op_type == "Constant" && is_default_domain(n.domain) && n.outputs.size() == 1)
+      if (auto v = attr_tensor(n, "value")) out[n.outputs[0]] = *v;
+  return out;
+}
+
 }  // namespace
 
 // Folds y = BN(Conv(x)) into Conv(x) with rescaled weights when every parameter is a constant
@@ -85,10 +102,7 @@ void fold_batch_norms(graph& g, const std::set<std::string>& keep) {
     ++folded;
   }
   if (folded == 0) return;
-  std::vector<node> kept;
-  for (std::size_t i = 0; i < g.nodes.size(); ++i)
-    if (!removed[i]) kept.push_back(std::move(g.nodes[i]));
-  g.nodes = std::move(kept);
+  drop_removed(g, removed);
   spdlog::debug("runtime: folded {} BatchNormalization nodes into convolutions", folded);
 }
 
@@ -98,12 +112,7 @@ void fold_batch_norms(graph& g, const std::set<std::string>& keep) {
 // Intermediate values must have a single reader and must not be requested outputs.
 void fuse_patterns(graph& g, const std::set<std::string>& keep) {
   auto [readers, producer] = link_values(g);
-  std::unordered_map<std::string, at::Tensor> constant_nodes;
-  for (const auto& n : g.nodes) {
-    if (n.op_type == "Constant" && is_default_domain(n.domain) && n.outputs.size() == 1) {
-      if (auto v = attr_tensor(n, "value")) constant_nodes[n.outputs[0]] = *v;
-    }
-  }
+  const auto constant_nodes = constant_values(g);
   auto constant = [&](const std::string& name) -> const at::Tensor* {
     if (auto it = g.initializers.find(name); it != g.initializers.end()) return &it->second;
     if (auto it = constant_nodes.find(name); it != constant_nodes.end()) return &it->second;
@@ -234,10 +243,7 @@ void fuse_convolutions(graph& g, const std::set<std::string>& keep) {
   for (std::size_t i = 0; i < g.nodes.size(); ++i)
     for (const auto& in : g.nodes[i].inputs)
       if (!in.empty()) readers[in].push_back(i);
-  std::unordered_map<std::string, at::Tensor> constant_nodes;
-  for (const auto& n : g.nodes)
-    if (n.op_type == "Constant" && is_default_domain(n.domain) && n.outputs.size() == 1)
-      if (auto v = attr_tensor(n, "value")) constant_nodes[n.outputs[0]] = *v;
+  const auto constant_nodes = constant_values(g);
   const std::function<const at::Tensor*(const std::string&)> constant = [&](const std::string& name) -> const at::Tensor* {
     if (auto it = g.initializers.find(name); it != g.initializers.end()) return &it->second;
     if (auto it = constant_nodes.find(name); it != constant_nodes.end()) return &it->second;
@@ -330,10 +336,7 @@ void fuse_convolutions(graph& g, const std::set<std::string>& keep) {
     ++converted;
     if (label != conv.op_type) ++fused;
   }
-  std::vector<node> kept;
-  for (std::size_t i = 0; i < g.nodes.size(); ++i)
-    if (!removed[i]) kept.push_back(std::move(g.nodes[i]));
-  g.nodes = std::move(kept);
+  drop_removed(g, removed);
   spdlog::debug("runtime: {} convolutions run on oneDNN directly, {} with fused element-wise work", converted, fused);
 }
 
@@ -375,10 +378,7 @@ void fuse_gemm_activations(graph& g, const std::set<std::string>& keep) {
     ++fused;
   }
   if (fused == 0) return;
-  std::vector<node> kept;
-  for (std::size_t i = 0; i < g.nodes.size(); ++i)
-    if (!removed[i]) kept.push_back(std::move(g.nodes[i]));
-  g.nodes = std::move(kept);
+  drop_removed(g, removed);
   spdlog::debug("runtime: fused {} MatMul+bias+activation chains", fused);
 }
 
@@ -389,10 +389,7 @@ void fuse_gemm_activations(graph& g, const std::set<std::string>& keep) {
 // [.., m, n] score tensor out. K^T is taken as it is (whatever produced it stays in the graph).
 void fuse_attention(graph& g, const std::set<std::string>& keep) {
   auto [reader_counts, producer] = link_values(g);
-  std::unordered_map<std::string, at::Tensor> constant_nodes;
-  for (const auto& n : g.nodes)
-    if (n.op_type == "Constant" && is_default_domain(n.domain) && n.outputs.size() == 1)
-      if (auto v = attr_tensor(n, "value")) constant_nodes[n.outputs[0]] = *v;
+  const auto constant_nodes = constant_values(g);
   // A floating-point scalar constant (rank 0 or 1, one element), as double.
   auto scalar = [&](const std::string& name) -> std::optional<double> {
     const at::Tensor* t = nullptr;
@@ -480,10 +477,7 @@ void fuse_attention(graph& g, const std::set<std::string>& keep) {
     ++fused;
   }
   if (fused == 0) return;
-  std::vector<node> kept;
-  for (std::size_t i = 0; i < g.nodes.size(); ++i)
-    if (!removed[i]) kept.push_back(std::move(g.nodes[i]));
-  g.nodes = std::move(kept);
+  drop_removed(g, removed);
   spdlog::debug("runtime: fused {} MatMul-Softmax-MatMul attention chains", fused);
 }
 
@@ -497,10 +491,7 @@ namespace acg2vec::runtime {
 // becomes LayerNormalization(x, gamma, beta; axis -1, epsilon eps): one pass instead of nine.
 void fuse_layer_norms(graph& g, const std::set<std::string>& keep) {
   auto [reader_counts, producer] = link_values(g);
-  std::unordered_map<std::string, at::Tensor> constant_nodes;
-  for (const auto& n : g.nodes)
-    if (n.op_type == "Constant" && is_default_domain(n.domain) && n.outputs.size() == 1)
-      if (auto v = attr_tensor(n, "value")) constant_nodes[n.outputs[0]] = *v;
+  const auto constant_nodes = constant_values(g);
   auto constant = [&](const std::string& name) -> const at::Tensor* {
     if (auto it = g.initializers.find(name); it != g.initializers.end()) return &it->second;
     if (auto it = constant_nodes.find(name); it != constant_nodes.end()) return &it->second;
