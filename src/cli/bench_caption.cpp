@@ -34,7 +34,6 @@
 #include "models/registry.h"
 #include "runtime/blas.h"
 #include "runtime/compute.h"
-#include "runtime/threads.h"
 
 namespace acg2vec::cli {
 
@@ -144,7 +143,6 @@ void run_bench_caption(const caption_bench_options& o) {
                        images / fmt::format("{:05}_{}", i, files[i].filename().string()));
   }
 
-  runtime::configure_threads(0);
   auto cpu = runtime::detect_cpu_features();
   fmt::print("bench caption: pack {} (max_batch {}), {} images from {}, load average {}\n", m.name, max_batch,
              files.size(), o.dir, load_average());

@@ -23,8 +23,6 @@ namespace acg2vec::cli::bench {
 namespace fs = std::filesystem;
 using clock_type = std::chrono::steady_clock;
 
-double seconds_since(clock_type::time_point t) { return std::chrono::duration<double>(clock_type::now() - t).count(); }
-
 /// p in [0, 1] of the values (sorted in place).
 double percentile(std::vector<double>& v, double p) {
   if (v.empty()) return 0;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "core/clock.h"
 
 namespace acg2vec::cli {
 
@@ -28,7 +29,7 @@ void add_bench_caption(CLI::App& bench);
 
 namespace bench {
 
-double seconds_since(std::chrono::steady_clock::time_point t);
+using acg2vec::seconds_since;
 /// p in [0, 1] of the values (sorted in place).
 double percentile(std::vector<double>& v, double p);
 /// Rows appear as they are measured, also when stdout is a pipe (long runs, timeouts).

@@ -16,7 +16,6 @@
 #include <cmath>
 #include <random>
 #include <set>
-#include <thread>
 
 #include <omp.h>
 

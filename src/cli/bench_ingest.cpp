@@ -24,7 +24,6 @@
 #include "search/vector_spaces.h"
 #include "models/registry.h"
 #include "runtime/blas.h"
-#include "runtime/threads.h"
 #include "search/service.h"
 #include "store/sqlite_store.h"
 
@@ -92,7 +91,6 @@ void run_bench_ingest(const global_options& global, const ingest_options& o) {
     bytes.push_back(std::move(b));
   }
   if (images.empty()) fail(errc::not_found, "bench ingest: no images under {}", o.dir);
-  runtime::configure_threads(0);
 
   models::model_registry models(global.models_dir);
   models.load_all();

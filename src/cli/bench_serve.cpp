@@ -36,7 +36,6 @@
 #include "models/registry.h"
 #include "runtime/blas.h"
 #include "runtime/compute.h"
-#include "runtime/threads.h"
 
 namespace acg2vec::cli {
 
@@ -263,7 +262,6 @@ void run_bench_serve(const global_options& global, const serve_options& o) {
   const std::string image = read_file(image_file, "image");
   const std::int64_t max_batch = std::max(1, m.max_batch);
 
-  runtime::configure_threads(0);
   fmt::print("bench serve: pack {} ({}, max_batch {}, max_wait {} ms), route {}, {:.1f}s per level, load average {}\n",
              m.name, to_string(m.task), max_batch, m.max_wait_ms, route, o.seconds, load_average());
   fmt::print("CPU: {}\n{}\n", cpu_flags_summary(), runtime::describe_blas());

@@ -1,5 +1,6 @@
 #include "index/similarity_join.h"
 
+#include "core/clock.h"
 #include "core/error.h"
 
 #include <faiss/Clustering.h>
@@ -22,10 +23,6 @@ struct hit {
   std::size_t row = 0;
   float score = 0.0f;
 };
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 // Keeps each query vector's best `neighbours` hits, then folds them into pairs (a < b) with the best score.
 std::vector<row_pair> to_pairs(std::vector<hit> hits, std::size_t neighbours) {
