@@ -101,8 +101,9 @@ class BenchSmokeTest(unittest.TestCase):
         # Every tenth synthetic signature is a noisy copy of the one before: n/10 true pairs, all of
         # which the self-join must find (recall against the exact pair scan).
         num = r"[\d.]+"
-        out = run("bench", "dedup", "--n", "2000", "--brute-max", "2000", "--threads", "1")
+        out = run("bench", "dedup", "--n", "2000", "--brute-max", "2000", "--threads", "1", "--neighbours", "1")
         self.assertIn("1 OpenMP threads", out)
+        self.assertIn("k=1,", out)  # one neighbour per query still finds each planted copy
         self.assertRegex(out, r"BLAS: .*kernel")
         row = re.search(rf"^\s+2000\s+exact\s+{num}\s+{num}\s+{num}\s+(\d+)\s+(\d+)\s+{num}\s+({num}) \(all\)\s", out, re.M)
         self.assertIsNotNone(row, out)
