@@ -141,6 +141,7 @@ void executor::rewrite_graph(graph& g, const std::set<std::string>& keep) {
   // runs, and such a reader would stop a BatchNormalization from folding into its convolution.
   drop_unneeded(g, keep);
   fold_batch_norms(g, keep);
+  fold_pads(g, keep);
   fuse_layer_norms(g, keep);
   fuse_patterns(g, keep);
   fuse_gemm_activations(g, keep);

@@ -13,6 +13,9 @@ namespace acg2vec::runtime {
 /// @brief True for the default ONNX domain ("" or "ai.onnx").
 inline bool is_default_domain(const std::string& d) { return d.empty() || d == "ai.onnx"; }
 
+/// @brief A Pad of zeros on the spatial axes whose only reader is a Conv becomes that Conv's
+/// padding (Keras/TF SAME padding of strided convolutions).
+void fold_pads(graph& g, const std::set<std::string>& keep);
 /// @brief Folds y = BN(Conv(x)) with constant parameters into the convolution's weights and bias.
 void fold_batch_norms(graph& g, const std::set<std::string>& keep);
 /// @brief Exported GELU chains become Gelu; MatMul(x, W) + b with constant W, b becomes MatMulAdd.

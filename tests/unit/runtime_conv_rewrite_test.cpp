@@ -217,3 +217,82 @@ TEST(RuntimeConvRewrite, AddAfterTheActivationFusesOnEveryPath) {
     // negative, so a swapped order fails the comparison above on these random values.
   }
 }
+
+// A Pad of zeros on the spatial axes feeding a Conv becomes the Conv's padding (fold_pads); every
+// other Pad stays a step of its own. Each case is checked against libtorch's own pad + conv2d, and
+// the step list says whether the Pad was folded.
+TEST(RuntimeConvRewrite, ZeroPadsFoldIntoTheConvolutionThatReadsThem) {
+  struct pad_case {
+    const char* what;
+    std::int64_t opset;
+    std::vector<std::int64_t> pads;  // ONNX Pad order, rank 4: begins of N, C, H, W, then ends
+    std::string mode;
+    double value;
+    std::vector<std::int64_t> conv_pads;  // top, left, bottom, right
+    std::int64_t stride, group;
+    bool pad_also_requested;
+    bool folds;
+  };
+  const std::vector<pad_case> cases{
+      {"TF SAME, stride 2, depthwise", 13, {0, 0, 0, 0, 0, 0, 1, 1}, "constant", 0.0, {0, 0, 0, 0}, 2, 8, false, true},
+      {"ZeroPadding2D 3 before a padded 7x7", 13, {0, 0, 3, 3, 0, 0, 3, 3}, "constant", 0.0, {1, 0, 1, 2}, 2, 1, false, true},
+      {"pads as an attribute (opset 9)", 9, {0, 0, 1, 0, 0, 0, 2, 1}, "constant", 0.0, {0, 0, 0, 0}, 1, 1, false, true},
+      {"non-zero value", 13, {0, 0, 1, 1, 0, 0, 1, 1}, "constant", 0.5, {0, 0, 0, 0}, 1, 1, false, false},
+      {"reflect mode", 13, {0, 0, 1, 1, 0, 0, 1, 1}, "reflect", 0.0, {0, 0, 0, 0}, 1, 1, false, false},
+      {"channel padding", 13, {0, 1, 0, 0, 0, 1, 0, 0}, "constant", 0.0, {1, 1, 1, 1}, 1, 1, false, false},
+      {"padded value also requested", 13, {0, 0, 1, 1, 0, 0, 1, 1}, "constant", 0.0, {0, 0, 0, 0}, 1, 1, true, false},
+  };
+  at::manual_seed(31);
+  for (const pad_case& t : cases) {
+    SCOPED_TRACE(t.what);
+    const std::int64_t cin = 8, cout = 8, k = t.conv_pads[0] ? 7 : 3, h = 13, w_side = 10;
+    const std::int64_t padded_c = cin + t.pads[1] + t.pads[5];
+    runtime::graph g;
+    g.opset = t.opset;
+    g.inputs.push_back(input("X", {1, cin, h, w_side}));
+    const at::Tensor w = at::randn({cout, padded_c / t.group, k, k}) * 0.2, b = at::randn({cout});
+    g.initializers["W"] = w;
+    g.initializers["B"] = b;
+    runtime::node pad{"pad", "Pad", "", {"X"}, {"P"}, {{"mode", t.mode}}};
+    if (t.opset >= 11) {
+      g.initializers["pads"] = at::tensor(t.pads, at::kLong);
+      pad.inputs.push_back("pads");
+      if (t.value != 0.0) {
+        g.initializers["value"] = at::tensor({static_cast<float>(t.value)});
+        pad.inputs.push_back("value");
+      }
+    } else {
+      pad.attributes["pads"] = t.pads;
+      pad.attributes["value"] = t.value;
+    }
+    g.nodes.push_back(pad);
+    runtime::node conv{"conv", "Conv", "", {"P", "W", "B"}, {"Y"}, {}};
+    conv.attributes["strides"] = std::vector<std::int64_t>{t.stride, t.stride};
+    conv.attributes["pads"] = t.conv_pads;
+    conv.attributes["group"] = t.group;
+    g.nodes.push_back(conv);
+    g.outputs.push_back(input("Y", {}));
+    g.outputs.back().rank_known = false;
+    std::vector<std::string> outputs{"Y"};
+    if (t.pad_also_requested) outputs.push_back("P");
+
+    const at::Tensor x = at::randn({1, cin, h, w_side});
+    // libtorch's pad lists the last axis first: W, H, C.
+    const std::vector<std::int64_t> torch_pads{t.pads[3], t.pads[7], t.pads[2], t.pads[6], t.pads[1], t.pads[5]};
+    const at::Tensor padded = t.mode == "reflect"
+                                  ? at::reflection_pad2d(x, {t.pads[3], t.pads[7], t.pads[2], t.pads[6]})
+                                  : at::constant_pad_nd(x, torch_pads, t.value);
+    const at::Tensor expected = at::conv2d(
+        at::constant_pad_nd(padded, {t.conv_pads[1], t.conv_pads[3], t.conv_pads[0], t.conv_pads[2]}), w, b,
+        std::vector<std::int64_t>{t.stride, t.stride}, std::vector<std::int64_t>{0, 0}, std::vector<std::int64_t>{1, 1},
+        t.group);
+
+    runtime::executor ex(g, outputs);
+    const auto steps = ex.run_histogram();
+    EXPECT_EQ(steps.count("Pad"), t.folds ? 0u : 1u);
+    const auto y = ex.run(std::vector<at::Tensor>{x});
+    ASSERT_EQ(y[0].sizes(), expected.sizes());
+    EXPECT_LE(max_rel(y[0], expected), 1e-5);  // fp32, another summation order
+    if (t.pad_also_requested) EXPECT_TRUE(at::equal(y[1], padded));
+  }
+}
