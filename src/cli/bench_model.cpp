@@ -141,6 +141,15 @@ void print_op_profile(const runtime::executor& ex, const at::Tensor& input, std:
   for (const auto& [name, e] : ops) {
     fmt::print("  {:<24} {:>8} {:>10.3f} {:>6.1f}%\n", name, e.calls / runs, e.ms / runs, 100.0 * e.ms / std::max(total, 1e-9));
   }
+  // The executor's own cost per step: what a run takes beyond its kernels (reading the clock
+  // around each kernel included, so it is an upper bound).
+  if (profile.runs > 0 && profile.steps > 0) {
+    const double outside = std::max(0.0, profile.run_ms - total);
+    fmt::print("  dispatch between kernels: {:.3f} ms per run of {:.3f} ms ({:.1f}%), {:.2f} us per step over {} steps\n",
+               outside / static_cast<double>(profile.runs), profile.run_ms / static_cast<double>(profile.runs),
+               100.0 * outside / std::max(profile.run_ms, 1e-9), 1e3 * outside / static_cast<double>(profile.steps),
+               profile.steps / profile.runs);
+  }
 }
 
 void run_bench_model(const model_options& o) {

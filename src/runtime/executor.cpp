@@ -446,6 +446,7 @@ std::map<std::string, at::Tensor> executor::run(const std::map<std::string, at::
 
 std::vector<at::Tensor> executor::execute(std::vector<at::Tensor> feeds, op_profile* profile) const {
   c10::InferenceMode inference;
+  const auto run_started = profile ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
   std::vector<at::Tensor> slots(slot_count_);
   for (const auto& [index, value] : constants_) slots[static_cast<std::size_t>(index)] = value;
   for (std::size_t i = 0; i < feeds.size(); ++i)
@@ -480,6 +481,11 @@ std::vector<at::Tensor> executor::execute(std::vector<at::Tensor> feeds, op_prof
     const at::Tensor& t = slots[static_cast<std::size_t>(o)];
     if (!t.defined()) fail(errc::internal, "an output was not computed");
     outputs.push_back(t.contiguous());
+  }
+  if (profile) {
+    profile->run_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - run_started).count();
+    ++profile->runs;
+    profile->steps += static_cast<std::int64_t>(steps_.size());
   }
   return outputs;
 }

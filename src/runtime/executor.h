@@ -31,6 +31,11 @@ struct op_profile {
     std::int64_t calls = 0;
   };
   std::map<std::string, entry> by_op;
+  /// Whole runs: their wall time and steps, so that the time outside the kernels (the executor's
+  /// own dispatch: argument passing, output checks, releases) is the difference.
+  double run_ms = 0;
+  std::int64_t runs = 0;
+  std::int64_t steps = 0;
 };
 
 class executor {

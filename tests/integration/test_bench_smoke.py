@@ -66,6 +66,12 @@ class BenchSmokeTest(unittest.TestCase):
         self.assertIn("Conv+Add+Relu", convs, out)
         self.assertGreater(sum(convs.values()), 10, out)
         self.assertAlmostEqual(sum(share for _, share in rows.values()), 100.0, delta=0.5)
+        # The executor's own cost between kernels, per run and per step; the step count is what runs.
+        m = re.search(r"^  dispatch between kernels: ([\d.]+) ms per run of ([\d.]+) ms \(([\d.]+)%\), "
+                      r"([\d.]+) us per step over (\d+) steps$", out, re.M)
+        self.assertIsNotNone(m, out)
+        self.assertLessEqual(float(m[1]), float(m[2]), out)
+        self.assertEqual(int(m[5]), sum(calls for calls, _ in rows.values()), out)
 
     def test_search_all_kinds(self):
         out = run("bench", "search", "--n", "5000", "--dim", "32", "--queries", "100", "--brute-seconds", "0.5")
