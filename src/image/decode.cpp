@@ -1,5 +1,7 @@
 #include "image/decode.h"
 
+#include "core/cpu_turns.h"
+
 #include "core/timing.h"
 
 #include <vips/vips8>
@@ -420,6 +422,7 @@ std::string_view sniff_image_format(std::string_view b) noexcept {
 }
 
 image_rgb8 decode_image(std::string_view bytes, const decode_limits& limits) {
+  const input_turn turn;  // shares the CPU with forward passes (core/cpu_turns.h)
   timed_span span("decode");
   if (bytes.empty()) fail(errc::bad_parameter, "image data is empty (0 bytes)");
   if (bytes.size() > limits.max_bytes) {
@@ -435,6 +438,7 @@ image_rgb8 decode_image(std::string_view bytes, const decode_limits& limits) {
 }
 
 image_rgba8 decode_image_rgba(std::string_view bytes, const decode_limits& limits) {
+  const input_turn turn;  // shares the CPU with forward passes (core/cpu_turns.h)
   timed_span span("decode");
   if (bytes.empty()) fail(errc::bad_parameter, "image data is empty (0 bytes)");
   if (bytes.size() > limits.max_bytes)

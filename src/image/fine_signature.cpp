@@ -1,5 +1,7 @@
 #include "image/fine_signature.h"
 
+#include "core/cpu_turns.h"
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -207,6 +209,7 @@ bool lossless_format(std::string_view format) noexcept {
 }
 
 std::vector<float> fine_signature(const image_rgb8& img, bool lossless, std::size_t file_bytes) {
+  const input_turn turn;  // shares the CPU with forward passes (core/cpu_turns.h)
   if (img.empty()) fail(errc::bad_parameter, "cannot compute the fine signature of an empty image");
   const std::vector<float> small = resize_area(trim_flat_borders(img), g, g);
   std::vector<std::uint8_t> bytes(static_cast<std::size_t>(fine_cells) + 2, 0);

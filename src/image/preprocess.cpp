@@ -1,5 +1,7 @@
 #include "image/preprocess.h"
 
+#include "core/cpu_turns.h"
+
 #include "core/timing.h"
 
 #include <nlohmann/json.hpp>
@@ -386,6 +388,7 @@ image_rgb8 center_crop_square(const image_rgb8& img) {
 }
 
 float_image preprocess(const image_rgb8& img, const preprocess_spec& spec) {
+  const input_turn turn;  // shares the CPU with forward passes (core/cpu_turns.h)
   timed_span span("preprocess");
   check_input(img);
   check_output_size(spec.width, spec.height);

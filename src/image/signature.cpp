@@ -1,5 +1,7 @@
 #include "image/signature.h"
 
+#include "core/cpu_turns.h"
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -109,6 +111,7 @@ image_rgb8 trim_flat_borders(const image_rgb8& img) {
 
 
 std::vector<float> perceptual_signature(const image_rgb8& img) {
+  const input_turn turn;  // shares the CPU with forward passes (core/cpu_turns.h)
   if (img.empty()) fail(errc::bad_parameter, "cannot compute the signature of an empty image");
   const std::vector<float> small = resize_area(trim_flat_borders(img), n, n);
   plane luma{};

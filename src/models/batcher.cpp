@@ -3,6 +3,9 @@
 #include <ATen/core/grad_mode.h>
 #include <c10/core/InferenceMode.h>
 
+#include <optional>
+
+#include "core/cpu_turns.h"
 #include "core/error.h"
 #include "runtime/compute.h"
 
@@ -57,6 +60,26 @@ void batcher::run() {
       while (expect_company && !stopping_ && rows_queued_ < max_batch_ &&
              cv_.wait_until(lock, deadline) != std::cv_status::timeout) {
       }
+      // When forwards and input steps take turns (core/cpu_turns.h) nothing is decoded during a
+      // forward, so companions arrive after it: while other threads' input steps are under way
+      // and the batch is not full, wait for them, at most one more forward's time. A thread
+      // between two steps (decode done, preprocessing next) holds none for a moment, so the
+      // wait ends only after a millisecond without any.
+      if (cpu_turns_enabled() && !stopping_ && rows_queued_ < max_batch_ && input_steps_pending() > 0) {
+        using steady = std::chrono::steady_clock;
+        const auto limit = std::max(deadline, steady::now()) + std::chrono::duration_cast<steady::duration>(last_forward_);
+        std::optional<steady::time_point> quiet_since;
+        while (!stopping_ && rows_queued_ < max_batch_ && steady::now() < limit) {
+          if (input_steps_pending() > 0) {
+            quiet_since.reset();
+          } else if (!quiet_since) {
+            quiet_since = steady::now();
+          } else if (steady::now() - *quiet_since >= std::chrono::milliseconds(1)) {
+            break;
+          }
+          cv_.wait_for(lock, std::chrono::microseconds(250));
+        }
+      }
       // The longest prefix of one row shape that fits: taking a later request past one that does
       // not fit (or has another shape) would let it overtake, and under steady load the skipped
       // one could wait indefinitely.
@@ -94,6 +117,10 @@ void batcher::run() {
         at::Tensor merged = inputs.size() == 1 ? inputs[0] : at::cat(inputs, 0);
         auto outputs = forward_(merged);
         double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        {
+          std::lock_guard lock(mutex_);
+          last_forward_ = std::chrono::duration<double>(seconds);
+        }
         // Before any caller learns its answer, so that a caller's next request counts as new.
         forward_done();
         if (observer_) observer_(static_cast<std::size_t>(merged.size(0)), seconds);

@@ -65,6 +65,7 @@ class batcher {
   bool forward_running_ = false;
   std::size_t arrived_during_forward_ = 0;
   bool load_concurrent_ = false;  ///< requests arrived while the last forward ran
+  std::chrono::duration<double> last_forward_{0};  ///< how long the last forward ran
   std::thread worker_;
 };
 

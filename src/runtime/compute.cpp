@@ -1,5 +1,7 @@
 #include "runtime/compute.h"
 
+#include "core/cpu_turns.h"
+
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
 
@@ -37,6 +39,7 @@ class compute_thread {
         f = std::move(queue_.front());
         queue_.pop_front();
       }
+      compute_turn turn;  // input steps of other threads pause while the team runs (core/cpu_turns.h)
       f();  // packaged tasks carry their own exceptions
     }
   }

@@ -1,11 +1,14 @@
 #include "runtime/threads.h"
 
+#include "core/cpu_turns.h"
+
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cstdlib>
+#include <string_view>
 #include <thread>
 
 #include "runtime/compute.h"
@@ -31,6 +34,10 @@ void configure_threads(int intra_op) {
   if (!std::getenv("OMP_WAIT_POLICY") && !std::getenv("GOMP_SPINCOUNT"))
     spdlog::info("runtime: neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT is set; idle OpenMP threads spin on shared cores");
   at::set_num_threads(threads);
+  // A team on every core cannot share them with decoders without stalling at its barriers;
+  // a smaller team leaves cores to them (core/cpu_turns.h). ACG2VEC_CPU_TURNS=0/1 decides by hand.
+  const char* turns_env = std::getenv("ACG2VEC_CPU_TURNS");
+  set_cpu_turns(turns_env && *turns_env ? std::string_view(turns_env) != "0" : threads >= cores);
   // The thread that runs every forward (runtime/compute.h) may have read the count already.
   set_compute_threads(threads);
   try {

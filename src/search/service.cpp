@@ -1,5 +1,7 @@
 #include "search/service.h"
 
+#include "core/cpu_turns.h"
+
 #include <spdlog/spdlog.h>
 #include <vips/vips8>
 
@@ -224,10 +226,22 @@ std::string search_service::write_thumbnail_tmp(const image::image_rgb8& img, co
                                                 const std::string& id) {
   std::string jpeg;
   try {
+    const input_turn turn;  // shares the CPU with forward passes (core/cpu_turns.h)
     auto v = vips::VImage::new_from_memory(const_cast<std::uint8_t*>(img.pixels.data()), img.pixels.size(), img.width,
                                            img.height, 3, VIPS_FORMAT_UCHAR);
-    double scale = std::min(1.0, static_cast<double>(thumbnail_side) / std::max(img.width, img.height));
-    if (scale < 1.0) v = v.resize(scale);
+    const double scale = std::min(1.0, static_cast<double>(thumbnail_side) / std::max(img.width, img.height));
+    if (scale < 1.0) {
+      // A box shrink by whole factors that leaves at least twice the thumbnail, then Lanczos-3
+      // to the exact size. vips_resize(), which means to do the same, took 11 ms for a 400x300
+      // image on this project's machines against 1.6 ms this way (305 ms against 44 ms at
+      // 21 MP): it was a fifth of ingest's CPU time.
+      const int tw = std::max(1, static_cast<int>(std::lround(img.width * scale)));
+      const int th = std::max(1, static_cast<int>(std::lround(img.height * scale)));
+      const int bx = std::max(1, static_cast<int>(img.width / (2.0 * tw)));
+      const int by = std::max(1, static_cast<int>(img.height / (2.0 * th)));
+      if (bx > 1 || by > 1) v = v.shrink(bx, by);
+      v = v.reduce(static_cast<double>(v.width()) / tw, static_cast<double>(v.height()) / th);
+    }
     void* buf = nullptr;
     std::size_t len = 0;
     v.write_to_buffer(".jpg", &buf, &len, vips::VImage::option()->set("Q", 85));
