@@ -63,21 +63,27 @@ bool on_compute_thread_now() noexcept { return is_compute_thread; }
 
 void post_to_compute_thread(std::function<void()> f) { the_compute_thread().post(std::move(f)); }
 
+void set_thread_openmp_threads(int threads) {
+  // ATen sets each thread's OpenMP thread count lazily on its first parallel op; do that first
+  // so it cannot undo this afterwards. The count is set through the loaded libgomp (libtorch's;
+  // the binary does not link it itself) and not with at::set_num_threads(): once that has been
+  // called, every thread's lazy set-up calls it again, and each call re-creates libtorch's
+  // pthreadpool, whose two new threads spin ~20 ms (0.3 s of CPU at the start of an ingest).
+  (void)at::get_num_threads();
+  using set_fn = void (*)(int);
+  if (auto set = reinterpret_cast<set_fn>(::dlsym(RTLD_DEFAULT, "omp_set_num_threads"))) set(threads);
+}
+
 void single_openmp_thread() {
   thread_local bool done = false;
   if (done || is_compute_thread) return;
   done = true;
-  // ATen sets each thread's OpenMP thread count lazily on its first parallel op, from the
-  // process-wide setting; do that first so it cannot undo the limit afterwards. OpenMP is
-  // reached through the loaded libgomp (libtorch's), as the binary does not link it itself.
-  (void)at::get_num_threads();
-  using set_fn = void (*)(int);
-  if (auto set = reinterpret_cast<set_fn>(::dlsym(RTLD_DEFAULT, "omp_set_num_threads"))) set(1);
+  set_thread_openmp_threads(1);
 }
 
 void set_compute_threads(int threads) {
   if (threads <= 0) return;
-  on_compute_thread([threads] { at::set_num_threads(threads); });
+  on_compute_thread([threads] { set_thread_openmp_threads(threads); });
 }
 
 }  // namespace acg2vec::runtime

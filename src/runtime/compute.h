@@ -38,6 +38,9 @@ auto on_compute_thread(F&& f) -> std::invoke_result_t<F> {
 /// Cheap after the first call on a thread; does nothing on the compute thread.
 void single_openmp_thread();
 
+/// @brief Sets the calling thread's OpenMP thread count for its ATen and oneDNN work.
+void set_thread_openmp_threads(int threads);
+
 /// @brief Sets the compute thread's intra-op thread count (<= 0 keeps the current one).
 void set_compute_threads(int threads);
 

@@ -33,7 +33,7 @@ void configure_threads(int intra_op) {
   // library user's process has none.
   if (!std::getenv("OMP_WAIT_POLICY") && !std::getenv("GOMP_SPINCOUNT"))
     spdlog::info("runtime: neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT is set; idle OpenMP threads spin on shared cores");
-  at::set_num_threads(threads);
+  set_thread_openmp_threads(threads);
   // A team on every core cannot share them with decoders without stalling at its barriers;
   // a smaller team leaves cores to them (core/cpu_turns.h). ACG2VEC_CPU_TURNS=0/1 decides by hand.
   const char* turns_env = std::getenv("ACG2VEC_CPU_TURNS");
