@@ -307,6 +307,8 @@ void run_bench_serve(const global_options& global, const serve_options& o) {
   double ingest_rate = 0;
   std::size_t ingested = 0;
   std::string ingest_note;
+  std::string ingest_cpu_line;
+  double ingest_cpu_ms = 0;  // core-ms per image, as `acg2vec ingest` measured itself
   if (!o.skip_ingest) {
     const auto files_dir = tmp.path() / "ingest-files";
     fs::create_directories(files_dir);
@@ -337,6 +339,11 @@ void run_bench_serve(const global_options& global, const serve_options& o) {
       ingest_rate = static_cast<double>(n) / secs;
       if (auto p = text.find("model passes: "); p != std::string::npos) {
         ingest_note = text.substr(p, text.find('\n', p) - p);
+      }
+      if (auto p = text.find("CPU: "); p != std::string::npos) {
+        ingest_cpu_line = text.substr(p, text.find('\n', p) - p);
+        if (auto q = ingest_cpu_line.rfind(", "); q != std::string::npos)
+          ingest_cpu_ms = std::strtod(ingest_cpu_line.c_str() + q + 2, nullptr);
       }
     } else {
       ingest_note = fmt::format("ingest failed (exit {}): {}", rc, text);
@@ -399,6 +406,16 @@ void run_bench_serve(const global_options& global, const serve_options& o) {
                              o.workers == 0 ? std::string("default") : std::to_string(o.workers)),
                  "-", ingest_rate, "-", "-", ingest_rate / bmax.items_per_s, max_batch);
       if (!ingest_note.empty()) fmt::print("  ingest {}\n", ingest_note);
+      if (ingest_cpu_ms > 0) {
+        // What an image cost the ingest against what its forward costs model-only: the rest
+        // (decode, signatures, thumbnail, store) bounds the ingest on these cores.
+        const double cores = std::max(1u, std::thread::hardware_concurrency());
+        const double forward_ms = 1e3 * cores / std::max(bmax.items_per_s, 1e-9);
+        fmt::print("  ingest {}; model-only batch {} costs {:.1f} core-ms per image, so at most {:.2f}x of it "
+                   "with this much other work per image\n",
+                   ingest_cpu_line, max_batch, forward_ms,
+                   forward_ms / std::max(ingest_cpu_ms, forward_ms));
+      }
     } else {
       fmt::print("{}\n", ingest_note);
     }

@@ -6,9 +6,11 @@
 #include <mutex>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "cli/commands.h"
 #include "core/files.h"
+#include "core/clock.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/thread_pool.h"
@@ -97,6 +99,7 @@ void add_collection_commands(CLI::App& app, global_options& global) {
       std::sort(files.begin(), files.end());
       std::atomic<std::size_t> stored{0}, existing{0}, duplicates{0}, non_images{0}, failed{0};
       auto start = std::chrono::steady_clock::now();
+      const double cpu_start = process_cpu_seconds();
       {
         progress_bar bar("ingest", files.size());
         std::size_t workers = o->workers;
@@ -140,6 +143,7 @@ void add_collection_commands(CLI::App& app, global_options& global) {
       }
       c.service.save_indexes();
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      const double cpu = process_cpu_seconds() - cpu_start;
       fmt::print("ingested {} new, {} already stored, {} duplicates, {} not images, {} failed; {} items in {:.1f}s\n",
                  stored.load(), existing.load(), duplicates.load(), non_images.load(), failed.load(),
                  c.store->count(), secs);
@@ -151,6 +155,12 @@ void add_collection_commands(CLI::App& app, global_options& global) {
                      passes->passes, static_cast<double>(passes->rows) / static_cast<double>(passes->passes), threads,
                      threads == 1 ? "" : "s", passes->seconds, secs);
         }
+      }
+      // Whether the run was held by the CPU, and what one image cost it (models and all else).
+      const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+      if (secs > 0 && stored + duplicates + existing > 0) {
+        fmt::print("CPU: {:.1f} core-seconds, {:.2f} of {} cores busy, {:.1f} core-ms per image\n", cpu, cpu / secs,
+                   cores, 1e3 * cpu / static_cast<double>(stored + duplicates + existing));
       }
       if (failed > 0 && stored == 0 && existing == 0) fail(errc::unsupported_media, "no file could be ingested");
     });

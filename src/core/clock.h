@@ -1,5 +1,7 @@
 #pragma once
-// Wall-clock time as stored with items (created_at/updated_at), and elapsed time for reports.
+// Wall-clock time as stored with items (created_at/updated_at), and elapsed and CPU time for reports.
+
+#include <sys/resource.h>
 
 #include <chrono>
 #include <cstdint>
@@ -15,6 +17,14 @@ inline std::int64_t unix_time_ms() {
 /// @brief Seconds elapsed on the steady clock since t.
 inline double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+/// @brief CPU time (user + system) of every thread of this process so far, in seconds.
+inline double process_cpu_seconds() {
+  rusage u{};
+  if (getrusage(RUSAGE_SELF, &u) != 0) return 0;
+  auto secs = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) * 1e-6; };
+  return secs(u.ru_utime) + secs(u.ru_stime);
 }
 
 }  // namespace acg2vec

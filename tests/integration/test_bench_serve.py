@@ -35,6 +35,14 @@ class BenchServeTest(unittest.TestCase):
         self.assertNotIn("errors", row3.group(2), out)
         self.assertRegex(out, rf"ingest, \d+ images, 2 workers\s+-\s+{num}\s+-\s+-\s+{num}x of model-only batch 8")
         self.assertRegex(out, rf"CPU bound with decoding on the same \d+ cores: {num}/s = {num}x of model-only batch 8")
+        # What one ingested image cost the CPU, as `acg2vec ingest` measured itself, against its forward.
+        cpu = re.search(rf"^  ingest CPU: ({num}) core-seconds, ({num}) of (\d+) cores busy, ({num}) core-ms per image; "
+                        rf"model-only batch 8 costs ({num}) core-ms per image, so at most ({num})x of it", out, re.M)
+        self.assertIsNotNone(cpu, out)
+        self.assertGreater(float(cpu.group(1)), 0.0)
+        self.assertLessEqual(float(cpu.group(2)), int(cpu.group(3)) + 0.05)
+        self.assertGreater(float(cpu.group(4)), 0.0)
+        self.assertLessEqual(float(cpu.group(6)), 1.0)
         # The Server-Timing breakdown of each client level: every span, and the handler holds the
         # decode, preprocess and forward of its request.
         for clients in ("1 client", "3 clients"):
