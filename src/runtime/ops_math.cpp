@@ -1,7 +1,6 @@
 // Element-wise, reduction and linear-algebra kernels.
 #include "core/error.h"
 #include "runtime/ops.h"
-#include "runtime/softmax.h"
 
 #include <ATen/ExpandUtils.h>
 #include <ATen/Parallel.h>
@@ -101,24 +100,6 @@ at::Tensor coerced_2d(const at::Tensor& x, std::int64_t axis, std::int64_t opset
   for (std::int64_t i = 0; i < axis; ++i) outer *= x.size(i);
   at::Tensor y = f(x.reshape({outer, x.numel() / std::max<std::int64_t>(outer, 1)}), 1);
   return y.reshape(x.sizes());
-}
-
-// Softmax over the last axis of a contiguous float CPU tensor runs our row kernel (softmax.h),
-// about twice as fast as libtorch's; any other axis, type or layout keeps libtorch's.
-at::Tensor softmax_along(const at::Tensor& x, std::int64_t axis) {
-  if (x.scalar_type() != at::kFloat || !x.device().is_cpu() || x.dim() == 0 || axis != x.dim() - 1 ||
-      !x.is_contiguous() || x.numel() == 0)
-    return at::softmax(x, axis);
-  const std::int64_t n = x.size(-1), rows = x.numel() / n;
-  at::Tensor y = at::empty(x.sizes(), x.options());
-  const float* in = x.data_ptr<float>();
-  float* out = y.data_ptr<float>();
-  // About 32K elements per task, so that a small tensor stays on the calling thread.
-  const std::int64_t grain = std::max<std::int64_t>(1, (std::int64_t{1} << 15) / n);
-  at::parallel_for(0, rows, grain, [&](std::int64_t begin, std::int64_t end) {
-    softmax_rows(in + begin * n, out + begin * n, end - begin, n);
-  });
-  return y;
 }
 
 at::Tensor hardmax_along(const at::Tensor& x, std::int64_t axis) {
