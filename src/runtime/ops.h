@@ -82,6 +82,9 @@ std::vector<std::int64_t> to_ints(const at::Tensor& t);
 double to_double(const at::Tensor& t);
 /// @brief Resolves a possibly negative axis against rank, failing when out of range.
 std::int64_t normalize_axis(std::int64_t axis, std::int64_t rank, std::string_view op);
+/// @brief at::softmax(x, axis); through our row kernel (softmax.h) when axis is the last one of a
+/// contiguous float CPU tensor (ops_softmax.cpp).
+at::Tensor softmax_along(const at::Tensor& x, std::int64_t axis);
 /// @brief Fails when a tensor that an op is about to create would exceed the element limit.
 void check_numel(const std::vector<std::int64_t>& shape, std::string_view op);
 /// @brief ONNX TensorProto data type code to ATen dtype (fails on types libtorch lacks).

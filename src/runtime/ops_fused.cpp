@@ -5,12 +5,13 @@
 // and read again by the second GEMM: for a 24x24-token map with 4 heads that is 5.3 MB per
 // image, four trips through memory. Here the rows of one head are taken a block at a time; the
 // block's scores and probabilities stay in two per-thread buffers of at most 128 KiB each while
-// both GEMMs and the softmax run on them, and only the [m, dv] result is written.
+// both GEMMs and the softmax (softmax.h, our own: libtorch's took twice ORT's time) run on
+// them, and only the [m, dv] result is written.
 #include "core/error.h"
 #include "runtime/ops.h"
+#include "runtime/softmax.h"
 
 #include <ATen/Parallel.h>
-#include <c10/core/InferenceMode.h>
 #include <dlfcn.h>
 
 #include <algorithm>
@@ -120,7 +121,6 @@ at::Tensor attention(at::Tensor q, at::Tensor kt, at::Tensor v, double scale) {
   float* op = out.data_ptr<float>();
   const float alpha = static_cast<float>(scale);
   at::parallel_for(0, count * blocks, 1, [&](std::int64_t begin, std::int64_t end) {
-    c10::InferenceMode guard;
     // Uninitialised: every element is written by the GEMM before it is read.
     const std::unique_ptr<float[]> buffer(new float[static_cast<std::size_t>(2 * rows * n)]);
     float* scores = buffer.get();
@@ -132,9 +132,8 @@ at::Tensor attention(at::Tensor q, at::Tensor kt, at::Tensor v, double scale) {
       const float* qa = qp + oq[ii] + r0 * (lq.trans ? 1 : lq.ld);
       gemm_rows(sgemm, static_cast<int>(r), static_cast<int>(n), static_cast<int>(k), alpha, qa, lq, kp + ok[ii], lk,
                 scores, static_cast<int>(n));
-      at::Tensor s = at::from_blob(scores, {r, n}, at::kFloat);
-      at::Tensor p = at::from_blob(probs, {r, n}, at::kFloat);
-      at::_softmax_out(p, s, 1, false);
+      // The block is r contiguous rows of n scores (ldc = n above).
+      softmax_rows(scores, probs, r, n);
       gemm_rows(sgemm, static_cast<int>(r), static_cast<int>(dv), static_cast<int>(n), 1.0F, probs,
                 blas_view{false, n}, vp + ov[ii], lv, op + (i * m + r0) * dv, static_cast<int>(dv));
     }

@@ -398,7 +398,7 @@ void register_reductions(kernel_registry& r) {
       return [op, opset, axis](const tensor_list& in) {
         const at::Tensor& x = need(in, 0, op);
         auto f = [&](const at::Tensor& t, std::int64_t a) {
-          if (op == "Softmax") return at::softmax(t, a);
+          if (op == "Softmax") return softmax_along(t, a);
           if (op == "LogSoftmax") return at::log_softmax(t, a);
           return hardmax_along(t, a);
         };
