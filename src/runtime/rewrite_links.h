@@ -44,4 +44,20 @@ inline std::unordered_map<std::string, at::Tensor> constant_values(const graph& 
 }
 
 
+/// What is known of a graph's values at load time: its initializers and its Constant nodes' values.
+class known_constants {
+ public:
+  explicit known_constants(const graph& g) : g_(&g), nodes_(constant_values(g)) {}
+  /// @brief The value of name, or nullptr when it is not a load-time constant.
+  const at::Tensor* operator()(const std::string& name) const {
+    if (auto it = g_->initializers.find(name); it != g_->initializers.end()) return &it->second;
+    if (auto it = nodes_.find(name); it != nodes_.end()) return &it->second;
+    return nullptr;
+  }
+
+ private:
+  const graph* g_;
+  std::unordered_map<std::string, at::Tensor> nodes_;
+};
+
 }  // namespace acg2vec::runtime::rewrite

@@ -17,7 +17,7 @@
 
 namespace acg2vec::runtime {
 
-using rewrite::constant_values;
+using rewrite::known_constants;
 using rewrite::drop_removed;
 using rewrite::link_values;
 
@@ -27,12 +27,7 @@ using rewrite::link_values;
 // Intermediate values must have a single reader and must not be requested outputs.
 void fuse_patterns(graph& g, const std::set<std::string>& keep) {
   auto [readers, producer] = link_values(g);
-  const auto constant_nodes = constant_values(g);
-  auto constant = [&](const std::string& name) -> const at::Tensor* {
-    if (auto it = g.initializers.find(name); it != g.initializers.end()) return &it->second;
-    if (auto it = constant_nodes.find(name); it != constant_nodes.end()) return &it->second;
-    return nullptr;
-  };
+  const known_constants constant(g);
   auto scalar_is = [&](const std::string& name, double value) {
     const at::Tensor* t = constant(name);
     return t && t->numel() == 1 && at::isFloatingType(t->scalar_type()) &&
@@ -158,12 +153,7 @@ void fuse_convolutions(graph& g, const std::set<std::string>& keep) {
   for (std::size_t i = 0; i < g.nodes.size(); ++i)
     for (const auto& in : g.nodes[i].inputs)
       if (!in.empty()) readers[in].push_back(i);
-  const auto constant_nodes = constant_values(g);
-  const std::function<const at::Tensor*(const std::string&)> constant = [&](const std::string& name) -> const at::Tensor* {
-    if (auto it = g.initializers.find(name); it != g.initializers.end()) return &it->second;
-    if (auto it = constant_nodes.find(name); it != constant_nodes.end()) return &it->second;
-    return nullptr;
-  };
+  const std::function<const at::Tensor*(const std::string&)> constant = known_constants(g);
   std::vector<bool> removed(g.nodes.size(), false);
   // The single reader of v, when v is private to it (one read, not requested).
   auto sole_reader = [&](const std::string& v) -> std::optional<std::size_t> {
@@ -304,12 +294,10 @@ void fuse_gemm_activations(graph& g, const std::set<std::string>& keep) {
 // [.., m, n] score tensor out. K^T is taken as it is (whatever produced it stays in the graph).
 void fuse_attention(graph& g, const std::set<std::string>& keep) {
   auto [reader_counts, producer] = link_values(g);
-  const auto constant_nodes = constant_values(g);
+  const known_constants constant(g);
   // A floating-point scalar constant (rank 0 or 1, one element), as double.
   auto scalar = [&](const std::string& name) -> std::optional<double> {
-    const at::Tensor* t = nullptr;
-    if (auto it = g.initializers.find(name); it != g.initializers.end()) t = &it->second;
-    else if (auto it2 = constant_nodes.find(name); it2 != constant_nodes.end()) t = &it2->second;
+    const at::Tensor* t = constant(name);
     if (!t || t->numel() != 1 || t->dim() > 1 || !at::isFloatingType(t->scalar_type())) return std::nullopt;
     return t->to(at::kDouble).item<double>();
   };
@@ -406,12 +394,7 @@ namespace acg2vec::runtime {
 // becomes LayerNormalization(x, gamma, beta; axis -1, epsilon eps): one pass instead of nine.
 void fuse_layer_norms(graph& g, const std::set<std::string>& keep) {
   auto [reader_counts, producer] = link_values(g);
-  const auto constant_nodes = constant_values(g);
-  auto constant = [&](const std::string& name) -> const at::Tensor* {
-    if (auto it = g.initializers.find(name); it != g.initializers.end()) return &it->second;
-    if (auto it = constant_nodes.find(name); it != constant_nodes.end()) return &it->second;
-    return nullptr;
-  };
+  const known_constants constant(g);
   auto scalar = [&](const std::string& name) -> std::optional<double> {
     const at::Tensor* t = constant(name);
     if (!t || t->numel() != 1 || t->dim() > 1 || !at::isFloatingType(t->scalar_type())) return std::nullopt;

@@ -11,7 +11,7 @@
 
 namespace acg2vec::runtime {
 
-using rewrite::constant_values;
+using rewrite::known_constants;
 using rewrite::drop_removed;
 using rewrite::link_values;
 
@@ -77,12 +77,7 @@ void fold_batch_norms(graph& g, const std::set<std::string>& keep) {
 // convolution can add itself. Pools are left alone: their padding is not zero (-inf for max).
 void fold_pads(graph& g, const std::set<std::string>& keep) {
   auto [readers, producer] = link_values(g);
-  const auto constant_nodes = constant_values(g);
-  auto constant = [&](const std::string& name) -> const at::Tensor* {
-    if (auto it = g.initializers.find(name); it != g.initializers.end()) return &it->second;
-    if (auto it = constant_nodes.find(name); it != constant_nodes.end()) return &it->second;
-    return nullptr;
-  };
+  const known_constants constant(g);
   std::unordered_map<std::string, std::size_t> reader_of;  // value -> its reading node, when one
   for (std::size_t i = 0; i < g.nodes.size(); ++i)
     for (const auto& in : g.nodes[i].inputs) reader_of[in] = i;
