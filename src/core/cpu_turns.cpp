@@ -1,6 +1,7 @@
 #include "core/cpu_turns.h"
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 
@@ -23,6 +24,8 @@ turns& the_turns() {
   return *t;
 }
 
+constexpr std::chrono::milliseconds max_input_wait{250};
+
 thread_local int depth = 0;  // turns this thread holds (input or compute)
 
 }  // namespace
@@ -36,8 +39,10 @@ input_turn::input_turn() {
   if (depth > 0 || !t.enabled.load(std::memory_order_relaxed)) return;
   t.pending.fetch_add(1, std::memory_order_relaxed);
   std::unique_lock lock(t.mutex);
-  // A forward that is running or waiting goes first.
-  t.changed.wait(lock, [&] { return !t.computing && t.computes_waiting == 0; });
+  // A forward that is running or waiting goes first, for a while: past max_input_wait (a large
+  // model's batch, an upscale) the step shares the cores as it would without turns, so a request
+  // that needs no model never waits for a long compute task.
+  t.changed.wait_for(lock, max_input_wait, [&] { return !t.computing && t.computes_waiting == 0; });
   ++t.inputs;
   held_ = true;
   ++depth;

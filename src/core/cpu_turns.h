@@ -5,7 +5,8 @@
 // 16 ingest workers a MobileNetV2 pass of 6 images ran 60 ms instead of 19, and the spinning at
 // the barriers burned the time the decoders were meant to use. Taking turns, a forward waits
 // briefly for the input steps already running (never longer than max_wait), new input steps wait
-// for the forward, and each runs on every core in its turn.
+// for the forward (at most 250 ms: past that they share the cores, as without turns), and each
+// runs on every core in its turn.
 //
 // Input steps must not wait for a forward while they hold a turn (they are pure CPU work), and a
 // turn taken while the thread already holds one is free, so nesting cannot deadlock.

@@ -57,6 +57,22 @@ TEST(CpuTurns, InputStepsWaitWhileAForwardRunsAndOnlyThen) {
   EXPECT_EQ(input_steps_pending(), 0);
 }
 
+TEST(CpuTurns, AnInputStepWaitsForALongComputeTaskOnlyForAWhile) {
+  turns_on on;
+  std::promise<void> release;
+  std::atomic<bool> computing{false};
+  auto upscale = on_thread([&] {  // a compute task of minutes
+    compute_turn turn;
+    computing = true;
+    release.get_future().wait();
+  });
+  while (!computing) std::this_thread::sleep_for(1ms);
+  auto input = on_thread([] { input_turn turn; });
+  EXPECT_EQ(input.wait_for(60s), std::future_status::ready);  // 250 ms, then it shares the cores
+  release.set_value();
+  upscale.get();
+}
+
 TEST(CpuTurns, AForwardWaitsForRunningInputStepsUpToItsLimit) {
   turns_on on;
   std::promise<void> release;
